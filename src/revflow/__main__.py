@@ -1,0 +1,3 @@
+from revflow.cli import app
+
+app()

@@ -1,0 +1,128 @@
+"""The ASGI application: routers, problem handlers, body limit, health and metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from revflow import problems
+from revflow.audit.routes import router as audit_router
+from revflow.auth.routes import router as auth_router
+from revflow.config import Settings, get_settings
+from revflow.db import Database
+from revflow.errors import PayloadTooLarge
+from revflow.logging import get_logger
+from revflow.workflows.routes import router as workflows_router
+
+log = get_logger("revflow.app")
+
+REQUESTS = Counter("revflow_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("revflow_http_request_seconds", "HTTP request latency", ["method", "route"])
+
+
+class BodyLimit:
+    """Refuse bodies over ``max_request_bytes`` with 413 before they are read into memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    # An HTTPException, so that the framework's body reader passes it through.
+                    raise StarletteHTTPException(413)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = PayloadTooLarge(f"The body is larger than {self.max_bytes} bytes")
+        await problems.problem_response(error)(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    """Build the application; ``db`` lets tests and the CLI share an engine."""
+    settings = settings or get_settings()
+    owns_db = db is None
+    database = db or Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_db:
+            await database.dispose()
+
+    app = FastAPI(
+        title="revflow",
+        version="0.1.0",
+        summary="Workflow automation with immutable versions, compare, publish and migration.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    problems.install(app)
+    app.include_router(auth_router)
+    app.include_router(workflows_router)
+    app.include_router(audit_router)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        elapsed = time.perf_counter() - started
+        REQUESTS.labels(request.method, template, response.status_code).inc()
+        LATENCY.labels(request.method, template).observe(elapsed)
+        if response.status_code >= 500:
+            log.warning("request", method=request.method, path=request.url.path,
+                        status=response.status_code, ms=round(elapsed * 1000, 2))
+        return response
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        try:
+            async with database.session() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            return JSONResponse({"status": "unavailable", "detail": str(exc)}, 503)
+        return JSONResponse({"status": "ok", "database": "sqlite" if database.is_sqlite
+                             else "postgresql"})
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    return app

@@ -1,0 +1,175 @@
+"""The audit trail: one entry per change, written in the change's own transaction.
+
+Entries of an account form a hash chain. The chain's head (``audit_heads``) is updated with a
+row lock, so concurrent changes of one account append one after the other and the chain never
+forks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from revflow.db import utcnow
+from revflow.kit.jsonutil import canonical, sha256_hex
+from revflow.models import AuditEntry, AuditHead
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change: the user named by the API key, and the key."""
+
+    user: str
+    key_id: uuid.UUID | None = None
+
+
+SYSTEM = Actor(user="system")
+
+
+def entry_hash(
+    *,
+    prev_hash: str,
+    seq: int,
+    at: dt.datetime,
+    actor_user: str,
+    actor_key_id: uuid.UUID | None,
+    action: str,
+    workflow_id: uuid.UUID | None,
+    object_type: str,
+    object_id: str,
+    details: dict[str, Any],
+) -> str:
+    """SHA-256 over the previous hash and every field of the entry."""
+    body = {
+        "seq": seq,
+        "at": at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+        "actor_user": actor_user,
+        "actor_key_id": str(actor_key_id) if actor_key_id else None,
+        "action": action,
+        "workflow_id": str(workflow_id) if workflow_id else None,
+        "object_type": object_type,
+        "object_id": object_id,
+        "details": details,
+    }
+    return sha256_hex(prev_hash.encode() + canonical(body))
+
+
+async def record(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    actor: Actor,
+    action: str,
+    *,
+    object_type: str,
+    object_id: str | uuid.UUID,
+    workflow_id: uuid.UUID | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Append an entry to the account's chain (flushes; the caller commits)."""
+    head = (
+        await session.execute(
+            update(AuditHead)
+            .where(AuditHead.account_id == account_id)
+            .values(seq=AuditHead.seq + 1)
+            .returning(AuditHead.seq, AuditHead.hash)
+        )
+    ).one()
+    seq, prev_hash = int(head.seq), str(head.hash)
+    at = utcnow()
+    details = details or {}
+    digest = entry_hash(
+        prev_hash=prev_hash,
+        seq=seq,
+        at=at,
+        actor_user=actor.user,
+        actor_key_id=actor.key_id,
+        action=action,
+        workflow_id=workflow_id,
+        object_type=object_type,
+        object_id=str(object_id),
+        details=details,
+    )
+    entry = AuditEntry(
+        account_id=account_id,
+        seq=seq,
+        at=at,
+        actor_user=actor.user,
+        actor_key_id=actor.key_id,
+        action=action,
+        workflow_id=workflow_id,
+        object_type=object_type,
+        object_id=str(object_id),
+        details=details,
+        prev_hash=prev_hash,
+        hash=digest,
+    )
+    session.add(entry)
+    await session.execute(
+        update(AuditHead).where(AuditHead.account_id == account_id).values(hash=digest)
+    )
+    return entry
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    account_id: uuid.UUID
+    entries: int
+    ok: bool
+    first_bad_seq: int | None = None
+    first_bad_id: uuid.UUID | None = None
+    problem: str | None = None
+
+
+async def verify_account(session: AsyncSession, account_id: uuid.UUID) -> VerifyResult:
+    """Walk the chain in order and name the first entry that does not match."""
+    prev_hash = ""
+    expected_seq = 1
+    count = 0
+    result = await session.stream(
+        select(AuditEntry)
+        .where(AuditEntry.account_id == account_id)
+        .order_by(AuditEntry.seq)
+        .execution_options(yield_per=1000)
+    )
+    async for entry in result.scalars():
+        count += 1
+        problem = None
+        if entry.seq != expected_seq:
+            problem = f"entry {expected_seq} is missing (next entry is {entry.seq})"
+        elif entry.prev_hash != prev_hash:
+            problem = "prev_hash does not match the previous entry"
+        else:
+            digest = entry_hash(
+                prev_hash=entry.prev_hash,
+                seq=entry.seq,
+                at=entry.at,
+                actor_user=entry.actor_user,
+                actor_key_id=entry.actor_key_id,
+                action=entry.action,
+                workflow_id=entry.workflow_id,
+                object_type=entry.object_type,
+                object_id=entry.object_id,
+                details=entry.details,
+            )
+            if digest != entry.hash:
+                problem = "the entry's content does not match its hash"
+        if problem:
+            return VerifyResult(account_id, count, False, expected_seq, entry.id, problem)
+        prev_hash = entry.hash
+        expected_seq += 1
+    head = await session.get(AuditHead, account_id)
+    if head is not None and (head.seq != expected_seq - 1 or head.hash != prev_hash):
+        return VerifyResult(
+            account_id,
+            count,
+            False,
+            expected_seq,
+            None,
+            f"entries after {expected_seq - 1} are missing (the chain's head is at {head.seq})",
+        )
+    return VerifyResult(account_id, count, True)

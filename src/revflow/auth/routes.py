@@ -1,0 +1,137 @@
+"""Accounts (operator token) and API keys (admins)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from revflow.audit.service import Actor
+from revflow.auth import service
+from revflow.deps import Admin, ReadSession, SettingsDep, WriteSession, commit
+from revflow.errors import NotFound, Unauthorized
+from revflow.kit.pagination import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    cursor_datetime,
+    cursor_uuid,
+    decode_cursor,
+    encode_cursor,
+)
+from revflow.models import ApiKey
+from revflow.workflows.repository import parse_id
+
+router = APIRouter(prefix="/api/v1", tags=["accounts"])
+
+Text200 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Role = Literal["viewer", "editor", "admin"]
+
+
+class AccountCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Text200
+
+
+class AccountOut(BaseModel):
+    id: str
+    name: str
+
+
+class AccountCreated(BaseModel):
+    account: AccountOut
+    api_key: str
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: Text200
+    role: Role
+
+
+class KeyOut(BaseModel):
+    id: str
+    user: str
+    role: Role
+    prefix: str
+    created_at: str
+    revoked_at: str | None
+
+
+class KeyCreated(BaseModel):
+    id: str
+    user: str
+    role: Role
+    api_key: str
+
+
+class KeyList(BaseModel):
+    items: list[KeyOut]
+    next_cursor: str | None
+
+
+def key_out(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": str(key.id),
+        "user": key.user,
+        "role": key.role,
+        "prefix": key.prefix,
+        "created_at": key.created_at.isoformat(),
+        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+    }
+
+
+@router.post("/accounts", status_code=201, response_model=AccountCreated)
+async def create_account(
+    body: AccountCreate,
+    session: WriteSession,
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
+    token = (authorization or "").removeprefix("Bearer ").strip()
+    expected = settings.admin_token
+    if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise Unauthorized("Creating accounts needs the operator token (REVFLOW_ADMIN_TOKEN)")
+    account, clear = await service.create_account(session, body.name, Actor(user="operator"))
+    await commit(session)
+    return {"account": {"id": str(account.id), "name": account.name}, "api_key": clear}
+
+
+@router.post("/api-keys", status_code=201, response_model=KeyCreated)
+async def create_key(body: KeyCreate, principal: Admin, session: WriteSession) -> dict[str, Any]:
+    key, clear = await service.create_key(
+        session, principal.account_id, user=body.user, role=body.role, actor=principal.actor
+    )
+    await commit(session)
+    return {"id": str(key.id), "user": key.user, "role": key.role, "api_key": clear}
+
+
+@router.get("/api-keys", response_model=KeyList)
+async def list_keys(
+    principal: Admin,
+    session: ReadSession,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    after = decode_cursor(cursor, {}, 2)
+    keys = await service.list_keys(
+        session, principal.account_id,
+        after=(cursor_datetime(after[0]), cursor_uuid(after[1])) if after else None,
+        limit=limit + 1,
+    )
+    next_cursor = None
+    if len(keys) > limit:
+        last = keys[limit - 1]
+        next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)], {})
+    return {"items": [key_out(k) for k in keys[:limit]], "next_cursor": next_cursor}
+
+
+@router.delete("/api-keys/{key_id}", response_model=KeyOut)
+async def revoke_key(key_id: str, principal: Admin, session: WriteSession) -> dict[str, Any]:
+    parsed = parse_id(key_id)
+    if parsed is None:
+        raise NotFound("No such API key")
+    key = await service.revoke_key(session, principal.account_id, parsed, principal.actor)
+    await commit(session)
+    return key_out(key)

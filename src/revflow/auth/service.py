@@ -1,0 +1,119 @@
+"""Accounts and API keys. Keys are stored as SHA-256 digests; the clear key is shown once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from revflow.audit import service as audit
+from revflow.audit.service import Actor
+from revflow.db import utcnow
+from revflow.errors import NotFound
+from revflow.models import Account, ApiKey, AuditHead
+
+KEY_PREFIX = "rf_"
+ROLE_RANK = {"viewer": 0, "editor": 1, "admin": 2}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller, as named by its API key."""
+
+    account_id: uuid.UUID
+    key_id: uuid.UUID
+    user: str
+    role: str
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(user=self.user, key_id=self.key_id)
+
+    def can(self, role: str) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+def hash_key(clear: str) -> bytes:
+    return hashlib.sha256(clear.encode()).digest()
+
+
+def _new_clear_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+async def create_account(session: AsyncSession, name: str, actor: Actor) -> tuple[Account, str]:
+    """A new account with an admin key for ``actor.user``; answers the account and the key."""
+    account = Account(name=name)
+    session.add(account)
+    await session.flush()
+    session.add(AuditHead(account_id=account.id, seq=0, hash=""))
+    await session.flush()
+    await audit.record(
+        session, account.id, actor, "account.created",
+        object_type="account", object_id=account.id, details={"name": name},
+    )
+    _key, clear = await create_key(session, account.id, user="admin", role="admin", actor=actor)
+    return account, clear
+
+
+async def create_key(
+    session: AsyncSession, account_id: uuid.UUID, *, user: str, role: str, actor: Actor
+) -> tuple[ApiKey, str]:
+    clear = _new_clear_key()
+    key = ApiKey(
+        account_id=account_id, user=user, role=role, key_hash=hash_key(clear), prefix=clear[:10]
+    )
+    session.add(key)
+    await session.flush()
+    await audit.record(
+        session, account_id, actor, "api_key.created",
+        object_type="api_key", object_id=key.id, details={"user": user, "role": role},
+    )
+    return key, clear
+
+
+async def list_keys(
+    session: AsyncSession, account_id: uuid.UUID, *, after: tuple[dt.datetime, uuid.UUID] | None, limit: int
+) -> Sequence[ApiKey]:
+    query = select(ApiKey).where(ApiKey.account_id == account_id)
+    if after is not None:
+        query = query.where(tuple_(ApiKey.created_at, ApiKey.id) > tuple_(*after))
+    query = query.order_by(ApiKey.created_at, ApiKey.id).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def revoke_key(
+    session: AsyncSession, account_id: uuid.UUID, key_id: uuid.UUID, actor: Actor
+) -> ApiKey:
+    key = await session.scalar(
+        select(ApiKey).where(ApiKey.account_id == account_id, ApiKey.id == key_id)
+    )
+    if key is None:
+        raise NotFound("No such API key")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        await audit.record(
+            session, account_id, actor, "api_key.revoked",
+            object_type="api_key", object_id=key.id, details={"user": key.user},
+        )
+    return key
+
+
+async def authenticate(session: AsyncSession, clear: str) -> Principal | None:
+    """The principal of an active key, or ``None``."""
+    row = (
+        await session.execute(
+            select(ApiKey.id, ApiKey.account_id, ApiKey.user, ApiKey.role).where(
+                ApiKey.key_hash == hash_key(clear), ApiKey.revoked_at.is_(None)
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    return Principal(account_id=row.account_id, key_id=row.id, user=row.user, role=row.role)

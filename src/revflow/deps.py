@@ -1,0 +1,81 @@
+"""Request dependencies shared by every route: the database, sessions and the caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from revflow.auth.service import Principal, authenticate
+from revflow.config import Settings
+from revflow.db import Database
+from revflow.errors import ConcurrentChange, Forbidden, Unauthorized
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def read_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator[AsyncSession]:
+    async with db.session() as session:
+        yield session
+
+
+async def write_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator[AsyncSession]:
+    async with db.session(write=True) as session:
+        yield session
+
+
+async def current_principal(
+    request: Request, db: Annotated[Database, Depends(get_db)]
+) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Send Authorization: Bearer <api key>")
+    async with db.session() as session:
+        principal = await authenticate(session, token.strip())
+    if principal is None:
+        raise Unauthorized("The API key is unknown or revoked")
+    request.state.principal = principal
+    return principal
+
+
+def _require(role: str) -> object:
+    async def dependency(
+        principal: Annotated[Principal, Depends(current_principal)],
+    ) -> Principal:
+        if not principal.can(role):
+            raise Forbidden(f"This needs the {role} role; your key has {principal.role}")
+        return principal
+
+    dependency.__name__ = f"require_{role}"
+    return dependency
+
+
+Viewer = Annotated[Principal, Depends(_require("viewer"))]
+Editor = Annotated[Principal, Depends(_require("editor"))]
+Admin = Annotated[Principal, Depends(_require("admin"))]
+ReadSession = Annotated[AsyncSession, Depends(read_session)]
+WriteSession = Annotated[AsyncSession, Depends(write_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def commit(session: AsyncSession) -> None:
+    """Commit the request's transaction; a constraint that fires here means a lost race."""
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise ConcurrentChange(
+            "A concurrent request changed the same object first; read it again and retry"
+        ) from exc

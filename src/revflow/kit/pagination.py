@@ -1,0 +1,80 @@
+"""Opaque cursors for keyset pagination.
+
+A cursor carries the sort key of the last item and a fingerprint of the filters it was made
+for, so a cursor replayed against other filters is refused rather than silently skipping rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+from revflow.errors import InvalidCursor
+from revflow.kit.jsonutil import canonical, sha256_hex
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def _fingerprint(filters: dict[str, Any]) -> str:
+    return sha256_hex(canonical(filters))[:16]
+
+
+def encode_cursor(key: list[Any], filters: dict[str, Any]) -> str:
+    raw = canonical({"k": key, "f": _fingerprint(filters)})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, filters: dict[str, Any], arity: int) -> list[Any] | None:
+    """The sort key inside ``cursor``; ``None`` for the first page."""
+    if cursor is None:
+        return None
+    problem = [{"parameter": "cursor", "in": "query", "pointer": "/cursor"}]
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidCursor([{**problem[0], "message": "the cursor is malformed"}]) from None
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("k"), list)
+        or len(data["k"]) != arity
+    ):
+        raise InvalidCursor([{**problem[0], "message": "the cursor is malformed"}])
+    if data.get("f") != _fingerprint(filters):
+        raise InvalidCursor(
+            [{**problem[0], "message": "the cursor was made for other filters"}]
+        )
+    return list(data["k"])
+
+
+def _malformed() -> InvalidCursor:
+    return InvalidCursor(
+        [{"parameter": "cursor", "in": "query", "pointer": "/cursor",
+          "message": "the cursor is malformed"}]
+    )
+
+
+def cursor_datetime(value: Any) -> dt.datetime:
+    """A datetime read back from a cursor (422 if it is not one)."""
+    try:
+        return dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise _malformed() from None
+
+
+def cursor_uuid(value: Any) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise _malformed() from None
+
+
+def cursor_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _malformed()
+    return value

@@ -1,0 +1,265 @@
+"""Every table of revflow. Each row carries ``account_id`` and every index leads with it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from revflow.db import Base, JSONType, UTCDateTime, new_id, utcnow
+
+LIVE_STATUSES = ("active", "waiting")
+ROLES = ("viewer", "editor", "admin")
+VERSION_STATUSES = ("draft", "published", "canary", "retired", "archived")
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AuditHead(Base):
+    """The last entry of an account's audit chain; its row lock orders the chain."""
+
+    __tablename__ = "audit_heads"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    hash: Mapped[str] = mapped_column(String(64), default="")
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("role IN ('viewer', 'editor', 'admin')", name="role"),
+        Index(None, "account_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    user: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class Workflow(Base):
+    __tablename__ = "workflows"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'paused')", name="status"),
+        UniqueConstraint("account_id", "id"),
+        Index(None, "account_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    current_version: Mapped[int | None] = mapped_column(Integer)
+    canary_version: Mapped[int | None] = mapped_column(Integer)
+    canary_percent: Mapped[int | None] = mapped_column(Integer)
+    # Number of versions created so far; the next version is version_count + 1 (gapless).
+    version_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Bumped on every change to the workflow or its versions; the ETag is derived from it.
+    revision: Mapped[int] = mapped_column(BigInteger, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Version(Base):
+    __tablename__ = "versions"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "number"),
+        CheckConstraint(
+            "status IN ('draft', 'published', 'canary', 'retired', 'archived')", name="status"
+        ),
+        CheckConstraint("number >= 1", name="number_positive"),
+        ForeignKeyConstraint(
+            ["account_id", "workflow_id"], ["workflows.account_id", "workflows.id"],
+            ondelete="CASCADE",
+        ),
+        Index(None, "account_id", "workflow_id", "number", unique=True),
+        # The database guarantees at most one published version (and one canary) per workflow.
+        Index(
+            "uq_versions_one_published",
+            "workflow_id",
+            unique=True,
+            sqlite_where=text("status = 'published'"),
+            postgresql_where=text("status = 'published'"),
+        ),
+        Index(
+            "uq_versions_one_canary",
+            "workflow_id",
+            unique=True,
+            sqlite_where=text("status = 'canary'"),
+            postgresql_where=text("status = 'canary'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column()
+    workflow_id: Mapped[uuid.UUID] = mapped_column()
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    change_summary: Mapped[str] = mapped_column(String(500))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    published_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    archived_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    parent: Mapped[int | None] = mapped_column(Integer)
+    semver: Mapped[str] = mapped_column(String(40))
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    step_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class VersionTag(Base):
+    """One row per (version, label), so that lists filter by tag with an index on both databases."""
+
+    __tablename__ = "version_tags"
+    __table_args__ = (Index(None, "account_id", "workflow_id", "tag"),)
+
+    version_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[uuid.UUID] = mapped_column()
+    workflow_id: Mapped[uuid.UUID] = mapped_column()
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        UniqueConstraint("account_id", "id"),
+        Index(
+            "uq_contacts_external_id",
+            "account_id",
+            "external_id",
+            unique=True,
+            sqlite_where=text("external_id IS NOT NULL"),
+            postgresql_where=text("external_id IS NOT NULL"),
+        ),
+        Index(None, "account_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(64))
+    fields: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Execution(Base):
+    __tablename__ = "executions"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('active', 'waiting', 'completed', 'failed', 'cancelled')", name="status"
+        ),
+        ForeignKeyConstraint(
+            ["account_id", "workflow_id"], ["workflows.account_id", "workflows.id"],
+            ondelete="CASCADE",
+        ),
+        ForeignKeyConstraint(
+            ["account_id", "contact_id"], ["contacts.account_id", "contacts.id"],
+            ondelete="CASCADE",
+        ),
+        # At most one unfinished execution per (workflow, contact), enforced by the database.
+        Index(
+            "uq_executions_one_live",
+            "workflow_id",
+            "contact_id",
+            unique=True,
+            sqlite_where=text("status IN ('active', 'waiting')"),
+            postgresql_where=text("status IN ('active', 'waiting')"),
+        ),
+        Index(
+            "ix_executions_live_by_version",
+            "account_id",
+            "workflow_id",
+            "version",
+            "current_step",
+            sqlite_where=text("status IN ('active', 'waiting')"),
+            postgresql_where=text("status IN ('active', 'waiting')"),
+        ),
+        Index(None, "account_id", "workflow_id", "started_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column()
+    workflow_id: Mapped[uuid.UUID] = mapped_column()
+    version: Mapped[int] = mapped_column(Integer)
+    contact_id: Mapped[uuid.UUID] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    current_step: Mapped[str | None] = mapped_column(String(64))
+    wake_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_entries"
+    __table_args__ = (
+        UniqueConstraint("account_id", "seq"),
+        Index(None, "account_id", "workflow_id", "seq"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    actor_user: Mapped[str] = mapped_column(String(200))
+    actor_key_id: Mapped[uuid.UUID | None] = mapped_column()
+    action: Mapped[str] = mapped_column(String(64))
+    workflow_id: Mapped[uuid.UUID | None] = mapped_column()
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class IdempotencyRecord(Base):
+    """The first answer to a creating POST, replayed to a retry with the same key and body."""
+
+    __tablename__ = "idempotency_records"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    scope: Mapped[str] = mapped_column(String(300), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[Any | None] = mapped_column(JSONType, nullable=True)
+    headers: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

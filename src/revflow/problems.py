@@ -1,0 +1,77 @@
+"""The one place that turns errors into RFC 9457 problem documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from revflow.errors import (
+    MalformedJSON,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RevflowError,
+    ValidationFailed,
+)
+from revflow.logging import get_logger
+
+log = get_logger("revflow.http")
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem_response(error: RevflowError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        error.problem(), status_code=error.status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def _pointer(loc: tuple[Any, ...]) -> dict[str, str]:
+    """JSON Pointer of a body error; the parameter name of a query, path or header error."""
+    where, *rest = loc if loc else ("body",)
+    parts = [str(p).replace("~", "~0").replace("/", "~1") for p in rest]
+    if where == "body":
+        return {"pointer": "/" + "/".join(parts) if parts else ""}
+    return {"pointer": "/" + "/".join(parts), "parameter": ".".join(parts), "in": str(where)}
+
+
+def validation_problem(exc: RequestValidationError) -> RevflowError:
+    errors = []
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            ctx = error.get("ctx") or {}
+            return MalformedJSON(f"The body is not valid JSON: {ctx.get('error', 'parse error')}")
+        errors.append({**_pointer(tuple(error.get("loc", ()))), "message": error.get("msg", "")})
+    return ValidationFailed(errors)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RevflowError)
+    async def _revflow_error(_request: Request, exc: RevflowError) -> JSONResponse:
+        return problem_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem_response(validation_problem(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 404:
+            return problem_response(NotFound("No such route"), headers)
+        if exc.status_code == 413:
+            return problem_response(PayloadTooLarge("The request body is too large"), headers)
+        if exc.status_code == 405:
+            return problem_response(MethodNotAllowed(f"{_request.method} is not allowed here"),
+                                    headers)
+        body = {"type": "about:blank", "title": str(exc.detail), "status": exc.status_code,
+                "detail": str(exc.detail), "code": "http_error"}
+        return JSONResponse(body, exc.status_code, headers=headers, media_type=PROBLEM_JSON)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled_error", path=request.url.path, exc_info=exc)
+        return problem_response(RevflowError("An unexpected error occurred; it was logged"))

@@ -1,0 +1,144 @@
+"""Queries of workflows and versions, always scoped by account."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, and_, exists, func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from revflow.models import LIVE_STATUSES, Execution, Version, VersionTag, Workflow
+
+# Every column of a version except its definition, for lists.
+VERSION_SUMMARY_COLUMNS = [c for c in Version.__table__.c if c.name != "definition"]
+
+
+def parse_id(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+async def get_workflow(
+    session: AsyncSession, account_id: uuid.UUID, workflow_id: uuid.UUID, *, lock: bool = False
+) -> Workflow | None:
+    query = select(Workflow).where(Workflow.account_id == account_id, Workflow.id == workflow_id)
+    if lock:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def list_workflows(
+    session: AsyncSession, account_id: uuid.UUID, *, after: list[Any] | None, limit: int
+) -> Sequence[Workflow]:
+    query = select(Workflow).where(Workflow.account_id == account_id)
+    if after is not None:
+        query = query.where(
+            tuple_(Workflow.created_at, Workflow.id) < tuple_(after[0], after[1])
+        )
+    query = query.order_by(Workflow.created_at.desc(), Workflow.id.desc()).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def version_status_counts(
+    session: AsyncSession, account_id: uuid.UUID, workflow_id: uuid.UUID
+) -> dict[str, int]:
+    rows = await session.execute(
+        select(Version.status, func.count())
+        .where(Version.account_id == account_id, Version.workflow_id == workflow_id)
+        .group_by(Version.status)
+    )
+    return {status: count for status, count in rows.tuples()}
+
+
+async def get_version(
+    session: AsyncSession, account_id: uuid.UUID, workflow_id: uuid.UUID, number: int
+) -> Version | None:
+    return await session.scalar(
+        select(Version).where(
+            Version.account_id == account_id,
+            Version.workflow_id == workflow_id,
+            Version.number == number,
+        )
+    )
+
+
+async def get_version_by_status(
+    session: AsyncSession, account_id: uuid.UUID, workflow_id: uuid.UUID, status: str
+) -> Version | None:
+    return await session.scalar(
+        select(Version).where(
+            Version.account_id == account_id,
+            Version.workflow_id == workflow_id,
+            Version.status == status,
+        )
+    )
+
+
+async def content_hash_of(
+    session: AsyncSession, account_id: uuid.UUID, workflow_id: uuid.UUID, number: int
+) -> str | None:
+    return await session.scalar(
+        select(Version.content_hash).where(
+            Version.account_id == account_id,
+            Version.workflow_id == workflow_id,
+            Version.number == number,
+        )
+    )
+
+
+async def list_versions(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    workflow_id: uuid.UUID,
+    *,
+    statuses: Sequence[str] | None,
+    tag: str | None,
+    include_archived: bool,
+    before_number: int | None,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """Versions newest first, without their definitions."""
+    query = select(*VERSION_SUMMARY_COLUMNS).where(
+        Version.account_id == account_id, Version.workflow_id == workflow_id
+    )
+    if statuses:
+        query = query.where(Version.status.in_(statuses))
+    elif not include_archived:
+        query = query.where(Version.status != "archived")
+    if tag is not None:
+        query = query.where(
+            exists().where(
+                VersionTag.version_id == Version.id,
+                VersionTag.account_id == account_id,
+                VersionTag.tag == tag,
+            )
+        )
+    if before_number is not None:
+        query = query.where(Version.number < before_number)
+    query = query.order_by(Version.number.desc()).limit(limit)
+    return (await session.execute(query)).all()
+
+
+async def live_executions(
+    session: AsyncSession, account_id: uuid.UUID, workflow_id: uuid.UUID, numbers: Sequence[int]
+) -> dict[int, int]:
+    """Number of unfinished executions of each of ``numbers``."""
+    if not numbers:
+        return {}
+    rows = await session.execute(
+        select(Execution.version, func.count())
+        .where(
+            and_(
+                Execution.account_id == account_id,
+                Execution.workflow_id == workflow_id,
+                Execution.status.in_(LIVE_STATUSES),
+                Execution.version.in_(numbers),
+            )
+        )
+        .group_by(Execution.version)
+    )
+    return {version: count for version, count in rows.tuples()}

@@ -1,0 +1,229 @@
+"""HTTP routes of workflows and versions (SPEC §4)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from revflow.deps import Editor, ReadSession, SettingsDep, Viewer, WriteSession, commit
+from revflow.kit import idempotency
+from revflow.kit.etag import make_etag
+from revflow.kit.pagination import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    cursor_datetime,
+    cursor_int,
+    cursor_uuid,
+    decode_cursor,
+    encode_cursor,
+)
+from revflow.models import Version, Workflow
+from revflow.workflows import repository as repo
+from revflow.workflows import service
+from revflow.workflows.deps import Change, WorkflowChange
+from revflow.workflows.schemas import (
+    RollbackBody,
+    TagsBody,
+    VersionCreate,
+    VersionDetail,
+    VersionList,
+    VersionOut,
+    VersionStatus,
+    WorkflowCreate,
+    WorkflowDetail,
+    WorkflowList,
+    WorkflowOut,
+    WorkflowUpdate,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["workflows"])
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+
+
+def workflow_out(workflow: Workflow) -> dict[str, Any]:
+    canary = None
+    if workflow.canary_version is not None:
+        canary = {"version": workflow.canary_version, "percent": workflow.canary_percent}
+    return WorkflowOut(
+        id=workflow.id,
+        name=workflow.name,
+        description=workflow.description,
+        status=workflow.status,  # type: ignore[arg-type]
+        current_version=workflow.current_version,
+        canary=canary,  # type: ignore[arg-type]
+        etag=make_etag(workflow.id, workflow.revision),
+        version_count=workflow.version_count,
+        created_at=workflow.created_at,
+        updated_at=workflow.updated_at,
+    ).model_dump(mode="json")
+
+
+def version_out(version: Any, live: int, *, with_definition: bool = False) -> dict[str, Any]:
+    fields = {name: getattr(version, name) for name in VersionOut.model_fields if name not in (
+        "live_executions",
+    )}
+    if with_definition:
+        return VersionDetail(
+            **fields, live_executions=live, definition=version.definition
+        ).model_dump(mode="json")
+    return VersionOut(**fields, live_executions=live).model_dump(mode="json")
+
+
+async def _version_detail(change: WorkflowChange, version: Version) -> dict[str, Any]:
+    live = await repo.live_executions(
+        change.session, change.workflow.account_id, change.workflow.id, [version.number]
+    )
+    return version_out(version, live.get(version.number, 0), with_definition=True)
+
+
+async def respond(change: WorkflowChange, body: Any, status: int = 200) -> JSONResponse:
+    """Store the answer for idempotent retries, commit, and answer with the new ETag."""
+    headers = {"ETag": change.etag}
+    if change.claim is not None:
+        await change.claim.save(change.session, status, body, headers)
+    await commit(change.session)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+@router.post("/workflows", status_code=201, response_model=WorkflowOut)
+async def create_workflow(
+    request: Request,
+    body: WorkflowCreate,
+    principal: Editor,
+    session: WriteSession,
+    settings: SettingsDep,
+) -> JSONResponse:
+    claim = await idempotency.claim(session, request, principal.account_id)
+    if claim is not None and claim.replay is not None:
+        return claim.replay
+    workflow, _version = await service.create_workflow(session, principal, body, settings)
+    answer = workflow_out(workflow)
+    headers = {"ETag": answer["etag"], "Location": f"/api/v1/workflows/{workflow.id}"}
+    if claim is not None:
+        await claim.save(session, 201, answer, headers)
+    await commit(session)
+    return JSONResponse(answer, status_code=201, headers=headers)
+
+
+@router.get("/workflows", response_model=WorkflowList)
+async def list_workflows(
+    principal: Viewer,
+    session: ReadSession,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    after = decode_cursor(cursor, {}, 2)
+    if after is not None:
+        after = [cursor_datetime(after[0]), cursor_uuid(after[1])]
+    rows = await repo.list_workflows(session, principal.account_id, after=after, limit=limit + 1)
+    items = [workflow_out(w) for w in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)], {})
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/workflows/{workflow_id}", response_model=WorkflowDetail)
+async def get_workflow(
+    workflow_id: str, principal: Viewer, session: ReadSession
+) -> JSONResponse:
+    workflow = await service.require_workflow(session, principal.account_id, workflow_id)
+    answer = workflow_out(workflow)
+    answer["versions_by_status"] = await repo.version_status_counts(
+        session, principal.account_id, workflow.id
+    )
+    return JSONResponse(answer, headers={"ETag": answer["etag"]})
+
+
+@router.patch("/workflows/{workflow_id}", response_model=WorkflowOut)
+async def update_workflow(body: WorkflowUpdate, change: Change) -> JSONResponse:
+    if change.replay:
+        return change.replay
+    await service.update_workflow(change.session, change.principal, change.workflow, body)
+    return await respond(change, workflow_out(change.workflow))
+
+
+@router.post("/workflows/{workflow_id}/versions", status_code=201, response_model=VersionDetail)
+async def create_version(
+    body: VersionCreate, change: Change, settings: SettingsDep
+) -> JSONResponse:
+    if change.replay:
+        return change.replay
+    version = await service.create_version(
+        change.session, change.principal, change.workflow, body, settings
+    )
+    return await respond(change, await _version_detail(change, version), 201)
+
+
+@router.get("/workflows/{workflow_id}/versions", response_model=VersionList)
+async def list_versions(
+    workflow_id: str,
+    principal: Viewer,
+    session: ReadSession,
+    status: Annotated[list[VersionStatus] | None, Query()] = None,
+    tag: str | None = None,
+    include_archived: bool = False,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    workflow = await service.require_workflow(session, principal.account_id, workflow_id)
+    filters = {"status": sorted(status or []), "tag": tag, "archived": include_archived}
+    after = decode_cursor(cursor, filters, 1)
+    rows = await repo.list_versions(
+        session, principal.account_id, workflow.id,
+        statuses=status, tag=tag, include_archived=include_archived,
+        before_number=cursor_int(after[0]) if after else None, limit=limit + 1,
+    )
+    page = rows[:limit]
+    live = await repo.live_executions(
+        session, principal.account_id, workflow.id, [row.number for row in page]
+    )
+    next_cursor = encode_cursor([page[-1].number], filters) if len(rows) > limit else None
+    return {
+        "items": [version_out(row, live.get(row.number, 0)) for row in page],
+        "next_cursor": next_cursor,
+    }
+
+
+@router.get("/workflows/{workflow_id}/versions/{number}", response_model=VersionDetail)
+async def get_version(
+    workflow_id: str, number: int, principal: Viewer, session: ReadSession
+) -> JSONResponse:
+    workflow = await service.require_workflow(session, principal.account_id, workflow_id)
+    version = await service.require_version(session, workflow, number)
+    live = await repo.live_executions(session, principal.account_id, workflow.id, [number])
+    return JSONResponse(
+        version_out(version, live.get(number, 0), with_definition=True),
+        headers={"ETag": make_etag(workflow.id, workflow.revision)},
+    )
+
+
+@router.post("/workflows/{workflow_id}/versions/{number}/publish", response_model=VersionDetail)
+async def publish_version(number: int, change: Change) -> JSONResponse:
+    if change.replay:
+        return change.replay
+    version = await service.require_version(change.session, change.workflow, number)
+    await service.publish(change.session, change.principal, change.workflow, version)
+    return await respond(change, await _version_detail(change, version))
+
+
+@router.post("/workflows/{workflow_id}/versions/{number}/rollback", response_model=VersionDetail)
+async def rollback_version(number: int, body: RollbackBody, change: Change) -> JSONResponse:
+    if change.replay:
+        return change.replay
+    version = await service.require_version(change.session, change.workflow, number)
+    await service.rollback(change.session, change.principal, change.workflow, version, body.reason)
+    return await respond(change, await _version_detail(change, version))
+
+
+@router.put("/workflows/{workflow_id}/versions/{number}/tags", response_model=VersionDetail)
+async def set_version_tags(number: int, body: TagsBody, change: Change) -> JSONResponse:
+    if change.replay:
+        return change.replay
+    version = await service.require_version(change.session, change.workflow, number)
+    await service.set_tags(change.session, change.principal, change.workflow, version, body.tags)
+    return await respond(change, await _version_detail(change, version))

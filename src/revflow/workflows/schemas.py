@@ -1,0 +1,110 @@
+"""Request and response bodies of workflows and versions (SPEC §4 "Shapes")."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Summary = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Label = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+VersionStatus = Literal["draft", "published", "canary", "retired", "archived"]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WorkflowCreate(Body):
+    name: Name
+    description: str = Field(default="", max_length=5000)
+    definition: dict[str, Any] | None = None
+    change_summary: Summary | None = None
+
+
+class WorkflowUpdate(Body):
+    name: Name | None = None
+    description: str | None = Field(default=None, max_length=5000)
+
+
+class CanaryOut(BaseModel):
+    version: int
+    percent: int
+
+
+class WorkflowOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    description: str
+    status: Literal["active", "paused"]
+    current_version: int | None
+    canary: CanaryOut | None
+    etag: str
+    version_count: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class WorkflowDetail(WorkflowOut):
+    versions_by_status: dict[str, int]
+
+
+class VersionCreate(Body):
+    definition: dict[str, Any]
+    change_summary: Summary
+    base_version: int | None = Field(
+        description="The number the edit started from; null for the first version."
+    )
+    publish: bool = False
+
+
+class Problem(BaseModel):
+    pointer: str
+    message: str
+
+
+class VersionOut(BaseModel):
+    id: uuid.UUID
+    workflow_id: uuid.UUID
+    number: int
+    status: VersionStatus
+    content_hash: str
+    change_summary: str
+    created_by: str
+    created_at: dt.datetime
+    published_at: dt.datetime | None
+    archived_at: dt.datetime | None
+    parent: int | None
+    semver: str
+    tags: list[str]
+    live_executions: int
+    warnings: list[Problem]
+    step_count: int
+
+
+class VersionDetail(VersionOut):
+    definition: dict[str, Any]
+
+
+class VersionList(BaseModel):
+    items: list[VersionOut]
+    next_cursor: str | None
+
+
+class WorkflowList(BaseModel):
+    items: list[WorkflowOut]
+    next_cursor: str | None
+
+
+class RollbackBody(Body):
+    reason: Reason
+
+
+class TagsBody(Body):
+    tags: list[Label] = Field(max_length=50)

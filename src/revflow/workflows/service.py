@@ -1,0 +1,289 @@
+"""Workflows and their versions: the versioning core (SPEC §1, §4).
+
+Every function flushes and leaves the commit to its caller, so "create a version and publish
+it" is one transaction. Changes to a workflow or its versions run with the workflow's row
+locked (``get_workflow(lock=True)``), which is what makes version numbers gapless and keeps at
+most one published version; the database's unique indexes are the guarantee behind it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from revflow.audit import service as audit
+from revflow.auth.service import Principal
+from revflow.config import Settings
+from revflow.db import utcnow
+from revflow.definition import DefinitionInvalid, validate_definition
+from revflow.diff import compare, next_semver
+from revflow.errors import (
+    InvalidDefinition,
+    NeverPublished,
+    NoChanges,
+    NotFound,
+    StaleBase,
+    UseRollback,
+    ValidationFailed,
+    VersionLimit,
+)
+from revflow.models import Version, VersionTag, Workflow
+from revflow.workflows import repository as repo
+from revflow.workflows.schemas import VersionCreate, WorkflowCreate, WorkflowUpdate
+
+
+def touch(workflow: Workflow) -> None:
+    """Record a change to the workflow or one of its versions (changes its etag)."""
+    workflow.revision += 1
+    workflow.updated_at = utcnow()
+
+
+async def require_workflow(
+    session: AsyncSession, account_id: uuid.UUID, workflow_id: str, *, lock: bool = False
+) -> Workflow:
+    parsed = repo.parse_id(workflow_id)
+    workflow = None if parsed is None else await repo.get_workflow(
+        session, account_id, parsed, lock=lock
+    )
+    if workflow is None:
+        raise NotFound(f"No workflow {workflow_id}")
+    return workflow
+
+
+async def require_version(session: AsyncSession, workflow: Workflow, number: int) -> Version:
+    version = await repo.get_version(session, workflow.account_id, workflow.id, number)
+    if version is None:
+        raise NotFound(f"Workflow {workflow.id} has no version {number}")
+    return version
+
+
+async def create_workflow(
+    session: AsyncSession, principal: Principal, body: WorkflowCreate, settings: Settings
+) -> tuple[Workflow, Version | None]:
+    if (body.definition is None) != (body.change_summary is None):
+        missing = "/change_summary" if body.change_summary is None else "/definition"
+        raise ValidationFailed(
+            [{"pointer": missing, "message": "definition and change_summary go together"}]
+        )
+    workflow = Workflow(
+        account_id=principal.account_id, name=body.name, description=body.description
+    )
+    session.add(workflow)
+    await session.flush()
+    await audit.record(
+        session, principal.account_id, principal.actor, "workflow.created",
+        object_type="workflow", object_id=workflow.id, workflow_id=workflow.id,
+        details={"name": body.name},
+    )
+    version = None
+    if body.definition is not None and body.change_summary is not None:
+        version = await create_version(
+            session, principal, workflow,
+            VersionCreate(
+                definition=body.definition, change_summary=body.change_summary, base_version=None
+            ),
+            settings,
+        )
+    return workflow, version
+
+
+async def update_workflow(
+    session: AsyncSession, principal: Principal, workflow: Workflow, body: WorkflowUpdate
+) -> Workflow:
+    changes: dict[str, Any] = {}
+    if body.name is not None and body.name != workflow.name:
+        changes["name"] = {"before": workflow.name, "after": body.name}
+        workflow.name = body.name
+    if body.description is not None and body.description != workflow.description:
+        changes["description"] = {"before": workflow.description, "after": body.description}
+        workflow.description = body.description
+    if changes:
+        touch(workflow)
+        await audit.record(
+            session, principal.account_id, principal.actor, "workflow.updated",
+            object_type="workflow", object_id=workflow.id, workflow_id=workflow.id,
+            details=changes,
+        )
+    return workflow
+
+
+def _validate(definition: dict[str, Any], settings: Settings) -> Any:
+    try:
+        return validate_definition(
+            definition,
+            max_steps=settings.max_steps,
+            max_definition_bytes=settings.max_definition_bytes,
+        )
+    except DefinitionInvalid as exc:
+        raise InvalidDefinition(
+            [
+                {"pointer": "/definition" + error["pointer"], "message": error["message"]}
+                for error in exc.errors
+            ]
+        ) from None
+
+
+async def create_version(
+    session: AsyncSession,
+    principal: Principal,
+    workflow: Workflow,
+    body: VersionCreate,
+    settings: Settings,
+) -> Version:
+    """A new immutable version; ``workflow`` must be locked by the caller."""
+    validated = _validate(body.definition, settings)
+    latest = workflow.version_count
+    base = body.base_version
+    if base is not None and not 1 <= base <= latest:
+        raise ValidationFailed(
+            [{"pointer": "/base_version", "message": f"version {base} does not exist"}]
+        )
+    if base != (latest or None):
+        raise StaleBase(
+            f"Version {latest} is newer than the base of this edit ({base}); "
+            "merge your changes into it and retry",
+            latest_version=latest,
+        )
+    parent: Version | None = None
+    if base is not None:
+        parent = await require_version(session, workflow, base)
+        if parent.content_hash == validated.content_hash:
+            raise NoChanges(f"The definition is identical to version {base}")
+    if latest >= settings.max_versions:
+        raise VersionLimit(
+            f"Workflow has {latest} versions, the limit is {settings.max_versions}",
+            max_versions=settings.max_versions,
+        )
+    if parent is None:
+        semver = next_semver(None, "major")
+    else:
+        semver = next_semver(parent.semver, compare(parent.definition, validated.definition)
+                             .suggested_bump)
+    version = Version(
+        account_id=workflow.account_id,
+        workflow_id=workflow.id,
+        number=latest + 1,
+        status="draft",
+        definition=validated.definition,
+        content_hash=validated.content_hash,
+        change_summary=body.change_summary,
+        created_by=principal.user,
+        created_at=utcnow(),
+        parent=base,
+        semver=semver,
+        tags=[],
+        warnings=list(validated.warnings),
+        step_count=len(validated.model.steps),
+    )
+    session.add(version)
+    workflow.version_count = latest + 1
+    touch(workflow)
+    await session.flush()
+    await audit.record(
+        session, principal.account_id, principal.actor, "version.created",
+        object_type="version", object_id=version.id, workflow_id=workflow.id,
+        details={"number": version.number, "parent": base, "semver": semver,
+                 "content_hash": version.content_hash},
+    )
+    if body.publish:
+        await publish(session, principal, workflow, version)
+    return version
+
+
+async def publish(
+    session: AsyncSession, principal: Principal, workflow: Workflow, version: Version
+) -> Version:
+    """Make the draft ``version`` current; the previous current one is retired."""
+    if version.status == "published":
+        return version
+    if version.status in ("retired", "archived"):
+        raise UseRollback(
+            f"Version {version.number} was published before; use rollback to make it current"
+        )
+    previous = await _retire_current(session, workflow)
+    await _make_current(session, workflow, version)
+    await audit.record(
+        session, principal.account_id, principal.actor, "version.published",
+        object_type="version", object_id=version.id, workflow_id=workflow.id,
+        details={"number": version.number, "previous": previous},
+    )
+    return version
+
+
+async def rollback(
+    session: AsyncSession, principal: Principal, workflow: Workflow, version: Version, reason: str
+) -> Version:
+    """Make a previously published version current again (unarchiving it)."""
+    if version.status == "published":
+        return version
+    if version.status == "draft":
+        raise NeverPublished(
+            f"Version {version.number} was never published; publish it instead"
+        )
+    previous = await _retire_current(session, workflow)
+    version.archived_at = None
+    await _make_current(session, workflow, version)
+    await audit.record(
+        session, principal.account_id, principal.actor, "version.rolled_back",
+        object_type="version", object_id=version.id, workflow_id=workflow.id,
+        details={"number": version.number, "previous": previous, "reason": reason},
+    )
+    return version
+
+
+async def _retire_current(session: AsyncSession, workflow: Workflow) -> int | None:
+    previous = workflow.current_version
+    if previous is not None:
+        await session.execute(
+            update(Version)
+            .where(
+                Version.account_id == workflow.account_id,
+                Version.workflow_id == workflow.id,
+                Version.status == "published",
+            )
+            .values(status="retired")
+            .execution_options(synchronize_session="fetch")
+        )
+    return previous
+
+
+async def _make_current(session: AsyncSession, workflow: Workflow, version: Version) -> None:
+    version.status = "published"
+    version.published_at = utcnow()
+    workflow.current_version = version.number
+    touch(workflow)
+    await session.flush()
+
+
+async def set_tags(
+    session: AsyncSession,
+    principal: Principal,
+    workflow: Workflow,
+    version: Version,
+    tags: Sequence[str],
+) -> Version:
+    wanted = sorted(set(tags))
+    if wanted == sorted(version.tags):
+        return version
+    before = list(version.tags)
+    version.tags = wanted
+    await session.execute(delete(VersionTag).where(VersionTag.version_id == version.id))
+    for tag in wanted:
+        session.add(
+            VersionTag(
+                version_id=version.id, tag=tag, account_id=workflow.account_id,
+                workflow_id=workflow.id,
+            )
+        )
+    touch(workflow)
+    await session.flush()
+    await audit.record(
+        session, principal.account_id, principal.actor, "version.tagged",
+        object_type="version", object_id=version.id, workflow_id=workflow.id,
+        details={"number": version.number, "before": before, "after": wanted},
+    )
+    return version

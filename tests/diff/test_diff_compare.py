@@ -1,0 +1,543 @@
+"""Unit tests of revflow.diff.compare: one test per kind of change (SPEC §5)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from revflow.diff import Breaking, Change, FieldChange, compare, diff_fields, json_equal
+
+
+def example() -> dict[str, Any]:
+    """The SPEC §2 example definition."""
+    return {
+        "trigger": {"type": "tag_added", "tag": "lead"},
+        "start": "welcome",
+        "steps": [
+            {
+                "id": "welcome",
+                "type": "send_email",
+                "subject": "Hi {{contact.fields.first_name}}",
+                "body": "...",
+                "next": "pause",
+            },
+            {"id": "pause", "type": "wait", "duration": "2d", "next": "is_vip"},
+            {
+                "id": "is_vip",
+                "type": "condition",
+                "if": {"field": "tags", "op": "contains", "value": "vip"},
+                "then": "vip_offer",
+                "else": "nurture",
+            },
+            {"id": "vip_offer", "type": "send_sms", "body": "..."},
+            {"id": "nurture", "type": "add_tag", "tag": "nurture"},
+            {"id": "thank_you", "type": "send_email", "subject": "Thank you!", "body": "..."},
+        ],
+        "goals": [{"id": "purchased", "event": "purchase", "then": "thank_you"}],
+    }
+
+
+def step(definition: dict[str, Any], step_id: str) -> dict[str, Any]:
+    return next(s for s in definition["steps"] if s["id"] == step_id)
+
+
+def only_change(before: dict[str, Any], after: dict[str, Any]) -> Change:
+    comparison = compare(before, after)
+    assert len(comparison.changes) == 1, comparison.changes
+    return comparison.changes[0]
+
+
+def test_identical_definitions_have_no_changes() -> None:
+    comparison = compare(example(), example())
+    assert comparison.changes == []
+    assert comparison.breaking == []
+    assert not comparison.has_changes
+    assert comparison.suggested_bump == "patch"
+    assert comparison.suggested_mapping == {}
+    assert comparison.to_dict()["summary"] == {
+        "steps_added": 0,
+        "steps_removed": 0,
+        "steps_modified": 0,
+        "goals_changed": 0,
+        "trigger_changed": False,
+        "start_changed": False,
+    }
+
+
+def test_trigger_modified() -> None:
+    after = example()
+    after["trigger"] = {"type": "tag_added", "tag": "customer", "reenroll": "never"}
+    comparison = compare(example(), after)
+    [change] = comparison.changes
+    assert change.entity == "trigger"
+    assert change.kind == "modified"
+    assert change.id is None
+    assert change.fields == [
+        FieldChange("/tag", "lead", "customer"),
+        FieldChange("/reenroll", None, "never"),
+    ]
+    assert comparison.summary.trigger_changed
+    assert comparison.breaking == []
+    assert comparison.suggested_bump == "minor"
+
+
+def test_trigger_type_change_is_not_breaking() -> None:
+    after = example()
+    after["trigger"] = {"type": "manual"}
+    comparison = compare(example(), after)
+    assert comparison.breaking == []
+    assert comparison.suggested_bump == "minor"
+    assert {f.path for f in comparison.changes[0].fields} == {"/type", "/tag"}
+
+
+def test_start_changed() -> None:
+    after = example()
+    after["start"] = "pause"
+    change = only_change(example(), after)
+    assert (change.entity, change.kind, change.before, change.after) == (
+        "start",
+        "modified",
+        "welcome",
+        "pause",
+    )
+    assert change.fields == [FieldChange("", "welcome", "pause")]
+    comparison = compare(example(), after)
+    assert comparison.summary.start_changed
+    assert comparison.suggested_bump == "minor"
+
+
+def test_omitted_start_equal_to_first_step_is_not_a_change() -> None:
+    after = example()
+    del after["start"]
+    assert compare(example(), after).changes == []
+    assert compare(after, example()).changes == []
+
+
+def test_omitted_start_follows_the_first_step() -> None:
+    before, after = example(), example()
+    del before["start"], after["start"]
+    after["steps"].insert(0, after["steps"].pop(1))
+    comparison = compare(before, after)
+    assert [(c.entity, c.before, c.after) for c in comparison.changes] == [
+        ("start", "welcome", "pause")
+    ]
+
+
+def test_step_added() -> None:
+    after = example()
+    new = {"id": "follow_up", "type": "send_sms", "body": "Still there?"}
+    after["steps"].append(new)
+    comparison = compare(example(), after)
+    [change] = comparison.changes
+    assert change == Change("step", "added", "follow_up", None, new)
+    assert comparison.summary.steps_added == 1
+    assert comparison.breaking == []
+    assert comparison.suggested_bump == "minor"
+
+
+def test_step_removed_is_breaking() -> None:
+    after = example()
+    after["steps"] = [s for s in after["steps"] if s["id"] != "nurture"]
+    step(after, "is_vip").pop("else")
+    comparison = compare(example(), after)
+    kinds = [(c.entity, c.kind, c.id) for c in comparison.changes]
+    assert kinds == [("step", "modified", "is_vip"), ("step", "removed", "nurture")]
+    removed = comparison.changes[1]
+    assert removed.before == step(example(), "nurture")
+    assert removed.after is None
+    assert comparison.breaking == [Breaking(step="nurture", goal=None, reason="step removed")]
+    assert comparison.summary.steps_removed == 1
+    assert comparison.suggested_bump == "major"
+    assert comparison.suggested_mapping == {"nurture": None}
+
+
+def test_step_modified_reports_exact_field_paths() -> None:
+    after = example()
+    step(after, "welcome")["subject"] = "Hello"
+    step(after, "is_vip")["if"]["value"] = "gold"
+    comparison = compare(example(), after)
+    assert [(c.id, c.fields, c.rewired) for c in comparison.changes] == [
+        ("welcome", [FieldChange("/subject", "Hi {{contact.fields.first_name}}", "Hello")], False),
+        ("is_vip", [FieldChange("/if/value", "vip", "gold")], False),
+    ]
+    assert comparison.summary.steps_modified == 2
+    assert comparison.breaking == []
+    assert comparison.suggested_bump == "patch"
+
+
+def test_field_removed_and_added_are_reported_with_none() -> None:
+    after = example()
+    step(after, "pause")["duration"] = "3d"
+    del step(after, "welcome")["next"]
+    step(after, "vip_offer")["next"] = "thank_you"
+    comparison = compare(example(), after)
+    fields = {c.id: c.fields for c in comparison.changes}
+    assert fields == {
+        "welcome": [FieldChange("/next", "pause", None)],
+        "pause": [FieldChange("/duration", "2d", "3d")],
+        "vip_offer": [FieldChange("/next", None, "thank_you")],
+    }
+
+
+@pytest.mark.parametrize(
+    ("step_id", "key", "value"),
+    [
+        ("welcome", "next", "is_vip"),
+        ("is_vip", "then", "thank_you"),
+        ("is_vip", "else", "thank_you"),
+        ("pause", "timeout_next", "thank_you"),
+    ],
+)
+def test_rewired_when_wiring_changes(step_id: str, key: str, value: str) -> None:
+    after = example()
+    step(after, step_id)[key] = value
+    change = only_change(example(), after)
+    assert change.rewired
+    assert change.fields == [FieldChange(f"/{key}", step(example(), step_id).get(key), value)]
+    assert compare(example(), after).suggested_bump == "patch"
+
+
+def test_content_change_is_not_rewired() -> None:
+    after = example()
+    step(after, "welcome")["body"] = "new body"
+    assert not only_change(example(), after).rewired
+
+
+def test_type_change_is_breaking() -> None:
+    after = example()
+    step(after, "nurture")["type"] = "remove_tag"
+    comparison = compare(example(), after)
+    assert comparison.changes[0].fields == [FieldChange("/type", "add_tag", "remove_tag")]
+    assert comparison.breaking == [
+        Breaking(step="nurture", goal=None, reason="type changed from add_tag to remove_tag")
+    ]
+    assert comparison.suggested_bump == "major"
+
+
+def test_type_change_from_wait_reports_one_breaking_entry() -> None:
+    after = example()
+    after["steps"][1] = {"id": "pause", "type": "add_tag", "tag": "x", "next": "is_vip"}
+    comparison = compare(example(), after)
+    assert [b.reason for b in comparison.breaking] == ["type changed from wait to add_tag"]
+
+
+@pytest.mark.parametrize(
+    ("new_wait", "reason"),
+    [
+        ({"until": "2030-01-01T00:00:00Z"}, "wait kind changed from duration to until"),
+        ({"event": "opened", "timeout": "3d"}, "wait kind changed from duration to event"),
+    ],
+)
+def test_wait_kind_change_is_breaking(new_wait: dict[str, Any], reason: str) -> None:
+    after = example()
+    after["steps"][1] = {"id": "pause", "type": "wait", **new_wait, "next": "is_vip"}
+    comparison = compare(example(), after)
+    assert comparison.breaking == [Breaking(step="pause", goal=None, reason=reason)]
+    assert comparison.suggested_bump == "major"
+    assert not comparison.changes[0].rewired
+
+
+def test_wait_duration_change_is_not_breaking() -> None:
+    after = example()
+    step(after, "pause")["duration"] = "5d"
+    comparison = compare(example(), after)
+    assert comparison.breaking == []
+    assert comparison.suggested_bump == "patch"
+
+
+def wait_for_event(event: str, timeout: str = "3d") -> dict[str, Any]:
+    definition = example()
+    definition["steps"][1] = {
+        "id": "pause",
+        "type": "wait",
+        "event": event,
+        "timeout": timeout,
+        "timeout_next": "thank_you",
+        "next": "is_vip",
+    }
+    return definition
+
+
+def test_wait_event_change_is_breaking() -> None:
+    comparison = compare(wait_for_event("opened"), wait_for_event("clicked"))
+    assert comparison.breaking == [
+        Breaking(step="pause", goal=None, reason='awaited event changed from "opened" to "clicked"')
+    ]
+    assert comparison.changes[0].fields == [FieldChange("/event", "opened", "clicked")]
+
+
+def test_wait_event_timeout_change_is_not_breaking() -> None:
+    comparison = compare(wait_for_event("opened"), wait_for_event("opened", timeout="7d"))
+    assert comparison.breaking == []
+    assert comparison.suggested_bump == "patch"
+
+
+def test_goal_added() -> None:
+    after = example()
+    after["goals"].append({"id": "unsubscribed", "event": "unsubscribe"})
+    comparison = compare(example(), after)
+    [change] = comparison.changes
+    assert (change.entity, change.kind, change.id) == ("goal", "added", "unsubscribed")
+    assert comparison.summary.goals_changed == 1
+    assert comparison.breaking == []
+    assert comparison.suggested_bump == "minor"
+
+
+def test_goal_added_when_before_had_no_goals() -> None:
+    before = example()
+    del before["goals"]
+    comparison = compare(before, example())
+    assert [(c.entity, c.kind) for c in comparison.changes] == [("goal", "added")]
+
+
+def test_goal_removed_is_breaking() -> None:
+    after = example()
+    after["goals"] = []
+    comparison = compare(example(), after)
+    [change] = comparison.changes
+    assert (change.entity, change.kind, change.id) == ("goal", "removed", "purchased")
+    assert comparison.breaking == [Breaking(step=None, goal="purchased", reason="goal removed")]
+    assert comparison.to_dict()["breaking"] == [
+        {"step": None, "goal": "purchased", "reason": "goal removed"}
+    ]
+    assert comparison.suggested_bump == "major"
+
+
+def test_goal_modified_is_patch_and_rewired_on_then() -> None:
+    after = example()
+    after["goals"][0] = {"id": "purchased", "event": "order", "then": "nurture"}
+    comparison = compare(example(), after)
+    [change] = comparison.changes
+    assert change.kind == "modified"
+    assert change.fields == [
+        FieldChange("/event", "purchase", "order"),
+        FieldChange("/then", "thank_you", "nurture"),
+    ]
+    assert change.rewired
+    assert comparison.summary.goals_changed == 1
+    assert comparison.breaking == []
+    assert comparison.suggested_bump == "patch"
+
+
+def test_moving_steps_in_the_list_is_not_a_change() -> None:
+    after = example()
+    after["steps"].reverse()
+    after["goals"].reverse()
+    assert compare(example(), after).changes == []
+
+
+def test_key_order_inside_a_step_is_not_a_change() -> None:
+    after = example()
+    after["steps"] = [dict(reversed(list(s.items()))) for s in after["steps"]]
+    assert compare(example(), after).changes == []
+
+
+def test_change_order_is_trigger_start_steps_goals() -> None:
+    before = example()
+    after = example()
+    after["trigger"]["tag"] = "customer"
+    after["start"] = "pause"
+    after["steps"] = [s for s in after["steps"] if s["id"] not in ("vip_offer", "nurture")]
+    step(after, "is_vip").update({"then": "new_b", "else": "new_a"})
+    after["steps"].insert(0, {"id": "new_a", "type": "end"})
+    after["steps"].append({"id": "new_b", "type": "end"})
+    step(after, "thank_you")["subject"] = "Thanks!"
+    after["goals"] = [{"id": "g2", "event": "x"}]
+    order = [(c.entity, c.kind, c.id) for c in compare(before, after).changes]
+    assert order == [
+        ("trigger", "modified", None),
+        ("start", "modified", None),
+        ("step", "added", "new_a"),
+        ("step", "modified", "is_vip"),
+        ("step", "modified", "thank_you"),
+        ("step", "added", "new_b"),
+        ("step", "removed", "vip_offer"),
+        ("step", "removed", "nurture"),
+        ("goal", "added", "g2"),
+        ("goal", "removed", "purchased"),
+    ]
+
+
+def test_bool_and_number_are_different_values() -> None:
+    update = {"id": "a", "type": "update_field", "field": "fields.vip", "value": 1}
+    before: dict[str, Any] = {"trigger": {"type": "manual"}, "steps": [update]}
+    after = copy.deepcopy(before)
+    after["steps"][0]["value"] = True
+    assert only_change(before, after).fields == [FieldChange("/value", 1, True)]
+    same_number = copy.deepcopy(before)
+    same_number["steps"][0]["value"] = 1.0
+    assert compare(before, same_number).changes == []
+
+
+def test_renamed_step_is_suggested_in_the_mapping() -> None:
+    after = example()
+    step(after, "vip_offer")["id"] = "vip_sms"
+    step(after, "is_vip")["then"] = "vip_sms"
+    comparison = compare(example(), after)
+    assert comparison.suggested_mapping == {"vip_offer": "vip_sms"}
+    assert [(c.kind, c.id) for c in comparison.changes] == [
+        ("modified", "is_vip"),
+        ("added", "vip_sms"),
+        ("removed", "vip_offer"),
+    ]
+
+
+def test_mapping_prefers_exact_content_over_rewired_content() -> None:
+    after = example()
+    after["steps"] = [s for s in after["steps"] if s["id"] != "welcome"]
+    rewired = {**step(example(), "welcome"), "id": "hello_rewired", "next": "is_vip"}
+    exact = {**step(example(), "welcome"), "id": "hello_exact"}
+    after["steps"] += [rewired, exact]
+    after["start"] = "hello_exact"
+    assert compare(example(), after).suggested_mapping == {"welcome": "hello_exact"}
+
+
+def test_mapping_ignores_wiring_when_no_exact_match() -> None:
+    after = example()
+    after["steps"] = [s for s in after["steps"] if s["id"] != "welcome"]
+    after["steps"].append({**step(example(), "welcome"), "id": "hello", "next": "is_vip"})
+    after["start"] = "hello"
+    assert compare(example(), after).suggested_mapping == {"welcome": "hello"}
+
+
+def test_mapping_follows_renamed_chains() -> None:
+    # a -> b renamed together to a2 -> b2: neither matches exactly (a's next changed), but the
+    # wiring agrees once the renames are known, so each goes to its own counterpart even though
+    # both have identical loose content.
+    wait = {"type": "wait", "duration": "1d"}
+    before = {
+        "trigger": {"type": "manual"},
+        "steps": [{"id": "a", **wait, "next": "b"}, {"id": "b", **wait}],
+    }
+    after = {
+        "trigger": {"type": "manual"},
+        "steps": [{"id": "b2", **wait}, {"id": "a2", **wait, "next": "b2"}],
+    }
+    assert compare(before, after).suggested_mapping == {"a": "a2", "b": "b2"}
+
+
+def test_mapping_needs_same_type_and_content() -> None:
+    after = example()
+    after["steps"] = [s for s in after["steps"] if s["id"] != "nurture"]
+    after["steps"].append({"id": "nurture2", "type": "remove_tag", "tag": "nurture"})
+    after["steps"].append({"id": "nurture3", "type": "add_tag", "tag": "other"})
+    step(after, "is_vip")["else"] = "nurture2"
+    assert compare(example(), after).suggested_mapping == {"nurture": None}
+
+
+def test_mapping_uses_each_added_step_once() -> None:
+    before: dict[str, Any] = {
+        "trigger": {"type": "manual"},
+        "steps": [{"id": "x", "type": "end"}, {"id": "y", "type": "end"}],
+    }
+    after: dict[str, Any] = {
+        "trigger": {"type": "manual"},
+        "steps": [{"id": "p", "type": "end"}, {"id": "q", "type": "end"}],
+    }
+    assert compare(before, after).suggested_mapping == {"x": "p", "y": "q"}
+    after["steps"].pop()
+    assert compare(before, after).suggested_mapping == {"x": "p", "y": None}
+
+
+@pytest.mark.parametrize(
+    ("edit", "bump"),
+    [
+        (lambda d: None, "patch"),
+        (lambda d: step(d, "welcome").update(body="x"), "patch"),
+        (lambda d: step(d, "welcome").update(next="is_vip"), "patch"),
+        (lambda d: d["goals"][0].update(event="order"), "patch"),
+        (lambda d: d["steps"].append({"id": "z", "type": "end"}), "minor"),
+        (lambda d: d["goals"].append({"id": "z", "event": "z"}), "minor"),
+        (lambda d: d["trigger"].update(tag="z"), "minor"),
+        (lambda d: d.update(start="pause"), "minor"),
+        (lambda d: d["steps"].pop(), "major"),
+        (lambda d: d["goals"].pop(), "major"),
+        (lambda d: step(d, "pause").update(type="end"), "major"),
+    ],
+)
+def test_bump_rules(edit: Any, bump: str) -> None:
+    after = example()
+    edit(after)
+    assert compare(example(), after).suggested_bump == bump
+
+
+def test_breaking_wins_over_additions() -> None:
+    after = example()
+    after["steps"].pop()
+    after["steps"].append({"id": "z", "type": "end"})
+    assert compare(example(), after).suggested_bump == "major"
+
+
+def test_to_dict_is_json_and_has_the_spec_shape() -> None:
+    after = example()
+    step(after, "welcome")["subject"] = "Hello"
+    after["goals"] = []
+    data = compare(example(), after).to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert set(data) == {
+        "changes",
+        "summary",
+        "breaking",
+        "breaking_count",
+        "suggested_bump",
+        "suggested_mapping",
+    }
+    assert data["breaking_count"] == 1
+    assert data["changes"][0] == {
+        "entity": "step",
+        "kind": "modified",
+        "id": "welcome",
+        "before": step(example(), "welcome"),
+        "after": step(after, "welcome"),
+        "fields": [
+            {"path": "/subject", "before": "Hi {{contact.fields.first_name}}", "after": "Hello"}
+        ],
+        "rewired": False,
+    }
+
+
+def test_compare_does_not_mutate_its_inputs() -> None:
+    before, after = example(), example()
+    step(after, "welcome")["subject"] = "Hello"
+    after["steps"].pop()
+    snapshot = copy.deepcopy((before, after))
+    compare(before, after).to_dict()
+    assert (before, after) == snapshot
+
+
+def test_duplicate_step_ids_are_rejected() -> None:
+    bad = example()
+    bad["steps"].append({"id": "welcome", "type": "end"})
+    with pytest.raises(ValueError, match="duplicate step id 'welcome'"):
+        compare(example(), bad)
+
+
+def test_step_without_id_is_rejected() -> None:
+    bad = example()
+    bad["steps"].append({"type": "end"})
+    with pytest.raises(ValueError, match="has no id"):
+        compare(bad, example())
+
+
+def test_diff_fields_lists_and_pointer_escaping() -> None:
+    before = {"a/b": 1, "t~": [1, 2], "l": [1, 2], "n": {"x": {"y": 1}}}
+    after = {"a/b": 2, "t~": [1, 3], "l": [1, 2, 3], "n": {"x": {"y": 1, "z": 2}}}
+    assert diff_fields(before, after) == [
+        FieldChange("/a~1b", 1, 2),
+        FieldChange("/t~0/1", 2, 3),
+        FieldChange("/l", [1, 2], [1, 2, 3]),
+        FieldChange("/n/x/z", None, 2),
+    ]
+
+
+def test_json_equal() -> None:
+    assert json_equal({"a": [1, {"b": None}]}, {"a": [1.0, {"b": None}]})
+    assert not json_equal({"a": True}, {"a": 1})
+    assert not json_equal({"a": 0}, {"a": False})
+    assert not json_equal({"a": 1}, {"a": 1, "b": 2})
+    assert not json_equal([1, 2], [2, 1])
+    assert not json_equal("1", 1)
+    assert not json_equal(None, {})
