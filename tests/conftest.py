@@ -19,9 +19,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from revflow.app import create_app
-from revflow.auth import service as auth_service
 from revflow.audit.service import Actor
+from revflow.auth import service as auth_service
 from revflow.config import Settings
 from revflow.db import Database
 from revflow.migrate import upgrade
@@ -41,7 +42,8 @@ def _pg_available() -> bool:
 def _psql(sql: str) -> None:
     subprocess.run(
         ["psql", PG_ADMIN_DSN, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
 
 
@@ -70,7 +72,9 @@ class DatabaseFactory:
 
 
 @pytest.fixture(scope="session")
-def database_factories(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, DatabaseFactory]]:
+def database_factories(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, DatabaseFactory]]:
     factories = {b: DatabaseFactory(b, tmp_path_factory.mktemp(b)) for b in BACKENDS}
     yield factories
     if _pg_available():

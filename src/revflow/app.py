@@ -102,8 +102,13 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         REQUESTS.labels(request.method, template, response.status_code).inc()
         LATENCY.labels(request.method, template).observe(elapsed)
         if response.status_code >= 500:
-            log.warning("request", method=request.method, path=request.url.path,
-                        status=response.status_code, ms=round(elapsed * 1000, 2))
+            log.warning(
+                "request",
+                method=request.method,
+                path=request.url.path,
+                status=response.status_code,
+                ms=round(elapsed * 1000, 2),
+            )
         return response
 
     @app.get("/healthz", tags=["operations"])
@@ -115,10 +120,11 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         try:
             async with database.session() as session:
                 await session.execute(text("SELECT 1"))
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        except Exception as exc:
             return JSONResponse({"status": "unavailable", "detail": str(exc)}, 503)
-        return JSONResponse({"status": "ok", "database": "sqlite" if database.is_sqlite
-                             else "postgresql"})
+        return JSONResponse(
+            {"status": "ok", "database": "sqlite" if database.is_sqlite else "postgresql"}
+        )
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics() -> Response:

@@ -20,8 +20,9 @@ from revflow.logging import configure as configure_logging
 from revflow.migrate import upgrade as upgrade_database
 from revflow.models import Account
 
-app = typer.Typer(help="revflow: workflow automation with safe, versioned change.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="revflow: workflow automation with safe, versioned change.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts (tenants).", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
@@ -97,8 +98,7 @@ def _serve(host: str, port: int) -> None:
     configure_logging(settings.log_level, settings.log_json)
     from revflow.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
-                access_log=False)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
 
 
 @app.command()

@@ -98,7 +98,8 @@ class Version(Base):
         ),
         CheckConstraint("number >= 1", name="number_positive"),
         ForeignKeyConstraint(
-            ["account_id", "workflow_id"], ["workflows.account_id", "workflows.id"],
+            ["account_id", "workflow_id"],
+            ["workflows.account_id", "workflows.id"],
             ondelete="CASCADE",
         ),
         Index(None, "account_id", "workflow_id", "number", unique=True),
@@ -185,11 +186,13 @@ class Execution(Base):
             "status IN ('active', 'waiting', 'completed', 'failed', 'cancelled')", name="status"
         ),
         ForeignKeyConstraint(
-            ["account_id", "workflow_id"], ["workflows.account_id", "workflows.id"],
+            ["account_id", "workflow_id"],
+            ["workflows.account_id", "workflows.id"],
             ondelete="CASCADE",
         ),
         ForeignKeyConstraint(
-            ["account_id", "contact_id"], ["contacts.account_id", "contacts.id"],
+            ["account_id", "contact_id"],
+            ["contacts.account_id", "contacts.id"],
             ondelete="CASCADE",
         ),
         # At most one unfinished execution per (workflow, contact), enforced by the database.

@@ -65,10 +65,16 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 413:
             return problem_response(PayloadTooLarge("The request body is too large"), headers)
         if exc.status_code == 405:
-            return problem_response(MethodNotAllowed(f"{_request.method} is not allowed here"),
-                                    headers)
-        body = {"type": "about:blank", "title": str(exc.detail), "status": exc.status_code,
-                "detail": str(exc.detail), "code": "http_error"}
+            return problem_response(
+                MethodNotAllowed(f"{_request.method} is not allowed here"), headers
+            )
+        body = {
+            "type": "about:blank",
+            "title": str(exc.detail),
+            "status": exc.status_code,
+            "detail": str(exc.detail),
+            "code": "http_error",
+        }
         return JSONResponse(body, exc.status_code, headers=headers, media_type=PROBLEM_JSON)
 
     @app.exception_handler(Exception)

@@ -47,8 +47,10 @@ def entry_out(entry: AuditEntry) -> dict[str, Any]:
         id=entry.id,
         seq=entry.seq,
         at=entry.at,
-        actor={"user": entry.actor_user,
-               "key_id": str(entry.actor_key_id) if entry.actor_key_id else None},
+        actor={
+            "user": entry.actor_user,
+            "key_id": str(entry.actor_key_id) if entry.actor_key_id else None,
+        },
         action=entry.action,
         workflow_id=entry.workflow_id,
         object_type=entry.object_type,

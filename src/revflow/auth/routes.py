@@ -116,7 +116,8 @@ async def list_keys(
 ) -> dict[str, Any]:
     after = decode_cursor(cursor, {}, 2)
     keys = await service.list_keys(
-        session, principal.account_id,
+        session,
+        principal.account_id,
         after=(cursor_datetime(after[0]), cursor_uuid(after[1])) if after else None,
         limit=limit + 1,
     )

@@ -55,8 +55,13 @@ async def create_account(session: AsyncSession, name: str, actor: Actor) -> tupl
     session.add(AuditHead(account_id=account.id, seq=0, hash=""))
     await session.flush()
     await audit.record(
-        session, account.id, actor, "account.created",
-        object_type="account", object_id=account.id, details={"name": name},
+        session,
+        account.id,
+        actor,
+        "account.created",
+        object_type="account",
+        object_id=account.id,
+        details={"name": name},
     )
     _key, clear = await create_key(session, account.id, user="admin", role="admin", actor=actor)
     return account, clear
@@ -72,14 +77,23 @@ async def create_key(
     session.add(key)
     await session.flush()
     await audit.record(
-        session, account_id, actor, "api_key.created",
-        object_type="api_key", object_id=key.id, details={"user": user, "role": role},
+        session,
+        account_id,
+        actor,
+        "api_key.created",
+        object_type="api_key",
+        object_id=key.id,
+        details={"user": user, "role": role},
     )
     return key, clear
 
 
 async def list_keys(
-    session: AsyncSession, account_id: uuid.UUID, *, after: tuple[dt.datetime, uuid.UUID] | None, limit: int
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    *,
+    after: tuple[dt.datetime, uuid.UUID] | None,
+    limit: int,
 ) -> Sequence[ApiKey]:
     query = select(ApiKey).where(ApiKey.account_id == account_id)
     if after is not None:
@@ -99,8 +113,13 @@ async def revoke_key(
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         await audit.record(
-            session, account_id, actor, "api_key.revoked",
-            object_type="api_key", object_id=key.id, details={"user": key.user},
+            session,
+            account_id,
+            actor,
+            "api_key.revoked",
+            object_type="api_key",
+            object_id=key.id,
+            details={"user": key.user},
         )
     return key
 

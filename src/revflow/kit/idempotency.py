@@ -60,8 +60,14 @@ async def _request_hash(request: Request) -> str:
 def _replay(record: IdempotencyRecord, request_hash: str) -> JSONResponse:
     if record.request_hash != request_hash:
         raise IdempotencyKeyReused(
-            [{"pointer": "", "parameter": "Idempotency-Key", "in": "header",
-              "message": "this Idempotency-Key was already used with another body"}]
+            [
+                {
+                    "pointer": "",
+                    "parameter": "Idempotency-Key",
+                    "in": "header",
+                    "message": "this Idempotency-Key was already used with another body",
+                }
+            ]
         )
     headers = dict(record.headers or {})
     headers["Idempotent-Replayed"] = "true"
@@ -75,8 +81,14 @@ async def claim(session: AsyncSession, request: Request, account_id: uuid.UUID) 
         return None
     if not 1 <= len(key) <= 200:
         raise ValidationFailed(
-            [{"pointer": "", "parameter": "Idempotency-Key", "in": "header",
-              "message": "Idempotency-Key must be 1 to 200 characters"}]
+            [
+                {
+                    "pointer": "",
+                    "parameter": "Idempotency-Key",
+                    "in": "header",
+                    "message": "Idempotency-Key must be 1 to 200 characters",
+                }
+            ]
         )
     scope = f"{request.method} {request.url.path}"
     request_hash = await _request_hash(request)
@@ -92,8 +104,12 @@ async def claim(session: AsyncSession, request: Request, account_id: uuid.UUID) 
         async with session.begin_nested():
             session.add(
                 IdempotencyRecord(
-                    account_id=account_id, scope=scope, key=key, request_hash=request_hash,
-                    status_code=_PENDING, response=None,
+                    account_id=account_id,
+                    scope=scope,
+                    key=key,
+                    request_hash=request_hash,
+                    status_code=_PENDING,
+                    response=None,
                 )
             )
     except IntegrityError:

@@ -39,23 +39,23 @@ def decode_cursor(cursor: str | None, filters: dict[str, Any], arity: int) -> li
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise InvalidCursor([{**problem[0], "message": "the cursor is malformed"}]) from None
-    if (
-        not isinstance(data, dict)
-        or not isinstance(data.get("k"), list)
-        or len(data["k"]) != arity
-    ):
+    if not isinstance(data, dict) or not isinstance(data.get("k"), list) or len(data["k"]) != arity:
         raise InvalidCursor([{**problem[0], "message": "the cursor is malformed"}])
     if data.get("f") != _fingerprint(filters):
-        raise InvalidCursor(
-            [{**problem[0], "message": "the cursor was made for other filters"}]
-        )
+        raise InvalidCursor([{**problem[0], "message": "the cursor was made for other filters"}])
     return list(data["k"])
 
 
 def _malformed() -> InvalidCursor:
     return InvalidCursor(
-        [{"parameter": "cursor", "in": "query", "pointer": "/cursor",
-          "message": "the cursor is malformed"}]
+        [
+            {
+                "parameter": "cursor",
+                "in": "query",
+                "pointer": "/cursor",
+                "message": "the cursor is malformed",
+            }
+        ]
     )
 
 
@@ -77,4 +77,4 @@ def cursor_uuid(value: Any) -> uuid.UUID:
 def cursor_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _malformed()
-    return value
+    return int(value)

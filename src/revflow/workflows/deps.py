@@ -40,9 +40,7 @@ async def workflow_change(
     workflow = await require_workflow(session, principal.account_id, workflow_id, lock=True)
     claim = await idempotency.claim(session, request, principal.account_id)
     if claim is None or claim.replay is None:
-        check_if_match(
-            request.headers.get("if-match"), make_etag(workflow.id, workflow.revision)
-        )
+        check_if_match(request.headers.get("if-match"), make_etag(workflow.id, workflow.revision))
     return WorkflowChange(session, principal, workflow, claim)
 
 

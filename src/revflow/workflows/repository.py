@@ -36,9 +36,7 @@ async def list_workflows(
 ) -> Sequence[Workflow]:
     query = select(Workflow).where(Workflow.account_id == account_id)
     if after is not None:
-        query = query.where(
-            tuple_(Workflow.created_at, Workflow.id) < tuple_(after[0], after[1])
-        )
+        query = query.where(tuple_(Workflow.created_at, Workflow.id) < tuple_(after[0], after[1]))
     query = query.order_by(Workflow.created_at.desc(), Workflow.id.desc()).limit(limit)
     return (await session.scalars(query)).all()
 
@@ -51,7 +49,7 @@ async def version_status_counts(
         .where(Version.account_id == account_id, Version.workflow_id == workflow_id)
         .group_by(Version.status)
     )
-    return {status: count for status, count in rows.tuples()}
+    return {status: count for status, count in rows.all()}
 
 
 async def get_version(
@@ -141,4 +139,21 @@ async def live_executions(
         )
         .group_by(Execution.version)
     )
-    return {version: count for version, count in rows.tuples()}
+    return {version: count for version, count in rows.all()}
+
+
+async def live_executions_by_step(
+    session: AsyncSession, account_id: uuid.UUID, workflow_id: uuid.UUID, number: int
+) -> dict[str, int]:
+    """Unfinished executions of version ``number``, counted by their current step."""
+    rows = await session.execute(
+        select(Execution.current_step, func.count())
+        .where(
+            Execution.account_id == account_id,
+            Execution.workflow_id == workflow_id,
+            Execution.version == number,
+            Execution.status.in_(LIVE_STATUSES),
+        )
+        .group_by(Execution.current_step)
+    )
+    return {step or "": count for step, count in rows.all()}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from revflow.deps import Editor, ReadSession, SettingsDep, Viewer, WriteSession, commit
+from revflow.diff import render_text
 from revflow.kit import idempotency
 from revflow.kit.etag import make_etag
 from revflow.kit.pagination import (
@@ -22,8 +23,10 @@ from revflow.kit.pagination import (
 from revflow.models import Version, Workflow
 from revflow.workflows import repository as repo
 from revflow.workflows import service
+from revflow.workflows.compare import compare_versions as compare_versions_with_impact
 from revflow.workflows.deps import Change, WorkflowChange
 from revflow.workflows.schemas import (
+    CompareOut,
     RollbackBody,
     TagsBody,
     VersionCreate,
@@ -51,9 +54,9 @@ def workflow_out(workflow: Workflow) -> dict[str, Any]:
         id=workflow.id,
         name=workflow.name,
         description=workflow.description,
-        status=workflow.status,  # type: ignore[arg-type]
+        status=workflow.status,
         current_version=workflow.current_version,
-        canary=canary,  # type: ignore[arg-type]
+        canary=canary,
         etag=make_etag(workflow.id, workflow.revision),
         version_count=workflow.version_count,
         created_at=workflow.created_at,
@@ -62,9 +65,11 @@ def workflow_out(workflow: Workflow) -> dict[str, Any]:
 
 
 def version_out(version: Any, live: int, *, with_definition: bool = False) -> dict[str, Any]:
-    fields = {name: getattr(version, name) for name in VersionOut.model_fields if name not in (
-        "live_executions",
-    )}
+    fields = {
+        name: getattr(version, name)
+        for name in VersionOut.model_fields
+        if name not in ("live_executions",)
+    }
     if with_definition:
         return VersionDetail(
             **fields, live_executions=live, definition=version.definition
@@ -128,9 +133,7 @@ async def list_workflows(
 
 
 @router.get("/workflows/{workflow_id}", response_model=WorkflowDetail)
-async def get_workflow(
-    workflow_id: str, principal: Viewer, session: ReadSession
-) -> JSONResponse:
+async def get_workflow(workflow_id: str, principal: Viewer, session: ReadSession) -> JSONResponse:
     workflow = await service.require_workflow(session, principal.account_id, workflow_id)
     answer = workflow_out(workflow)
     answer["versions_by_status"] = await repo.version_status_counts(
@@ -174,9 +177,14 @@ async def list_versions(
     filters = {"status": sorted(status or []), "tag": tag, "archived": include_archived}
     after = decode_cursor(cursor, filters, 1)
     rows = await repo.list_versions(
-        session, principal.account_id, workflow.id,
-        statuses=status, tag=tag, include_archived=include_archived,
-        before_number=cursor_int(after[0]) if after else None, limit=limit + 1,
+        session,
+        principal.account_id,
+        workflow.id,
+        statuses=status,
+        tag=tag,
+        include_archived=include_archived,
+        before_number=cursor_int(after[0]) if after else None,
+        limit=limit + 1,
     )
     page = rows[:limit]
     live = await repo.live_executions(
@@ -187,6 +195,32 @@ async def list_versions(
         "items": [version_out(row, live.get(row.number, 0)) for row in page],
         "next_cursor": next_cursor,
     }
+
+
+@router.get(
+    "/workflows/{workflow_id}/versions/compare",
+    response_model=CompareOut,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+async def compare_versions(
+    workflow_id: str,
+    principal: Viewer,
+    session: ReadSession,
+    from_: Annotated[int, Query(alias="from", ge=1)],
+    to: Annotated[int, Query(ge=1)],
+    format: Literal["json", "text"] = "json",
+) -> Response:
+    """Structured diff of two versions (either order, archived included) with live impact."""
+    workflow = await service.require_workflow(session, principal.account_id, workflow_id)
+    source = await service.require_version(session, workflow, from_)
+    target = await service.require_version(session, workflow, to)
+    comparison, answer = await compare_versions_with_impact(session, source, target)
+    if format == "text":
+        text = render_text(
+            comparison, f"v{source.number} ({source.semver})", f"v{target.number} ({target.semver})"
+        )
+        return PlainTextResponse(text)
+    return JSONResponse(answer)
 
 
 @router.get("/workflows/{workflow_id}/versions/{number}", response_model=VersionDetail)

@@ -10,9 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Summary = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-Label = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
-]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 VersionStatus = Literal["draft", "published", "canary", "retired", "archived"]
 
@@ -108,3 +106,53 @@ class RollbackBody(Body):
 
 class TagsBody(Body):
     tags: list[Label] = Field(max_length=50)
+
+
+class FieldChangeOut(BaseModel):
+    path: str
+    before: Any
+    after: Any
+
+
+class ChangeOut(BaseModel):
+    entity: Literal["trigger", "start", "step", "goal"]
+    kind: Literal["added", "removed", "modified"]
+    id: str | None
+    before: Any
+    after: Any
+    fields: list[FieldChangeOut]
+    rewired: bool
+
+
+class BreakingOut(BaseModel):
+    step: str | None
+    goal: str | None
+    reason: str
+    executions_affected: int
+
+
+class SummaryOut(BaseModel):
+    steps_added: int
+    steps_removed: int
+    steps_modified: int
+    goals_changed: int
+    trigger_changed: bool
+    start_changed: bool
+
+
+class CompareSide(BaseModel):
+    number: int
+    semver: str
+    status: VersionStatus
+
+
+class CompareOut(BaseModel):
+    changes: list[ChangeOut]
+    summary: SummaryOut
+    breaking: list[BreakingOut]
+    breaking_count: int
+    suggested_bump: Literal["major", "minor", "patch"]
+    suggested_mapping: dict[str, str | None]
+    live_executions: int
+    from_: CompareSide = Field(alias="from")
+    to: CompareSide

@@ -46,8 +46,8 @@ async def require_workflow(
     session: AsyncSession, account_id: uuid.UUID, workflow_id: str, *, lock: bool = False
 ) -> Workflow:
     parsed = repo.parse_id(workflow_id)
-    workflow = None if parsed is None else await repo.get_workflow(
-        session, account_id, parsed, lock=lock
+    workflow = (
+        None if parsed is None else await repo.get_workflow(session, account_id, parsed, lock=lock)
     )
     if workflow is None:
         raise NotFound(f"No workflow {workflow_id}")
@@ -75,14 +75,21 @@ async def create_workflow(
     session.add(workflow)
     await session.flush()
     await audit.record(
-        session, principal.account_id, principal.actor, "workflow.created",
-        object_type="workflow", object_id=workflow.id, workflow_id=workflow.id,
+        session,
+        principal.account_id,
+        principal.actor,
+        "workflow.created",
+        object_type="workflow",
+        object_id=workflow.id,
+        workflow_id=workflow.id,
         details={"name": body.name},
     )
     version = None
     if body.definition is not None and body.change_summary is not None:
         version = await create_version(
-            session, principal, workflow,
+            session,
+            principal,
+            workflow,
             VersionCreate(
                 definition=body.definition, change_summary=body.change_summary, base_version=None
             ),
@@ -104,8 +111,13 @@ async def update_workflow(
     if changes:
         touch(workflow)
         await audit.record(
-            session, principal.account_id, principal.actor, "workflow.updated",
-            object_type="workflow", object_id=workflow.id, workflow_id=workflow.id,
+            session,
+            principal.account_id,
+            principal.actor,
+            "workflow.updated",
+            object_type="workflow",
+            object_id=workflow.id,
+            workflow_id=workflow.id,
             details=changes,
         )
     return workflow
@@ -161,8 +173,9 @@ async def create_version(
     if parent is None:
         semver = next_semver(None, "major")
     else:
-        semver = next_semver(parent.semver, compare(parent.definition, validated.definition)
-                             .suggested_bump)
+        semver = next_semver(
+            parent.semver, compare(parent.definition, validated.definition).suggested_bump
+        )
     version = Version(
         account_id=workflow.account_id,
         workflow_id=workflow.id,
@@ -184,10 +197,19 @@ async def create_version(
     touch(workflow)
     await session.flush()
     await audit.record(
-        session, principal.account_id, principal.actor, "version.created",
-        object_type="version", object_id=version.id, workflow_id=workflow.id,
-        details={"number": version.number, "parent": base, "semver": semver,
-                 "content_hash": version.content_hash},
+        session,
+        principal.account_id,
+        principal.actor,
+        "version.created",
+        object_type="version",
+        object_id=version.id,
+        workflow_id=workflow.id,
+        details={
+            "number": version.number,
+            "parent": base,
+            "semver": semver,
+            "content_hash": version.content_hash,
+        },
     )
     if body.publish:
         await publish(session, principal, workflow, version)
@@ -207,8 +229,13 @@ async def publish(
     previous = await _retire_current(session, workflow)
     await _make_current(session, workflow, version)
     await audit.record(
-        session, principal.account_id, principal.actor, "version.published",
-        object_type="version", object_id=version.id, workflow_id=workflow.id,
+        session,
+        principal.account_id,
+        principal.actor,
+        "version.published",
+        object_type="version",
+        object_id=version.id,
+        workflow_id=workflow.id,
         details={"number": version.number, "previous": previous},
     )
     return version
@@ -221,15 +248,18 @@ async def rollback(
     if version.status == "published":
         return version
     if version.status == "draft":
-        raise NeverPublished(
-            f"Version {version.number} was never published; publish it instead"
-        )
+        raise NeverPublished(f"Version {version.number} was never published; publish it instead")
     previous = await _retire_current(session, workflow)
     version.archived_at = None
     await _make_current(session, workflow, version)
     await audit.record(
-        session, principal.account_id, principal.actor, "version.rolled_back",
-        object_type="version", object_id=version.id, workflow_id=workflow.id,
+        session,
+        principal.account_id,
+        principal.actor,
+        "version.rolled_back",
+        object_type="version",
+        object_id=version.id,
+        workflow_id=workflow.id,
         details={"number": version.number, "previous": previous, "reason": reason},
     )
     return version
@@ -275,15 +305,22 @@ async def set_tags(
     for tag in wanted:
         session.add(
             VersionTag(
-                version_id=version.id, tag=tag, account_id=workflow.account_id,
+                version_id=version.id,
+                tag=tag,
+                account_id=workflow.account_id,
                 workflow_id=workflow.id,
             )
         )
     touch(workflow)
     await session.flush()
     await audit.record(
-        session, principal.account_id, principal.actor, "version.tagged",
-        object_type="version", object_id=version.id, workflow_id=workflow.id,
+        session,
+        principal.account_id,
+        principal.actor,
+        "version.tagged",
+        object_type="version",
+        object_id=version.id,
+        workflow_id=workflow.id,
         details={"number": version.number, "before": before, "after": wanted},
     )
     return version

@@ -1,0 +1,66 @@
+"""Small helpers for API tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import Tenant
+
+
+def simple_definition(subject: str = "Hi {{contact.fields.first_name}}") -> dict[str, Any]:
+    return {
+        "trigger": {"type": "tag_added", "tag": "lead"},
+        "start": "welcome",
+        "steps": [
+            {
+                "id": "welcome",
+                "type": "send_email",
+                "subject": subject,
+                "body": "Hello",
+                "next": "pause",
+            },
+            {"id": "pause", "type": "wait", "duration": "2d", "next": "is_vip"},
+            {
+                "id": "is_vip",
+                "type": "condition",
+                "if": {"field": "tags", "op": "contains", "value": "vip"},
+                "then": "vip_offer",
+                "else": "nurture",
+            },
+            {"id": "vip_offer", "type": "send_sms", "body": "Offer"},
+            {"id": "nurture", "type": "add_tag", "tag": "nurture"},
+            {"id": "thank_you", "type": "send_email", "subject": "Thank you!", "body": "..."},
+        ],
+        "goals": [{"id": "purchased", "event": "purchase", "then": "thank_you"}],
+    }
+
+
+async def create_workflow(tenant: Tenant, name: str = "Welcome") -> dict[str, Any]:
+    response = await tenant.request("POST", "/api/v1/workflows", json={"name": name})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def create_version(
+    tenant: Tenant,
+    workflow_id: str,
+    definition: dict[str, Any],
+    base: int | None,
+    *,
+    publish: bool = False,
+    summary: str = "change",
+) -> dict[str, Any]:
+    response = await tenant.request(
+        "POST",
+        f"/api/v1/workflows/{workflow_id}/versions",
+        json={
+            "definition": definition,
+            "change_summary": summary,
+            "base_version": base,
+            "publish": publish,
+        },
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
