@@ -12,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.auth.service import Principal
 from revflow.deps import Editor, WriteSession
+from revflow.errors import NotFound
 from revflow.kit import idempotency
 from revflow.kit.etag import check_if_match, make_etag
-from revflow.models import Workflow
-from revflow.workflows.service import require_workflow
+from revflow.models import Version, Workflow
+from revflow.workflows.service import require_version, require_workflow
 
 
 @dataclass
@@ -24,24 +25,50 @@ class WorkflowChange:
     principal: Principal
     workflow: Workflow
     claim: idempotency.Claim | None
+    version: Version | None = None
 
     @property
     def replay(self) -> JSONResponse | None:
         return self.claim.replay if self.claim else None
+
+    def require_version(self) -> Version:
+        assert self.version is not None, "route is not declared with VersionChange"
+        return self.version
 
     @property
     def etag(self) -> str:
         return make_etag(self.workflow.id, self.workflow.revision)
 
 
-async def workflow_change(
-    request: Request, workflow_id: str, principal: Editor, session: WriteSession
+async def _locked_workflow(
+    workflow_id: str, principal: Editor, session: WriteSession
 ) -> WorkflowChange:
     workflow = await require_workflow(session, principal.account_id, workflow_id, lock=True)
-    claim = await idempotency.claim(session, request, principal.account_id)
-    if claim is None or claim.replay is None:
-        check_if_match(request.headers.get("if-match"), make_etag(workflow.id, workflow.revision))
-    return WorkflowChange(session, principal, workflow, claim)
+    return WorkflowChange(session, principal, workflow, claim=None)
+
+
+async def _claim_and_check(request: Request, change: WorkflowChange) -> WorkflowChange:
+    change.claim = await idempotency.claim(change.session, request, change.principal.account_id)
+    if change.replay is None:
+        check_if_match(request.headers.get("if-match"), change.etag)
+    return change
+
+
+async def workflow_change(
+    request: Request, change: Annotated[WorkflowChange, Depends(_locked_workflow)]
+) -> WorkflowChange:
+    return await _claim_and_check(request, change)
+
+
+async def version_change(
+    request: Request, number: str, change: Annotated[WorkflowChange, Depends(_locked_workflow)]
+) -> WorkflowChange:
+    """Like ``workflow_change`` for a route on one version: its 404 comes before the 412."""
+    if not number.isdigit():
+        raise NotFound(f"Workflow {change.workflow.id} has no version {number}")
+    change.version = await require_version(change.session, change.workflow, int(number))
+    return await _claim_and_check(request, change)
 
 
 Change = Annotated[WorkflowChange, Depends(workflow_change)]
+VersionChange = Annotated[WorkflowChange, Depends(version_change)]

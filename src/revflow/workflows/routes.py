@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from revflow.deps import Editor, ReadSession, SettingsDep, Viewer, WriteSession, commit
 from revflow.diff import render_text
+from revflow.errors import NotFound
 from revflow.kit import idempotency
 from revflow.kit.etag import make_etag
 from revflow.kit.pagination import (
@@ -24,7 +25,7 @@ from revflow.models import Version, Workflow
 from revflow.workflows import repository as repo
 from revflow.workflows import service
 from revflow.workflows.compare import compare_versions as compare_versions_with_impact
-from revflow.workflows.deps import Change, WorkflowChange
+from revflow.workflows.deps import Change, VersionChange, WorkflowChange
 from revflow.workflows.schemas import (
     CompareOut,
     RollbackBody,
@@ -225,39 +226,41 @@ async def compare_versions(
 
 @router.get("/workflows/{workflow_id}/versions/{number}", response_model=VersionDetail)
 async def get_version(
-    workflow_id: str, number: int, principal: Viewer, session: ReadSession
+    workflow_id: str, number: str, principal: Viewer, session: ReadSession
 ) -> JSONResponse:
     workflow = await service.require_workflow(session, principal.account_id, workflow_id)
-    version = await service.require_version(session, workflow, number)
-    live = await repo.live_executions(session, principal.account_id, workflow.id, [number])
+    if not number.isdigit():
+        raise NotFound(f"Workflow {workflow.id} has no version {number}")
+    version = await service.require_version(session, workflow, int(number))
+    live = await repo.live_executions(session, principal.account_id, workflow.id, [version.number])
     return JSONResponse(
-        version_out(version, live.get(number, 0), with_definition=True),
+        version_out(version, live.get(version.number, 0), with_definition=True),
         headers={"ETag": make_etag(workflow.id, workflow.revision)},
     )
 
 
 @router.post("/workflows/{workflow_id}/versions/{number}/publish", response_model=VersionDetail)
-async def publish_version(number: int, change: Change) -> JSONResponse:
+async def publish_version(change: VersionChange) -> JSONResponse:
     if change.replay:
         return change.replay
-    version = await service.require_version(change.session, change.workflow, number)
+    version = change.require_version()
     await service.publish(change.session, change.principal, change.workflow, version)
     return await respond(change, await _version_detail(change, version))
 
 
 @router.post("/workflows/{workflow_id}/versions/{number}/rollback", response_model=VersionDetail)
-async def rollback_version(number: int, body: RollbackBody, change: Change) -> JSONResponse:
+async def rollback_version(body: RollbackBody, change: VersionChange) -> JSONResponse:
     if change.replay:
         return change.replay
-    version = await service.require_version(change.session, change.workflow, number)
+    version = change.require_version()
     await service.rollback(change.session, change.principal, change.workflow, version, body.reason)
     return await respond(change, await _version_detail(change, version))
 
 
 @router.put("/workflows/{workflow_id}/versions/{number}/tags", response_model=VersionDetail)
-async def set_version_tags(number: int, body: TagsBody, change: Change) -> JSONResponse:
+async def set_version_tags(body: TagsBody, change: VersionChange) -> JSONResponse:
     if change.replay:
         return change.replay
-    version = await service.require_version(change.session, change.workflow, number)
+    version = change.require_version()
     await service.set_tags(change.session, change.principal, change.workflow, version, body.tags)
     return await respond(change, await _version_detail(change, version))

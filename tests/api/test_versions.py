@@ -1,0 +1,221 @@
+"""The versioning core through the API: lifecycle, immutability and the 409/412 rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from revflow.app import create_app
+from revflow.config import Settings
+from revflow.db import Database
+from tests.api.helpers import create_version, create_workflow, simple_definition
+from tests.conftest import Tenant, make_tenant
+
+
+def versions_url(workflow_id: str, suffix: str = "") -> str:
+    return f"/api/v1/workflows/{workflow_id}/versions{suffix}"
+
+
+async def statuses(tenant: Tenant, workflow_id: str) -> dict[int, str]:
+    response = await tenant.request(
+        "GET", versions_url(workflow_id), params={"include_archived": "true"}
+    )
+    return {v["number"]: v["status"] for v in response.json()["items"]}
+
+
+async def test_lifecycle_draft_published_retired_and_back(tenant: Tenant) -> None:
+    wf = await create_workflow(tenant)
+    await create_version(tenant, wf["id"], simple_definition("a"), None)
+    await create_version(tenant, wf["id"], simple_definition("b"), 1)
+    assert await statuses(tenant, wf["id"]) == {1: "draft", 2: "draft"}
+
+    published = await tenant.request("POST", versions_url(wf["id"], "/1/publish"))
+    assert published.status_code == 200 and published.json()["status"] == "published"
+    assert published.json()["published_at"] is not None
+    again = await tenant.request("POST", versions_url(wf["id"], "/1/publish"))
+    assert again.status_code == 200  # publishing the current version again is a no-op
+
+    await tenant.request("POST", versions_url(wf["id"], "/2/publish"))
+    assert await statuses(tenant, wf["id"]) == {1: "retired", 2: "published"}
+    workflow = (await tenant.request("GET", f"/api/v1/workflows/{wf['id']}")).json()
+    assert workflow["current_version"] == 2
+    assert workflow["versions_by_status"] == {"retired": 1, "published": 1}
+
+    use_rollback = await tenant.request("POST", versions_url(wf["id"], "/1/publish"))
+    assert use_rollback.status_code == 409 and use_rollback.json()["code"] == "use_rollback"
+
+    missing_reason = await tenant.request("POST", versions_url(wf["id"], "/1/rollback"), json={})
+    assert missing_reason.status_code == 422
+    rolled = await tenant.request(
+        "POST", versions_url(wf["id"], "/1/rollback"), json={"reason": "v2 broke the offer"}
+    )
+    assert rolled.status_code == 200, rolled.text
+    assert await statuses(tenant, wf["id"]) == {1: "published", 2: "retired"}
+
+    await create_version(tenant, wf["id"], simple_definition("c"), 2)
+    never = await tenant.request(
+        "POST", versions_url(wf["id"], "/3/rollback"), json={"reason": "x"}
+    )
+    assert never.status_code == 409 and never.json()["code"] == "never_published"
+
+
+async def test_versions_are_immutable(tenant: Tenant) -> None:
+    wf = await create_workflow(tenant)
+    definition = simple_definition("original")
+    v1 = await create_version(tenant, wf["id"], definition, None, publish=True)
+    await create_version(tenant, wf["id"], simple_definition("changed"), 1, publish=True)
+    await tenant.request("PUT", versions_url(wf["id"], "/1/tags"), json={"tags": ["stable"]})
+    await tenant.request("POST", versions_url(wf["id"], "/1/rollback"), json={"reason": "r"})
+    after = (await tenant.request("GET", versions_url(wf["id"], "/1"))).json()
+    assert after["definition"] == definition
+    assert after["content_hash"] == v1["content_hash"]
+    for method in ("PUT", "PATCH", "DELETE"):
+        response = await tenant.request(method, versions_url(wf["id"], "/1"), json={})
+        assert response.status_code == 405, (method, response.text)
+
+
+async def test_stale_base_and_unknown_base(tenant: Tenant) -> None:
+    wf = await create_workflow(tenant)
+    await create_version(tenant, wf["id"], simple_definition("a"), None)
+    await create_version(tenant, wf["id"], simple_definition("b"), 1)
+    body: dict[str, Any] = {"definition": simple_definition("c"), "change_summary": "c"}
+    stale = await tenant.request("POST", versions_url(wf["id"]), json={**body, "base_version": 1})
+    assert stale.status_code == 409
+    assert stale.json()["code"] == "stale_base" and stale.json()["latest_version"] == 2
+    null_base = await tenant.request(
+        "POST", versions_url(wf["id"]), json={**body, "base_version": None}
+    )
+    assert null_base.status_code == 409 and null_base.json()["latest_version"] == 2
+    unknown = await tenant.request("POST", versions_url(wf["id"]), json={**body, "base_version": 9})
+    assert unknown.status_code == 422
+    assert unknown.json()["errors"][0]["pointer"] == "/base_version"
+    ok = await tenant.request("POST", versions_url(wf["id"]), json={**body, "base_version": 2})
+    assert ok.status_code == 201 and ok.json()["parent"] == 2
+
+
+async def test_no_changes(tenant: Tenant) -> None:
+    wf = await create_workflow(tenant)
+    definition = simple_definition()
+    await create_version(tenant, wf["id"], definition, None)
+    # Key order does not matter: the hash is over canonical JSON.
+    reordered = dict(reversed(list(definition.items())))
+    response = await tenant.request(
+        "POST",
+        versions_url(wf["id"]),
+        json={"definition": reordered, "change_summary": "same", "base_version": 1},
+    )
+    assert response.status_code == 409 and response.json()["code"] == "no_changes"
+    listing = (await tenant.request("GET", versions_url(wf["id"]))).json()
+    assert len(listing["items"]) == 1
+
+
+async def test_version_limit(database_url: str) -> None:
+    settings = Settings(database_url=database_url, max_versions=3, log_json=False)
+    db = Database(database_url)
+    app = create_app(settings, db)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        tenant = await make_tenant(db, client)
+        wf = await create_workflow(tenant)
+        for n in range(3):
+            await create_version(tenant, wf["id"], simple_definition(str(n)), n or None)
+        response = await tenant.request(
+            "POST",
+            versions_url(wf["id"]),
+            json={"definition": simple_definition("x"), "change_summary": "x", "base_version": 3},
+        )
+        assert response.status_code == 409
+        assert response.json()["code"] == "version_limit"
+        assert response.json()["max_versions"] == 3
+    await db.dispose()
+
+
+async def test_if_match(tenant: Tenant) -> None:
+    wf = await create_workflow(tenant)
+    etag = wf["etag"]
+    body = {"definition": simple_definition(), "change_summary": "v1", "base_version": None}
+    stale = await tenant.request(
+        "POST", versions_url(wf["id"]), json=body, headers={"If-Match": '"nope-1"'}
+    )
+    assert stale.status_code == 412 and stale.json()["code"] == "etag_mismatch"
+    created = await tenant.request(
+        "POST", versions_url(wf["id"]), json=body, headers={"If-Match": etag}
+    )
+    assert created.status_code == 201
+    new_etag = created.headers["ETag"]
+    assert new_etag != etag
+    # The old etag no longer matches; an unquoted current one does.
+    old = await tenant.request(
+        "POST", versions_url(wf["id"], "/1/publish"), headers={"If-Match": etag}
+    )
+    assert old.status_code == 412
+    unquoted = await tenant.request(
+        "POST", versions_url(wf["id"], "/1/publish"), headers={"If-Match": new_etag.strip('"')}
+    )
+    assert unquoted.status_code == 200
+    got = await tenant.request("GET", f"/api/v1/workflows/{wf['id']}")
+    assert got.headers["ETag"] == unquoted.headers["ETag"] == got.json()["etag"]
+    # 404 comes before 412.
+    missing = await tenant.request(
+        "POST", versions_url(wf["id"], "/9/publish"), headers={"If-Match": '"x"'}
+    )
+    assert missing.status_code == 404
+    renamed = await tenant.request(
+        "PATCH",
+        f"/api/v1/workflows/{wf['id']}",
+        json={"name": "Renamed"},
+        headers={"If-Match": got.json()["etag"]},
+    )
+    assert renamed.status_code == 200 and renamed.json()["name"] == "Renamed"
+
+
+async def test_idempotent_version_creation(tenant: Tenant) -> None:
+    wf = await create_workflow(tenant)
+    body = {"definition": simple_definition(), "change_summary": "v1", "base_version": None}
+    headers = {"Idempotency-Key": "create-v1"}
+    first = await tenant.request("POST", versions_url(wf["id"]), json=body, headers=headers)
+    retry = await tenant.request("POST", versions_url(wf["id"]), json=body, headers=headers)
+    assert first.status_code == retry.status_code == 201
+    assert first.json() == retry.json()
+    assert retry.headers.get("Idempotent-Replayed") == "true"
+    listing = (await tenant.request("GET", versions_url(wf["id"]))).json()
+    assert len(listing["items"]) == 1
+    other = await tenant.request(
+        "POST",
+        versions_url(wf["id"]),
+        json={**body, "change_summary": "other"},
+        headers=headers,
+    )
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+
+
+async def test_publish_in_same_transaction_and_semver(tenant: Tenant) -> None:
+    wf = await create_workflow(tenant)
+    v1 = await create_version(tenant, wf["id"], simple_definition(), None, publish=True)
+    assert v1["status"] == "published" and v1["semver"] == "1.0.0"
+    definition = simple_definition()
+    definition["steps"].append({"id": "extra", "type": "add_tag", "tag": "x"})
+    v2 = await create_version(tenant, wf["id"], definition, 1)
+    assert v2["semver"] == "1.1.0"
+    definition["steps"] = [s for s in definition["steps"] if s["id"] != "thank_you"]
+    definition["goals"] = []
+    v3 = await create_version(tenant, wf["id"], definition, 2)
+    assert v3["semver"] == "2.0.0"
+
+
+@pytest.mark.parametrize("with_definition", [True, False])
+async def test_create_workflow_with_first_version(tenant: Tenant, with_definition: bool) -> None:
+    body: dict[str, Any] = {"name": "Onboarding", "description": "new users"}
+    if with_definition:
+        body |= {"definition": simple_definition(), "change_summary": "first"}
+    response = await tenant.request("POST", "/api/v1/workflows", json=body)
+    assert response.status_code == 201, response.text
+    listing = (await tenant.request("GET", versions_url(response.json()["id"]))).json()
+    assert len(listing["items"]) == (1 if with_definition else 0)
+    half = await tenant.request(
+        "POST", "/api/v1/workflows", json={"name": "x", "definition": simple_definition()}
+    )
+    assert half.status_code == 422
