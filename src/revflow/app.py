@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,15 +12,18 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import text
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from revflow import problems
 from revflow.audit.routes import router as audit_router
 from revflow.auth.routes import router as auth_router
 from revflow.config import Settings, get_settings
+from revflow.contacts.routes import router as contacts_router
 from revflow.db import Database
+from revflow.engine.clock import Clock, SystemClock
+from revflow.engine.worker import Worker
 from revflow.errors import PayloadTooLarge
+from revflow.executions.routes import router as executions_router
 from revflow.logging import get_logger
 from revflow.workflows.routes import router as workflows_router
 
@@ -41,30 +45,51 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._refuse(scope, receive, send)
+        if length is not None and length.isdigit():
+            if int(length) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            # The server delivers exactly Content-Length bytes.
+            await self.app(scope, receive, send)
             return
+        # No Content-Length (a chunked body): read it, up to the limit, before the app runs.
+        # Raising from inside ``receive`` instead would reach the framework's body reader
+        # wrapped in an ExceptionGroup (by the HTTP middleware) and answer 400, not 413.
+        messages: list[Message] = []
         seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    # An HTTPException, so that the framework's body reader passes it through.
-                    raise StarletteHTTPException(413)
-            return message
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
 
-        await self.app(scope, limited_receive, send)
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = PayloadTooLarge(f"The body is larger than {self.max_bytes} bytes")
         await problems.problem_response(error)(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
-    """Build the application; ``db`` lets tests and the CLI share an engine."""
+def create_app(
+    settings: Settings | None = None,
+    db: Database | None = None,
+    *,
+    clock: Clock | None = None,
+    with_worker: bool = False,
+) -> FastAPI:
+    """Build the application; ``db`` and ``clock`` let tests share an engine and control time.
+
+    ``with_worker`` runs a worker inside the server process (the embedded SQLite mode).
+    """
     settings = settings or get_settings()
     owns_db = db is None
     database = db or Database(
@@ -74,10 +99,20 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if owns_db:
-            await database.dispose()
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if with_worker:
+            worker = Worker(database, settings, clock=app.state.clock)
+            app.state.worker = worker
+            task = asyncio.create_task(worker.run())
+        try:
+            yield
+        finally:
+            if task is not None:
+                app.state.worker.stop()
+                await task
+            if owns_db:
+                await database.dispose()
 
     app = FastAPI(
         title="revflow",
@@ -87,10 +122,14 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     app.state.settings = settings
     app.state.db = database
+    app.state.clock = clock or SystemClock()
+    app.state.worker = None
     problems.install(app)
     app.include_router(auth_router)
     app.include_router(workflows_router)
     app.include_router(audit_router)
+    app.include_router(contacts_router)
+    app.include_router(executions_router)
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Any) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import uuid
 from typing import Annotated
 
@@ -14,7 +15,7 @@ from sqlalchemy import select
 
 from revflow.audit.service import SYSTEM, Actor, verify_account
 from revflow.auth import service as auth_service
-from revflow.config import get_settings
+from revflow.config import Settings, get_settings
 from revflow.db import Database
 from revflow.logging import configure as configure_logging
 from revflow.migrate import upgrade as upgrade_database
@@ -93,21 +94,63 @@ def audit_verify(
         raise typer.Exit(1)
 
 
-def _serve(host: str, port: int) -> None:
+def _serve(host: str, port: int, with_worker: bool | None) -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     from revflow.app import create_app
+    from revflow.db import is_sqlite_url
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+    if with_worker is None:
+        with_worker = is_sqlite_url(settings.database_url)
+    uvicorn.run(
+        create_app(settings, with_worker=with_worker),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    with_worker: Annotated[
+        bool | None,
+        typer.Option(
+            "--with-worker/--no-worker",
+            help="Run a worker in this process (default: on with SQLite, off with PostgreSQL).",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the API."""
-    _serve(host, port)
+    """Serve the API (and, on SQLite or with --with-worker, run the worker in-process)."""
+    _serve(host, port, with_worker)
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker alone (PostgreSQL: start as many as you need). Stops cleanly on SIGTERM."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    asyncio.run(_run_worker(settings))
+
+
+async def _run_worker(settings: Settings) -> None:
+    from revflow.engine.worker import Worker
+
+    db = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+    )
+    worker = Worker(db, settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        await db.dispose()
 
 
 async def _demo_key() -> tuple[str, str]:
@@ -139,4 +182,4 @@ def run(
     err.print(f"[bold]revflow[/bold] on http://{host}:{port}  (API docs: /docs)")
     err.print(f"demo account {account_id}")
     err.print(f"admin key: [bold]{clear}[/bold]")
-    _serve(host, port)
+    _serve(host, port, None)

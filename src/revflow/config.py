@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +30,25 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     idempotency_ttl_hours: int = Field(default=24, ge=1)
+
+    # Channels: where send_email / send_sms go.
+    email_channel: Literal["outbox", "smtp", "http"] = "outbox"
+    sms_channel: Literal["outbox", "http"] = "outbox"
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_sender: str = "revflow@localhost"
+    http_channel_url: str | None = None
+
+    # Worker.
+    worker_batch_size: int = Field(default=50, ge=1, le=1000)
+    worker_poll_seconds: float = Field(default=0.5, gt=0)
+    lease_seconds: int = Field(default=300, ge=1)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    retry_base_seconds: float = Field(default=1.0, ge=0)
+    http_timeout_seconds: float = Field(default=10.0, gt=0)
 
 
 @lru_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -12,12 +13,30 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from revflow.auth.service import Principal, authenticate
 from revflow.config import Settings
 from revflow.db import Database
+from revflow.engine.clock import Clock
 from revflow.errors import ConcurrentChange, Forbidden, Unauthorized
 
 
 def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
+
+
+def get_clock(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+def now(request: Request) -> dt.datetime:
+    """The request's "now", from the application's clock (injectable in tests)."""
+    return get_clock(request).now()
+
+
+def wake_worker(request: Request) -> None:
+    """Tell an in-process worker that work is due now (no-op without one)."""
+    worker = getattr(request.app.state, "worker", None)
+    if worker is not None:
+        worker.wake()
 
 
 def get_settings(request: Request) -> Settings:
@@ -68,6 +87,7 @@ Admin = Annotated[Principal, Depends(_require("admin"))]
 ReadSession = Annotated[AsyncSession, Depends(read_session)]
 WriteSession = Annotated[AsyncSession, Depends(write_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+Now = Annotated[dt.datetime, Depends(now)]
 
 
 async def commit(session: AsyncSession) -> None:

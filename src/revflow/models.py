@@ -137,6 +137,10 @@ class Version(Base):
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     step_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The trigger, denormalised so that a contact change finds the workflows it enrolls into
+    # with one indexed query instead of reading every published definition.
+    trigger_type: Mapped[str] = mapped_column(String(32), default="manual")
+    trigger_key: Mapped[str | None] = mapped_column(String(200))
 
 
 class VersionTag(Base):
@@ -177,6 +181,8 @@ class Contact(Base):
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Erasure keeps the row (executions and stats refer to it) but none of its personal data.
+    erased_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class Execution(Base):
@@ -214,6 +220,15 @@ class Execution(Base):
             postgresql_where=text("status IN ('active', 'waiting')"),
         ),
         Index(None, "account_id", "workflow_id", "started_at", "id"),
+        Index(None, "account_id", "contact_id"),
+        # What workers claim: live executions by the time they are due. The only index that
+        # does not lead with account_id: workers serve every account.
+        Index(
+            "ix_executions_due",
+            "wake_at",
+            sqlite_where=text("status IN ('active', 'waiting')"),
+            postgresql_where=text("status IN ('active', 'waiting')"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -227,6 +242,54 @@ class Execution(Base):
     outcome: Mapped[str | None] = mapped_column(String(200))
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    wait_started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    fired_goals: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    # Set while a worker performs an external call for this execution outside a transaction.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+HistoryId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class HistoryEntry(Base):
+    """One entry of an execution's history: a step taken, a wait begun or ended, a goal."""
+
+    __tablename__ = "execution_history"
+    __table_args__ = (Index(None, "account_id", "execution_id", "id"),)
+
+    id: Mapped[int] = mapped_column(HistoryId, primary_key=True, autoincrement=True)
+    account_id: Mapped[uuid.UUID] = mapped_column()
+    execution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("executions.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    step: Mapped[str] = mapped_column(String(64))
+    result: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Message(Base):
+    """An email or SMS sent by a step; the outbox channel's messages are only these rows."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index(None, "account_id", "created_at", "id"),
+        Index(None, "account_id", "contact_id"),
+        Index(None, "account_id", "execution_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column()
+    channel: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(8))
+    to: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
+    contact_id: Mapped[uuid.UUID] = mapped_column()
+    execution_id: Mapped[uuid.UUID | None] = mapped_column()
+    step: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class AuditEntry(Base):

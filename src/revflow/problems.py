@@ -68,8 +68,12 @@ def install(app: FastAPI) -> None:
             return problem_response(
                 MethodNotAllowed(f"{_request.method} is not allowed here"), headers
             )
+        if exc.status_code == 400:
+            # The framework's "error parsing the body" (e.g. JSON nested deeper than the
+            # parser allows).
+            return problem_response(MalformedJSON(f"The body could not be parsed: {exc.detail}"))
         body = {
-            "type": "about:blank",
+            "type": "urn:revflow:problem:http_error",
             "title": str(exc.detail),
             "status": exc.status_code,
             "detail": str(exc.detail),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Header, Query
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from revflow.audit.service import Actor
@@ -82,17 +82,23 @@ def key_out(key: ApiKey) -> dict[str, Any]:
     }
 
 
-@router.post("/accounts", status_code=201, response_model=AccountCreated)
-async def create_account(
-    body: AccountCreate,
-    session: WriteSession,
-    settings: SettingsDep,
-    authorization: Annotated[str | None, Header()] = None,
-) -> dict[str, Any]:
+async def require_operator(
+    settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    """The operator token check; a dependency, so that its 401 comes before the body's 422."""
     token = (authorization or "").removeprefix("Bearer ").strip()
     expected = settings.admin_token
     if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
         raise Unauthorized("Creating accounts needs the operator token (REVFLOW_ADMIN_TOKEN)")
+
+
+@router.post(
+    "/accounts",
+    status_code=201,
+    response_model=AccountCreated,
+    dependencies=[Depends(require_operator)],
+)
+async def create_account(body: AccountCreate, session: WriteSession) -> dict[str, Any]:
     account, clear = await service.create_account(session, body.name, Actor(user="operator"))
     await commit(session)
     return {"account": {"id": str(account.id), "name": account.name}, "api_key": clear}
@@ -114,7 +120,8 @@ async def list_keys(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    after = decode_cursor(cursor, {}, 2)
+    # The list's name is part of the cursor's filters so that another list's cursor is refused.
+    after = decode_cursor(cursor, {"list": "api_keys"}, 2)
     keys = await service.list_keys(
         session,
         principal.account_id,
@@ -124,7 +131,9 @@ async def list_keys(
     next_cursor = None
     if len(keys) > limit:
         last = keys[limit - 1]
-        next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)], {})
+        next_cursor = encode_cursor(
+            [last.created_at.isoformat(), str(last.id)], {"list": "api_keys"}
+        )
     return {"items": [key_out(k) for k in keys[:limit]], "next_cursor": next_cursor}
 
 

@@ -24,9 +24,6 @@ _FORMAT_HINT = (
 )
 
 
-# Definitions repeat the same few durations and instants; results are immutable, so caching them
-# is safe and saves most of the parsing when a large definition is validated.
-@lru_cache(maxsize=4096)
 def parse_duration(text: str) -> timedelta:
     """Parse a duration such as ``30s``, ``15m``, ``2h``, ``3d``, ``1w``, ``P2D`` or ``PT1H30M``.
 
@@ -36,6 +33,13 @@ def parse_duration(text: str) -> timedelta:
     """
     if not isinstance(text, str):
         raise ValueError(f"a duration must be a string; {_FORMAT_HINT}")
+    return _parse_duration(text)
+
+
+# Definitions repeat the same few durations and instants; results are immutable, so caching them
+# is safe and saves most of the parsing when a large definition is validated.
+@lru_cache(maxsize=4096)
+def _parse_duration(text: str) -> timedelta:
     value = text.strip()
     if value.startswith("-"):
         raise ValueError(f"duration '{text}' must be positive")
@@ -76,7 +80,6 @@ def _parse_iso(text: str, value: str) -> timedelta:
     )
 
 
-@lru_cache(maxsize=4096)
 def parse_datetime(text: str) -> datetime:
     """Parse an ISO 8601 date-time (date and time required) into an aware UTC datetime.
 
@@ -85,6 +88,11 @@ def parse_datetime(text: str) -> datetime:
     """
     if not isinstance(text, str):
         raise ValueError("a date-time must be a string such as '2025-01-31T09:00:00Z'")
+    return _parse_datetime(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse_datetime(text: str) -> datetime:
     value = text.strip()
     # fromisoformat also takes a bare date; a wait needs an instant, so the time is required.
     if "T" not in value and " " not in value:

@@ -29,6 +29,19 @@ class _DefinitionLoader(yaml.SafeLoader):
             )
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        # PyYAML keeps the last of two equal keys; in a hand-written file that is a mistake
+        # (two `next:` in one step) that would otherwise go unnoticed.
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key '{key_node.value}'", key_node.start_mark
+                    )
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
 
 _DefinitionLoader.yaml_implicit_resolvers = {
     first: [(tag, pattern) for tag, pattern in resolvers if tag not in (_TIMESTAMP_TAG, _BOOL_TAG)]
@@ -48,7 +61,16 @@ def load_definition_text(text: str) -> object:
     if not text.strip():
         raise ValueError("the definition text is empty")
     try:
-        return json.loads(text)
+        return _load(text)
+    except RecursionError:
+        raise ValueError("the definition is nested too deeply") from None
+
+
+def _load(text: str) -> object:
+    try:
+        return json.loads(text, object_pairs_hook=_object_without_duplicate_keys)
+    except _DuplicateKeyError as exc:
+        raise ValueError(f"invalid JSON: duplicate key '{exc.key}'") from None
     except json.JSONDecodeError as exc:
         json_error = exc
     try:
@@ -64,6 +86,22 @@ def load_definition_text(text: str) -> object:
         raise ValueError(f"invalid YAML: {exc}") from None
     _check_json_values(document, "")
     return document
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of two equal keys; like YAML above, refuse them instead.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKeyError(key)
+        result[key] = value
+    return result
 
 
 def _check_json_values(value: object, pointer: str) -> None:

@@ -11,7 +11,8 @@ is known to be valid.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, Self, TypeAlias
+from functools import cached_property
+from typing import Annotated, Any, Literal, Self, TypeAlias, get_args
 
 from pydantic import (
     AfterValidator,
@@ -26,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from revflow.definition.durations import parse_datetime, parse_duration
+from revflow.definition.durations import MAX_DURATION, parse_datetime, parse_duration
 from revflow.definition.placeholders import condition_field_problem, update_field_problem
 
 STEP_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -50,25 +51,16 @@ STEP_TYPES = (
     "end",
 )
 TRIGGER_TYPES = ("manual", "contact_created", "tag_added", "field_changed", "event")
-CONDITION_OPS = (
-    "eq",
-    "ne",
-    "gt",
-    "gte",
-    "lt",
-    "lte",
-    "contains",
-    "not_contains",
-    "exists",
-    "not_exists",
-)
-HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 WaitKind: TypeAlias = Literal["duration", "until", "event"]
 ConditionOp: TypeAlias = Literal[
     "eq", "ne", "gt", "gte", "lt", "lte", "contains", "not_contains", "exists", "not_exists"
 ]
+HttpMethod: TypeAlias = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 Reenroll: TypeAlias = Literal["never", "after_finish"] | timedelta
+
+CONDITION_OPS: tuple[str, ...] = get_args(ConditionOp)
+HTTP_METHODS: tuple[str, ...] = get_args(HttpMethod)
 
 
 def _value_error(message: str) -> PydanticCustomError:
@@ -89,8 +81,8 @@ def _problems_error(problems: list[tuple[str | None, str]]) -> PydanticCustomErr
 
 def _to_duration(value: object) -> timedelta:
     if isinstance(value, timedelta):
-        if value <= timedelta(0):
-            raise _value_error("a duration must be positive")
+        if not timedelta(0) < value <= MAX_DURATION:
+            raise _value_error(f"a duration must be positive and at most {MAX_DURATION.days} days")
         return value
     if not isinstance(value, str):
         raise _value_error("a duration must be a string such as '30m', '2d' or 'P2D'")
@@ -228,7 +220,7 @@ class Condition(_Model):
 
     field: ContactField
     op: ConditionOp
-    value: JsonValue = None
+    value: Any = None
 
     @model_validator(mode="after")
     def _check_value(self) -> Self:
@@ -303,7 +295,7 @@ class UpdateFieldStep(_StepModel):
 
     type: Literal["update_field"] = "update_field"
     field: UpdateTarget
-    value: JsonValue
+    value: Any
     next: str | None = None
 
     @model_validator(mode="after")
@@ -320,8 +312,8 @@ class HttpRequestStep(_StepModel):
 
     type: Literal["http_request"] = "http_request"
     url: HttpUrlTemplate
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    body: JsonValue = None
+    method: HttpMethod = "POST"
+    body: Any = None
     headers: Headers | None = None
     max_attempts: MaxAttempts | None = None
     next: str | None = None
@@ -422,9 +414,15 @@ class Definition(_Model):
     steps: Annotated[tuple[Step, ...], Field(min_length=1)]
     goals: tuple[Goal, ...] = ()
 
-    def step_map(self) -> dict[str, Step]:
-        """Return the steps by id."""
+    @cached_property
+    def _steps_by_id(self) -> dict[str, Step]:
+        # Built once per model: the engine asks for the steps at every step it runs. A cached
+        # property (unlike a private attribute) is left out of model equality.
         return {step.id: step for step in self.steps}
+
+    def step_map(self) -> dict[str, Step]:
+        """Return the steps by id (a new dict each call; the steps themselves are shared)."""
+        return dict(self._steps_by_id)
 
     def start_step_id(self) -> str:
         """Return the id of the first step an execution runs: ``start``, else the first step."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from revflow.definition.placeholders import placeholder_problems
 
 DEFAULT_MAX_STEPS = 500
 DEFAULT_MAX_DEFINITION_BYTES = 1_000_000
+NESTED_TOO_DEEPLY = "the definition is nested too deeply"
 
 
 class DefinitionProblem(TypedDict):
@@ -49,7 +51,7 @@ class ValidatedDefinition:
 
     model: Definition
     definition: dict[str, Any]
-    """The document as submitted, normalised to plain JSON types (key order kept)."""
+    """The document as submitted: a fresh copy in plain JSON types, keys in canonical order."""
     canonical: bytes
     content_hash: str
     warnings: list[DefinitionProblem] = field(default_factory=list)
@@ -85,6 +87,13 @@ def validate_definition(
     they come back in ``warnings``. A document over ``max_definition_bytes`` (measured on its
     canonical JSON) is refused with that single error, without looking further into it.
     """
+    try:
+        return _validate(raw, max_steps, max_definition_bytes)
+    except RecursionError:
+        raise DefinitionInvalid([_problem("", NESTED_TOO_DEEPLY)]) from None
+
+
+def _validate(raw: object, max_steps: int, max_definition_bytes: int) -> ValidatedDefinition:
     if not isinstance(raw, dict):
         raise DefinitionInvalid([_problem("", "a definition must be a JSON object")])
     try:
@@ -105,7 +114,12 @@ def validate_definition(
         )
     # A fresh copy made of plain JSON types only (tuples become lists), so that later changes
     # to `raw` cannot reach the stored version; its keys come in canonical order.
-    document: dict[str, Any] = pydantic_core.from_json(canonical)
+    document: dict[str, Any]
+    try:
+        document = pydantic_core.from_json(canonical)
+    except ValueError:
+        # The faster parser refuses deep nesting; the standard one goes as deep as the encoder.
+        document = json.loads(canonical)
 
     problems: list[DefinitionProblem] = []
     model: Definition | None = None
@@ -113,8 +127,8 @@ def validate_definition(
         model = Definition.model_validate(document)
     except ValidationError as exc:
         problems.extend(_schema_problems(exc.errors(include_url=False)))
-    # Document-wide rules run on the raw document so that they are reported even when some
-    # steps failed the schema.
+    # Document-wide rules read the document itself, not the model, so that they are reported
+    # even when some steps failed the schema.
     graph = _Graph(document)
     problems.extend(graph.check(max_steps))
     if problems or model is None:
@@ -140,10 +154,14 @@ def _schema_problems(errors: list[ErrorDetails]) -> list[DefinitionProblem]:
     problems: list[DefinitionProblem] = []
     for error in errors:
         kind = error["type"]
+        if kind == "recursion_depth_exceeded":
+            # Its location runs through pydantic's internal names for JSON values, not a path.
+            problems.append(_problem("", NESTED_TOO_DEEPLY))
+            continue
         loc = [part for part in error["loc"] if part != "[key]"]
         # Discriminated unions put the tag in the location (steps/3/wait/duration); remove it
-        # so that the pointer is a path into the document.
-        # `owner` names the step or trigger type in messages about its own keys.
+        # so that the pointer is a path into the document, and keep it as `owner` to name the
+        # step or trigger type in messages about its own keys.
         owner = ""
         if kind not in _UNION_TAG_ERRORS:
             if len(loc) >= 3 and loc[0] == "steps" and isinstance(loc[1], int):
@@ -157,6 +175,9 @@ def _schema_problems(errors: list[ErrorDetails]) -> list[DefinitionProblem]:
         if kind == PROBLEMS_ERROR_TYPE:
             for key, message in ctx["problems"]:
                 problems.append(_problem(_pointer([*loc, key] if key else loc), message))
+            continue
+        if kind == "too_short" and loc == ["steps"]:
+            # Pydantic counts only the steps that validated; the document check counts them all.
             continue
         message = error["msg"]
         if kind in _UNION_TAG_ERRORS:
@@ -175,8 +196,6 @@ def _schema_problems(errors: list[ErrorDetails]) -> list[DefinitionProblem]:
             message = "must be an object"
         elif kind == "tuple_type":
             message = "must be a list"
-        elif kind == "too_short" and loc == ["steps"]:
-            message = "a definition needs at least one step"
         elif kind == "string_too_short":
             message = "must not be empty"
         elif kind == "string_pattern_mismatch" and ctx.get("pattern") == STEP_ID_PATTERN:
@@ -207,6 +226,8 @@ class _Graph:
     def check(self, max_steps: int) -> list[DefinitionProblem]:
         """Return the problems of the whole document."""
         steps, problems = self.steps, self.problems
+        if isinstance(self.document.get("steps"), list) and not steps:
+            problems.append(_problem("/steps", "a definition needs at least one step"))
         if len(steps) > max_steps:
             problems.append(
                 _problem("/steps", f"at most {max_steps} steps are allowed; there are {len(steps)}")

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from revflow.deps import Editor, ReadSession, SettingsDep, Viewer, WriteSession, commit
+from revflow.deps import Editor, ReadSession, SettingsDep, Viewer, WriteSession, commit, wake_worker
 from revflow.diff import render_text
 from revflow.errors import NotFound
 from revflow.kit import idempotency
@@ -264,3 +264,22 @@ async def set_version_tags(body: TagsBody, change: VersionChange) -> JSONRespons
     version = change.require_version()
     await service.set_tags(change.session, change.principal, change.workflow, version, body.tags)
     return await respond(change, await _version_detail(change, version))
+
+
+@router.post("/workflows/{workflow_id}/pause", response_model=WorkflowOut)
+async def pause_workflow(change: Change) -> JSONResponse:
+    """The kill switch: no execution of the workflow advances and nobody is enrolled."""
+    if change.replay:
+        return change.replay
+    await service.set_status(change.session, change.principal, change.workflow, "paused")
+    return await respond(change, workflow_out(change.workflow))
+
+
+@router.post("/workflows/{workflow_id}/resume", response_model=WorkflowOut)
+async def resume_workflow(request: Request, change: Change) -> JSONResponse:
+    if change.replay:
+        return change.replay
+    await service.set_status(change.session, change.principal, change.workflow, "active")
+    response = await respond(change, workflow_out(change.workflow))
+    wake_worker(request)
+    return response

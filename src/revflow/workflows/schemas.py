@@ -6,13 +6,16 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Summary = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 VersionStatus = Literal["draft", "published", "canary", "retired", "archived"]
+# Any JSON value, documented as an object: a definition that is not an object is refused by the
+# definition validator (422 invalid_definition at /definition) like every other problem of it.
+DefinitionDocument = Annotated[Any, WithJsonSchema({"type": "object"})]
 
 
 class Body(BaseModel):
@@ -22,7 +25,7 @@ class Body(BaseModel):
 class WorkflowCreate(Body):
     name: Name
     description: str = Field(default="", max_length=5000)
-    definition: dict[str, Any] | None = None
+    definition: DefinitionDocument = None
     change_summary: Summary | None = None
 
 
@@ -54,7 +57,7 @@ class WorkflowDetail(WorkflowOut):
 
 
 class VersionCreate(Body):
-    definition: dict[str, Any]
+    definition: DefinitionDocument
     change_summary: Summary
     base_version: int | None = Field(
         description="The number the edit started from; null for the first version."

@@ -19,7 +19,7 @@ from revflow.audit import service as audit
 from revflow.auth.service import Principal
 from revflow.config import Settings
 from revflow.db import utcnow
-from revflow.definition import DefinitionInvalid, validate_definition
+from revflow.definition import Definition, DefinitionInvalid, validate_definition
 from revflow.diff import compare, next_semver
 from revflow.errors import (
     InvalidDefinition,
@@ -34,6 +34,16 @@ from revflow.errors import (
 from revflow.models import Version, VersionTag, Workflow
 from revflow.workflows import repository as repo
 from revflow.workflows.schemas import VersionCreate, WorkflowCreate, WorkflowUpdate
+
+
+def trigger_key(definition: Definition) -> str | None:
+    """The tag, field or event name the trigger listens to (None for manual and creation)."""
+    trigger = definition.trigger
+    for attribute in ("tag", "field", "event"):
+        value = getattr(trigger, attribute, None)
+        if value is not None:
+            return str(value)
+    return None
 
 
 def touch(workflow: Workflow) -> None:
@@ -55,7 +65,13 @@ async def require_workflow(
 
 
 async def require_version(session: AsyncSession, workflow: Workflow, number: int) -> Version:
-    version = await repo.get_version(session, workflow.account_id, workflow.id, number)
+    # A number beyond the column's 32-bit range cannot exist (and would overflow the driver).
+    in_range = 1 <= number <= 2**31 - 1
+    version = (
+        await repo.get_version(session, workflow.account_id, workflow.id, number)
+        if in_range
+        else None
+    )
     if version is None:
         raise NotFound(f"Workflow {workflow.id} has no version {number}")
     return version
@@ -191,6 +207,8 @@ async def create_version(
         tags=[],
         warnings=list(validated.warnings),
         step_count=len(validated.model.steps),
+        trigger_type=validated.model.trigger.type,
+        trigger_key=trigger_key(validated.model),
     )
     session.add(version)
     workflow.version_count = latest + 1
@@ -324,3 +342,24 @@ async def set_tags(
         details={"number": version.number, "before": before, "after": wanted},
     )
     return version
+
+
+async def set_status(
+    session: AsyncSession, principal: Principal, workflow: Workflow, status: str
+) -> Workflow:
+    """Pause or resume the workflow (no-op when it already has that status)."""
+    if workflow.status == status:
+        return workflow
+    workflow.status = status
+    touch(workflow)
+    await session.flush()
+    await audit.record(
+        session,
+        principal.account_id,
+        principal.actor,
+        "workflow.paused" if status == "paused" else "workflow.resumed",
+        object_type="workflow",
+        object_id=workflow.id,
+        workflow_id=workflow.id,
+    )
+    return workflow

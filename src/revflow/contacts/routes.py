@@ -1,0 +1,151 @@
+"""Contacts and events (SPEC §4)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from revflow.contacts import service
+from revflow.contacts.schemas import (
+    ContactCreate,
+    ContactList,
+    ContactOut,
+    ContactPatch,
+    ContactUpsert,
+    EventIn,
+    EventOut,
+)
+from revflow.deps import Editor, Now, ReadSession, Viewer, WriteSession, commit, wake_worker
+from revflow.kit import idempotency
+from revflow.kit.pagination import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    cursor_datetime,
+    cursor_uuid,
+    decode_cursor,
+    encode_cursor,
+)
+from revflow.kit.responses import committed
+from revflow.models import Contact
+
+router = APIRouter(prefix="/api/v1", tags=["contacts"])
+
+
+def contact_out(contact: Contact) -> dict[str, Any]:
+    return ContactOut.model_validate(contact, from_attributes=True).model_dump(mode="json")
+
+
+@router.post("/contacts", status_code=201, response_model=ContactOut)
+async def create_contact(
+    request: Request, body: ContactCreate, principal: Editor, session: WriteSession, now: Now
+) -> JSONResponse:
+    claim = await idempotency.claim(session, request, principal.account_id)
+    if claim is not None and claim.replay is not None:
+        return claim.replay
+    contact = await service.create_contact(session, principal.account_id, body, now)
+    response = await committed(
+        session,
+        claim,
+        contact_out(contact),
+        201,
+        {"Location": f"/api/v1/contacts/{contact.id}"},
+    )
+    wake_worker(request)
+    return response
+
+
+@router.get("/contacts", response_model=ContactList)
+async def list_contacts(
+    principal: Viewer,
+    session: ReadSession,
+    tag: str | None = None,
+    email: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    filters = {"tag": tag, "email": email}
+    after = decode_cursor(cursor, filters, 2)
+    rows = await service.list_contacts(
+        session,
+        principal.account_id,
+        after=(cursor_datetime(after[0]), cursor_uuid(after[1])) if after else None,
+        limit=limit + 1,
+        tag=tag,
+        email=email,
+    )
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)], filters)
+    return {"items": [contact_out(c) for c in rows[:limit]], "next_cursor": next_cursor}
+
+
+@router.get("/contacts/{contact_id}", response_model=ContactOut)
+async def get_contact(contact_id: str, principal: Viewer, session: ReadSession) -> dict[str, Any]:
+    return contact_out(await service.require_contact(session, principal.account_id, contact_id))
+
+
+@router.patch("/contacts/{contact_id}", response_model=ContactOut)
+async def patch_contact(
+    request: Request,
+    contact_id: str,
+    body: ContactPatch,
+    principal: Editor,
+    session: WriteSession,
+    now: Now,
+) -> dict[str, Any]:
+    contact = await service.require_contact(session, principal.account_id, contact_id)
+    await service.patch_contact(session, principal.account_id, contact, body, now)
+    answer = contact_out(contact)
+    await commit(session)
+    wake_worker(request)
+    return answer
+
+
+@router.put("/contacts/by-external-id/{external_id}", response_model=ContactOut)
+async def upsert_contact(
+    request: Request,
+    external_id: str,
+    body: ContactUpsert,
+    principal: Editor,
+    session: WriteSession,
+    now: Now,
+) -> JSONResponse:
+    contact, created = await service.upsert_contact(
+        session, principal.account_id, external_id, body, now
+    )
+    answer = contact_out(contact)
+    await commit(session)
+    wake_worker(request)
+    return JSONResponse(answer, status_code=201 if created else 200)
+
+
+@router.delete("/contacts/{contact_id}", status_code=204)
+async def erase_contact(
+    contact_id: str, principal: Editor, session: WriteSession, now: Now
+) -> Response:
+    contact = await service.require_contact(session, principal.account_id, contact_id)
+    await service.erase_contact(session, principal.account_id, contact, now)
+    await commit(session)
+    return Response(status_code=204)
+
+
+@router.post("/events", status_code=202, response_model=EventOut)
+async def post_event(
+    request: Request, body: EventIn, principal: Editor, session: WriteSession, now: Now
+) -> JSONResponse:
+    claim = await idempotency.claim(session, request, principal.account_id)
+    if claim is not None and claim.replay is not None:
+        return claim.replay
+    advanced, enrolled = await service.record_event(session, principal.account_id, body, now)
+    answer = EventOut(
+        contact_id=body.contact_id,
+        name=body.name,
+        executions_advanced=advanced,
+        enrolled=enrolled,
+    ).model_dump(mode="json")
+    response = await committed(session, claim, answer, 202)
+    wake_worker(request)
+    return response

@@ -1,0 +1,276 @@
+"""Contacts and events. Every change to tags or fields sets off goals and triggers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from revflow.contacts.schemas import ContactCreate, ContactPatch, ContactUpsert, EventIn
+from revflow.engine import store
+from revflow.engine.interpreter import Effects
+from revflow.engine.reactions import react
+from revflow.errors import Conflict, NotFound
+from revflow.executions.enrollment import ContactChange
+from revflow.models import LIVE_STATUSES, Contact, Execution, Message
+
+
+class ExternalIdTaken(Conflict):
+    code = "external_id_taken"
+    title = "Another contact has this external_id"
+
+
+async def require_contact(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    contact_id: str | uuid.UUID,
+    *,
+    lock: bool = False,
+) -> Contact:
+    try:
+        parsed = contact_id if isinstance(contact_id, uuid.UUID) else uuid.UUID(contact_id)
+    except ValueError:
+        raise NotFound(f"No contact {contact_id}") from None
+    query = select(Contact).where(
+        Contact.account_id == account_id, Contact.id == parsed, Contact.erased_at.is_(None)
+    )
+    contact = await session.scalar(query.with_for_update() if lock else query)
+    if contact is None:
+        raise NotFound(f"No contact {contact_id}")
+    return contact
+
+
+async def create_contact(
+    session: AsyncSession, account_id: uuid.UUID, body: ContactCreate, now: dt.datetime
+) -> Contact:
+    contact = Contact(
+        account_id=account_id,
+        external_id=body.external_id,
+        email=body.email,
+        phone=body.phone,
+        fields=dict(body.fields),
+        tags=list(dict.fromkeys(body.tags)),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(contact)
+    await _flush_unique(session, body.external_id)
+    # Initial tags fire no tag_added: the contact is new, nothing was "added" to it.
+    await react(session, account_id, [ContactChange(contact.id, created=True)], now)
+    return contact
+
+
+async def _flush_unique(session: AsyncSession, external_id: str | None) -> None:
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise ExternalIdTaken(f"A contact with external_id {external_id!r} exists") from None
+
+
+async def list_contacts(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    *,
+    after: tuple[dt.datetime, uuid.UUID] | None,
+    limit: int,
+    tag: str | None = None,
+    email: str | None = None,
+) -> Sequence[Contact]:
+    query = select(Contact).where(Contact.account_id == account_id, Contact.erased_at.is_(None))
+    if email is not None:
+        query = query.where(Contact.email == email)
+    if after is not None:
+        query = query.where(tuple_(Contact.created_at, Contact.id) < tuple_(*after))
+    query = query.order_by(Contact.created_at.desc(), Contact.id.desc())
+    if tag is None:
+        return (await session.scalars(query.limit(limit))).all()
+    # Tags live in a JSON list; filter in Python over bounded pages (portable across databases).
+    found: list[Contact] = []
+    async for contact in await session.stream_scalars(query.execution_options(yield_per=500)):
+        if tag in contact.tags:
+            found.append(contact)
+            if len(found) >= limit:
+                break
+    return found
+
+
+async def change_contact(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    contact: Contact,
+    *,
+    email: str | None = None,
+    phone: str | None = None,
+    fields: dict[str, Any] | None = None,
+    add_tags: Sequence[str] = (),
+    remove_tags: Sequence[str] = (),
+    set_tags: Sequence[str] | None = None,
+    now: dt.datetime,
+) -> ContactChange:
+    """Apply a change and set off what it triggers (goals, triggers of other workflows)."""
+    # Lock order: executions before contacts, as the worker does (no deadlock between them).
+    await store.live_executions_of_contacts(session, account_id, [contact.id])
+    await session.refresh(contact, with_for_update=True)
+    change = ContactChange(contact.id)
+    if email is not None and email != contact.email:
+        contact.email = email
+        change.changed_fields.append("email")
+    if phone is not None and phone != contact.phone:
+        contact.phone = phone
+        change.changed_fields.append("phone")
+    if fields:
+        merged = dict(contact.fields)
+        for key, value in fields.items():
+            if merged.get(key, _MISSING) != value:
+                change.changed_fields.append(f"fields.{key}")
+            merged[key] = value
+        contact.fields = merged
+    tags = list(contact.tags)
+    if set_tags is not None:
+        add_tags = [t for t in set_tags if t not in tags]
+        remove_tags = [t for t in tags if t not in set_tags]
+    for tag in add_tags:
+        if tag not in tags:
+            tags.append(tag)
+            change.added_tags.append(tag)
+    removed = [t for t in remove_tags if t in tags]
+    tags = [t for t in tags if t not in removed]
+    if change.added_tags or removed or change.changed_fields:
+        contact.tags = tags
+        contact.updated_at = now
+        await session.flush()
+        await react(session, account_id, [change], now)
+    return change
+
+
+_MISSING = object()
+
+
+async def patch_contact(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    contact: Contact,
+    body: ContactPatch,
+    now: dt.datetime,
+) -> ContactChange:
+    return await change_contact(
+        session,
+        account_id,
+        contact,
+        email=body.email,
+        phone=body.phone,
+        fields=body.fields,
+        add_tags=body.add_tags,
+        remove_tags=body.remove_tags,
+        now=now,
+    )
+
+
+async def upsert_contact(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    external_id: str,
+    body: ContactUpsert,
+    now: dt.datetime,
+) -> tuple[Contact, bool]:
+    """Create or update the contact with this ``external_id``; answers (contact, created)."""
+    existing = await session.scalar(
+        select(Contact).where(
+            Contact.account_id == account_id,
+            Contact.external_id == external_id,
+            Contact.erased_at.is_(None),
+        )
+    )
+    if existing is None:
+        created = await create_contact(
+            session,
+            account_id,
+            ContactCreate(
+                external_id=external_id,
+                email=body.email,
+                phone=body.phone,
+                fields=body.fields or {},
+                tags=body.tags or [],
+            ),
+            now,
+        )
+        return created, True
+    await change_contact(
+        session,
+        account_id,
+        existing,
+        email=body.email,
+        phone=body.phone,
+        fields=body.fields,
+        set_tags=body.tags,
+        now=now,
+    )
+    return existing, False
+
+
+async def erase_contact(
+    session: AsyncSession, account_id: uuid.UUID, contact: Contact, now: dt.datetime
+) -> int:
+    """Erasure: cancel the contact's executions and remove its personal data everywhere."""
+    executions = await store.live_executions_of_contacts(session, account_id, [contact.id])
+    effects = Effects()
+    for ex in executions:
+        ex.status = "cancelled"
+        ex.outcome = "contact_erased"
+        ex.finished_at = now
+        ex.wake_at = None
+        effects.record(ex, now, ex.current_step or "", "cancelled", {"reason": "contact erased"})
+    await store.write_effects(
+        session, {ex.id: account_id for ex in executions}, executions, [], effects, now
+    )
+    await session.refresh(contact, with_for_update=True)
+    contact.email = None
+    contact.phone = None
+    contact.external_id = None
+    contact.fields = {}
+    contact.tags = []
+    contact.erased_at = now
+    contact.updated_at = now
+    await session.execute(
+        update(Message)
+        .where(Message.account_id == account_id, Message.contact_id == contact.id)
+        .values(to=None, subject=None, body=None)
+    )
+    await session.flush()
+    return len(executions)
+
+
+async def record_event(
+    session: AsyncSession, account_id: uuid.UUID, body: EventIn, now: dt.datetime
+) -> tuple[int, list[uuid.UUID]]:
+    """An event of a contact: goals, event waits, and event triggers. Answers
+    (executions advanced, executions enrolled)."""
+    contact = await require_contact(session, account_id, body.contact_id)
+    before = await _live_positions(session, account_id, contact.id)
+    enrolled = await react(
+        session, account_id, [ContactChange(contact.id, events=[body.name])], now
+    )
+    after = await _live_positions(session, account_id, contact.id)
+    advanced = sum(1 for ex_id, position in before.items() if after.get(ex_id) != position)
+    return advanced, enrolled
+
+
+async def _live_positions(
+    session: AsyncSession, account_id: uuid.UUID, contact_id: uuid.UUID
+) -> dict[uuid.UUID, tuple[str, str | None]]:
+    rows = await session.execute(
+        select(Execution.id, Execution.status, Execution.current_step)
+        .where(
+            Execution.account_id == account_id,
+            Execution.contact_id == contact_id,
+            Execution.status.in_(LIVE_STATUSES),
+        )
+        .execution_options(populate_existing=True)
+    )
+    return {row.id: (row.status, row.current_step) for row in rows.all()}

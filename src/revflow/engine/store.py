@@ -1,0 +1,297 @@
+"""The engine's SQL: claiming due executions, loading their state, writing their effects.
+
+Kept in one place so that the worker, the API's event and contact paths, and migrations share
+one way of reading and writing execution state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, exists, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from revflow.definition import Definition
+from revflow.engine.interpreter import ContactState, Effects, ExecutionState
+from revflow.models import (
+    LIVE_STATUSES,
+    Contact,
+    Execution,
+    HistoryEntry,
+    Message,
+    Version,
+    Workflow,
+)
+
+EXECUTIONS = cast(Table, Execution.__table__)
+CONTACTS = cast(Table, Contact.__table__)
+
+EXECUTION_STATE_COLUMNS = (
+    Execution.id,
+    Execution.account_id,
+    Execution.workflow_id,
+    Execution.version,
+    Execution.contact_id,
+    Execution.status,
+    Execution.current_step,
+    Execution.wake_at,
+    Execution.outcome,
+    Execution.finished_at,
+    Execution.wait_started_at,
+    Execution.fired_goals,
+    Execution.error,
+)
+
+
+def _state(row: Any) -> ExecutionState:
+    return ExecutionState(
+        id=row.id,
+        workflow_id=row.workflow_id,
+        version=row.version,
+        contact_id=row.contact_id,
+        status=row.status,
+        current_step=row.current_step,
+        wake_at=row.wake_at,
+        outcome=row.outcome,
+        finished_at=row.finished_at,
+        wait_started_at=row.wait_started_at,
+        fired_goals=list(row.fired_goals or []),
+        error=row.error,
+    )
+
+
+async def claim_due(
+    session: AsyncSession, now: dt.datetime, limit: int
+) -> list[tuple[uuid.UUID, ExecutionState]]:
+    """Lock up to ``limit`` due executions of active workflows (skipping rows others hold).
+
+    Due means live with ``wake_at`` reached and no unexpired lease. Answers (account, state).
+    """
+    paused = exists().where(Workflow.id == Execution.workflow_id, Workflow.status == "paused")
+    query = (
+        select(*EXECUTION_STATE_COLUMNS)
+        .where(
+            Execution.status.in_(LIVE_STATUSES),
+            Execution.wake_at <= now,
+            or_(Execution.lease_expires_at.is_(None), Execution.lease_expires_at < now),
+            ~paused,
+        )
+        .order_by(Execution.wake_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Execution)
+    )
+    rows = (await session.execute(query)).all()
+    return [(row.account_id, _state(row)) for row in rows]
+
+
+async def lock_executions(
+    session: AsyncSession, ids: Sequence[uuid.UUID], *, lease_owner: str | None = None
+) -> list[tuple[uuid.UUID, ExecutionState]]:
+    """Lock the given live executions (waiting for other holders), optionally fenced by lease."""
+    if not ids:
+        return []
+    query = select(*EXECUTION_STATE_COLUMNS).where(
+        Execution.id.in_(ids), Execution.status.in_(LIVE_STATUSES)
+    )
+    if lease_owner is not None:
+        query = query.where(Execution.lease_owner == lease_owner)
+    rows = (await session.execute(query.order_by(Execution.id).with_for_update(of=Execution))).all()
+    return [(row.account_id, _state(row)) for row in rows]
+
+
+async def live_executions_of_contacts(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    contact_ids: Iterable[uuid.UUID],
+    *,
+    exclude: Iterable[uuid.UUID] = (),
+    skip_locked: bool = False,
+) -> list[ExecutionState]:
+    """Lock the live executions of these contacts (all workflows), in id order."""
+    ids = list(contact_ids)
+    if not ids:
+        return []
+    query = select(*EXECUTION_STATE_COLUMNS).where(
+        Execution.account_id == account_id,
+        Execution.contact_id.in_(ids),
+        Execution.status.in_(LIVE_STATUSES),
+    )
+    excluded = list(exclude)
+    if excluded:
+        query = query.where(Execution.id.not_in(excluded))
+    query = query.order_by(Execution.id).with_for_update(of=Execution, skip_locked=skip_locked)
+    rows = (await session.execute(query)).all()
+    return [_state(row) for row in rows]
+
+
+async def contact_accounts(
+    session: AsyncSession, ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    rows = await session.execute(
+        select(Contact.id, Contact.account_id).where(Contact.id.in_(list(ids)))
+    )
+    return {contact: account for contact, account in rows.all()}
+
+
+async def load_contacts(
+    session: AsyncSession, ids: Iterable[uuid.UUID], *, lock: bool = True
+) -> dict[uuid.UUID, ContactState]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    query = (
+        select(
+            Contact.id,
+            Contact.email,
+            Contact.phone,
+            Contact.external_id,
+            Contact.fields,
+            Contact.tags,
+        )
+        .where(Contact.id.in_(wanted))
+        .order_by(Contact.id)
+    )
+    if lock:
+        query = query.with_for_update()
+    rows = (await session.execute(query)).all()
+    return {
+        row.id: ContactState(
+            id=row.id,
+            email=row.email,
+            phone=row.phone,
+            external_id=row.external_id,
+            fields=dict(row.fields or {}),
+            tags=list(row.tags or []),
+        )
+        for row in rows
+    }
+
+
+_DEFINITIONS: dict[tuple[uuid.UUID, int], Definition] = {}
+
+
+async def definitions(
+    session: AsyncSession, keys: Iterable[tuple[uuid.UUID, int]]
+) -> dict[tuple[uuid.UUID, int], Definition]:
+    """Parsed definitions by (workflow, version); versions never change, so they are cached."""
+    wanted = set(keys)
+    missing = [key for key in wanted if key not in _DEFINITIONS]
+    if missing:
+        workflow_ids = {w for w, _ in missing}
+        rows = await session.execute(
+            select(Version.workflow_id, Version.number, Version.definition).where(
+                Version.workflow_id.in_(workflow_ids),
+                Version.number.in_({n for _, n in missing}),
+            )
+        )
+        for workflow_id, number, definition in rows.all():
+            if len(_DEFINITIONS) > 4096:
+                _DEFINITIONS.clear()
+            _DEFINITIONS[(workflow_id, number)] = Definition.model_validate(definition)
+    return {key: _DEFINITIONS[key] for key in wanted if key in _DEFINITIONS}
+
+
+async def write_effects(
+    session: AsyncSession,
+    accounts: dict[uuid.UUID, uuid.UUID],
+    executions: Sequence[ExecutionState],
+    contacts: Iterable[ContactState],
+    effects: Effects,
+    now: dt.datetime,
+    *,
+    leases: dict[uuid.UUID, tuple[str, dt.datetime]] | None = None,
+) -> None:
+    """Write one batch's effects (the caller commits them in the same transaction).
+
+    ``accounts`` maps execution id → account id; ``leases`` sets the lease of executions that
+    wait for an external call; every other written execution has its lease cleared.
+    """
+    if effects.history:
+        await session.execute(
+            insert(HistoryEntry),
+            [{**entry, "account_id": accounts[entry["execution_id"]]} for entry in effects.history],
+        )
+    if effects.messages:
+        await session.execute(
+            insert(Message),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "account_id": accounts[m["execution_id"]],
+                    "created_at": now,
+                    **m,
+                }
+                for m in effects.messages
+            ],
+        )
+    if executions:
+        leases = leases or {}
+        await session.execute(
+            update(EXECUTIONS)
+            .where(EXECUTIONS.c.id == bindparam("_id"))
+            .values(
+                status=bindparam("status"),
+                current_step=bindparam("current_step"),
+                wake_at=bindparam("wake_at"),
+                outcome=bindparam("outcome"),
+                finished_at=bindparam("finished_at"),
+                wait_started_at=bindparam("wait_started_at"),
+                fired_goals=bindparam("fired_goals"),
+                error=bindparam("error"),
+                lease_owner=bindparam("lease_owner"),
+                lease_expires_at=bindparam("lease_expires_at"),
+            ),
+            [
+                {
+                    "_id": ex.id,
+                    "status": ex.status,
+                    "current_step": ex.current_step,
+                    "wake_at": ex.wake_at,
+                    "outcome": ex.outcome,
+                    "finished_at": ex.finished_at,
+                    "wait_started_at": ex.wait_started_at,
+                    "fired_goals": ex.fired_goals,
+                    "error": ex.error,
+                    "lease_owner": leases.get(ex.id, (None, None))[0],
+                    "lease_expires_at": leases.get(ex.id, (None, None))[1],
+                }
+                for ex in executions
+            ],
+        )
+    dirty = [c for c in contacts if c.dirty]
+    if dirty:
+        await session.execute(
+            update(CONTACTS)
+            .where(CONTACTS.c.id == bindparam("_id"))
+            .values(
+                email=bindparam("email"),
+                phone=bindparam("phone"),
+                fields=bindparam("fields"),
+                tags=bindparam("tags"),
+                updated_at=bindparam("updated_at"),
+            ),
+            [
+                {
+                    "_id": c.id,
+                    "email": c.email,
+                    "phone": c.phone,
+                    "fields": c.fields,
+                    "tags": c.tags,
+                    "updated_at": now,
+                }
+                for c in dirty
+            ],
+        )
+
+
+async def next_due(session: AsyncSession) -> dt.datetime | None:
+    """When the next live execution falls due (for a worker deciding how long to sleep)."""
+    return await session.scalar(
+        select(Execution.wake_at)
+        .where(Execution.status.in_(LIVE_STATUSES), Execution.wake_at.is_not(None))
+        .order_by(Execution.wake_at)
+        .limit(1)
+    )

@@ -1,0 +1,213 @@
+"""Enrollment: putting contacts into a workflow's current published version (SPEC §3).
+
+Used by the enrollment API and by triggers (contact created, tag added, field changed, event),
+whether the change came through the API or from a step of any workflow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from revflow.definition import Definition
+from revflow.engine import store
+from revflow.models import LIVE_STATUSES, Contact, Execution, Version, Workflow
+
+CHUNK = 1000
+
+
+@dataclass
+class EnrollResult:
+    executions: list[uuid.UUID] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "enrolled": len(self.executions),
+            "executions": [str(e) for e in self.executions],
+            "skipped": self.skipped,
+        }
+
+
+def choose_version(workflow: Workflow, contact_id: uuid.UUID) -> int:
+    """The version a new enrollment runs: the current published one."""
+    assert workflow.current_version is not None
+    return workflow.current_version
+
+
+def _insert(dialect: str) -> Any:
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Execution)
+
+
+async def enroll(
+    session: AsyncSession,
+    workflow: Workflow,
+    definition: Definition,
+    contact_ids: Sequence[uuid.UUID],
+    now: dt.datetime,
+) -> EnrollResult:
+    """Enroll existing contacts of the workflow's account, honouring the trigger's ``reenroll``.
+
+    The database's one-live-execution-per-(workflow, contact) index settles races: a contact
+    enrolled concurrently is skipped as ``already_enrolled``.
+    """
+    result = EnrollResult()
+    wanted = list(dict.fromkeys(contact_ids))
+    existing: set[uuid.UUID] = set()
+    for start in range(0, len(wanted), CHUNK):
+        chunk = wanted[start : start + CHUNK]
+        existing |= set(
+            await session.scalars(
+                select(Contact.id).where(
+                    Contact.account_id == workflow.account_id,
+                    Contact.id.in_(chunk),
+                    Contact.erased_at.is_(None),
+                )
+            )
+        )
+    candidates = [c for c in wanted if c in existing]
+    result.skipped.extend(
+        {"contact_id": str(c), "reason": "contact_not_found"} for c in wanted if c not in existing
+    )
+    blocked = await _reenroll_blocked(session, workflow, definition, candidates, now)
+    result.skipped.extend({"contact_id": str(c), "reason": reason} for c, reason in blocked.items())
+    candidates = [c for c in candidates if c not in blocked]
+    dialect = session.get_bind().dialect.name
+    for start in range(0, len(candidates), CHUNK):
+        chunk = candidates[start : start + CHUNK]
+        rows: list[dict[str, Any]] = [
+            {
+                "id": uuid.uuid4(),
+                "account_id": workflow.account_id,
+                "workflow_id": workflow.id,
+                "version": choose_version(workflow, contact),
+                "contact_id": contact,
+                "status": "active",
+                "current_step": None,
+                "wake_at": now,
+                "started_at": now,
+                "fired_goals": [],
+            }
+            for contact in chunk
+        ]
+        statement = (
+            _insert(dialect)
+            .values(rows)
+            .on_conflict_do_nothing(
+                index_elements=["workflow_id", "contact_id"],
+                index_where=Execution.status.in_(LIVE_STATUSES),
+            )
+            .returning(Execution.id, Execution.contact_id)
+        )
+        inserted: dict[uuid.UUID, uuid.UUID] = {
+            row.contact_id: row.id for row in (await session.execute(statement)).all()
+        }
+        for row in rows:
+            contact = row["contact_id"]
+            if contact in inserted:
+                result.executions.append(inserted[contact])
+            else:
+                result.skipped.append({"contact_id": str(contact), "reason": "already_enrolled"})
+    return result
+
+
+async def _reenroll_blocked(
+    session: AsyncSession,
+    workflow: Workflow,
+    definition: Definition,
+    contact_ids: Sequence[uuid.UUID],
+    now: dt.datetime,
+) -> dict[uuid.UUID, str]:
+    policy = definition.trigger.reenroll
+    if policy == "after_finish" or not contact_ids:
+        return {}
+    blocked: dict[uuid.UUID, str] = {}
+    for start in range(0, len(contact_ids), CHUNK):
+        chunk = contact_ids[start : start + CHUNK]
+        query = (
+            select(Execution.contact_id, func.max(Execution.started_at))
+            .where(
+                Execution.account_id == workflow.account_id,
+                Execution.workflow_id == workflow.id,
+                Execution.contact_id.in_(chunk),
+            )
+            .group_by(Execution.contact_id)
+        )
+        for contact, last_started in (await session.execute(query)).all():
+            if policy == "never":
+                blocked[contact] = "reenroll_never"
+            elif isinstance(policy, dt.timedelta) and last_started > now - policy:
+                blocked[contact] = "reenroll_cooldown"
+    return blocked
+
+
+@dataclass
+class ContactChange:
+    """What happened to a contact, for the triggers it may fire."""
+
+    contact_id: uuid.UUID
+    created: bool = False
+    added_tags: list[str] = field(default_factory=list)
+    changed_fields: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+
+
+def _matches(trigger_type: str, key: str | None, change: ContactChange) -> bool:
+    if trigger_type == "contact_created":
+        return change.created
+    if trigger_type == "tag_added":
+        return key in change.added_tags
+    if trigger_type == "field_changed":
+        names = {*change.changed_fields, *(f"fields.{f}" for f in change.changed_fields)}
+        return key in names
+    if trigger_type == "event":
+        return key in change.events
+    return False
+
+
+async def fire_triggers(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    changes: Iterable[ContactChange],
+    now: dt.datetime,
+) -> list[uuid.UUID]:
+    """Enroll changed contacts into every active workflow whose published trigger matches."""
+    changes = [c for c in changes if c.created or c.added_tags or c.changed_fields or c.events]
+    if not changes:
+        return []
+    types = {"contact_created"} if any(c.created for c in changes) else set()
+    types |= {"tag_added"} if any(c.added_tags for c in changes) else set()
+    types |= {"field_changed"} if any(c.changed_fields for c in changes) else set()
+    types |= {"event"} if any(c.events for c in changes) else set()
+    rows = (
+        await session.execute(
+            select(Workflow, Version.trigger_type, Version.trigger_key)
+            .join(
+                Version,
+                (Version.workflow_id == Workflow.id) & (Version.number == Workflow.current_version),
+            )
+            .where(
+                Workflow.account_id == account_id,
+                Workflow.status == "active",
+                Version.trigger_type.in_(types),
+            )
+        )
+    ).all()
+    enrolled: list[uuid.UUID] = []
+    for workflow, trigger_type, key in rows:
+        contacts = [c.contact_id for c in changes if _matches(trigger_type, key, c)]
+        if not contacts:
+            continue
+        assert workflow.current_version is not None
+        definition = (await store.definitions(session, [(workflow.id, workflow.current_version)]))[
+            (workflow.id, workflow.current_version)
+        ]
+        enrolled += (await enroll(session, workflow, definition, contacts, now)).executions
+    return enrolled

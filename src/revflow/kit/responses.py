@@ -1,0 +1,25 @@
+"""Answering creating POSTs: store the answer for idempotent retries, commit, respond."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from revflow.deps import commit
+from revflow.kit.idempotency import Claim
+
+
+async def committed(
+    session: AsyncSession,
+    claim: Claim | None,
+    body: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    headers = headers or {}
+    if claim is not None:
+        await claim.save(session, status, body, headers)
+    await commit(session)
+    return JSONResponse(body, status_code=status, headers=headers)
