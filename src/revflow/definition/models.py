@@ -220,7 +220,7 @@ class Condition(_Model):
 
     field: ContactField
     op: ConditionOp
-    value: Any = None
+    value: JsonValue = None
 
     @model_validator(mode="after")
     def _check_value(self) -> Self:
@@ -295,7 +295,7 @@ class UpdateFieldStep(_StepModel):
 
     type: Literal["update_field"] = "update_field"
     field: UpdateTarget
-    value: Any
+    value: JsonValue
     next: str | None = None
 
     @model_validator(mode="after")
@@ -313,7 +313,7 @@ class HttpRequestStep(_StepModel):
     type: Literal["http_request"] = "http_request"
     url: HttpUrlTemplate
     method: HttpMethod = "POST"
-    body: Any = None
+    body: JsonValue = None
     headers: Headers | None = None
     max_attempts: MaxAttempts | None = None
     next: str | None = None

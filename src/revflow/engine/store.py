@@ -187,10 +187,10 @@ async def definitions(
                 Version.number.in_({n for _, n in missing}),
             )
         )
-        for workflow_id, number, definition in rows.all():
+        for row in rows.all():
             if len(_DEFINITIONS) > 4096:
                 _DEFINITIONS.clear()
-            _DEFINITIONS[(workflow_id, number)] = Definition.model_validate(definition)
+            _DEFINITIONS[(row.workflow_id, row.number)] = Definition.model_validate(row.definition)
     return {key: _DEFINITIONS[key] for key in wanted if key in _DEFINITIONS}
 
 
