@@ -6,7 +6,7 @@ import asyncio
 import json
 import signal
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -19,7 +19,7 @@ from revflow.config import Settings, get_settings
 from revflow.db import Database
 from revflow.logging import configure as configure_logging
 from revflow.migrate import upgrade as upgrade_database
-from revflow.models import Account
+from revflow.models import Account, Version
 
 app = typer.Typer(
     help="revflow: workflow automation with safe, versioned change.", no_args_is_help=True
@@ -30,6 +30,8 @@ audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(audit_app, name="audit")
+versions_app = typer.Typer(help="Workflow versions.", no_args_is_help=True)
+app.add_typer(versions_app, name="versions")
 
 err = Console(stderr=True)
 
@@ -183,3 +185,63 @@ def run(
     err.print(f"demo account {account_id}")
     err.print(f"admin key: [bold]{clear}[/bold]")
     _serve(host, port, None)
+
+
+async def _load_pair(
+    workflow: str, first: int, second: int
+) -> tuple[dict[str, Any], dict[str, Any]] | str:
+    db = _database()
+    try:
+        async with db.session() as session:
+            try:
+                workflow_id = uuid.UUID(workflow)
+            except ValueError:
+                return f"no workflow {workflow}"
+            rows = {
+                v.number: v
+                for v in await session.scalars(
+                    select(Version).where(
+                        Version.workflow_id == workflow_id, Version.number.in_([first, second])
+                    )
+                )
+            }
+            for number in (first, second):
+                if number not in rows:
+                    return f"workflow {workflow} has no version {number}"
+
+            def side(v: Version) -> dict[str, Any]:
+                return {"number": v.number, "semver": v.semver, "definition": v.definition}
+
+            return side(rows[first]), side(rows[second])
+    finally:
+        await db.dispose()
+
+
+@versions_app.command("diff")
+def versions_diff(
+    workflow: str,
+    first: int,
+    second: int,
+    output: Annotated[
+        str, typer.Option("--format", help="text (coloured in a terminal) or json")
+    ] = "text",
+) -> None:
+    """Compare two versions of a workflow (SPEC §5), coloured in a terminal."""
+    from revflow.diff import compare, render_rich
+
+    loaded = asyncio.run(_load_pair(workflow, first, second))
+    if isinstance(loaded, str):
+        err.print(f"[red]{loaded}[/red]")
+        raise typer.Exit(1)
+    before, after = loaded
+    comparison = compare(before["definition"], after["definition"])
+    if output == "json":
+        print(json.dumps(comparison.to_dict(), indent=2, default=str))
+        return
+    Console().print(
+        render_rich(
+            comparison,
+            f"v{before['number']} ({before['semver']})",
+            f"v{after['number']} ({after['semver']})",
+        )
+    )

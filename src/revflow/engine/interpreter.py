@@ -332,9 +332,7 @@ def _run_step(
         _move(ex, step.next, now)
         return True
     if isinstance(step, UpdateFieldStep):
-        value = step.value
-        if isinstance(value, str):
-            value = render_placeholders(value, data)
+        value = _render_json(step.value, data)
         before = contact.value(step.field)
         if before != value:
             if step.field.startswith("fields."):
@@ -362,7 +360,7 @@ def _run_step(
             "url": render_placeholders(step.url, data),
             "method": step.method,
             "body": _render_json(body, data),
-            "headers": dict(step.headers or {}),
+            "headers": {k: render_placeholders(v, data) for k, v in (step.headers or {}).items()},
             "max_attempts": step.max_attempts,
         }
         effects.external.append(ExternalCall(ex.id, step.id, "http_request", request))

@@ -1,0 +1,64 @@
+"""The placeholder grammar shared by validation and the engine's rendering."""
+
+from __future__ import annotations
+
+import pytest
+
+from revflow.definition import placeholder_problems, render_placeholders
+
+CONTACT = {
+    "id": "c-1",
+    "email": "ada@example.com",
+    "phone": None,
+    "external_id": "ext-9",
+    "tags": {"vip", "beta"},
+    "fields": {"first_name": "Ada", "score": 12, "prefs": {"sms": False}},
+}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "no placeholders",
+        "{{contact.email}}",
+        "{{ contact.phone }} {{contact.external_id}} {{contact.id}} {{contact.tags}}",
+        "{{contact.fields.first_name}} {{contact.fields.prénom}} {{contact.fields.a-b}}",
+        "closing only }}",
+        "{ {contact.nothing} }",
+    ],
+)
+def test_valid_texts(text: str) -> None:
+    assert placeholder_problems(text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{{contact.name}}", "unknown placeholder '{{contact.name}}'"),
+        ("{{email}}", "unknown placeholder '{{email}}'"),
+        ("{{}}", "unknown placeholder '{{}}'"),
+        ("{{contact.fields.a.b}}", "unknown placeholder"),
+        ("{{contact.fields.}}", "unknown placeholder"),
+        ("{{contact.email}} and {{contact.email", "unterminated placeholder"),
+    ],
+)
+def test_invalid_texts(text: str, message: str) -> None:
+    problems = placeholder_problems(text)
+    assert len(problems) == 1
+    assert message in problems[0]
+
+
+def test_several_unknown_placeholders_are_one_problem() -> None:
+    (problem,) = placeholder_problems("{{a}} {{contact.email}} {{b}}")
+    assert problem.startswith("unknown placeholder '{{a}}', '{{b}}';")
+
+
+def test_render() -> None:
+    text = (
+        "Hi {{ contact.fields.first_name }} <{{contact.email}}> {{contact.phone}}|"
+        "{{contact.tags}}|{{contact.fields.score}}|{{contact.fields.prefs}}|{{contact.fields.none}}"
+    )
+    assert render_placeholders(text, CONTACT) == (
+        'Hi Ada <ada@example.com> |beta, vip|12|{"sms": false}|'
+    )
+    assert render_placeholders("plain", CONTACT) == "plain"
