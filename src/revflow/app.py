@@ -25,6 +25,7 @@ from revflow.engine.worker import Worker
 from revflow.errors import PayloadTooLarge
 from revflow.executions.routes import router as executions_router
 from revflow.logging import get_logger
+from revflow.migrations.routes import router as migrations_router
 from revflow.workflows.routes import router as workflows_router
 
 log = get_logger("revflow.app")
@@ -130,6 +131,7 @@ def create_app(
     app.include_router(audit_router)
     app.include_router(contacts_router)
     app.include_router(executions_router)
+    app.include_router(migrations_router)
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Any) -> Response:

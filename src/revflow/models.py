@@ -292,6 +292,94 @@ class Message(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+MIGRATION_UNFINISHED = ("pending", "in_progress", "paused")
+
+
+class Migration(Base):
+    """Moving the live executions of one version onto another, in batches (SPEC §6)."""
+
+    __tablename__ = "migrations"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'in_progress', 'paused', 'completed', 'failed', 'cancelled')",
+            name="status",
+        ),
+        ForeignKeyConstraint(
+            ["account_id", "workflow_id"],
+            ["workflows.account_id", "workflows.id"],
+            ondelete="CASCADE",
+        ),
+        Index(None, "account_id", "workflow_id", "created_at"),
+        # At most one unfinished migration per workflow, enforced by the database.
+        Index(
+            "uq_migrations_one_unfinished",
+            "workflow_id",
+            unique=True,
+            sqlite_where=text("status IN ('pending', 'in_progress', 'paused')"),
+            postgresql_where=text("status IN ('pending', 'in_progress', 'paused')"),
+        ),
+        Index(
+            "ix_migrations_runnable",
+            "next_batch_at",
+            sqlite_where=text("status IN ('pending', 'in_progress')"),
+            postgresql_where=text("status IN ('pending', 'in_progress')"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column()
+    workflow_id: Mapped[uuid.UUID] = mapped_column()
+    from_version: Mapped[int] = mapped_column(Integer)
+    to_version: Mapped[int] = mapped_column(Integer)
+    strategy: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    mapping: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    batch_size: Mapped[int] = mapped_column(Integer, default=500)
+    interval_seconds: Mapped[float] = mapped_column(default=0.0)
+    wait_policy: Mapped[str] = mapped_column(String(16), default="keep")
+    halt_failure_rate: Mapped[float] = mapped_column(default=0.2)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    migrated: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    batches: Mapped[int] = mapped_column(Integer, default=0)
+    report: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    reverts: Mapped[uuid.UUID | None] = mapped_column()
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    next_batch_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class MigrationItem(Base):
+    """One execution a migration covers, and — once moved — where it was (for revert)."""
+
+    __tablename__ = "migration_items"
+    __table_args__ = (
+        CheckConstraint("state IN ('pending', 'migrated', 'skipped', 'failed')", name="state"),
+        Index(None, "account_id", "execution_id"),
+        Index(None, "migration_id", "state", "execution_id"),
+    )
+
+    migration_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("migrations.id", ondelete="CASCADE"), primary_key=True
+    )
+    execution_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True
+    )
+    account_id: Mapped[uuid.UUID] = mapped_column()
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    reason: Mapped[str | None] = mapped_column(String(64))
+    from_step: Mapped[str | None] = mapped_column(String(64))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    from_wake_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    to_step: Mapped[str | None] = mapped_column(String(64))
+    moved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
 class AuditEntry(Base):
     __tablename__ = "audit_entries"
     __table_args__ = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from revflow.contacts import service
@@ -87,16 +87,21 @@ async def get_contact(contact_id: str, principal: Viewer, session: ReadSession) 
     return contact_out(await service.require_contact(session, principal.account_id, contact_id))
 
 
+async def _contact_to_change(contact_id: str, principal: Editor, session: WriteSession) -> Contact:
+    """The contact of a change, looked up as a dependency so its 404 comes before the body's
+    422 (SPEC §4 check order)."""
+    return await service.require_contact(session, principal.account_id, contact_id)
+
+
 @router.patch("/contacts/{contact_id}", response_model=ContactOut)
 async def patch_contact(
     request: Request,
-    contact_id: str,
+    contact: Annotated[Contact, Depends(_contact_to_change)],
     body: ContactPatch,
     principal: Editor,
     session: WriteSession,
     now: Now,
 ) -> dict[str, Any]:
-    contact = await service.require_contact(session, principal.account_id, contact_id)
     await service.patch_contact(session, principal.account_id, contact, body, now)
     answer = contact_out(contact)
     await commit(session)

@@ -475,7 +475,7 @@ def _sorted_unique(problems: list[DefinitionProblem]) -> list[DefinitionProblem]
 
     def position(problem: DefinitionProblem) -> list[tuple[int, int | str]]:
         return [
-            (0, int(part)) if part.isdigit() else (1, part)
+            (0, int(part)) if part.isascii() and part.isdigit() else (1, part)
             for part in problem["pointer"].split("/")[1:]
         ]
 

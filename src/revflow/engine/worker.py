@@ -41,6 +41,7 @@ from revflow.engine.interpreter import (
 from revflow.engine.reactions import react
 from revflow.executions.enrollment import ContactChange
 from revflow.logging import get_logger
+from revflow.migrations.runner import run_next as run_migration_batch
 
 log = get_logger("revflow.worker")
 
@@ -87,11 +88,12 @@ class Worker:
             while not self._stop.is_set():
                 try:
                     result = await self.run_once()
+                    moved = await run_migration_batch(self.db, self.clock.now())
                 except DBAPIError as exc:
                     # A deadlock or serialization failure aborts one batch; it is retried.
                     log.warning("batch_aborted", worker=self.id, error=str(exc.orig))
-                    result = BatchResult()
-                if result.executions == 0:
+                    result, moved = BatchResult(), 0
+                if result.executions == 0 and moved == 0:
                     await self._idle()
         finally:
             await self._finish()
@@ -110,14 +112,16 @@ class Worker:
         await self.sender.aclose()
 
     async def drain(self, max_batches: int = 10_000) -> BatchResult:
-        """Run batches until nothing is due (tests), waiting for external calls in between."""
+        """Run batches (and migration batches) until nothing is due, waiting for external
+        calls in between (tests)."""
         total = BatchResult()
         for _ in range(max_batches):
             result = await self.run_once(wait_external=True)
+            moved = await run_migration_batch(self.db, self.clock.now())
             total.executions += result.executions
             total.steps += result.steps
             total.external += result.external
-            if result.executions == 0:
+            if result.executions == 0 and moved == 0:
                 break
         return total
 

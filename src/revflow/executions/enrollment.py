@@ -90,7 +90,7 @@ async def enroll(
                 "version": choose_version(workflow, contact),
                 "contact_id": contact,
                 "status": "active",
-                "current_step": None,
+                "current_step": definition.start_step_id(),
                 "wake_at": now,
                 "started_at": now,
                 "fired_goals": [],

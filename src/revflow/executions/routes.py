@@ -34,7 +34,6 @@ from revflow.kit.pagination import (
 )
 from revflow.models import Execution
 from revflow.workflows.deps import Change
-from revflow.workflows.routes import respond
 from revflow.workflows.service import require_version, require_workflow
 
 router = APIRouter(prefix="/api/v1", tags=["executions"])
@@ -64,7 +63,7 @@ async def enroll_contacts(
     key = (workflow.id, workflow.current_version)
     definition = (await store.definitions(change.session, [key]))[key]
     result = await enroll(change.session, workflow, definition, body.contact_ids, now)
-    response = await respond(change, result.as_dict(), 201)
+    response = await change.respond(result.as_dict(), 201)
     wake_worker(request)
     return response
 
@@ -139,7 +138,9 @@ async def version_stats(
     workflow_id: str, number: str, principal: Viewer, session: ReadSession
 ) -> dict[str, Any]:
     workflow = await require_workflow(session, principal.account_id, workflow_id)
-    version = await require_version(session, workflow, int(number) if number.isdigit() else -1)
+    version = await require_version(
+        session, workflow, int(number) if number.isascii() and number.isdigit() else -1
+    )
     return await service.version_stats(session, principal.account_id, workflow.id, version.number)
 
 

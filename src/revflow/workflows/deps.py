@@ -4,7 +4,7 @@ check ``If-Match`` — in the order SPEC §4 gives (404 before 412)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
@@ -15,6 +15,7 @@ from revflow.deps import Editor, WriteSession
 from revflow.errors import NotFound
 from revflow.kit import idempotency
 from revflow.kit.etag import check_if_match, make_etag
+from revflow.kit.responses import committed
 from revflow.models import Version, Workflow
 from revflow.workflows.service import require_version, require_workflow
 
@@ -38,6 +39,10 @@ class WorkflowChange:
     @property
     def etag(self) -> str:
         return make_etag(self.workflow.id, self.workflow.revision)
+
+    async def respond(self, body: Any, status: int = 200) -> JSONResponse:
+        """Store the answer for idempotent retries, commit, and answer with the new ETag."""
+        return await committed(self.session, self.claim, body, status, {"ETag": self.etag})
 
 
 async def _locked_workflow(
@@ -64,7 +69,7 @@ async def version_change(
     request: Request, number: str, change: Annotated[WorkflowChange, Depends(_locked_workflow)]
 ) -> WorkflowChange:
     """Like ``workflow_change`` for a route on one version: its 404 comes before the 412."""
-    if not number.isdigit():
+    if not (number.isascii() and number.isdigit()):
         raise NotFound(f"Workflow {change.workflow.id} has no version {number}")
     change.version = await require_version(change.session, change.workflow, int(number))
     return await _claim_and_check(request, change)

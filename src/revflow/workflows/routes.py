@@ -85,15 +85,6 @@ async def _version_detail(change: WorkflowChange, version: Version) -> dict[str,
     return version_out(version, live.get(version.number, 0), with_definition=True)
 
 
-async def respond(change: WorkflowChange, body: Any, status: int = 200) -> JSONResponse:
-    """Store the answer for idempotent retries, commit, and answer with the new ETag."""
-    headers = {"ETag": change.etag}
-    if change.claim is not None:
-        await change.claim.save(change.session, status, body, headers)
-    await commit(change.session)
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
 @router.post("/workflows", status_code=201, response_model=WorkflowOut)
 async def create_workflow(
     request: Request,
@@ -148,7 +139,7 @@ async def update_workflow(body: WorkflowUpdate, change: Change) -> JSONResponse:
     if change.replay:
         return change.replay
     await service.update_workflow(change.session, change.principal, change.workflow, body)
-    return await respond(change, workflow_out(change.workflow))
+    return await change.respond(workflow_out(change.workflow))
 
 
 @router.post("/workflows/{workflow_id}/versions", status_code=201, response_model=VersionDetail)
@@ -160,7 +151,7 @@ async def create_version(
     version = await service.create_version(
         change.session, change.principal, change.workflow, body, settings
     )
-    return await respond(change, await _version_detail(change, version), 201)
+    return await change.respond(await _version_detail(change, version), 201)
 
 
 @router.get("/workflows/{workflow_id}/versions", response_model=VersionList)
@@ -229,7 +220,7 @@ async def get_version(
     workflow_id: str, number: str, principal: Viewer, session: ReadSession
 ) -> JSONResponse:
     workflow = await service.require_workflow(session, principal.account_id, workflow_id)
-    if not number.isdigit():
+    if not (number.isascii() and number.isdigit()):
         raise NotFound(f"Workflow {workflow.id} has no version {number}")
     version = await service.require_version(session, workflow, int(number))
     live = await repo.live_executions(session, principal.account_id, workflow.id, [version.number])
@@ -245,7 +236,7 @@ async def publish_version(change: VersionChange) -> JSONResponse:
         return change.replay
     version = change.require_version()
     await service.publish(change.session, change.principal, change.workflow, version)
-    return await respond(change, await _version_detail(change, version))
+    return await change.respond(await _version_detail(change, version))
 
 
 @router.post("/workflows/{workflow_id}/versions/{number}/rollback", response_model=VersionDetail)
@@ -254,7 +245,7 @@ async def rollback_version(body: RollbackBody, change: VersionChange) -> JSONRes
         return change.replay
     version = change.require_version()
     await service.rollback(change.session, change.principal, change.workflow, version, body.reason)
-    return await respond(change, await _version_detail(change, version))
+    return await change.respond(await _version_detail(change, version))
 
 
 @router.put("/workflows/{workflow_id}/versions/{number}/tags", response_model=VersionDetail)
@@ -263,7 +254,7 @@ async def set_version_tags(body: TagsBody, change: VersionChange) -> JSONRespons
         return change.replay
     version = change.require_version()
     await service.set_tags(change.session, change.principal, change.workflow, version, body.tags)
-    return await respond(change, await _version_detail(change, version))
+    return await change.respond(await _version_detail(change, version))
 
 
 @router.post("/workflows/{workflow_id}/pause", response_model=WorkflowOut)
@@ -272,7 +263,7 @@ async def pause_workflow(change: Change) -> JSONResponse:
     if change.replay:
         return change.replay
     await service.set_status(change.session, change.principal, change.workflow, "paused")
-    return await respond(change, workflow_out(change.workflow))
+    return await change.respond(workflow_out(change.workflow))
 
 
 @router.post("/workflows/{workflow_id}/resume", response_model=WorkflowOut)
@@ -280,6 +271,6 @@ async def resume_workflow(request: Request, change: Change) -> JSONResponse:
     if change.replay:
         return change.replay
     await service.set_status(change.session, change.principal, change.workflow, "active")
-    response = await respond(change, workflow_out(change.workflow))
+    response = await change.respond(workflow_out(change.workflow))
     wake_worker(request)
     return response

@@ -1,0 +1,414 @@
+"""The migration runner: moves executions in batches, each batch one transaction of set-based
+statements (SPEC §6).
+
+A batch locks up to ``batch_size`` of the migration's pending executions with ``FOR UPDATE
+SKIP LOCKED`` — executions a worker is running right now are left for a later batch, never
+moved half-way through a step — then, with a few statements whatever the batch size: marks
+the finished and unmovable ones skipped, records where each movable one was (the restore
+record), moves them, writes their ``migrated`` history entries, and updates the counts.
+Items only ever go from ``pending`` to a final state, so a batch that is retried after a
+crash, or run by two workers, moves nothing twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    case,
+    func,
+    insert,
+    literal,
+    not_,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement as ColumnElementType
+
+from revflow.audit import service as audit
+from revflow.audit.service import SYSTEM
+from revflow.db import Database
+from revflow.models import (
+    LIVE_STATUSES,
+    Execution,
+    HistoryEntry,
+    Migration,
+    MigrationItem,
+)
+
+EXECUTIONS = cast(Table, Execution.__table__)
+ITEMS = cast(Table, MigrationItem.__table__)
+HISTORY = cast(Table, HistoryEntry.__table__)
+MIGRATIONS = cast(Table, Migration.__table__)
+ITEM_ORIGINAL = ITEMS.alias("original")
+
+
+def _json_object(dialect: str, **values: Any) -> ColumnElementType[Any]:
+    args: list[Any] = []
+    for key, value in values.items():
+        args += [literal(key), value]
+    builder = func.jsonb_build_object if dialect == "postgresql" else func.json_object
+    return cast(ColumnElementType[Any], builder(*args))
+
+
+def _plus_seconds(dialect: str, column: Any, seconds: float) -> ColumnElementType[Any]:
+    if dialect == "postgresql":
+        return cast(ColumnElementType[Any], column + func.make_interval(0, 0, 0, 0, 0, 0, seconds))
+    return cast(
+        ColumnElementType[Any],
+        func.strftime("%Y-%m-%d %H:%M:%f", column, f"+{seconds} seconds"),
+    )
+
+
+async def _pick_batch(
+    session: AsyncSession, migration: Migration, now: dt.datetime
+) -> list[uuid.UUID]:
+    query = (
+        select(ITEMS.c.execution_id)
+        .join(EXECUTIONS, EXECUTIONS.c.id == ITEMS.c.execution_id)
+        .where(
+            ITEMS.c.migration_id == migration.id,
+            ITEMS.c.state == "pending",
+            or_(EXECUTIONS.c.lease_expires_at.is_(None), EXECUTIONS.c.lease_expires_at < now),
+        )
+        .order_by(ITEMS.c.execution_id)
+        .limit(migration.batch_size)
+        .with_for_update(of=EXECUTIONS, skip_locked=True)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def _count(session: AsyncSession, statement: Any) -> int:
+    """Run an UPDATE and answer how many rows it changed."""
+    result = cast(CursorResult[Any], await session.execute(statement))
+    return int(result.rowcount or 0)
+
+
+def _live() -> ColumnElement[bool]:
+    return EXECUTIONS.c.status.in_(LIVE_STATUSES)
+
+
+async def _skip_finished(session: AsyncSession, migration: Migration, ids: list[uuid.UUID]) -> int:
+    # For a revert, an execution on another version "advanced since the move" (handled there).
+    gone = not_(_live())
+    if migration.reverts is None:
+        gone = or_(gone, EXECUTIONS.c.version != migration.from_version)
+    return await _count(
+        session,
+        update(ITEMS)
+        .where(
+            ITEMS.c.migration_id == migration.id,
+            ITEMS.c.execution_id.in_(ids),
+            ITEMS.c.state == "pending",
+            EXECUTIONS.c.id == ITEMS.c.execution_id,
+            gone,
+        )
+        .values(
+            state="skipped",
+            reason=case((_live(), "version_changed"), else_="finished"),
+        ),
+    )
+
+
+async def _move_by_plan(
+    session: AsyncSession, migration: Migration, ids: list[uuid.UUID], now: dt.datetime
+) -> tuple[int, int]:
+    dialect = session.get_bind().dialect.name
+    plans: dict[str, dict[str, Any]] = migration.plan
+    movable = {step: p for step, p in plans.items() if p["target"] is not None}
+    pending_here = and_(
+        ITEMS.c.migration_id == migration.id,
+        ITEMS.c.execution_id.in_(ids),
+        ITEMS.c.state == "pending",
+        EXECUTIONS.c.id == ITEMS.c.execution_id,
+        _live(),
+        EXECUTIONS.c.version == migration.from_version,
+    )
+    reasons = {step: p["reason"] for step, p in plans.items() if p["target"] is None}
+    skipped = await _count(
+        session,
+        update(ITEMS)
+        .where(pending_here, EXECUTIONS.c.current_step.not_in(list(movable)))
+        .values(
+            state="skipped",
+            reason=case(reasons, value=EXECUTIONS.c.current_step, else_="step_unknown")
+            if reasons
+            else "step_unknown",
+        ),
+    )
+    if not movable:
+        return 0, skipped
+    moved = await _count(
+        session,
+        update(ITEMS)
+        .where(pending_here, EXECUTIONS.c.current_step.in_(list(movable)))
+        .values(
+            state="migrated",
+            from_step=EXECUTIONS.c.current_step,
+            from_status=EXECUTIONS.c.status,
+            from_wake_at=EXECUTIONS.c.wake_at,
+            to_step=case(
+                {step: p["target"] for step, p in movable.items()},
+                value=EXECUTIONS.c.current_step,
+            ),
+            moved_at=now,
+        ),
+    )
+    if moved == 0:
+        return 0, skipped
+    waiting = EXECUTIONS.c.status == "waiting"
+    wake_cases: list[tuple[Any, Any]] = []
+    started_cases: list[tuple[Any, Any]] = []
+    now_steps = [s for s, p in movable.items() if p["wake"] == "now"]
+    if now_steps:
+        wake_cases.append((and_(waiting, ITEMS.c.from_step.in_(now_steps)), now))
+        started_cases.append((and_(waiting, ITEMS.c.from_step.in_(now_steps)), None))
+    for step, p in movable.items():
+        at_step = and_(waiting, ITEMS.c.from_step == step)
+        if p["wake"] == "restart":
+            wake_cases.append((at_step, now + dt.timedelta(seconds=p["seconds"])))
+            started_cases.append((at_step, now))
+        elif p["wake"] == "recompute":
+            wake_cases.append(
+                (at_step, _plus_seconds(dialect, EXECUTIONS.c.wait_started_at, p["seconds"]))
+            )
+        elif p["wake"] == "until":
+            wake_cases.append((at_step, dt.datetime.fromisoformat(p["until"])))
+    values: dict[str, Any] = {
+        "version": migration.to_version,
+        "current_step": ITEMS.c.to_step,
+    }
+    if now_steps:
+        values["status"] = case(
+            (and_(waiting, ITEMS.c.from_step.in_(now_steps)), "active"),
+            else_=EXECUTIONS.c.status,
+        )
+    if wake_cases:
+        values["wake_at"] = case(*wake_cases, else_=EXECUTIONS.c.wake_at)
+    if started_cases:
+        values["wait_started_at"] = case(*started_cases, else_=EXECUTIONS.c.wait_started_at)
+    await session.execute(
+        update(EXECUTIONS)
+        .where(
+            ITEMS.c.migration_id == migration.id,
+            ITEMS.c.execution_id == EXECUTIONS.c.id,
+            ITEMS.c.execution_id.in_(ids),
+            ITEMS.c.state == "migrated",
+            ITEMS.c.moved_at == now,
+        )
+        .values(**values)
+    )
+    await _write_history(session, dialect, migration, ids, now)
+    return moved, skipped
+
+
+async def _move_back(
+    session: AsyncSession, migration: Migration, ids: list[uuid.UUID], now: dt.datetime
+) -> tuple[int, int]:
+    """A revert: executions still where the reverted migration put them go back."""
+    dialect = session.get_bind().dialect.name
+    original = ITEM_ORIGINAL
+    base = and_(
+        ITEMS.c.migration_id == migration.id,
+        ITEMS.c.execution_id.in_(ids),
+        ITEMS.c.state == "pending",
+        EXECUTIONS.c.id == ITEMS.c.execution_id,
+        original.c.migration_id == migration.reverts,
+        original.c.execution_id == ITEMS.c.execution_id,
+        _live(),
+    )
+    still_there = and_(
+        EXECUTIONS.c.version == migration.from_version,
+        EXECUTIONS.c.current_step == original.c.to_step,
+    )
+    advanced = await _count(
+        session,
+        update(ITEMS)
+        .where(base, not_(still_there))
+        .values(state="skipped", reason="advanced_since_move"),
+    )
+    moved = await _count(
+        session,
+        update(ITEMS)
+        .where(base, still_there)
+        .values(
+            state="migrated",
+            from_step=EXECUTIONS.c.current_step,
+            from_status=EXECUTIONS.c.status,
+            from_wake_at=EXECUTIONS.c.wake_at,
+            to_step=original.c.from_step,
+            moved_at=now,
+        ),
+    )
+    if moved:
+        await session.execute(
+            update(EXECUTIONS)
+            .where(
+                ITEMS.c.migration_id == migration.id,
+                ITEMS.c.execution_id == EXECUTIONS.c.id,
+                ITEMS.c.execution_id.in_(ids),
+                ITEMS.c.state == "migrated",
+                ITEMS.c.moved_at == now,
+                original.c.migration_id == migration.reverts,
+                original.c.execution_id == EXECUTIONS.c.id,
+            )
+            .values(
+                version=migration.to_version,
+                current_step=original.c.from_step,
+                status=original.c.from_status,
+                wake_at=original.c.from_wake_at,
+            )
+        )
+        await _write_history(session, dialect, migration, ids, now)
+    return moved, advanced
+
+
+async def _write_history(
+    session: AsyncSession,
+    dialect: str,
+    migration: Migration,
+    ids: list[uuid.UUID],
+    now: dt.datetime,
+) -> None:
+    detail = _json_object(
+        dialect,
+        **{
+            "migration_id": literal(str(migration.id)),
+            "from": literal(migration.from_version),
+            "to": literal(migration.to_version),
+            "from_step": ITEMS.c.from_step,
+            "step": ITEMS.c.to_step,
+        },
+    )
+    await session.execute(
+        insert(HISTORY).from_select(
+            ["account_id", "execution_id", "at", "step", "result", "detail"],
+            select(
+                ITEMS.c.account_id,
+                ITEMS.c.execution_id,
+                literal(now, HISTORY.c.at.type),
+                ITEMS.c.to_step,
+                literal("migrated"),
+                detail,
+            ).where(
+                ITEMS.c.migration_id == migration.id,
+                ITEMS.c.execution_id.in_(ids),
+                ITEMS.c.state == "migrated",
+                ITEMS.c.moved_at == now,
+            ),
+        )
+    )
+
+
+async def moved_failure_rate(session: AsyncSession, migration: Migration) -> tuple[int, int]:
+    """(failed, completed) among the executions this migration moved."""
+    rows = await session.execute(
+        select(EXECUTIONS.c.status, func.count())
+        .join(ITEMS, ITEMS.c.execution_id == EXECUTIONS.c.id)
+        .where(
+            ITEMS.c.migration_id == migration.id,
+            ITEMS.c.state == "migrated",
+            EXECUTIONS.c.status.in_(("failed", "completed")),
+        )
+        .group_by(EXECUTIONS.c.status)
+    )
+    counts = {str(row[0]): int(row[1]) for row in rows.all()}
+    return counts.get("failed", 0), counts.get("completed", 0)
+
+
+async def run_next(db: Database, now: dt.datetime) -> int:
+    """Run one batch of the most overdue runnable migration; answers executions settled."""
+    async with db.session(write=True) as session:
+        migration = await claim_runnable(session, now)
+        if migration is None:
+            return 0
+        settled = await run_batch(session, migration, now)
+        await session.commit()
+        return settled or 1
+
+
+async def claim_runnable(session: AsyncSession, now: dt.datetime) -> Migration | None:
+    return await session.scalar(
+        select(Migration)
+        .where(Migration.status.in_(("pending", "in_progress")), Migration.next_batch_at <= now)
+        .order_by(Migration.next_batch_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+
+
+async def run_batch(session: AsyncSession, migration: Migration, now: dt.datetime) -> int:
+    """Run one batch of ``migration`` (locked by the caller); the caller commits.
+
+    Answers how many executions the batch settled (moved or skipped).
+    """
+    if migration.strategy == "gradual" and migration.status == "in_progress":
+        failed, completed = await moved_failure_rate(session, migration)
+        if failed + completed >= 20 and failed / (failed + completed) > migration.halt_failure_rate:
+            migration.status = "paused"
+            migration.status_reason = (
+                f"paused itself: {failed} of {failed + completed} moved executions failed "
+                f"(above halt_failure_rate {migration.halt_failure_rate})"
+            )
+            await audit.record(
+                session,
+                migration.account_id,
+                SYSTEM,
+                "migration.paused",
+                object_type="migration",
+                object_id=migration.id,
+                workflow_id=migration.workflow_id,
+                details={"reason": migration.status_reason},
+            )
+            return 0
+    migration.status = "in_progress"
+    ids = await _pick_batch(session, migration, now)
+    settled = 0
+    if ids:
+        finished = await _skip_finished(session, migration, ids)
+        if migration.reverts is None:
+            moved, skipped = await _move_by_plan(session, migration, ids, now)
+        else:
+            moved, skipped = await _move_back(session, migration, ids, now)
+        migration.migrated += moved
+        migration.skipped += skipped + finished
+        migration.batches += 1
+        settled = moved + skipped + finished
+    remaining: int | None = await session.scalar(
+        select(func.count())
+        .select_from(ITEMS)
+        .where(ITEMS.c.migration_id == migration.id, ITEMS.c.state == "pending")
+    )
+    if not remaining:
+        migration.status = "completed"
+        migration.finished_at = now
+        migration.next_batch_at = None
+        await audit.record(
+            session,
+            migration.account_id,
+            SYSTEM,
+            "migration.finished",
+            object_type="migration",
+            object_id=migration.id,
+            workflow_id=migration.workflow_id,
+            details={
+                "migrated": migration.migrated,
+                "skipped": migration.skipped,
+                "failed": migration.failed,
+            },
+        )
+    elif migration.strategy == "gradual":
+        migration.next_batch_at = now + dt.timedelta(seconds=migration.interval_seconds)
+    else:
+        # Executions held by workers are retried shortly rather than spun on.
+        migration.next_batch_at = now if ids else now + dt.timedelta(seconds=0.2)
+    await session.flush()
+    return settled

@@ -1,0 +1,339 @@
+"""Starting and controlling migrations (SPEC §6); the batches themselves are in runner.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, insert, literal, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from revflow.audit import service as audit
+from revflow.auth.service import Principal
+from revflow.engine import store
+from revflow.errors import Conflict, MigrationRunning, NotFound, ValidationFailed
+from revflow.migrations.planning import MappingError, check_mapping, plan_steps, report
+from revflow.migrations.schemas import MigrationIn
+from revflow.models import (
+    LIVE_STATUSES,
+    MIGRATION_UNFINISHED,
+    Execution,
+    Migration,
+    MigrationItem,
+    Version,
+    Workflow,
+)
+from revflow.workflows.repository import get_version
+
+
+class MigrationNotRunning(Conflict):
+    code = "migration_not_running"
+    title = "The migration is not in a state that allows this"
+
+
+class NothingToRevert(Conflict):
+    code = "nothing_to_revert"
+    title = "The migration moved no execution"
+
+
+def migration_out(migration: Migration) -> dict[str, Any]:
+    pending = migration.total - migration.migrated - migration.skipped - migration.failed
+    data = {c.name: getattr(migration, c.name) for c in Migration.__table__.columns}
+    data["pending"] = max(pending, 0)
+    from revflow.migrations.schemas import MigrationOut
+
+    return MigrationOut.model_validate(data).model_dump(mode="json")
+
+
+async def _live_counts(
+    session: AsyncSession, workflow: Workflow, version: int, ids: Sequence[uuid.UUID] | None
+) -> dict[str, int]:
+    query = select(Execution.current_step, func.count()).where(
+        Execution.account_id == workflow.account_id,
+        Execution.workflow_id == workflow.id,
+        Execution.version == version,
+        Execution.status.in_(LIVE_STATUSES),
+    )
+    if ids is not None:
+        query = query.where(Execution.id.in_(ids))
+    rows = await session.execute(query.group_by(Execution.current_step))
+    return {str(row[0] or ""): int(row[1]) for row in rows.all()}
+
+
+async def unfinished(session: AsyncSession, workflow: Workflow) -> Migration | None:
+    return await session.scalar(
+        select(Migration).where(
+            Migration.account_id == workflow.account_id,
+            Migration.workflow_id == workflow.id,
+            Migration.status.in_(MIGRATION_UNFINISHED),
+        )
+    )
+
+
+async def start(
+    session: AsyncSession,
+    principal: Principal,
+    workflow: Workflow,
+    target: Version,
+    body: MigrationIn,
+    now: dt.datetime,
+) -> tuple[dict[str, Any], Migration | None]:
+    """Validate and report; unless ``dry_run``, create the migration and snapshot its
+    executions. The workflow must be locked by the caller."""
+    source = await get_version(session, workflow.account_id, workflow.id, body.from_version)
+    if source is None:
+        raise ValidationFailed(
+            [{"pointer": "/from_version", "message": f"version {body.from_version} does not exist"}]
+        )
+    if source.number == target.number:
+        raise ValidationFailed(
+            [{"pointer": "/from_version", "message": "from_version is the target version"}]
+        )
+    if body.strategy == "manual" and not body.execution_ids:
+        raise ValidationFailed(
+            [{"pointer": "/execution_ids", "message": "a manual migration lists its executions"}]
+        )
+    defs = await store.definitions(
+        session, [(workflow.id, source.number), (workflow.id, target.number)]
+    )
+    source_def, target_def = defs[(workflow.id, source.number)], defs[(workflow.id, target.number)]
+    try:
+        check_mapping(source_def, target_def, body.mapping)
+    except MappingError as exc:
+        raise ValidationFailed(exc.errors) from None
+    ids = (
+        list(dict.fromkeys(body.execution_ids))
+        if body.strategy == "manual" and body.execution_ids
+        else None
+    )
+    counts = await _live_counts(session, workflow, source.number, ids)
+    if ids is not None:
+        live = set(
+            await session.scalars(
+                select(Execution.id).where(
+                    Execution.account_id == workflow.account_id,
+                    Execution.workflow_id == workflow.id,
+                    Execution.version == source.number,
+                    Execution.status.in_(LIVE_STATUSES),
+                    Execution.id.in_(ids),
+                )
+            )
+        )
+        errors = [
+            {
+                "pointer": f"/execution_ids/{i}",
+                "message": f"{e} is not a live execution of version {source.number}",
+            }
+            for i, e in enumerate(ids)
+            if e not in live
+        ]
+        if errors:
+            raise ValidationFailed(errors)
+    plans = plan_steps(source_def, target_def, body.mapping, body.wait_policy)
+    answer = report(plans, counts)
+    if body.dry_run:
+        return answer, None
+    if await unfinished(session, workflow) is not None:
+        raise MigrationRunning(f"Workflow {workflow.id} has an unfinished migration")
+    migration = Migration(
+        account_id=workflow.account_id,
+        workflow_id=workflow.id,
+        from_version=source.number,
+        to_version=target.number,
+        strategy=body.strategy,
+        status="pending",
+        mapping=dict(body.mapping),
+        plan={k: p.to_dict() for k, p in plans.items()},
+        batch_size=body.batch_size,
+        interval_seconds=body.interval_seconds if body.strategy == "gradual" else 0.0,
+        wait_policy=body.wait_policy,
+        halt_failure_rate=body.halt_failure_rate,
+        report=answer,
+        errors=[],
+        created_by=principal.user,
+        created_at=now,
+        next_batch_at=now,
+    )
+    session.add(migration)
+    await session.flush()
+    migration.total = await _snapshot(session, migration, ids)
+    await audit.record(
+        session,
+        principal.account_id,
+        principal.actor,
+        "migration.created",
+        object_type="migration",
+        object_id=migration.id,
+        workflow_id=workflow.id,
+        details={
+            "from_version": source.number,
+            "to_version": target.number,
+            "strategy": body.strategy,
+            "total": migration.total,
+        },
+    )
+    return answer, migration
+
+
+async def _snapshot(
+    session: AsyncSession, migration: Migration, ids: Sequence[uuid.UUID] | None
+) -> int:
+    """The live executions of ``from_version`` now: the migration's items (set-based)."""
+    query = select(
+        literal(migration.id, Migration.id.type),
+        Execution.id,
+        Execution.account_id,
+        literal("pending"),
+    ).where(
+        Execution.account_id == migration.account_id,
+        Execution.workflow_id == migration.workflow_id,
+        Execution.version == migration.from_version,
+        Execution.status.in_(LIVE_STATUSES),
+    )
+    if ids is not None:
+        query = query.where(Execution.id.in_(ids))
+    await session.execute(
+        insert(MigrationItem).from_select(
+            ["migration_id", "execution_id", "account_id", "state"], query
+        )
+    )
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(MigrationItem)
+            .where(MigrationItem.migration_id == migration.id)
+        )
+        or 0
+    )
+
+
+async def require_migration(
+    session: AsyncSession, account_id: uuid.UUID, migration_id: str, *, lock: bool = False
+) -> Migration:
+    try:
+        parsed = uuid.UUID(migration_id)
+    except ValueError:
+        raise NotFound(f"No migration {migration_id}") from None
+    query = select(Migration).where(Migration.account_id == account_id, Migration.id == parsed)
+    migration = await session.scalar(query.with_for_update() if lock else query)
+    if migration is None:
+        raise NotFound(f"No migration {migration_id}")
+    return migration
+
+
+async def list_migrations(
+    session: AsyncSession,
+    workflow: Workflow,
+    *,
+    after: tuple[dt.datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[Migration]:
+    query = select(Migration).where(
+        Migration.account_id == workflow.account_id, Migration.workflow_id == workflow.id
+    )
+    if after is not None:
+        query = query.where(tuple_(Migration.created_at, Migration.id) < tuple_(*after))
+    query = query.order_by(Migration.created_at.desc(), Migration.id.desc()).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def _audit(
+    session: AsyncSession, principal: Principal, migration: Migration, action: str, **details: Any
+) -> None:
+    await audit.record(
+        session,
+        principal.account_id,
+        principal.actor,
+        f"migration.{action}",
+        object_type="migration",
+        object_id=migration.id,
+        workflow_id=migration.workflow_id,
+        details=details,
+    )
+
+
+async def pause(session: AsyncSession, principal: Principal, migration: Migration) -> None:
+    if migration.status not in ("pending", "in_progress"):
+        raise MigrationNotRunning(f"A {migration.status} migration cannot be paused")
+    migration.status = "paused"
+    migration.status_reason = f"paused by {principal.user}"
+    await _audit(session, principal, migration, "paused")
+
+
+async def resume(
+    session: AsyncSession, principal: Principal, migration: Migration, now: dt.datetime
+) -> None:
+    if migration.status != "paused":
+        raise MigrationNotRunning(f"A {migration.status} migration cannot be resumed")
+    migration.status = "in_progress"
+    migration.status_reason = None
+    migration.next_batch_at = now
+    await _audit(session, principal, migration, "resumed")
+
+
+async def cancel(
+    session: AsyncSession, principal: Principal, migration: Migration, now: dt.datetime
+) -> None:
+    if migration.status not in MIGRATION_UNFINISHED:
+        raise MigrationNotRunning(f"A {migration.status} migration cannot be cancelled")
+    migration.status = "cancelled"
+    migration.finished_at = now
+    migration.next_batch_at = None
+    await _audit(session, principal, migration, "cancelled", migrated=migration.migrated)
+    await session.flush()
+
+
+async def revert(
+    session: AsyncSession, principal: Principal, migration: Migration, now: dt.datetime
+) -> Migration:
+    """A new manual migration putting back what ``migration`` moved (cancelling it first)."""
+    if migration.status in MIGRATION_UNFINISHED:
+        await cancel(session, principal, migration, now)
+    if migration.migrated == 0:
+        raise NothingToRevert(f"Migration {migration.id} moved no execution")
+    workflow = await session.scalar(
+        select(Workflow).where(Workflow.id == migration.workflow_id).with_for_update()
+    )
+    assert workflow is not None
+    if await unfinished(session, workflow) is not None:
+        raise MigrationRunning(f"Workflow {workflow.id} has an unfinished migration")
+    back = Migration(
+        account_id=migration.account_id,
+        workflow_id=migration.workflow_id,
+        from_version=migration.to_version,
+        to_version=migration.from_version,
+        strategy="manual",
+        status="pending",
+        mapping={},
+        plan={},
+        batch_size=migration.batch_size,
+        interval_seconds=0.0,
+        wait_policy="keep",
+        halt_failure_rate=migration.halt_failure_rate,
+        report={},
+        errors=[],
+        reverts=migration.id,
+        created_by=principal.user,
+        created_at=now,
+        next_batch_at=now,
+    )
+    session.add(back)
+    await session.flush()
+    await session.execute(
+        insert(MigrationItem).from_select(
+            ["migration_id", "execution_id", "account_id", "state"],
+            select(
+                literal(back.id, Migration.id.type),
+                MigrationItem.execution_id,
+                MigrationItem.account_id,
+                literal("pending"),
+            ).where(MigrationItem.migration_id == migration.id, MigrationItem.state == "migrated"),
+        )
+    )
+    back.total = migration.migrated
+    back.report = {"total": back.total, "reverts": str(migration.id)}
+    await _audit(session, principal, migration, "reverted", revert_migration=str(back.id))
+    await session.flush()
+    return back
