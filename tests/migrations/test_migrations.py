@@ -201,3 +201,76 @@ async def test_manual_pause_resume_cancel(engine: Engine) -> None:
     await engine.advance(minutes=5)
     final = (await engine.tenant.request("GET", f"/api/v1/migrations/{mid}")).json()
     assert (final["status"], final["migrated"]) == ("cancelled", 2)
+
+
+async def test_rollback_with_migrate_moves_executions_back_in_one_transaction(
+    engine: Engine,
+) -> None:
+    wf = await engine.workflow(v1())
+    await engine.new_version(wf, v2(), 1)  # v2 published; v1 retired
+    contacts = [await engine.contact(email=f"r{i}@example.com") for i in range(3)]
+    enrolled = await engine.enroll(wf, *contacts)
+    await engine.run()  # on v2, waiting on "pause"
+    response = await engine.tenant.request(
+        "POST",
+        f"/api/v1/workflows/{wf}/versions/1/rollback",
+        json={"reason": "v2 offer is wrong", "migrate": {"mapping": {"offer": "old_offer"}}},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "published" and body["migration"]["from_version"] == 2
+    assert body["migration"]["to_version"] == 1 and body["migration"]["total"] == 3
+    await engine.run()
+    for e in enrolled["executions"]:
+        assert (await engine.execution(e))["version"] == 1
+    audit = (
+        await engine.tenant.request("GET", "/api/v1/audit", params={"workflow_id": wf})
+    ).json()["items"]
+    actions = [a["action"] for a in audit]
+    assert "migration.created" in actions and "migration.finished" in actions
+
+
+async def test_gradual_migration_pauses_itself_when_moved_executions_fail(
+    engine: Engine,
+) -> None:
+    wf = await engine.workflow(
+        {
+            "trigger": {"type": "manual"},
+            "steps": [
+                {"id": "pause", "type": "wait", "duration": "1d", "next": "done"},
+                {"id": "done", "type": "end"},
+            ],
+        }
+    )
+    contacts = [await engine.contact(email=f"g{i}@example.com") for i in range(30)]
+    await engine.enroll(wf, *contacts)
+    await engine.run()
+    await engine.new_version(
+        wf,
+        {
+            "trigger": {"type": "manual"},
+            "steps": [
+                {"id": "pause", "type": "wait", "duration": "1d", "next": "call"},
+                # Nothing listens on port 9 of loopback: every call fails.
+                {
+                    "id": "call",
+                    "type": "http_request",
+                    "url": "http://127.0.0.1:9/hook",
+                    "max_attempts": 1,
+                },
+            ],
+        },
+        1,
+    )
+    started = await migrate(
+        engine, wf, {"strategy": "gradual", "batch_size": 25, "interval_seconds": 3600}
+    )
+    mid = started.json()["id"]
+    await engine.run()  # first batch: 25 moved
+    await engine.advance(days=2)  # they wake and fail on the new step
+    await engine.advance(hours=2)  # the next batch is due: the failure rate halts it
+    migration = (await engine.tenant.request("GET", f"/api/v1/migrations/{mid}")).json()
+    assert migration["status"] == "paused", migration
+    assert migration["migrated"] == 25 and "paused itself" in migration["status_reason"]
+    failed = await engine.executions(wf, status="failed")
+    assert len(failed) == 25

@@ -141,6 +141,7 @@ async def change_contact(
             change.added_tags.append(tag)
     removed = [t for t in remove_tags if t in tags]
     tags = [t for t in tags if t not in removed]
+    change.removed_tags = removed
     if change.added_tags or removed or change.changed_fields:
         contact.tags = tags
         contact.updated_at = now

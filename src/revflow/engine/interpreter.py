@@ -45,6 +45,7 @@ class ContactState:
     fields: dict[str, Any]
     tags: list[str]
     added_tags: list[str] = field(default_factory=list)
+    removed_tags: list[str] = field(default_factory=list)
     changed_fields: list[str] = field(default_factory=list)
     dirty: bool = False
 
@@ -326,8 +327,7 @@ def _run_step(
                 [*contact.tags, step.tag] if adding else [t for t in contact.tags if t != step.tag]
             )
             contact.dirty = True
-            if adding:
-                contact.added_tags.append(step.tag)
+            (contact.added_tags if adding else contact.removed_tags).append(step.tag)
         effects.record(ex, now, step.id, "done", {"tag": step.tag, "changed": changed})
         _move(ex, step.next, now)
         return True

@@ -35,7 +35,11 @@ async def react(
     ``contacts`` are states already loaded (and locked) by the caller; others are loaded here.
     Answers the executions enrolled by triggers.
     """
-    changes = [c for c in changes if c.added_tags or c.changed_fields or c.events or c.created]
+    changes = [
+        c
+        for c in changes
+        if c.added_tags or c.removed_tags or c.changed_fields or c.events or c.created
+    ]
     if not changes:
         return []
     by_contact = {c.contact_id: c for c in changes}
@@ -60,7 +64,7 @@ async def react(
                 fired = deliver_event(definition, ex, contact, name, now, effects) or fired
                 if not ex.live:
                     break
-            if ex.live and (change.added_tags or change.changed_fields):
+            if ex.live and (change.added_tags or change.removed_tags or change.changed_fields):
                 fired = check_condition_goals(definition, ex, contact, now, effects) or fired
             if fired:
                 touched.append(ex)

@@ -152,7 +152,7 @@ class Worker:
             await store.write_effects(
                 session, accounts, states, contacts.values(), effects, now, leases=leases
             )
-            await self._react(session, accounts, contacts, now)
+            await self._react(session, contacts, now)
             await session.commit()
         if effects.external:
             task = asyncio.create_task(self._perform(effects.external, accounts))
@@ -165,12 +165,13 @@ class Worker:
     async def _react(
         self,
         session: AsyncSession,
-        accounts: dict[uuid.UUID, uuid.UUID],
         contacts: dict[uuid.UUID, ContactState],
         now: dt.datetime,
     ) -> None:
         """Contacts changed by steps fire triggers and goals of their other executions."""
-        changed = [c for c in contacts.values() if c.added_tags or c.changed_fields]
+        changed = [
+            c for c in contacts.values() if c.added_tags or c.removed_tags or c.changed_fields
+        ]
         if not changed:
             return
         account_of = await store.contact_accounts(session, [c.id for c in changed])
@@ -178,19 +179,23 @@ class Worker:
         for c in changed:
             by_account[account_of[c.id]].append(
                 ContactChange(
-                    c.id, added_tags=list(c.added_tags), changed_fields=list(c.changed_fields)
+                    c.id,
+                    added_tags=list(c.added_tags),
+                    changed_fields=list(c.changed_fields),
+                    removed_tags=list(c.removed_tags),
                 )
             )
         for account_id, changes in by_account.items():
             # Other executions held by other workers are skipped, not waited for (that could
-            # deadlock); they check their goals themselves before their next step.
+            # deadlock); they check their goals themselves before their next step. This
+            # batch's own executions (already written, and locked by this transaction) are
+            # included: one that began a wait before another changed the contact must see it.
             await react(
                 session,
                 account_id,
                 changes,
                 now,
                 contacts=contacts,
-                exclude_executions=accounts.keys(),
                 skip_locked=True,
             )
 

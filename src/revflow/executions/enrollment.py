@@ -157,6 +157,8 @@ class ContactChange:
     added_tags: list[str] = field(default_factory=list)
     changed_fields: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    # Fire no trigger, but goals' `if` conditions are evaluated on every change.
+    removed_tags: list[str] = field(default_factory=list)
 
 
 def _matches(trigger_type: str, key: str | None, change: ContactChange) -> bool:

@@ -123,13 +123,16 @@ async def version_stats(
             )
         ).all()
     }
+    # Every goal reached counts, whether it ended the execution (outcome goal:<id>) or jumped
+    # to its `then` step: each writes one history entry under the goal's id.
     goals = {
-        (outcome or "").removeprefix("goal:"): count
-        for outcome, count in (
+        goal: count
+        for goal, count in (
             await session.execute(
-                select(Execution.outcome, func.count())
-                .where(*where, Execution.outcome.like("goal:%"))
-                .group_by(Execution.outcome)
+                select(HistoryEntry.step, func.count(HistoryEntry.execution_id.distinct()))
+                .join(Execution, Execution.id == HistoryEntry.execution_id)
+                .where(*where, HistoryEntry.account_id == account_id, HistoryEntry.result == "goal")
+                .group_by(HistoryEntry.step)
             )
         ).all()
     }

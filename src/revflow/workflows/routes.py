@@ -7,7 +7,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from revflow.deps import Editor, ReadSession, SettingsDep, Viewer, WriteSession, commit, wake_worker
+from revflow.deps import (
+    Editor,
+    Now,
+    ReadSession,
+    SettingsDep,
+    Viewer,
+    WriteSession,
+    commit,
+    wake_worker,
+)
 from revflow.diff import render_text
 from revflow.errors import NotFound
 from revflow.kit import idempotency
@@ -21,6 +30,7 @@ from revflow.kit.pagination import (
     decode_cursor,
     encode_cursor,
 )
+from revflow.migrations.service import migration_out
 from revflow.models import Version, Workflow
 from revflow.workflows import repository as repo
 from revflow.workflows import service
@@ -240,12 +250,28 @@ async def publish_version(change: VersionChange) -> JSONResponse:
 
 
 @router.post("/workflows/{workflow_id}/versions/{number}/rollback", response_model=VersionDetail)
-async def rollback_version(body: RollbackBody, change: VersionChange) -> JSONResponse:
+async def rollback_version(
+    request: Request, body: RollbackBody, change: VersionChange, now: Now
+) -> JSONResponse:
+    """Make a previously published version current again; ``migrate`` also moves the
+    executions of the version rolled back from (a migration created in the same transaction)."""
     if change.replay:
         return change.replay
-    version = change.require_version()
-    await service.rollback(change.session, change.principal, change.workflow, version, body.reason)
-    return await change.respond(await _version_detail(change, version))
+    version, migration = await service.rollback(
+        change.session,
+        change.principal,
+        change.workflow,
+        change.require_version(),
+        body.reason,
+        migrate=body.migrate,
+        now=now,
+    )
+    answer = await _version_detail(change, version)
+    answer["migration"] = migration_out(migration) if migration is not None else None
+    response = await change.respond(answer)
+    if migration is not None:
+        wake_worker(request)
+    return response
 
 
 @router.put("/workflows/{workflow_id}/versions/{number}/tags", response_model=VersionDetail)

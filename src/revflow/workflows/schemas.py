@@ -103,8 +103,21 @@ class WorkflowList(BaseModel):
     next_cursor: str | None
 
 
+class RollbackMigrate(Body):
+    """A migration started with the rollback: ``from_version`` is the version rolled back from."""
+
+    strategy: Literal["immediate", "gradual", "manual"] = "immediate"
+    mapping: dict[str, str] = Field(default_factory=dict)
+    execution_ids: list[uuid.UUID] | None = Field(default=None, max_length=100_000)
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    interval_seconds: float = Field(default=60.0, ge=0, le=86_400)
+    wait_policy: Literal["keep", "recompute", "restart"] = "keep"
+    halt_failure_rate: float = Field(default=0.2, ge=0, le=1)
+
+
 class RollbackBody(Body):
     reason: Reason
+    migrate: RollbackMigrate | None = None
 
 
 class TagsBody(Body):

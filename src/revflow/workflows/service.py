@@ -8,6 +8,7 @@ most one published version; the database's unique indexes are the guarantee behi
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -31,9 +32,16 @@ from revflow.errors import (
     ValidationFailed,
     VersionLimit,
 )
-from revflow.models import Version, VersionTag, Workflow
+from revflow.migrations import service as migrations
+from revflow.migrations.schemas import MigrationIn
+from revflow.models import Migration, Version, VersionTag, Workflow
 from revflow.workflows import repository as repo
-from revflow.workflows.schemas import VersionCreate, WorkflowCreate, WorkflowUpdate
+from revflow.workflows.schemas import (
+    RollbackMigrate,
+    VersionCreate,
+    WorkflowCreate,
+    WorkflowUpdate,
+)
 
 
 def trigger_key(definition: Definition) -> str | None:
@@ -260,11 +268,19 @@ async def publish(
 
 
 async def rollback(
-    session: AsyncSession, principal: Principal, workflow: Workflow, version: Version, reason: str
-) -> Version:
-    """Make a previously published version current again (unarchiving it)."""
+    session: AsyncSession,
+    principal: Principal,
+    workflow: Workflow,
+    version: Version,
+    reason: str,
+    *,
+    migrate: RollbackMigrate | None = None,
+    now: dt.datetime | None = None,
+) -> tuple[Version, Migration | None]:
+    """Make a previously published version current again (unarchiving it); with ``migrate``,
+    start moving the executions of the version rolled back from, in the same transaction."""
     if version.status == "published":
-        return version
+        return version, None
     if version.status == "draft":
         raise NeverPublished(f"Version {version.number} was never published; publish it instead")
     previous = await _retire_current(session, workflow)
@@ -280,7 +296,21 @@ async def rollback(
         workflow_id=workflow.id,
         details={"number": version.number, "previous": previous, "reason": reason},
     )
-    return version
+    migration = None
+    if migrate is not None:
+        if previous is None:
+            raise ValidationFailed(
+                [{"pointer": "/migrate", "message": "no version was current to migrate from"}]
+            )
+        _report, migration = await migrations.start(
+            session,
+            principal,
+            workflow,
+            version,
+            MigrationIn(from_version=previous, **migrate.model_dump()),
+            now or utcnow(),
+        )
+    return version, migration
 
 
 async def _retire_current(session: AsyncSession, workflow: Workflow) -> int | None:
