@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 import uuid
 from typing import Annotated, Any
 
+import httpx
 import typer
 import uvicorn
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 from sqlalchemy import select
 
 from revflow.audit.service import SYSTEM, Actor, verify_account
@@ -32,6 +36,13 @@ app.add_typer(accounts_app, name="accounts")
 app.add_typer(audit_app, name="audit")
 versions_app = typer.Typer(help="Workflow versions.", no_args_is_help=True)
 app.add_typer(versions_app, name="versions")
+migrations_app = typer.Typer(
+    help="Migrations, through the API (REVFLOW_URL, REVFLOW_API_KEY).", no_args_is_help=True
+)
+app.add_typer(migrations_app, name="migrations")
+
+ApiUrl = Annotated[str, typer.Option("--url", envvar="REVFLOW_URL", help="The API's base URL.")]
+ApiKey = Annotated[str, typer.Option("--key", envvar="REVFLOW_API_KEY", help="An editor key.")]
 
 err = Console(stderr=True)
 
@@ -245,3 +256,115 @@ def versions_diff(
             f"v{after['number']} ({after['semver']})",
         )
     )
+
+
+def _api(url: str, key: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=url.rstrip("/") + "/api/v1",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+
+
+def _fail_on_problem(response: httpx.Response) -> dict[str, Any]:
+    body: dict[str, Any] = response.json()
+    if response.status_code >= 400:
+        err.print(
+            f"[bold red]{response.status_code} {body.get('code')}[/bold red]: {body.get('detail')}"
+        )
+        for error in body.get("errors", []):
+            err.print(f"  {error.get('pointer')}: {error.get('message')}")
+        raise typer.Exit(1)
+    return body
+
+
+@migrations_app.command("start")
+def migrations_start(
+    workflow: str,
+    to_version: int,
+    from_version: Annotated[int, typer.Option("--from", help="The version to move from.")],
+    url: ApiUrl = "http://127.0.0.1:8000",
+    key: ApiKey = "",
+    strategy: Annotated[str, typer.Option(help="immediate, gradual or manual")] = "immediate",
+    mapping: Annotated[
+        list[str] | None, typer.Option("--map", help="OLD=NEW step mapping, repeatable")
+    ] = None,
+    batch_size: Annotated[int, typer.Option()] = 500,
+    interval_seconds: Annotated[float, typer.Option()] = 60.0,
+    wait_policy: Annotated[str, typer.Option(help="keep, recompute or restart")] = "keep",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report.")] = False,
+    follow: Annotated[bool, typer.Option("--follow", help="Watch it to the end.")] = False,
+) -> None:
+    """Start a migration (or, with --dry-run, print its report)."""
+    pairs = dict(item.split("=", 1) for item in mapping or [] if "=" in item)
+    body = {
+        "from_version": from_version,
+        "strategy": strategy,
+        "mapping": pairs,
+        "batch_size": batch_size,
+        "interval_seconds": interval_seconds,
+        "wait_policy": wait_policy,
+        "dry_run": dry_run,
+    }
+    with _api(url, key) as client:
+        answer = _fail_on_problem(
+            client.post(f"/workflows/{workflow}/versions/{to_version}/migrate", json=body)
+        )
+    if dry_run:
+        _print_report(answer)
+        return
+    print(json.dumps(answer))
+    if follow:
+        _watch(url, key, answer["id"])
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    table = Table(title=f"{report['movable']} of {report['total']} executions can move")
+    for column in ("step", "count", "target", "reason"):
+        table.add_column(column)
+    for group in report["groups"]:
+        table.add_row(
+            group["step"], str(group["count"]), group["target"] or "-", group["reason"] or ""
+        )
+    Console().print(table)
+
+
+def _watch(url: str, key: str, migration_id: str, poll: float = 0.5) -> dict[str, Any]:
+    with (
+        _api(url, key) as client,
+        Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[counts]}"),
+            TimeElapsedColumn(),
+            console=err,
+        ) as progress,
+    ):
+        task = progress.add_task("migration", total=None, counts="")
+        while True:
+            m = _fail_on_problem(client.get(f"/migrations/{migration_id}"))
+            done = m["migrated"] + m["skipped"] + m["failed"]
+            progress.update(
+                task,
+                total=m["total"] or 1,
+                completed=done,
+                description=m["status"],
+                counts=f"migrated {m['migrated']} · skipped {m['skipped']} · failed {m['failed']}",
+            )
+            if m["status"] not in ("pending", "in_progress"):
+                break
+            time.sleep(poll)
+    if m.get("status_reason"):
+        err.print(m["status_reason"])
+    return m
+
+
+@migrations_app.command("watch")
+def migrations_watch(
+    migration_id: str, url: ApiUrl = "http://127.0.0.1:8000", key: ApiKey = ""
+) -> None:
+    """Follow a migration with a progress bar until it stops; exit 1 unless it completed."""
+    final = _watch(url, key, migration_id)
+    if final["status"] != "completed":
+        raise typer.Exit(1)
