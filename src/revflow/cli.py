@@ -368,3 +368,40 @@ def migrations_watch(
     final = _watch(url, key, migration_id)
     if final["status"] != "completed":
         raise typer.Exit(1)
+
+
+async def _archive(dry_run: bool) -> list[Any]:
+    from revflow.engine.clock import SystemClock
+    from revflow.workflows.lifecycle import archivable, archive
+
+    settings = get_settings()
+    db = _database()
+    try:
+        async with db.session(write=not dry_run) as session:
+            now = SystemClock().now()
+            if dry_run:
+                return list(await archivable(session, settings, now))
+            with Progress(
+                TextColumn("archiving"), BarColumn(), TimeElapsedColumn(), console=err
+            ) as progress:
+                progress.add_task("archive", total=None)
+                done = await archive(session, settings, now)
+                await session.commit()
+            return list(done)
+    finally:
+        await db.dispose()
+
+
+@app.command("archive")
+def archive_command(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would go.")] = False,
+) -> None:
+    """Archive old versions by the retention rule (REVFLOW_ARCHIVE_AFTER_DAYS,
+    REVFLOW_KEEP_VERSIONS); with --dry-run, list them."""
+    items = asyncio.run(_archive(dry_run))
+    table = Table(title=f"{len(items)} version(s) {'would be ' if dry_run else ''}archived")
+    for column in ("workflow", "version"):
+        table.add_column(column)
+    for item in items:
+        table.add_row(str(item.workflow_id), str(item.number))
+    Console().print(table)

@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     smtp_sender: str = "revflow@localhost"
     http_channel_url: str | None = None
 
+    # Canary publishing (SPEC §6b).
+    canary_max_failure_rate: float = Field(default=0.1, ge=0, le=1)
+    canary_min_executions: int = Field(default=20, ge=1)
+
+    # Retention and archival (SPEC §7).
+    archive_after_days: float = Field(default=90, ge=0)
+    keep_versions: int = Field(default=10, ge=0)
+    archive_interval_hours: float = Field(default=24, gt=0)
+
     # Worker.
     worker_batch_size: int = Field(default=50, ge=1, le=1000)
     worker_poll_seconds: float = Field(default=0.5, gt=0)

@@ -380,6 +380,42 @@ class MigrationItem(Base):
     moved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
+class WorkingDraft(Base):
+    """A user's scratch copy of a workflow being edited (auto-saved; any content)."""
+
+    __tablename__ = "working_drafts"
+    __table_args__ = (
+        UniqueConstraint("account_id", "workflow_id", "user"),
+        ForeignKeyConstraint(
+            ["account_id", "workflow_id"],
+            ["workflows.account_id", "workflows.id"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column()
+    workflow_id: Mapped[uuid.UUID] = mapped_column()
+    user: Mapped[str] = mapped_column(String(200))
+    definition: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    base_version: Mapped[int | None] = mapped_column(Integer)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    problems: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    saved_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ScheduledJob(Base):
+    """When a periodic job (archival) last ran; claiming it is one conditional UPDATE, so
+    any number of workers run it once per interval."""
+
+    __tablename__ = "scheduled_jobs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_run_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_run_by: Mapped[str | None] = mapped_column(String(200))
+
+
 class AuditEntry(Base):
     __tablename__ = "audit_entries"
     __table_args__ = (

@@ -62,6 +62,11 @@ class ExternalSender:
             return f"{exc.last_attempt.exception()} (after {detail['attempts']} attempts)", detail
         except PermanentError as exc:
             return str(exc), detail
+        except Exception as exc:
+            # Any other failure of this one call (e.g. httpx.InvalidURL for a URL that contact
+            # data made invalid) fails its execution; raising would lose the whole batch's
+            # results and repeat its calls after every lease expiry.
+            return f"{type(exc).__name__}: {exc}", detail
         return None, detail
 
     async def _once(self, call: ExternalCall) -> dict[str, Any]:

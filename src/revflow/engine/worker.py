@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import os
 import socket
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from revflow.engine.reactions import react
 from revflow.executions.enrollment import ContactChange
 from revflow.logging import get_logger
 from revflow.migrations.runner import run_next as run_migration_batch
+from revflow.workflows.lifecycle import Archivable, archive, check_canaries, claim_archive_run
 
 log = get_logger("revflow.worker")
 
@@ -72,6 +74,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._external_tasks: set[asyncio.Task[None]] = set()
+        self._next_schedule_check = 0.0
 
     def stop(self) -> None:
         self._stop.set()
@@ -89,6 +92,7 @@ class Worker:
                 try:
                     result = await self.run_once()
                     moved = await run_migration_batch(self.db, self.clock.now())
+                    await self.run_scheduled()
                 except DBAPIError as exc:
                     # A deadlock or serialization failure aborts one batch; it is retried.
                     log.warning("batch_aborted", worker=self.id, error=str(exc.orig))
@@ -124,6 +128,23 @@ class Worker:
             if result.executions == 0 and moved == 0:
                 break
         return total
+
+    async def run_scheduled(self, *, force: bool = False) -> list[Archivable] | None:
+        """Archival, once per ``archive_interval_hours`` across every worker (checked at most
+        once a minute per worker). Answers what was archived, or None when not this run."""
+        moment = time.monotonic()
+        if not force and moment < self._next_schedule_check:
+            return None
+        self._next_schedule_check = moment + 60
+        now = self.clock.now()
+        async with self.db.session(write=True) as session:
+            if not await claim_archive_run(session, self.settings, now, self.id):
+                return None
+            archived = await archive(session, self.settings, now)
+            await session.commit()
+        if archived:
+            log.info("archived", worker=self.id, versions=len(archived))
+        return archived
 
     async def run_once(self, *, wait_external: bool = False) -> BatchResult:
         """Claim and run one batch of due executions."""
@@ -224,6 +245,9 @@ class Worker:
                 external_done(definition, ex, call, now, effects, error=error, detail=detail)
                 written.append(ex)
             await store.write_effects(session, accounts, written, [], effects, now)
+            await check_canaries(
+                session, {ex.workflow_id for ex in written if ex.status == "failed"}, self.settings
+            )
             await session.commit()
         self.wake()
 

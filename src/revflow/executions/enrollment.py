@@ -7,6 +7,7 @@ whether the change came through the API or from a step of any workflow.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,9 +37,21 @@ class EnrollResult:
         }
 
 
+def in_canary(workflow_id: uuid.UUID, contact_id: uuid.UUID, percent: int) -> bool:
+    """Sticky canary routing: a hash of workflow and contact, so a contact enrolled again
+    lands on the same side."""
+    digest = hashlib.sha256(workflow_id.bytes + contact_id.bytes).digest()
+    return int.from_bytes(digest[:8], "big") % 10_000 < percent * 100
+
+
 def choose_version(workflow: Workflow, contact_id: uuid.UUID) -> int:
-    """The version a new enrollment runs: the current published one."""
+    """The version a new enrollment runs: the canary for its share of contacts, else the
+    current published one."""
     assert workflow.current_version is not None
+    canary = workflow.canary_version
+    percent = workflow.canary_percent
+    if canary is not None and percent and in_canary(workflow.id, contact_id, percent):
+        return canary
     return workflow.current_version
 
 
@@ -80,6 +93,12 @@ async def enroll(
     result.skipped.extend({"contact_id": str(c), "reason": reason} for c, reason in blocked.items())
     candidates = [c for c in candidates if c not in blocked]
     dialect = session.get_bind().dialect.name
+    starts = {workflow.current_version: definition.start_step_id()}
+    if workflow.canary_version is not None:
+        key = (workflow.id, workflow.canary_version)
+        starts[workflow.canary_version] = (await store.definitions(session, [key]))[
+            key
+        ].start_step_id()
     for start in range(0, len(candidates), CHUNK):
         chunk = candidates[start : start + CHUNK]
         rows: list[dict[str, Any]] = [
@@ -87,10 +106,10 @@ async def enroll(
                 "id": uuid.uuid4(),
                 "account_id": workflow.account_id,
                 "workflow_id": workflow.id,
-                "version": choose_version(workflow, contact),
+                "version": (version := choose_version(workflow, contact)),
                 "contact_id": contact,
                 "status": "active",
-                "current_step": definition.start_step_id(),
+                "current_step": starts[version],
                 "wake_at": now,
                 "started_at": now,
                 "fired_goals": [],

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from revflow.deps import (
     Editor,
@@ -32,12 +33,14 @@ from revflow.kit.pagination import (
 )
 from revflow.migrations.service import migration_out
 from revflow.models import Version, Workflow
+from revflow.workflows import drafts, service
 from revflow.workflows import repository as repo
-from revflow.workflows import service
 from revflow.workflows.compare import compare_versions as compare_versions_with_impact
 from revflow.workflows.deps import Change, VersionChange, WorkflowChange
 from revflow.workflows.schemas import (
+    CanaryAbortBody,
     CompareOut,
+    PublishBody,
     RollbackBody,
     TagsBody,
     VersionCreate,
@@ -241,11 +244,40 @@ async def get_version(
 
 
 @router.post("/workflows/{workflow_id}/versions/{number}/publish", response_model=VersionDetail)
-async def publish_version(change: VersionChange) -> JSONResponse:
+async def publish_version(change: VersionChange, body: PublishBody | None = None) -> JSONResponse:
+    """Make a draft current; with ``canary_percent``, make it the workflow's canary."""
     if change.replay:
         return change.replay
-    version = change.require_version()
-    await service.publish(change.session, change.principal, change.workflow, version)
+    version = await service.publish(
+        change.session,
+        change.principal,
+        change.workflow,
+        change.require_version(),
+        canary_percent=body.canary_percent if body else None,
+    )
+    return await change.respond(await _version_detail(change, version))
+
+
+@router.post("/workflows/{workflow_id}/canary/promote", response_model=VersionDetail)
+async def promote_canary(change: Change) -> JSONResponse:
+    """The canary becomes the current version (the old one is retired)."""
+    if change.replay:
+        return change.replay
+    version = await service.promote_canary(change.session, change.principal, change.workflow)
+    return await change.respond(await _version_detail(change, version))
+
+
+@router.post("/workflows/{workflow_id}/canary/abort", response_model=VersionDetail)
+async def abort_canary(change: Change, body: CanaryAbortBody | None = None) -> JSONResponse:
+    """Stop routing new enrollments to the canary; its executions run on, on it."""
+    if change.replay:
+        return change.replay
+    version = await service.abort_canary(
+        change.session,
+        change.principal.actor,
+        change.workflow,
+        body.reason if body else "aborted by an operator",
+    )
     return await change.respond(await _version_detail(change, version))
 
 
@@ -300,3 +332,69 @@ async def resume_workflow(request: Request, change: Change) -> JSONResponse:
     response = await change.respond(workflow_out(change.workflow))
     wake_worker(request)
     return response
+
+
+class DraftIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    definition: Any = Field(description="Any content: a draft is a scratch pad.")
+    base_version: int | None = Field(default=None, ge=1)
+    revision: int | None = Field(
+        default=None,
+        ge=1,
+        description="The revision this save was made from; null for a new draft.",
+    )
+
+
+class DraftOut(BaseModel):
+    workflow_id: str
+    user: str
+    definition: Any
+    base_version: int | None
+    revision: int
+    saved_at: str
+    valid: bool
+    problems: list[dict[str, Any]]
+    warnings: list[dict[str, Any]]
+
+
+@router.put("/workflows/{workflow_id}/draft", response_model=DraftOut)
+async def save_draft(
+    workflow_id: str,
+    body: DraftIn,
+    principal: Editor,
+    session: WriteSession,
+    settings: SettingsDep,
+    now: Now,
+) -> dict[str, Any]:
+    """Save the caller's working draft (auto-save); a stale ``revision`` answers 409."""
+    workflow = await service.require_workflow(session, principal.account_id, workflow_id)
+    draft = await drafts.save(
+        session,
+        workflow,
+        principal.user,
+        definition=body.definition,
+        base_version=body.base_version,
+        revision=body.revision,
+        settings=settings,
+        now=now,
+    )
+    answer = drafts.draft_out(draft)
+    await commit(session)
+    return answer
+
+
+@router.get("/workflows/{workflow_id}/draft", response_model=DraftOut)
+async def get_draft(workflow_id: str, principal: Viewer, session: ReadSession) -> dict[str, Any]:
+    workflow = await service.require_workflow(session, principal.account_id, workflow_id)
+    draft = await drafts.get(session, workflow, principal.user)
+    if draft is None:
+        raise NotFound("You have no draft of this workflow")
+    return drafts.draft_out(draft)
+
+
+@router.delete("/workflows/{workflow_id}/draft", status_code=204)
+async def discard_draft(workflow_id: str, principal: Editor, session: WriteSession) -> Response:
+    workflow = await service.require_workflow(session, principal.account_id, workflow_id)
+    await drafts.discard(session, workflow, principal.user)
+    await commit(session)
+    return Response(status_code=204)

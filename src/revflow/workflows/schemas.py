@@ -103,6 +103,19 @@ class WorkflowList(BaseModel):
     next_cursor: str | None
 
 
+class PublishBody(Body):
+    canary_percent: int | None = Field(
+        default=None,
+        ge=1,
+        le=99,
+        description="Make the version the workflow's canary for this share of new enrollments.",
+    )
+
+
+class CanaryAbortBody(Body):
+    reason: Reason = "aborted by an operator"
+
+
 class RollbackMigrate(Body):
     """A migration started with the rollback: ``from_version`` is the version rolled back from."""
 

@@ -17,16 +17,20 @@ from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.audit import service as audit
+from revflow.audit.service import Actor
 from revflow.auth.service import Principal
 from revflow.config import Settings
 from revflow.db import utcnow
 from revflow.definition import Definition, DefinitionInvalid, validate_definition
 from revflow.diff import compare, next_semver
 from revflow.errors import (
+    CanaryActive,
     InvalidDefinition,
     NeverPublished,
+    NoCanary,
     NoChanges,
     NotFound,
+    NotPublished,
     StaleBase,
     UseRollback,
     ValidationFailed,
@@ -34,7 +38,7 @@ from revflow.errors import (
 )
 from revflow.migrations import service as migrations
 from revflow.migrations.schemas import MigrationIn
-from revflow.models import Migration, Version, VersionTag, Workflow
+from revflow.models import Migration, Version, VersionTag, Workflow, WorkingDraft
 from revflow.workflows import repository as repo
 from revflow.workflows.schemas import (
     RollbackMigrate,
@@ -237,21 +241,70 @@ async def create_version(
             "content_hash": version.content_hash,
         },
     )
+    # Creating a version ends the creator's working draft of the workflow.
+    await session.execute(
+        delete(WorkingDraft).where(
+            WorkingDraft.account_id == workflow.account_id,
+            WorkingDraft.workflow_id == workflow.id,
+            WorkingDraft.user == principal.user,
+        )
+    )
     if body.publish:
         await publish(session, principal, workflow, version)
     return version
 
 
 async def publish(
-    session: AsyncSession, principal: Principal, workflow: Workflow, version: Version
+    session: AsyncSession,
+    principal: Principal,
+    workflow: Workflow,
+    version: Version,
+    *,
+    canary_percent: int | None = None,
 ) -> Version:
-    """Make the draft ``version`` current; the previous current one is retired."""
-    if version.status == "published":
+    """Make the draft ``version`` current (the previous current one is retired), or, with
+    ``canary_percent``, the workflow's canary."""
+    if version.status == "published" and canary_percent is None:
         return version
+    if version.status == "canary" and canary_percent is None:
+        return await promote_canary(session, principal, workflow)
     if version.status in ("retired", "archived"):
         raise UseRollback(
             f"Version {version.number} was published before; use rollback to make it current"
         )
+    if workflow.canary_version is not None:
+        raise CanaryActive(
+            f"Version {workflow.canary_version} is the canary; promote or abort it first",
+            canary_version=workflow.canary_version,
+        )
+    if canary_percent is not None:
+        if version.status != "draft":
+            raise ValidationFailed(
+                [{"pointer": "/canary_percent", "message": "only a draft can become a canary"}]
+            )
+        if workflow.current_version is None:
+            raise NotPublished("A canary runs beside the current version; publish one first")
+        version.status = "canary"
+        version.published_at = utcnow()
+        workflow.canary_version = version.number
+        workflow.canary_percent = canary_percent
+        touch(workflow)
+        await session.flush()
+        await audit.record(
+            session,
+            principal.account_id,
+            principal.actor,
+            "canary.started",
+            object_type="version",
+            object_id=version.id,
+            workflow_id=workflow.id,
+            details={
+                "number": version.number,
+                "percent": canary_percent,
+                "current": workflow.current_version,
+            },
+        )
+        return version
     previous = await _retire_current(session, workflow)
     await _make_current(session, workflow, version)
     await audit.record(
@@ -265,6 +318,60 @@ async def publish(
         details={"number": version.number, "previous": previous},
     )
     return version
+
+
+async def promote_canary(
+    session: AsyncSession, principal: Principal, workflow: Workflow
+) -> Version:
+    """The canary becomes the current version; the old current one is retired."""
+    canary = await _require_canary(session, workflow)
+    previous = await _retire_current(session, workflow)
+    _clear_canary(workflow)
+    await _make_current(session, workflow, canary)
+    await audit.record(
+        session,
+        principal.account_id,
+        principal.actor,
+        "canary.promoted",
+        object_type="version",
+        object_id=canary.id,
+        workflow_id=workflow.id,
+        details={"number": canary.number, "previous": previous},
+    )
+    return canary
+
+
+async def abort_canary(
+    session: AsyncSession, actor: Actor, workflow: Workflow, reason: str
+) -> Version:
+    """Stop routing to the canary (it becomes retired; its executions run on, on it)."""
+    canary = await _require_canary(session, workflow)
+    canary.status = "retired"
+    _clear_canary(workflow)
+    touch(workflow)
+    await session.flush()
+    await audit.record(
+        session,
+        workflow.account_id,
+        actor,
+        "canary.aborted",
+        object_type="version",
+        object_id=canary.id,
+        workflow_id=workflow.id,
+        details={"number": canary.number, "reason": reason},
+    )
+    return canary
+
+
+async def _require_canary(session: AsyncSession, workflow: Workflow) -> Version:
+    if workflow.canary_version is None:
+        raise NoCanary(f"Workflow {workflow.id} has no canary")
+    return await require_version(session, workflow, workflow.canary_version)
+
+
+def _clear_canary(workflow: Workflow) -> None:
+    workflow.canary_version = None
+    workflow.canary_percent = None
 
 
 async def rollback(
@@ -283,6 +390,9 @@ async def rollback(
         return version, None
     if version.status == "draft":
         raise NeverPublished(f"Version {version.number} was never published; publish it instead")
+    if workflow.canary_version is not None:
+        # Rollback is the emergency button: it always works, and ends a running canary.
+        await abort_canary(session, principal.actor, workflow, f"rollback to {version.number}")
     previous = await _retire_current(session, workflow)
     version.archived_at = None
     await _make_current(session, workflow, version)

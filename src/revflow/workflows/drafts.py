@@ -1,0 +1,141 @@
+"""Working drafts: each user's auto-saved scratch copy of a workflow (SPEC §1, §4).
+
+Any content may be saved; the answer carries the validation problems of that content so an
+editor can show them while typing. ``revision`` protects against lost updates: a save names the
+revision it was made from, and a conditional UPDATE lets exactly one of two racing saves win.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from revflow.config import Settings
+from revflow.definition import DefinitionInvalid, validate_definition
+from revflow.errors import Conflict, NotFound
+from revflow.models import Workflow, WorkingDraft
+
+
+class StaleDraft(Conflict):
+    code = "stale_draft"
+    title = "The draft was saved elsewhere since the revision you edited"
+
+
+def draft_out(draft: WorkingDraft) -> dict[str, Any]:
+    return {
+        "workflow_id": str(draft.workflow_id),
+        "user": draft.user,
+        "definition": draft.definition,
+        "base_version": draft.base_version,
+        "revision": draft.revision,
+        "saved_at": draft.saved_at.isoformat(),
+        "valid": not draft.problems,
+        "problems": draft.problems,
+        "warnings": draft.warnings,
+    }
+
+
+def check(definition: Any, settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(problems, warnings) of the draft's content; never raises."""
+    try:
+        validated = validate_definition(
+            definition,
+            max_steps=settings.max_steps,
+            max_definition_bytes=settings.max_definition_bytes,
+        )
+    except DefinitionInvalid as exc:
+        return [dict(e) for e in exc.errors], []
+    return [], [dict(w) for w in validated.warnings]
+
+
+async def get(session: AsyncSession, workflow: Workflow, user: str) -> WorkingDraft | None:
+    return await session.scalar(
+        select(WorkingDraft).where(
+            WorkingDraft.account_id == workflow.account_id,
+            WorkingDraft.workflow_id == workflow.id,
+            WorkingDraft.user == user,
+        )
+    )
+
+
+async def _stale(session: AsyncSession, workflow: Workflow, user: str, message: str) -> StaleDraft:
+    current = await get(session, workflow, user)
+    return StaleDraft(message, draft=draft_out(current) if current else None)
+
+
+async def save(
+    session: AsyncSession,
+    workflow: Workflow,
+    user: str,
+    *,
+    definition: Any,
+    base_version: int | None,
+    revision: int | None,
+    settings: Settings,
+    now: dt.datetime,
+) -> WorkingDraft:
+    problems, warnings = check(definition, settings)
+    values = {
+        "definition": definition,
+        "base_version": base_version,
+        "problems": problems,
+        "warnings": warnings,
+        "saved_at": now,
+    }
+    if revision is None:
+        try:
+            async with session.begin_nested():
+                session.add(
+                    WorkingDraft(
+                        id=uuid.uuid4(),
+                        account_id=workflow.account_id,
+                        workflow_id=workflow.id,
+                        user=user,
+                        revision=1,
+                        **values,
+                    )
+                )
+        except IntegrityError:
+            raise await _stale(
+                session,
+                workflow,
+                user,
+                "You have a saved draft; send its revision to overwrite it",
+            ) from None
+    else:
+        result = await session.execute(
+            update(WorkingDraft)
+            .where(
+                WorkingDraft.account_id == workflow.account_id,
+                WorkingDraft.workflow_id == workflow.id,
+                WorkingDraft.user == user,
+                WorkingDraft.revision == revision,
+            )
+            .values(revision=WorkingDraft.revision + 1, **values)
+        )
+        if not (result.rowcount if isinstance(result, CursorResult) else 0):
+            raise await _stale(
+                session, workflow, user, f"Revision {revision} is not the draft's current one"
+            )
+    draft = await get(session, workflow, user)
+    assert draft is not None
+    await session.refresh(draft)
+    return draft
+
+
+async def discard(session: AsyncSession, workflow: Workflow, user: str) -> None:
+    result = await session.execute(
+        delete(WorkingDraft).where(
+            WorkingDraft.account_id == workflow.account_id,
+            WorkingDraft.workflow_id == workflow.id,
+            WorkingDraft.user == user,
+        )
+    )
+    if not (result.rowcount if isinstance(result, CursorResult) else 0):
+        raise NotFound("You have no draft of this workflow")

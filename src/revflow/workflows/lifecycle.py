@@ -1,0 +1,157 @@
+"""Scheduled and automatic version changes: canary auto-abort (SPEC §6b) and archival (§7)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from revflow.audit import service as audit
+from revflow.audit.service import SYSTEM
+from revflow.config import Settings
+from revflow.models import LIVE_STATUSES, Execution, ScheduledJob, Version, Workflow
+from revflow.workflows.service import abort_canary, touch
+
+ARCHIVE_JOB = "archive"
+
+
+async def check_canaries(
+    session: AsyncSession, workflow_ids: Iterable[uuid.UUID], settings: Settings
+) -> list[uuid.UUID]:
+    """Abort the canaries of these workflows whose failure rate passed the limit."""
+    aborted = []
+    ids = list(set(workflow_ids))
+    if not ids:
+        return []
+    workflows = (
+        await session.scalars(
+            select(Workflow)
+            .where(Workflow.id.in_(ids), Workflow.canary_version.is_not(None))
+            .with_for_update()
+        )
+    ).all()
+    for workflow in workflows:
+        rows = await session.execute(
+            select(Execution.status, func.count())
+            .where(
+                Execution.account_id == workflow.account_id,
+                Execution.workflow_id == workflow.id,
+                Execution.version == workflow.canary_version,
+                Execution.status.in_(("completed", "failed")),
+            )
+            .group_by(Execution.status)
+        )
+        counts = {str(row[0]): int(row[1]) for row in rows.all()}
+        failed, finished = counts.get("failed", 0), sum(counts.values())
+        if finished >= settings.canary_min_executions and (
+            failed / finished > settings.canary_max_failure_rate
+        ):
+            await abort_canary(
+                session,
+                SYSTEM,
+                workflow,
+                f"failure rate {failed}/{finished} above {settings.canary_max_failure_rate}",
+            )
+            aborted.append(workflow.id)
+    return aborted
+
+
+@dataclass(frozen=True)
+class Archivable:
+    account_id: uuid.UUID
+    workflow_id: uuid.UUID
+    version_id: uuid.UUID
+    number: int
+
+
+async def archivable(
+    session: AsyncSession, settings: Settings, now: dt.datetime
+) -> list[Archivable]:
+    """Versions the archival rule selects: not current, not a canary, no live executions,
+    last published (drafts: created) over ``archive_after_days`` ago, and not among the
+    newest ``keep_versions`` of their workflow."""
+    cutoff = now - dt.timedelta(days=settings.archive_after_days)
+    newest = (
+        select(
+            Version.id,
+            func.row_number()
+            .over(partition_by=Version.workflow_id, order_by=Version.number.desc())
+            .label("rank"),
+        )
+    ).subquery()
+    live = exists().where(
+        Execution.workflow_id == Version.workflow_id,
+        Execution.version == Version.number,
+        Execution.status.in_(LIVE_STATUSES),
+    )
+    query = (
+        select(Version.account_id, Version.workflow_id, Version.id, Version.number)
+        .join(newest, newest.c.id == Version.id)
+        .where(
+            Version.status.in_(("draft", "retired")),
+            func.coalesce(Version.published_at, Version.created_at) < cutoff,
+            newest.c.rank > settings.keep_versions,
+            ~live,
+        )
+        .order_by(Version.workflow_id, Version.number)
+    )
+    return [Archivable(*row) for row in (await session.execute(query)).all()]
+
+
+async def archive(session: AsyncSession, settings: Settings, now: dt.datetime) -> list[Archivable]:
+    """Archive what the rule selects. Each version is archived by one conditional UPDATE, so
+    two runs at once archive it once (and write one audit entry)."""
+    done = []
+    for item in await archivable(session, settings, now):
+        result = await session.execute(
+            update(Version)
+            .where(Version.id == item.version_id, Version.status.in_(("draft", "retired")))
+            .values(status="archived", archived_at=now)
+            .returning(Version.id)
+        )
+        if result.first() is None:
+            continue
+        workflow = await session.get(Workflow, item.workflow_id, with_for_update=True)
+        if workflow is not None:
+            touch(workflow)
+        await audit.record(
+            session,
+            item.account_id,
+            SYSTEM,
+            "version.archived",
+            object_type="version",
+            object_id=item.version_id,
+            workflow_id=item.workflow_id,
+            details={"number": item.number},
+        )
+        done.append(item)
+    return done
+
+
+async def claim_archive_run(
+    session: AsyncSession, settings: Settings, now: dt.datetime, runner: str
+) -> bool:
+    """True for exactly one caller per ``archive_interval_hours`` across all workers."""
+    interval = dt.timedelta(hours=settings.archive_interval_hours)
+    job = await session.get(ScheduledJob, ARCHIVE_JOB)
+    if job is None:
+        session.add(ScheduledJob(name=ARCHIVE_JOB, last_run_at=None))
+        try:
+            async with session.begin_nested():
+                await session.flush()
+        except Exception:
+            pass
+    result = await session.execute(
+        update(ScheduledJob)
+        .where(
+            ScheduledJob.name == ARCHIVE_JOB,
+            (ScheduledJob.last_run_at.is_(None)) | (ScheduledJob.last_run_at <= now - interval),
+        )
+        .values(last_run_at=now, last_run_by=runner)
+        .returning(ScheduledJob.name)
+    )
+    return result.first() is not None
