@@ -159,3 +159,9 @@ class NotPublished(Conflict):
 class ConcurrentChange(Conflict):
     code = "concurrent_change"
     title = "A concurrent change won; read the object again and retry"
+
+
+class DatabaseBusy(RevflowError):
+    status = 503
+    code = "database_busy"
+    title = "The database is busy or unreachable"

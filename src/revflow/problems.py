@@ -7,9 +7,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from revflow.errors import (
+    ConcurrentChange,
+    DatabaseBusy,
     MalformedJSON,
     MethodNotAllowed,
     NotFound,
@@ -80,6 +83,23 @@ def install(app: FastAPI) -> None:
             "code": "http_error",
         }
         return JSONResponse(body, exc.status_code, headers=headers, media_type=PROBLEM_JSON)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_request: Request, exc: IntegrityError) -> JSONResponse:
+        # A database constraint fired before the commit: a concurrent request won the race.
+        log.info("constraint_conflict", error=str(exc.orig))
+        return problem_response(
+            ConcurrentChange(
+                "A concurrent request changed the same object first; read it again and retry"
+            )
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _operational(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database_unavailable", path=request.url.path, error=str(exc.orig))
+        return problem_response(
+            DatabaseBusy("The database is busy or unreachable; retry"), headers={"Retry-After": "1"}
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -28,7 +28,8 @@ class Engine:
         self, definition: dict[str, Any], *, name: str = "wf", publish: bool = True
     ) -> str:
         response = await self.tenant.request(
-            "POST", "/api/v1/workflows",
+            "POST",
+            "/api/v1/workflows",
             json={"name": name, "definition": definition, "change_summary": "first"},
         )
         assert response.status_code == 201, response.text
@@ -44,9 +45,14 @@ class Engine:
         self, workflow_id: str, definition: dict[str, Any], base: int, *, publish: bool = True
     ) -> int:
         response = await self.tenant.request(
-            "POST", f"/api/v1/workflows/{workflow_id}/versions",
-            json={"definition": definition, "change_summary": "next", "base_version": base,
-                  "publish": publish},
+            "POST",
+            f"/api/v1/workflows/{workflow_id}/versions",
+            json={
+                "definition": definition,
+                "change_summary": "next",
+                "base_version": base,
+                "publish": publish,
+            },
         )
         assert response.status_code == 201, response.text
         number: int = response.json()["number"]
@@ -60,7 +66,8 @@ class Engine:
 
     async def enroll(self, workflow_id: str, *contacts: str) -> dict[str, Any]:
         response = await self.tenant.request(
-            "POST", f"/api/v1/workflows/{workflow_id}/enrollments",
+            "POST",
+            f"/api/v1/workflows/{workflow_id}/enrollments",
             json={"contact_ids": list(contacts)},
         )
         assert response.status_code == 201, response.text
@@ -78,9 +85,11 @@ class Engine:
         cursor = None
         while True:
             query = {**params, "limit": 200, **({"cursor": cursor} if cursor else {})}
-            page = (await self.tenant.request(
-                "GET", f"/api/v1/workflows/{workflow_id}/executions", params=query
-            )).json()
+            page = (
+                await self.tenant.request(
+                    "GET", f"/api/v1/workflows/{workflow_id}/executions", params=query
+                )
+            ).json()
             items += page["items"]
             cursor = page["next_cursor"]
             if cursor is None:

@@ -11,7 +11,13 @@ def welcome(subject: str, wait: str = "2d") -> dict[str, Any]:
     return {
         "trigger": {"type": "manual"},
         "steps": [
-            {"id": "hello", "type": "send_email", "subject": subject, "body": "Hi", "next": "pause"},
+            {
+                "id": "hello",
+                "type": "send_email",
+                "subject": subject,
+                "body": "Hi",
+                "next": "pause",
+            },
             {"id": "pause", "type": "wait", "duration": wait, "next": "tag"},
             {"id": "tag", "type": "add_tag", "tag": f"done-{subject}", "next": "bye"},
             {"id": "bye", "type": "send_email", "subject": f"bye {subject}", "body": "Bye"},
@@ -25,8 +31,16 @@ async def test_each_contact_runs_its_own_version_to_the_end(engine: Engine) -> N
     enrolled_early = await engine.enroll(wf, *early)
     await engine.run()  # they send "v1" and start waiting two days
     v2 = welcome("v2", wait="1h")
-    v2["steps"].insert(2, {"id": "extra", "type": "update_field", "field": "fields.seen",
-                           "value": "v2", "next": "tag"})
+    v2["steps"].insert(
+        2,
+        {
+            "id": "extra",
+            "type": "update_field",
+            "field": "fields.seen",
+            "value": "v2",
+            "next": "tag",
+        },
+    )
     v2["steps"][1]["next"] = "extra"
     assert await engine.new_version(wf, v2, 1) == 2
     late = [await engine.contact(email=f"late{i}@example.com") for i in range(5)]

@@ -13,13 +13,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.definition import Definition
 from revflow.engine import store
-from revflow.models import LIVE_STATUSES, Contact, Execution, Version, Workflow
+from revflow.models import Contact, Execution, Version, Workflow
 
 CHUNK = 1000
 
@@ -121,7 +121,10 @@ async def enroll(
             .values(rows)
             .on_conflict_do_nothing(
                 index_elements=["workflow_id", "contact_id"],
-                index_where=Execution.status.in_(LIVE_STATUSES),
+                # Literal values, as in the index: with bound parameters PostgreSQL cannot match
+                # the partial index once it switches the prepared statement to a generic plan
+                # (from its sixth execution on a connection).
+                index_where=text("status IN ('active', 'waiting')"),
             )
             .returning(Execution.id, Execution.contact_id)
         )

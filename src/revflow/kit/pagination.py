@@ -60,10 +60,14 @@ def _malformed() -> InvalidCursor:
 
 
 def cursor_datetime(value: Any) -> dt.datetime:
-    """A datetime read back from a cursor (422 if it is not one)."""
+    """An aware UTC datetime read back from a cursor (422 if it is not one, or if it cannot be
+    expressed in UTC, e.g. year 1 with a positive offset)."""
     try:
-        return dt.datetime.fromisoformat(str(value))
-    except ValueError:
+        parsed = dt.datetime.fromisoformat(str(value))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        return parsed.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
         raise _malformed() from None
 
 
@@ -74,7 +78,11 @@ def cursor_uuid(value: Any) -> uuid.UUID:
         raise _malformed() from None
 
 
-def cursor_int(value: Any) -> int:
+def cursor_int(value: Any, *, bits: int = 64) -> int:
+    """An integer read back from a cursor, within the signed ``bits`` range of the column it is
+    compared with (a forged one out of range would overflow the driver)."""
     if isinstance(value, bool) or not isinstance(value, int):
+        raise _malformed()
+    if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
         raise _malformed()
     return int(value)

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import exists, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.audit import service as audit
@@ -139,12 +140,14 @@ async def claim_archive_run(
     interval = dt.timedelta(hours=settings.archive_interval_hours)
     job = await session.get(ScheduledJob, ARCHIVE_JOB)
     if job is None:
-        session.add(ScheduledJob(name=ARCHIVE_JOB, last_run_at=None))
+        # Added inside the savepoint: begin_nested() flushes pending objects before it starts,
+        # so a row added outside would be inserted outside the savepoint, and the duplicate
+        # of a worker racing us would roll back the whole transaction.
         try:
             async with session.begin_nested():
-                await session.flush()
-        except Exception:
-            pass
+                session.add(ScheduledJob(name=ARCHIVE_JOB, last_run_at=None))
+        except IntegrityError:
+            pass  # another worker created it meanwhile; the UPDATE below decides
     result = await session.execute(
         update(ScheduledJob)
         .where(

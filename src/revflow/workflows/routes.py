@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -188,7 +188,7 @@ async def list_versions(
         statuses=status,
         tag=tag,
         include_archived=include_archived,
-        before_number=cursor_int(after[0]) if after else None,
+        before_number=cursor_int(after[0], bits=32) if after else None,
         limit=limit + 1,
     )
     page = rows[:limit]
@@ -357,9 +357,15 @@ class DraftOut(BaseModel):
     warnings: list[dict[str, Any]]
 
 
+async def _workflow_to_edit(workflow_id: str, principal: Editor, session: WriteSession) -> Workflow:
+    """The workflow of a draft save, looked up as a dependency so its 404 comes before the
+    body's 422 (SPEC §4 check order)."""
+    return await service.require_workflow(session, principal.account_id, workflow_id)
+
+
 @router.put("/workflows/{workflow_id}/draft", response_model=DraftOut)
 async def save_draft(
-    workflow_id: str,
+    workflow: Annotated[Workflow, Depends(_workflow_to_edit)],
     body: DraftIn,
     principal: Editor,
     session: WriteSession,
@@ -367,7 +373,6 @@ async def save_draft(
     now: Now,
 ) -> dict[str, Any]:
     """Save the caller's working draft (auto-save); a stale ``revision`` answers 409."""
-    workflow = await service.require_workflow(session, principal.account_id, workflow_id)
     draft = await drafts.save(
         session,
         workflow,
