@@ -295,7 +295,7 @@ def _run_step(
                 now,
                 step.id,
                 "skipped",
-                {"reason": f"contact has no {kind}" if kind == "sms" else "contact has no email"},
+                {"reason": "contact has no phone" if kind == "sms" else "contact has no email"},
             )
             _move(ex, step.next, now)
             return True

@@ -189,8 +189,9 @@ def _matches(trigger_type: str, key: str | None, change: ContactChange) -> bool:
     if trigger_type == "tag_added":
         return key in change.added_tags
     if trigger_type == "field_changed":
-        names = {*change.changed_fields, *(f"fields.{f}" for f in change.changed_fields)}
-        return key in names
+        if key == "tags":
+            return bool(change.added_tags or change.removed_tags)
+        return key in change.changed_fields
     if trigger_type == "event":
         return key in change.events
     return False
@@ -203,12 +204,17 @@ async def fire_triggers(
     now: dt.datetime,
 ) -> list[uuid.UUID]:
     """Enroll changed contacts into every active workflow whose published trigger matches."""
-    changes = [c for c in changes if c.created or c.added_tags or c.changed_fields or c.events]
+    changes = [
+        c
+        for c in changes
+        if c.created or c.added_tags or c.removed_tags or c.changed_fields or c.events
+    ]
     if not changes:
         return []
     types = {"contact_created"} if any(c.created for c in changes) else set()
     types |= {"tag_added"} if any(c.added_tags for c in changes) else set()
-    types |= {"field_changed"} if any(c.changed_fields for c in changes) else set()
+    if any(c.changed_fields or c.added_tags or c.removed_tags for c in changes):
+        types.add("field_changed")
     types |= {"event"} if any(c.events for c in changes) else set()
     rows = (
         await session.execute(

@@ -56,7 +56,8 @@ async def list_migrations(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     workflow = await require_workflow(session, principal.account_id, workflow_id)
-    after = decode_cursor(cursor, {}, 2)
+    # The list's name is part of the cursor's filters so that another list's cursor is refused.
+    after = decode_cursor(cursor, {"list": "migrations"}, 2)
     rows = await service.list_migrations(
         session,
         workflow,
@@ -66,7 +67,9 @@ async def list_migrations(
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)], {})
+        next_cursor = encode_cursor(
+            [last.created_at.isoformat(), str(last.id)], {"list": "migrations"}
+        )
     return {"items": [migration_out(m) for m in rows[:limit]], "next_cursor": next_cursor}
 
 

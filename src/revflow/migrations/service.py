@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select, tuple_
+from sqlalchemy import func, insert, literal, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.audit import service as audit
@@ -199,6 +199,12 @@ async def _snapshot(
             ["migration_id", "execution_id", "account_id", "state"], query
         )
     )
+    if session.get_bind().dialect.name == "postgresql":
+        # The items are new rows, perhaps most of the table: without fresh statistics the
+        # planner takes this migration's items for a handful and plans every batch as if
+        # (reading all of them per batch). ANALYZE counts this transaction's own rows; a role
+        # that does not own the table only gets a warning and the autovacuum's later ANALYZE.
+        await session.execute(text("ANALYZE migration_items"))
     return int(
         await session.scalar(
             select(func.count())
