@@ -17,19 +17,20 @@ from revflow.engine.clock import Clock
 from revflow.errors import ConcurrentChange, Forbidden, Unauthorized
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock
     return clock
 
 
-def now(request: Request) -> dt.datetime:
+async def now(request: Request) -> dt.datetime:
     """The request's "now", from the application's clock (injectable in tests)."""
-    return get_clock(request).now()
+    clock: Clock = request.app.state.clock
+    return clock.now()
 
 
 def wake_worker(request: Request) -> None:
@@ -39,7 +40,7 @@ def wake_worker(request: Request) -> None:
         worker.wake()
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

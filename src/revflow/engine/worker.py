@@ -174,6 +174,12 @@ class Worker:
                 session, accounts, states, contacts.values(), effects, now, leases=leases
             )
             await self._react(session, contacts, now)
+            # A canary is judged whenever its executions finish (SPEC §6b).
+            await check_canaries(
+                session,
+                {ex.workflow_id for ex in states if ex.status in ("completed", "failed")},
+                self.settings,
+            )
             await session.commit()
         if effects.external:
             task = asyncio.create_task(self._perform(effects.external, accounts))
