@@ -45,25 +45,24 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-async def read_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator[AsyncSession]:
-    async with db.session() as session:
-        yield session
-
-
-async def write_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator[AsyncSession]:
-    async with db.session(write=True) as session:
+async def request_session(
+    request: Request, db: Annotated[Database, Depends(get_db)]
+) -> AsyncIterator[AsyncSession]:
+    """The request's one session: authentication and the work share it. Requests that may
+    change something open a write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
+    write = request.method not in ("GET", "HEAD", "OPTIONS")
+    async with db.session(write=write) as session:
         yield session
 
 
 async def current_principal(
-    request: Request, db: Annotated[Database, Depends(get_db)]
+    request: Request, session: Annotated[AsyncSession, Depends(request_session)]
 ) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Send Authorization: Bearer <api key>")
-    async with db.session() as session:
-        principal = await authenticate(session, token.strip())
+    principal = await authenticate(session, token.strip())
     if principal is None:
         raise Unauthorized("The API key is unknown or revoked")
     request.state.principal = principal
@@ -85,8 +84,8 @@ def _require(role: str) -> object:
 Viewer = Annotated[Principal, Depends(_require("viewer"))]
 Editor = Annotated[Principal, Depends(_require("editor"))]
 Admin = Annotated[Principal, Depends(_require("admin"))]
-ReadSession = Annotated[AsyncSession, Depends(read_session)]
-WriteSession = Annotated[AsyncSession, Depends(write_session)]
+ReadSession = Annotated[AsyncSession, Depends(request_session)]
+WriteSession = Annotated[AsyncSession, Depends(request_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Now = Annotated[dt.datetime, Depends(now)]
 
