@@ -217,7 +217,7 @@ async def create_version(
         parent=base,
         semver=semver,
         tags=[],
-        warnings=list(validated.warnings),
+        warnings=[{**w, "pointer": "/definition" + w["pointer"]} for w in validated.warnings],
         step_count=len(validated.model.steps),
         trigger_type=validated.model.trigger.type,
         trigger_key=trigger_key(validated.model),

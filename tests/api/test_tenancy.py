@@ -1,0 +1,826 @@
+"""Tenancy and authorization, walked over every route of the OpenAPI document.
+
+``ROUTES`` maps every ``(method, path template)`` of ``/openapi.json`` to the role it needs and
+to how to fill its path parameters, query and body from a ``World`` (the objects of one
+account). A route missing from the table fails the walking tests, naming it: a new endpoint
+joins the table (and ``World`` gains the objects it needs) in the change that adds it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from revflow.app import create_app
+from revflow.config import Settings
+from revflow.db import Database
+from tests.api.helpers import create_version, create_workflow, simple_definition
+from tests.conftest import Tenant, make_tenant
+
+API = "/api/v1"
+MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+PROBLEM_JSON = "application/problem+json"
+# A body key no route accepts: sent to check that the 404 (or 403) comes before the 422.
+BOGUS_BODY = {"not_a_field_of_any_body": True}
+
+
+@dataclass
+class World:
+    """Real objects of one account that the table's requests point at."""
+
+    workflow_id: str
+    published: int  # a published version of the workflow
+    draft: int  # a draft version (the latest)
+    key_id: str  # an API key of the account that is not the caller's own
+    contact_id: str
+    external_id: str
+    execution_id: str  # the contact's execution of the workflow (on the published version)
+    migration_id: str  # a migration of the workflow (pending: no worker runs in these tests)
+
+
+@dataclass(frozen=True)
+class Call:
+    path: dict[str, str] = field(default_factory=dict)
+    json: Any = None
+    params: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    role: str  # "public", "operator", "viewer", "editor" or "admin"
+    fill: Callable[[World], Call]
+    # What another account gets when it names this world's object in the path: "404", or
+    # "own" for a path that names the caller's own namespace (an upsert by external id acts on
+    # the caller's own contact of that external id, never on another account's).
+    cross: str = "404"
+    # The route answers the caller's own object (a working draft is per user): another user of
+    # the same account, e.g. a viewer, gets 404 on a GET.
+    mine: bool = False
+
+
+def _wf(w: World, **more: str) -> dict[str, str]:
+    return {"workflow_id": w.workflow_id, **more}
+
+
+ROUTES: dict[tuple[str, str], Route] = {
+    ("GET", "/healthz"): Route("public", lambda w: Call()),
+    ("GET", "/readyz"): Route("public", lambda w: Call()),
+    ("GET", "/metrics"): Route("public", lambda w: Call()),
+    ("POST", f"{API}/accounts"): Route("operator", lambda w: Call(json={"name": "new"})),
+    ("POST", f"{API}/api-keys"): Route(
+        "admin", lambda w: Call(json={"user": "x@example.com", "role": "viewer"})
+    ),
+    ("GET", f"{API}/api-keys"): Route("admin", lambda w: Call()),
+    ("DELETE", f"{API}/api-keys/{{key_id}}"): Route(
+        "admin", lambda w: Call(path={"key_id": w.key_id})
+    ),
+    ("POST", f"{API}/workflows"): Route("editor", lambda w: Call(json={"name": "Another"})),
+    ("GET", f"{API}/workflows"): Route("viewer", lambda w: Call()),
+    ("GET", f"{API}/workflows/{{workflow_id}}"): Route("viewer", lambda w: Call(path=_wf(w))),
+    ("PATCH", f"{API}/workflows/{{workflow_id}}"): Route(
+        "editor", lambda w: Call(path=_wf(w), json={"name": "Renamed", "description": "d"})
+    ),
+    ("POST", f"{API}/workflows/{{workflow_id}}/versions"): Route(
+        "editor",
+        lambda w: Call(
+            path=_wf(w),
+            json={
+                "definition": simple_definition("Changed {{contact.email}}"),
+                "change_summary": "another change",
+                "base_version": w.draft,
+            },
+        ),
+    ),
+    ("GET", f"{API}/workflows/{{workflow_id}}/versions"): Route(
+        "viewer", lambda w: Call(path=_wf(w), params={"include_archived": "true"})
+    ),
+    ("GET", f"{API}/workflows/{{workflow_id}}/versions/compare"): Route(
+        "viewer", lambda w: Call(path=_wf(w), params={"from": w.published, "to": w.draft})
+    ),
+    ("GET", f"{API}/workflows/{{workflow_id}}/versions/{{number}}"): Route(
+        "viewer", lambda w: Call(path=_wf(w, number=str(w.published)))
+    ),
+    ("POST", f"{API}/workflows/{{workflow_id}}/versions/{{number}}/publish"): Route(
+        "editor", lambda w: Call(path=_wf(w, number=str(w.draft)))
+    ),
+    ("POST", f"{API}/workflows/{{workflow_id}}/versions/{{number}}/rollback"): Route(
+        "editor",
+        lambda w: Call(path=_wf(w, number=str(w.published)), json={"reason": "it broke"}),
+    ),
+    ("PUT", f"{API}/workflows/{{workflow_id}}/versions/{{number}}/tags"): Route(
+        "editor",
+        lambda w: Call(path=_wf(w, number=str(w.published)), json={"tags": ["stable", "x"]}),
+    ),
+    ("POST", f"{API}/workflows/{{workflow_id}}/pause"): Route(
+        "editor", lambda w: Call(path=_wf(w))
+    ),
+    ("POST", f"{API}/workflows/{{workflow_id}}/resume"): Route(
+        "editor", lambda w: Call(path=_wf(w))
+    ),
+    ("GET", f"{API}/workflows/{{workflow_id}}/versions/{{number}}/stats"): Route(
+        "viewer", lambda w: Call(path=_wf(w, number=str(w.published)))
+    ),
+    ("POST", f"{API}/workflows/{{workflow_id}}/enrollments"): Route(
+        "editor", lambda w: Call(path=_wf(w), json={"contact_ids": [w.contact_id]})
+    ),
+    ("GET", f"{API}/workflows/{{workflow_id}}/executions"): Route(
+        "viewer", lambda w: Call(path=_wf(w), params={"version": w.published})
+    ),
+    ("GET", f"{API}/executions/{{execution_id}}"): Route(
+        "viewer", lambda w: Call(path={"execution_id": w.execution_id})
+    ),
+    ("POST", f"{API}/executions/{{execution_id}}/cancel"): Route(
+        "editor", lambda w: Call(path={"execution_id": w.execution_id})
+    ),
+    ("POST", f"{API}/workflows/{{workflow_id}}/versions/{{number}}/migrate"): Route(
+        "editor",
+        lambda w: Call(
+            path=_wf(w, number=str(w.draft)),
+            json={
+                "from_version": w.published,
+                "strategy": "manual",
+                "execution_ids": [w.execution_id],
+                "dry_run": True,
+            },
+        ),
+    ),
+    ("POST", f"{API}/workflows/{{workflow_id}}/canary/promote"): Route(
+        "editor", lambda w: Call(path=_wf(w))
+    ),
+    ("POST", f"{API}/workflows/{{workflow_id}}/canary/abort"): Route(
+        "editor", lambda w: Call(path=_wf(w), json={"reason": "enough"})
+    ),
+    ("PUT", f"{API}/workflows/{{workflow_id}}/draft"): Route(
+        "editor",
+        lambda w: Call(
+            path=_wf(w),
+            json={"definition": {"half": "done"}, "base_version": w.draft, "revision": 1},
+        ),
+        mine=True,
+    ),
+    ("GET", f"{API}/workflows/{{workflow_id}}/draft"): Route(
+        "viewer", lambda w: Call(path=_wf(w)), mine=True
+    ),
+    ("DELETE", f"{API}/workflows/{{workflow_id}}/draft"): Route(
+        "editor", lambda w: Call(path=_wf(w)), mine=True
+    ),
+    ("GET", f"{API}/workflows/{{workflow_id}}/migrations"): Route(
+        "viewer", lambda w: Call(path=_wf(w))
+    ),
+    ("GET", f"{API}/migrations/{{migration_id}}"): Route(
+        "viewer", lambda w: Call(path={"migration_id": w.migration_id})
+    ),
+    ("POST", f"{API}/migrations/{{migration_id}}/pause"): Route(
+        "editor", lambda w: Call(path={"migration_id": w.migration_id})
+    ),
+    ("POST", f"{API}/migrations/{{migration_id}}/resume"): Route(
+        "editor", lambda w: Call(path={"migration_id": w.migration_id})
+    ),
+    ("POST", f"{API}/migrations/{{migration_id}}/cancel"): Route(
+        "editor", lambda w: Call(path={"migration_id": w.migration_id})
+    ),
+    ("POST", f"{API}/migrations/{{migration_id}}/revert"): Route(
+        "editor", lambda w: Call(path={"migration_id": w.migration_id})
+    ),
+    ("GET", f"{API}/audit"): Route("viewer", lambda w: Call(params={"limit": 200})),
+    ("GET", f"{API}/messages"): Route("viewer", lambda w: Call(params={"limit": 200})),
+    ("POST", f"{API}/contacts"): Route(
+        "editor", lambda w: Call(json={"email": "new@example.com", "tags": ["t"]})
+    ),
+    ("GET", f"{API}/contacts"): Route("viewer", lambda w: Call(params={"limit": 200})),
+    ("GET", f"{API}/contacts/{{contact_id}}"): Route(
+        "viewer", lambda w: Call(path={"contact_id": w.contact_id})
+    ),
+    ("PATCH", f"{API}/contacts/{{contact_id}}"): Route(
+        "editor",
+        lambda w: Call(
+            path={"contact_id": w.contact_id},
+            json={"email": "changed@example.com", "fields": {"x": 1}, "add_tags": ["vip"]},
+        ),
+    ),
+    ("DELETE", f"{API}/contacts/{{contact_id}}"): Route(
+        "editor", lambda w: Call(path={"contact_id": w.contact_id})
+    ),
+    ("PUT", f"{API}/contacts/by-external-id/{{external_id}}"): Route(
+        "editor",
+        lambda w: Call(
+            path={"external_id": w.external_id},
+            json={"email": "upserted@example.com", "fields": {"plan": "pro"}},
+        ),
+        cross="own",
+    ),
+    ("POST", f"{API}/events"): Route(
+        "editor", lambda w: Call(json={"contact_id": w.contact_id, "name": "purchase"})
+    ),
+}
+
+# Query parameters that name an object of the account (``…_id``), per route: how to point them
+# at an object of the world. The caller of another account must see nothing of it.
+QUERY_REFERENCES: dict[tuple[str, str, str], Callable[[World], str]] = {
+    ("GET", f"{API}/audit", "workflow_id"): lambda w: w.workflow_id,
+    ("GET", f"{API}/messages", "contact_id"): lambda w: w.contact_id,
+    ("GET", f"{API}/messages", "execution_id"): lambda w: w.execution_id,
+}
+
+# Members ending in ``_id`` that are an object's own key in the caller's namespace, not a
+# reference (``external_id``: the embedding product's id of a contact, unique per account).
+OWN_KEYS = {"external_id"}
+
+# Body members that name objects of the account (``…_id`` / ``…_ids``), per route: how to
+# point them at an object of the world (a list for ``…_ids``).
+BODY_REFERENCES: dict[tuple[str, str, str], Callable[[World], Any]] = {
+    ("POST", f"{API}/events", "contact_id"): lambda w: w.contact_id,
+    ("POST", f"{API}/workflows/{{workflow_id}}/enrollments", "contact_ids"): lambda w: [
+        w.contact_id
+    ],
+    (
+        "POST",
+        f"{API}/workflows/{{workflow_id}}/versions/{{number}}/migrate",
+        "execution_ids",
+    ): lambda w: [w.execution_id],
+}
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+async def openapi_routes(client: httpx.AsyncClient) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every (method, path, operation) of the served OpenAPI document; fails on a route the
+    table does not know."""
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200, response.text
+    routes = [
+        (method.upper(), path, operation)
+        for path, operations in response.json()["paths"].items()
+        for method, operation in operations.items()
+        if method.upper() in {"GET", "POST", "PUT", "PATCH", "DELETE"}
+    ]
+    missing = sorted(f"{m} {p}" for m, p, _ in routes if (m, p) not in ROUTES)
+    assert not missing, (
+        "routes of /openapi.json missing from ROUTES in tests/api/test_tenancy.py "
+        f"(add them, with the objects they need in World): {missing}"
+    )
+    stale = sorted(f"{m} {p}" for m, p in ROUTES if (m, p) not in {(m, p) for m, p, _ in routes})
+    assert not stale, f"ROUTES names routes that /openapi.json does not have: {stale}"
+    return routes
+
+
+def url_of(path: str, call: Call) -> str:
+    return path.format(**call.path)
+
+
+def assert_problem(response: httpx.Response, status: int, code: str, what: str) -> None:
+    assert response.status_code == status, f"{what}: {response.status_code} {response.text}"
+    assert response.headers["content-type"].startswith(PROBLEM_JSON), what
+    body = response.json()
+    assert body["code"] == code, f"{what}: {body}"
+    assert body["status"] == status, f"{what}: {body}"
+    assert body["type"] == f"urn:revflow:problem:{code}", f"{what}: {body}"
+
+
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    call: Call,
+    key: str | None,
+    *,
+    json: Any = None,
+) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+    body = call.json if json is None else json
+    return await client.request(
+        method,
+        url_of(path, call),
+        params=call.params,
+        json=body,
+        headers=headers,
+    )
+
+
+async def build_world(tenant: Tenant, name: str = "Welcome") -> World:
+    """A workflow with version 1 published and tagged and version 2 a draft, an API key, and a
+    contact enrolled into the workflow (so an execution)."""
+    wf = await create_workflow(tenant, name)
+    await create_version(tenant, wf["id"], simple_definition(), None, publish=True)
+    await create_version(tenant, wf["id"], simple_definition("Hello {{contact.email}}"), 1)
+    tagged = await tenant.request(
+        "PUT", f"{API}/workflows/{wf['id']}/versions/1/tags", json={"tags": ["stable"]}
+    )
+    assert tagged.status_code == 200, tagged.text
+    key = await tenant.request(
+        "POST", f"{API}/api-keys", json={"user": "editor@a.example", "role": "editor"}
+    )
+    assert key.status_code == 201, key.text
+    external_id = f"ext-{uuid.uuid4().hex[:8]}"
+    contact = await tenant.request(
+        "POST",
+        f"{API}/contacts",
+        json={
+            "external_id": external_id,
+            "email": f"{name.replace(' ', '').replace(chr(39), '')}@example.com",
+            "fields": {"first_name": "Ada"},
+            "tags": ["lead"],
+        },
+    )
+    assert contact.status_code == 201, contact.text
+    contact_id = contact.json()["id"]
+    enrolled = await tenant.request(
+        "POST", f"{API}/workflows/{wf['id']}/enrollments", json={"contact_ids": [contact_id]}
+    )
+    assert enrolled.status_code == 201, enrolled.text
+    assert enrolled.json()["enrolled"] == 1, enrolled.text
+    execution_id = enrolled.json()["executions"][0]
+    migration = await tenant.request(
+        "POST",
+        f"{API}/workflows/{wf['id']}/versions/2/migrate",
+        json={"from_version": 1, "strategy": "manual", "execution_ids": [execution_id]},
+    )
+    assert migration.status_code == 202, migration.text
+    draft = await tenant.request(
+        "PUT",
+        f"{API}/workflows/{wf['id']}/draft",
+        json={"definition": simple_definition("Work in progress"), "base_version": 2},
+    )
+    assert draft.status_code == 200 and draft.json()["revision"] == 1, draft.text
+    return World(
+        workflow_id=wf["id"],
+        published=1,
+        draft=2,
+        key_id=key.json()["id"],
+        contact_id=contact_id,
+        external_id=external_id,
+        execution_id=execution_id,
+        migration_id=migration.json()["id"],
+    )
+
+
+async def snapshot(tenant: Tenant, world: World) -> dict[str, Any]:
+    """Everything a tenant can read about its world, to prove that it did not change."""
+
+    async def get(url: str, **params: Any) -> Any:
+        response = await tenant.request("GET", url, params=params)
+        assert response.status_code == 200, f"{url}: {response.text}"
+        return response.json()
+
+    wf = f"{API}/workflows/{world.workflow_id}"
+    versions = await get(f"{wf}/versions", include_archived="true", limit=200)
+    return {
+        "workflow": await get(wf),
+        "versions": versions,
+        "details": [await get(f"{wf}/versions/{v['number']}") for v in versions["items"]],
+        "stats": [await get(f"{wf}/versions/{v['number']}/stats") for v in versions["items"]],
+        "workflows": await get(f"{API}/workflows", limit=200),
+        "keys": await get(f"{API}/api-keys", limit=200),
+        "audit": await get(f"{API}/audit", limit=200),
+        "contact": await get(f"{API}/contacts/{world.contact_id}"),
+        "contacts": await get(f"{API}/contacts", limit=200),
+        "execution": await get(f"{API}/executions/{world.execution_id}"),
+        "executions": await get(f"{wf}/executions", limit=200),
+        "messages": await get(f"{API}/messages", limit=200),
+        "migration": await get(f"{API}/migrations/{world.migration_id}"),
+        "migrations": await get(f"{wf}/migrations", limit=200),
+        "draft": await get(f"{wf}/draft"),
+    }
+
+
+def request_schema(spec: dict[str, Any], operation: dict[str, Any]) -> dict[str, Any]:
+    """The (top-level) JSON schema of an operation's request body, or {}."""
+    content = operation.get("requestBody", {}).get("content", {})
+    schema = content.get("application/json", {}).get("schema", {})
+    ref = schema.get("$ref")
+    if ref:
+        schema = spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    return dict(schema)
+
+
+def without_ids(body: Any, *ids: str) -> str:
+    """A response body as text with the given ids blanked, to compare two answers."""
+    text = json.dumps(body, sort_keys=True)
+    for value in ids:
+        text = text.replace(value, "<id>")
+    return text
+
+
+# --- tenancy -----------------------------------------------------------------------------------
+
+
+async def test_every_route_is_in_the_table(client: httpx.AsyncClient) -> None:
+    routes = await openapi_routes(client)
+    for method, path, _ in routes:
+        role = ROUTES[(method, path)].role
+        if path.startswith((f"{API}/api-keys", f"{API}/webhooks")):
+            assert role == "admin", f"{method} {path} is an admin route (SPEC §1)"
+        if method in MUTATING and path != f"{API}/accounts":
+            assert role in ("editor", "admin"), f"{method} {path} changes things"
+    for method, path, param in [*QUERY_REFERENCES, *BODY_REFERENCES]:
+        assert (method, path) in ROUTES, (method, path, param)
+
+
+async def test_other_accounts_objects_answer_404_on_every_route(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    world = await build_world(tenant)
+    # B has objects of its own, with the same version numbers.
+    await build_world(other_tenant, "B's own")
+    before = await snapshot(tenant, world)
+    routes = await openapi_routes(client)
+    with_ids = [(m, p) for m, p, _ in routes if "{" in p]
+    a_ids = [
+        world.workflow_id,
+        world.key_id,
+        world.contact_id,
+        world.execution_id,
+        world.migration_id,
+    ]
+    tried = []
+    for method, path in with_ids:
+        route = ROUTES[(method, path)]
+        call = route.fill(world)
+        assert set(call.path) == {part[1:-1] for part in path.split("/") if part.startswith("{")}, (
+            f"{method} {path}: the table fills {sorted(call.path)}"
+        )
+        what = f"{method} {url_of(path, call)} with account B's admin key"
+        response = await send(client, method, path, call, other_tenant.key)
+        if route.cross == "own":
+            # Acts on B's own namespace: B's object, nothing of A's in the answer.
+            assert response.status_code < 300, f"{what}: {response.text}"
+            assert not any(i in response.text for i in a_ids), f"{what}: {response.text}"
+            tried.append(f"{method} {path}")
+            continue
+        assert route.cross == "404", route
+        assert_problem(response, 404, "not_found", what)
+        if method in MUTATING:
+            # The lookup comes before validation: an invalid body still answers 404.
+            response = await send(client, method, path, call, other_tenant.key, json=BOGUS_BODY)
+            assert_problem(response, 404, "not_found", f"{what} and an invalid body")
+            # And before the If-Match check (404 before 412).
+            response = await client.request(
+                method,
+                url_of(path, call),
+                params=call.params,
+                json=call.json,
+                headers={**other_tenant.headers, "If-Match": '"nope-1"'},
+            )
+            assert_problem(response, 404, "not_found", f"{what} and a wrong If-Match")
+        tried.append(f"{method} {path}")
+    for name in (
+        "{workflow_id}",
+        "{number}",
+        "{key_id}",
+        "{contact_id}",
+        "{execution_id}",
+        "{migration_id}",
+    ):
+        assert any(name in t for t in tried), name
+    assert await snapshot(tenant, world) == before, "account B changed account A's objects"
+
+
+async def test_query_references_to_other_accounts_objects_find_nothing(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    """A query parameter naming another account's object answers exactly as one naming a
+    missing object, and A itself does find something with it (the reference is real)."""
+    world = await build_world(tenant)
+    other_world = await build_world(other_tenant, "B's own")
+    routes = await openapi_routes(client)
+    id_params = sorted(
+        (method, path, param["name"])
+        for method, path, operation in routes
+        for param in operation.get("parameters", [])
+        if param["in"] == "query"
+        and param["name"].endswith("_id")
+        and param["name"] not in OWN_KEYS
+    )
+    missing = [ref for ref in id_params if ref not in QUERY_REFERENCES]
+    assert not missing, f"query parameters naming objects missing from QUERY_REFERENCES: {missing}"
+    # Messages only exist once the worker ran a step; the reference may then find nothing for
+    # A either, so "A finds something" is checked where A has something.
+    for method, path, name in id_params:
+        reference = QUERY_REFERENCES[(method, path, name)](world)
+        unknown = str(uuid.uuid4())
+        call = ROUTES[(method, path)].fill(other_world)  # B's own objects fill the path
+
+        async def ask(caller: Tenant, value: str, route: tuple[str, str, str, Call]) -> Any:
+            method, path, name, call = route
+            params = {**(call.params or {}), name: value}
+            return await caller.request(method, url_of(path, call), params=params, json=call.json)
+
+        what = f"{method} {path}?{name}=<A's> with B's key"
+        response = await ask(other_tenant, reference, (method, path, name, call))
+        missing_one = await ask(other_tenant, unknown, (method, path, name, call))
+        assert response.status_code == missing_one.status_code, f"{what}: {response.text}"
+        assert response.status_code in (200, 404), f"{what}: {response.text}"
+        assert without_ids(response.json(), reference) == without_ids(
+            missing_one.json(), unknown
+        ), what
+        if response.status_code == 200:
+            assert response.json()["items"] == [], f"{what}: {response.text}"
+    # Where A has matching objects, A finds them with the same reference.
+    own = await tenant.request("GET", f"{API}/audit", params={"workflow_id": world.workflow_id})
+    assert own.status_code == 200 and own.json()["items"], own.text
+
+
+async def test_body_references_to_other_accounts_objects_act_as_missing(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    """A body member naming another account's object is treated exactly like one naming a
+    missing object; A's objects do not change."""
+    world = await build_world(tenant)
+    other_world = await build_world(other_tenant, "B's own")
+    before = await snapshot(tenant, world)
+    spec = (await client.get("/openapi.json")).json()
+    routes = await openapi_routes(client)
+    refs = sorted(
+        (method, path, name)
+        for method, path, operation in routes
+        for name in request_schema(spec, operation).get("properties", {})
+        if name.endswith(("_id", "_ids")) and name not in OWN_KEYS
+    )
+    missing = [ref for ref in refs if ref not in BODY_REFERENCES]
+    assert not missing, f"body members naming objects missing from BODY_REFERENCES: {missing}"
+    assert refs, "no body reference found: is the OpenAPI document complete?"
+    for method, path, name in refs:
+        reference = BODY_REFERENCES[(method, path, name)](world)
+        unknown: Any = str(uuid.uuid4())
+        if isinstance(reference, list):
+            unknown = [str(uuid.uuid4()) for _ in reference]
+        call = ROUTES[(method, path)].fill(other_world)
+        what = f"{method} {path} with {name}=<A's> by B"
+        response = await other_tenant.request(
+            method, url_of(path, call), json={**call.json, name: reference}
+        )
+        missing_one = await other_tenant.request(
+            method, url_of(path, call), json={**call.json, name: unknown}
+        )
+        assert response.status_code == missing_one.status_code, f"{what}: {response.text}"
+        assert response.status_code < 500, f"{what}: {response.text}"
+        flat = [reference] if isinstance(reference, str) else reference
+        flat_unknown = [unknown] if isinstance(unknown, str) else unknown
+        assert without_ids(response.json(), *flat) == without_ids(
+            missing_one.json(), *flat_unknown
+        ), f"{what}: {response.text} vs {missing_one.text}"
+        if response.status_code >= 400:
+            code = response.json()["code"]
+            assert code in ("not_found", "validation_error"), f"{what}: {response.text}"
+    assert await snapshot(tenant, world) == before, "account B changed account A's objects"
+
+
+async def test_the_table_requests_are_valid_for_their_owner(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """The table's requests, sent by the owner's admin, pass auth, lookup and validation —
+    so the 404s and 403s of the other tests are not validation errors in disguise."""
+    world = await build_world(tenant)
+    routes = await openapi_routes(client)
+    for method, path, _ in routes:
+        route = ROUTES[(method, path)]
+        if method in MUTATING:  # each change on a world of its own, as the table describes it
+            world = await build_world(tenant, f"For {method} {path}")
+        call = route.fill(world)
+        key = "operator-secret" if route.role == "operator" else tenant.key
+        response = await send(client, method, path, call, key)
+        what = f"{method} {url_of(path, call)} by the owner"
+        # 409 is fine (e.g. resuming a workflow that is not paused).
+        assert response.status_code < 400 or response.status_code == 409, (
+            f"{what}: {response.status_code} {response.text}"
+        )
+
+
+async def test_external_ids_are_per_account(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    """B may use A's external id for its own contact; neither sees nor changes the other's."""
+    world = await build_world(tenant)
+    before = await snapshot(tenant, world)
+    created = await other_tenant.request(
+        "POST", f"{API}/contacts", json={"external_id": world.external_id, "email": "b@b.example"}
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["id"] != world.contact_id
+    upserted = await other_tenant.request(
+        "PUT",
+        f"{API}/contacts/by-external-id/{world.external_id}",
+        json={"fields": {"owner": "b"}},
+    )
+    assert upserted.status_code == 200, upserted.text
+    assert upserted.json()["id"] == created.json()["id"]
+    assert upserted.json()["email"] == "b@b.example"
+    assert await snapshot(tenant, world) == before
+
+
+# --- roles -------------------------------------------------------------------------------------
+
+
+async def test_viewer_gets_403_on_every_mutating_route(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    world = await build_world(tenant)
+    viewer = await tenant.key_for("viewer", "viewer@a.example")
+    before = await snapshot(tenant, world)
+    routes = await openapi_routes(client)
+    mutating = [(m, p) for m, p, _ in routes if m in MUTATING and p != f"{API}/accounts"]
+    assert len(mutating) >= 7
+    for method, path in mutating:
+        call = ROUTES[(method, path)].fill(world)
+        what = f"{method} {url_of(path, call)} with a viewer key"
+        response = await send(client, method, path, call, viewer)
+        assert_problem(response, 403, "forbidden", what)
+        response = await send(client, method, path, call, viewer, json=BOGUS_BODY)
+        assert_problem(response, 403, "forbidden", f"{what} and an invalid body")
+    # A viewer reads every route a viewer may read.
+    for method, path, _ in routes:
+        route = ROUTES[(method, path)]
+        if method == "GET" and route.role == "viewer" and not route.mine:
+            call = route.fill(world)
+            response = await send(client, method, path, call, viewer)
+            assert response.status_code == 200, f"viewer {method} {path}: {response.text}"
+    assert await snapshot(tenant, world) == before
+
+
+async def test_editor_gets_403_on_admin_routes(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    world = await build_world(tenant)
+    editor = await tenant.key_for("editor", "editor@a.example")
+    before = await snapshot(tenant, world)
+    routes = await openapi_routes(client)
+    admin_routes = [(m, p) for m, p, _ in routes if ROUTES[(m, p)].role == "admin"]
+    assert {p for _, p in admin_routes} >= {f"{API}/api-keys", f"{API}/api-keys/{{key_id}}"}
+    for method, path in admin_routes:
+        call = ROUTES[(method, path)].fill(world)
+        response = await send(client, method, path, call, editor)
+        assert_problem(response, 403, "forbidden", f"{method} {path} with an editor key")
+    assert await snapshot(tenant, world) == before
+    # The editor may do what editors do.
+    renamed = await tenant.request(
+        "PATCH",
+        f"{API}/workflows/{world.workflow_id}",
+        json={"name": "By the editor"},
+        headers={"Authorization": f"Bearer {editor}"},
+    )
+    assert renamed.status_code == 200, renamed.text
+
+
+# --- authentication ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "Token rf_abc",
+        "rf_abc",
+        "Bearer rf_not-a-real-key",
+        "Bearer operator-secret",  # the operator token is not an API key
+    ],
+)
+async def test_missing_or_malformed_authorization_is_401_on_every_route(
+    client: httpx.AsyncClient, tenant: Tenant, authorization: str | None
+) -> None:
+    world = await build_world(tenant)
+    before = await snapshot(tenant, world)
+    routes = await openapi_routes(client)
+    headers = {} if authorization is None else {"Authorization": authorization}
+    for method, path, _ in routes:
+        route = ROUTES[(method, path)]
+        if route.role in ("public", "operator"):
+            continue
+        call = route.fill(world)
+        response = await client.request(
+            method, url_of(path, call), params=call.params, json=call.json, headers=headers
+        )
+        assert_problem(response, 401, "unauthorized", f"{method} {path} with {authorization!r}")
+    assert await snapshot(tenant, world) == before
+
+
+async def test_revoked_key_gets_401(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    key = await tenant.key_for("editor", "leaver@a.example")
+    headers = {"Authorization": f"Bearer {key}"}
+    assert (await client.get(f"{API}/workflows", headers=headers)).status_code == 200
+    listed = (await tenant.request("GET", f"{API}/api-keys")).json()["items"]
+    key_id = next(k["id"] for k in listed if k["user"] == "leaver@a.example")
+    revoked = await tenant.request("DELETE", f"{API}/api-keys/{key_id}")
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["revoked_at"] is not None
+    response = await client.get(f"{API}/workflows", headers=headers)
+    assert_problem(response, 401, "unauthorized", "a revoked key")
+    response = await client.post(f"{API}/workflows", json={"name": "x"}, headers=headers)
+    assert_problem(response, 401, "unauthorized", "a revoked key writing")
+    # Revoking it again changes nothing; the admin key still works.
+    again = await tenant.request("DELETE", f"{API}/api-keys/{key_id}")
+    assert again.status_code == 200 and again.json()["revoked_at"] == revoked.json()["revoked_at"]
+
+
+async def test_a_key_revoking_itself_is_locked_out(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    admin2 = await tenant.key_for("admin", "second-admin@a.example")
+    headers = {"Authorization": f"Bearer {admin2}"}
+    listed = (await tenant.request("GET", f"{API}/api-keys")).json()["items"]
+    own_id = next(k["id"] for k in listed if k["user"] == "second-admin@a.example")
+    assert (await client.delete(f"{API}/api-keys/{own_id}", headers=headers)).status_code == 200
+    response = await client.get(f"{API}/api-keys", headers=headers)
+    assert_problem(response, 401, "unauthorized", "a key that revoked itself")
+
+
+async def test_health_ready_and_metrics_need_no_key(client: httpx.AsyncClient) -> None:
+    health = await client.get("/healthz")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ok"
+    metrics = await client.get("/metrics")
+    assert metrics.status_code == 200
+    assert "revflow_http_requests_total" in metrics.text
+    # A bad key does not turn them into 401s either.
+    bad = {"Authorization": "Bearer nope"}
+    for url in ("/healthz", "/readyz", "/metrics"):
+        assert (await client.get(url, headers=bad)).status_code == 200, url
+
+
+# --- accounts (operator token) -----------------------------------------------------------------
+
+
+async def test_operator_creates_an_account_whose_key_works(client: httpx.AsyncClient) -> None:
+    name = f"acct-{uuid.uuid4().hex[:8]}"
+    response = await client.post(
+        f"{API}/accounts",
+        json={"name": name},
+        headers={"Authorization": "Bearer operator-secret"},
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert set(body) >= {"account", "api_key"}
+    assert set(body["account"]) >= {"id", "name"} and body["account"]["name"] == name
+    uuid.UUID(body["account"]["id"])
+    headers = {"Authorization": f"Bearer {body['api_key']}"}
+    # It is an admin key of an empty account.
+    keys = await client.get(f"{API}/api-keys", headers=headers)
+    assert keys.status_code == 200, keys.text
+    assert [k["role"] for k in keys.json()["items"]] == ["admin"]
+    workflows = await client.get(f"{API}/workflows", headers=headers)
+    assert workflows.status_code == 200 and workflows.json()["items"] == []
+    created = await client.post(f"{API}/workflows", json={"name": "First"}, headers=headers)
+    assert created.status_code == 201, created.text
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer wrong-secret", "Bearer operator-secretx", "operator-secret x", "Bearer "],
+)
+async def test_account_creation_needs_the_operator_token(
+    client: httpx.AsyncClient, tenant: Tenant, authorization: str | None
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = await client.post(f"{API}/accounts", json={"name": "sneaky"}, headers=headers)
+    assert_problem(response, 401, "unauthorized", f"POST /accounts with {authorization!r}")
+    # 401 comes before 422: an invalid body without the token is still a 401.
+    response = await client.post(f"{API}/accounts", json={"nam": 1}, headers=headers)
+    assert_problem(response, 401, "unauthorized", "POST /accounts, no token, invalid body")
+    # An account's admin key is not the operator token.
+    response = await tenant.request("POST", f"{API}/accounts", json={"name": "sneaky"})
+    assert_problem(response, 401, "unauthorized", "POST /accounts with a tenant's admin key")
+
+
+async def test_account_creation_validates_its_body(client: httpx.AsyncClient) -> None:
+    headers = {"Authorization": "Bearer operator-secret"}
+    for body, pointer in [({}, "/name"), ({"name": ""}, "/name"), ({"name": "x", "y": 1}, "/y")]:
+        response = await client.post(f"{API}/accounts", json=body, headers=headers)
+        assert_problem(response, 422, "validation_error", f"POST /accounts {body}")
+        assert pointer in [e["pointer"] for e in response.json()["errors"]], response.text
+
+
+async def test_account_creation_is_disabled_without_an_operator_token(
+    settings: Settings, db: Database
+) -> None:
+    app = create_app(settings.model_copy(update={"admin_token": None}), db)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://revflow.test") as c:
+        for authorization in ("Bearer ", "Bearer None", "Bearer operator-secret"):
+            response = await c.post(
+                f"{API}/accounts", json={"name": "x"}, headers={"Authorization": authorization}
+            )
+            assert_problem(response, 401, "unauthorized", f"no operator token, {authorization!r}")
+
+
+async def test_make_tenant_accounts_do_not_see_each_other(
+    db: Database, client: httpx.AsyncClient
+) -> None:
+    a = await make_tenant(db, client, "one")
+    b = await make_tenant(db, client, "two")
+    wf = await create_workflow(a, "Only A's")
+    listed = (await b.request("GET", f"{API}/workflows", params={"limit": 200})).json()
+    assert wf["id"] not in {w["id"] for w in listed["items"]}
+    audit = (await b.request("GET", f"{API}/audit", params={"limit": 200})).json()
+    assert all(e["workflow_id"] != wf["id"] for e in audit["items"])
+    keys = (await b.request("GET", f"{API}/api-keys", params={"limit": 200})).json()["items"]
+    a_keys = (await a.request("GET", f"{API}/api-keys", params={"limit": 200})).json()["items"]
+    assert not {k["id"] for k in keys} & {k["id"] for k in a_keys}
