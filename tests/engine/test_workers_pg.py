@@ -33,7 +33,7 @@ from tests.engine.workload import Workload, check_workload, create_workload, enr
 from tests.engine.workload import status_counts as workload_status
 
 START_TIMEOUT_S = 60.0
-RUN_TIMEOUT_S = 120.0
+RUN_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 15.0
 
 
@@ -206,7 +206,7 @@ class Cluster:
             ):
                 return counts
             if time.monotonic() > deadline:
-                pytest.fail(f"the workload did not finish in time: {counts}")
+                pytest.fail(f"the workload did not finish in time: {counts}\n{self.diagnostics()}")
             self.check_alive()
             await asyncio.sleep(0.1)
 
@@ -229,6 +229,19 @@ class Cluster:
                 if "Traceback" in line or '"level": "error"' in line or "never retrieved" in line:
                     found.append(f"{path.name}: {line}")
         return found
+
+    def diagnostics(self) -> str:
+        """Per worker: runs, exit codes, log events by kind, the last aborted batches."""
+        lines = []
+        for w in self.workers:
+            events = w.all_events()
+            kinds = Counter(str(e.get("event")) for e in events)
+            aborted = [str(e.get("error")) for e in events if e.get("event") == "batch_aborted"]
+            lines.append(
+                f"{w.name}: runs {w.runs}, exit codes {w.exit_codes}, events {dict(kinds)}, "
+                f"last aborted batches {aborted[-3:]}"
+            )
+        return "\n".join(lines)
 
     def aborted_batches(self) -> int:
         return sum(
@@ -264,13 +277,14 @@ async def test_two_workers_share_the_work_and_run_each_step_once(
 
     assert counts == {"completed": 2000}
     for worker in cluster.workers:
-        assert worker.stop() == 0, worker.log_tail()
+        assert worker.stop() == 0, (worker.log_tail(), cluster.diagnostics())
         assert any(e.get("event") == "worker_stopped" for e in worker.events())
     assert await check_workload(cluster.db, workload) == []
-    assert cluster.errors() == []
+    assert cluster.errors() == [], cluster.diagnostics()
     by_worker = await cluster.entries_by_worker(workload)
     assert sum(by_worker.values()) == 2000 * 8
-    assert set(by_worker) == set(cluster.roles), by_worker  # both did some of the work
+    # Both did some of the work.
+    assert set(by_worker) == set(cluster.roles), (by_worker, cluster.diagnostics())
 
 
 async def test_workers_killed_at_random_moments_lose_and_double_nothing(
@@ -304,12 +318,13 @@ async def test_workers_killed_at_random_moments_lose_and_double_nothing(
     assert counts == {"completed": 3000}
     for worker in cluster.workers:
         assert worker.exit_codes.count(-signal.SIGKILL) == kills[worker.name]
-        assert worker.stop() == 0, worker.log_tail()
+        assert worker.stop() == 0, (worker.log_tail(), cluster.diagnostics())
     assert await check_workload(cluster.db, workload) == []
-    assert cluster.errors() == []
+    assert cluster.errors() == [], cluster.diagnostics()
     by_worker = await cluster.entries_by_worker(workload)
     assert sum(by_worker.values()) == 3000 * 8
     print(
         f"kills {dict(kills)} ({mid_run_kills} while executions were live), "
-        f"history entries by worker {by_worker}, aborted batches {cluster.aborted_batches()}"
+        f"history entries by worker {by_worker}, aborted batches {cluster.aborted_batches()}\n"
+        + cluster.diagnostics()
     )
