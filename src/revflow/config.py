@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     archive_interval_hours: float = Field(default=24, gt=0)
 
     # Worker.
-    worker_batch_size: int = Field(default=50, ge=1, le=1000)
+    worker_batch_size: int = Field(default=200, ge=1, le=1000)
     worker_poll_seconds: float = Field(default=0.5, gt=0)
     lease_seconds: int = Field(default=300, ge=1)
     max_attempts: int = Field(default=5, ge=1, le=20)
