@@ -10,14 +10,17 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.db import utcnow
 from revflow.kit.jsonutil import canonical, sha256_hex
 from revflow.models import AuditEntry, AuditHead
+
+# Core statements on the chain's head: no ORM bookkeeping on a path every change takes.
+AUDIT_HEADS = cast(Table, AuditHead.__table__)
 
 
 @dataclass(frozen=True)
@@ -73,10 +76,10 @@ async def record(
     """Append an entry to the account's chain (flushes; the caller commits)."""
     head = (
         await session.execute(
-            update(AuditHead)
-            .where(AuditHead.account_id == account_id)
-            .values(seq=AuditHead.seq + 1)
-            .returning(AuditHead.seq, AuditHead.hash)
+            update(AUDIT_HEADS)
+            .where(AUDIT_HEADS.c.account_id == account_id)
+            .values(seq=AUDIT_HEADS.c.seq + 1)
+            .returning(AUDIT_HEADS.c.seq, AUDIT_HEADS.c.hash)
         )
     ).one()
     seq, prev_hash = int(head.seq), str(head.hash)
@@ -110,7 +113,7 @@ async def record(
     )
     session.add(entry)
     await session.execute(
-        update(AuditHead).where(AuditHead.account_id == account_id).values(hash=digest)
+        update(AUDIT_HEADS).where(AUDIT_HEADS.c.account_id == account_id).values(hash=digest)
     )
     return entry
 

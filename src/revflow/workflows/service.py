@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, update
+from sqlalchemy import Table, delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.audit import service as audit
@@ -242,11 +242,12 @@ async def create_version(
         },
     )
     # Creating a version ends the creator's working draft of the workflow.
+    drafts = cast(Table, WorkingDraft.__table__)
     await session.execute(
-        delete(WorkingDraft).where(
-            WorkingDraft.account_id == workflow.account_id,
-            WorkingDraft.workflow_id == workflow.id,
-            WorkingDraft.user == principal.user,
+        delete(drafts).where(
+            drafts.c.account_id == workflow.account_id,
+            drafts.c.workflow_id == workflow.id,
+            drafts.c.user == principal.user,
         )
     )
     if body.publish:

@@ -1,0 +1,250 @@
+"""``revflow bench``: every performance claim behind one command.
+
+Each measurement is one of the scripts in the repository's ``benchmarks/`` folder, run as its
+own process with ``--json`` (so one cannot warm or slow down the next) against a fresh database
+it creates and drops; this module runs them in turn, shows progress, and gathers their numbers
+into one object with the original requirements and the baselines beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+# p95 goals (this machine) and the original requirements, in milliseconds.
+GOALS = {
+    "create_version_p95_ms": 15.0,
+    "list_versions_p95_ms": 10.0,
+    "compare_p95_ms": 25.0,
+    "draft_save_p95_ms": 8.0,
+    "migration_per_min": 1_000_000,
+    "engine_steps_per_s": 5_000,
+}
+REQUIREMENTS = {
+    "create_version_p95_ms": 300.0,
+    "list_versions_p95_ms": 200.0,
+    "compare_p95_ms": 500.0,
+    "draft_save_p95_ms": 100.0,
+    "migration_per_min": 1_000,
+}
+HIGHER_IS_BETTER = {"migration_per_min", "engine_steps_per_s"}
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    script: str
+    args: Callable[[str, bool], list[str]]
+    postgresql_only: bool = False
+
+
+STAGES = [
+    Stage(
+        "versioning API",
+        "bench_api.py",
+        lambda db, quick: [
+            "--database",
+            db,
+            "--versions",
+            "1000",
+            "--samples",
+            "100" if quick else "200",
+        ],
+    ),
+    Stage(
+        "compare",
+        "bench_compare_api.py",
+        lambda db, quick: [
+            "--database",
+            db,
+            "--runs",
+            "100" if quick else "200",
+            "--baseline-runs",
+            "10" if quick else "30",
+        ],
+    ),
+    Stage(
+        "draft saves",
+        "bench_drafts.py",
+        lambda db, quick: [
+            "--database",
+            db,
+            "--saves",
+            "200" if quick else "500",
+            "--recovers",
+            "20",
+        ],
+    ),
+    Stage(
+        "enroll 10,000",
+        "bench_enroll.py",
+        lambda db, quick: ["--database", db, "--calls", "3" if quick else "5"],
+    ),
+    Stage(
+        "engine",
+        "bench_engine.py",
+        lambda db, quick: [
+            "--executions",
+            "2000" if quick else "10000",
+            "--workers",
+            *(["2"] if quick else ["1", "2"]),
+        ],
+        postgresql_only=True,
+    ),
+    Stage(
+        "migration",
+        "bench_migration.py",
+        lambda db, quick: [
+            "--executions",
+            "20000" if quick else "100000",
+            "--naive-executions",
+            "2000" if quick else "10000",
+        ],
+        postgresql_only=True,
+    ),
+]
+
+
+def _latency(out: dict[str, Any], key: str, row: dict[str, Any] | None) -> None:
+    for p in ("p50", "p95", "p99"):
+        out[f"{key}_{p}_ms"] = None if row is None else row[f"{p}_ms"]
+
+
+def _row(document: dict[str, Any], database: str, prefix: str) -> dict[str, Any] | None:
+    for row in document.get("results", []):
+        if row["metric"].startswith(prefix) and row["database"] in (database, "in-process"):
+            return dict(row)
+    return None
+
+
+def _collect(stage: Stage, database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
+    if stage.script == "bench_api.py":
+        _latency(out, "create_version", _row(doc, database, "create version"))
+        _latency(out, "list_versions", _row(doc, database, "list versions"))
+        _latency(out, "get_version", _row(doc, database, "get version"))
+        _latency(out, "publish", _row(doc, database, "publish"))
+    elif stage.script == "bench_compare_api.py":
+        _latency(out, "compare", _row(doc, database, "GET compare"))
+        _latency(out, "compare_pure", _row(doc, database, "revflow.diff.compare"))
+        _latency(out, "compare_deepdiff", _row(doc, database, "DeepDiff"))
+    elif stage.script == "bench_drafts.py":
+        _latency(out, "draft_save", _row(doc, database, "save draft"))
+    elif stage.script == "bench_enroll.py":
+        row = _row(doc, database, "enroll")
+        out["enroll_10k_ms"] = None if row is None else row["p50_ms"]
+        _latency(out, "enroll_10k", row)
+    elif stage.script == "bench_engine.py":
+        out["engine_steps_per_s"] = doc.get("engine_steps_per_s")
+        out["engine_steps_per_s_1"] = doc.get("engine_steps_per_s_1")
+        out["procrastinate_jobs_per_s"] = doc.get("procrastinate_jobs_per_s")
+    elif stage.script == "bench_migration.py":
+        out["migration_per_min"] = doc.get("runner", {}).get("executions_per_min")
+        out["migration_naive_per_min"] = doc.get("naive", {}).get("executions_per_min")
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_1min": os.getloadavg()[0],
+    }
+
+
+def run(database: str, *, quick: bool, console: Console) -> dict[str, Any]:
+    """Run every stage on ``database``; answers the gathered object."""
+    if not BENCHMARKS.is_dir():
+        raise RuntimeError(
+            f"{BENCHMARKS} not found: revflow bench runs from a clone of the repository"
+        )
+    out: dict[str, Any] = {"database": database, "quick": quick, "machine": machine()}
+    notes: dict[str, str] = {}
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("benchmarks", total=len(STAGES))
+        for stage in STAGES:
+            progress.update(task, description=stage.name)
+            if stage.postgresql_only and database != "postgresql":
+                notes[stage.name] = (
+                    "PostgreSQL only: several worker processes and FOR UPDATE SKIP LOCKED "
+                    "batches are the PostgreSQL deployment"
+                )
+                _collect(stage, database, {}, out)
+                progress.advance(task)
+                continue
+            command = [
+                sys.executable,
+                str(BENCHMARKS / stage.script),
+                "--json",
+                *stage.args(database, quick),
+            ]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            try:
+                document = json.loads(done.stdout)
+            except ValueError:
+                document = {}
+                notes[stage.name] = f"failed (exit {done.returncode}): {done.stderr[-500:]}"
+            _collect(stage, database, document, out)
+            progress.advance(task)
+    out["goals"] = GOALS
+    out["original_requirements"] = REQUIREMENTS
+    out["notes"] = notes
+    return out
+
+
+def table(result: dict[str, Any]) -> Table:
+    view = Table(
+        title=f"revflow bench — {result['database']}" + (" (quick)" if result["quick"] else "")
+    )
+    for column in ("metric", "p50", "p95 / value", "p99", "goal", "original requirement"):
+        view.add_column(column)
+    for key in sorted(
+        k
+        for k in result
+        if k.endswith("_p95_ms")
+        or k in HIGHER_IS_BETTER
+        or k
+        in (
+            "migration_naive_per_min",
+            "procrastinate_jobs_per_s",
+            "enroll_10k_ms",
+            "engine_steps_per_s_1",
+        )
+    ):
+        base = key.removesuffix("_p95_ms")
+        value = result.get(key)
+        view.add_row(
+            base,
+            _fmt(result.get(f"{base}_p50_ms")) if key.endswith("_p95_ms") else "",
+            _fmt(value),
+            _fmt(result.get(f"{base}_p99_ms")) if key.endswith("_p95_ms") else "",
+            _fmt(GOALS.get(key)),
+            _fmt(REQUIREMENTS.get(key)),
+        )
+    return view
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
