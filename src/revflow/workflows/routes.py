@@ -84,11 +84,11 @@ def version_out(version: Any, live: int, *, with_definition: bool = False) -> di
         for name in VersionOut.model_fields
         if name not in ("live_executions",)
     }
+    answer = VersionOut(**fields, live_executions=live).model_dump(mode="json")
     if with_definition:
-        return VersionDetail(
-            **fields, live_executions=live, definition=version.definition
-        ).model_dump(mode="json")
-    return VersionOut(**fields, live_executions=live).model_dump(mode="json")
+        # The definition is stored JSON already: passed through, not re-validated and re-dumped.
+        answer["definition"] = version.definition
+    return answer
 
 
 async def _version_detail(change: WorkflowChange, version: Version) -> dict[str, Any]:
