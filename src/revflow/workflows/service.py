@@ -306,18 +306,7 @@ async def publish(
             },
         )
         return version
-    previous = await _retire_current(session, workflow)
-    await _make_current(session, workflow, version)
-    await audit.record(
-        session,
-        principal.account_id,
-        principal.actor,
-        "version.published",
-        object_type="version",
-        object_id=version.id,
-        workflow_id=workflow.id,
-        details={"number": version.number, "previous": previous},
-    )
+    await _switch_current(session, principal, workflow, version, "version.published")
     return version
 
 
@@ -326,19 +315,8 @@ async def promote_canary(
 ) -> Version:
     """The canary becomes the current version; the old current one is retired."""
     canary = await _require_canary(session, workflow)
-    previous = await _retire_current(session, workflow)
     _clear_canary(workflow)
-    await _make_current(session, workflow, canary)
-    await audit.record(
-        session,
-        principal.account_id,
-        principal.actor,
-        "canary.promoted",
-        object_type="version",
-        object_id=canary.id,
-        workflow_id=workflow.id,
-        details={"number": canary.number, "previous": previous},
-    )
+    await _switch_current(session, principal, workflow, canary, "canary.promoted")
     return canary
 
 
@@ -394,18 +372,9 @@ async def rollback(
     if workflow.canary_version is not None:
         # Rollback is the emergency button: it always works, and ends a running canary.
         await abort_canary(session, principal.actor, workflow, f"rollback to {version.number}")
-    previous = await _retire_current(session, workflow)
     version.archived_at = None
-    await _make_current(session, workflow, version)
-    await audit.record(
-        session,
-        principal.account_id,
-        principal.actor,
-        "version.rolled_back",
-        object_type="version",
-        object_id=version.id,
-        workflow_id=workflow.id,
-        details={"number": version.number, "previous": previous, "reason": reason},
+    previous = await _switch_current(
+        session, principal, workflow, version, "version.rolled_back", reason=reason
     )
     migration = None
     if migrate is not None:
@@ -422,6 +391,31 @@ async def rollback(
             now or utcnow(),
         )
     return version, migration
+
+
+async def _switch_current(
+    session: AsyncSession,
+    principal: Principal,
+    workflow: Workflow,
+    version: Version,
+    action: str,
+    **details: Any,
+) -> int | None:
+    """Retire the current version, make ``version`` current, and audit it as ``action``.
+    Answers the number of the version that was current."""
+    previous = await _retire_current(session, workflow)
+    await _make_current(session, workflow, version)
+    await audit.record(
+        session,
+        principal.account_id,
+        principal.actor,
+        action,
+        object_type="version",
+        object_id=version.id,
+        workflow_id=workflow.id,
+        details={"number": version.number, "previous": previous, **details},
+    )
+    return previous
 
 
 async def _retire_current(session: AsyncSession, workflow: Workflow) -> int | None:
