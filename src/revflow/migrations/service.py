@@ -200,10 +200,10 @@ async def _snapshot(
         )
     )
     if session.get_bind().dialect.name == "postgresql":
-        # The items are new rows, perhaps most of the table: without fresh statistics the
-        # planner takes this migration's items for a handful and plans every batch as if
-        # (reading all of them per batch). ANALYZE counts this transaction's own rows; a role
-        # that does not own the table only gets a warning and the autovacuum's later ANALYZE.
+        # The items are new rows, perhaps most of the table: until the autovacuum's ANALYZE
+        # (a minute or more later) the planner takes this migration's items for a handful,
+        # and its batch statements read all of them per batch. ANALYZE counts this
+        # transaction's own rows; a role that does not own the table only gets a warning.
         await session.execute(text("ANALYZE migration_items"))
     return int(
         await session.scalar(
