@@ -361,7 +361,15 @@ class MigrationItem(Base):
     __table_args__ = (
         CheckConstraint("state IN ('pending', 'migrated', 'skipped', 'failed')", name="state"),
         Index(None, "account_id", "execution_id"),
-        Index(None, "migration_id", "state", "execution_id"),
+        # Batches pick the next pending items in id order: a partial index holds only those,
+        # so the pick never walks past items already moved.
+        Index(
+            "ix_migration_items_pending",
+            "migration_id",
+            "execution_id",
+            sqlite_where=text("state = 'pending'"),
+            postgresql_where=text("state = 'pending'"),
+        ),
     )
 
     migration_id: Mapped[uuid.UUID] = mapped_column(
