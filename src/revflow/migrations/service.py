@@ -15,7 +15,7 @@ from revflow.auth.service import Principal
 from revflow.engine import store
 from revflow.errors import Conflict, MigrationRunning, NotFound, ValidationFailed
 from revflow.migrations.planning import MappingError, check_mapping, plan_steps, report
-from revflow.migrations.schemas import MigrationIn
+from revflow.migrations.schemas import MigrationIn, MigrationOut
 from revflow.models import (
     LIVE_STATUSES,
     MIGRATION_UNFINISHED,
@@ -42,8 +42,6 @@ def migration_out(migration: Migration) -> dict[str, Any]:
     pending = migration.total - migration.migrated - migration.skipped - migration.failed
     data = {c.name: getattr(migration, c.name) for c in Migration.__table__.columns}
     data["pending"] = max(pending, 0)
-    from revflow.migrations.schemas import MigrationOut
-
     return MigrationOut.model_validate(data).model_dump(mode="json")
 
 
