@@ -274,3 +274,15 @@ async def test_gradual_migration_pauses_itself_when_moved_executions_fail(
     assert migration["migrated"] == 25 and "paused itself" in migration["status_reason"]
     failed = await engine.executions(wf, status="failed")
     assert len(failed) == 25
+
+
+async def test_a_dry_run_with_an_idempotency_key_replays_its_report(engine: Engine) -> None:
+    wf, _ = await setup(engine, n=2)
+    headers = {"Idempotency-Key": "dry-1"}
+    url = f"/api/v1/workflows/{wf}/versions/2/migrate"
+    body = {"from_version": 1, "dry_run": True}
+    first = await engine.tenant.request("POST", url, json=body, headers=headers)
+    again = await engine.tenant.request("POST", url, json=body, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json() and first.json()["total"] == 2
+    assert again.headers.get("Idempotent-Replayed") == "true"

@@ -40,8 +40,8 @@ async def start_migration(
     report, migration = await service.start(
         change.session, change.principal, change.workflow, change.require_version(), body, now
     )
-    if migration is None:
-        return JSONResponse(report)
+    if migration is None:  # a dry run: nothing was created, but its answer is kept for a retry
+        return await change.respond(report)
     response = await change.respond(migration_out(migration), 202)
     wake_worker(request)
     return response
