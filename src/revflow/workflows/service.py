@@ -58,6 +58,28 @@ def trigger_key(definition: Definition) -> str | None:
     return None
 
 
+async def audit_version(
+    session: AsyncSession,
+    actor: Actor,
+    workflow: Workflow,
+    version: Version,
+    action: str,
+    *,
+    details: dict[str, Any],
+) -> None:
+    """The audit entry of a change to one version of ``workflow``."""
+    await audit.record(
+        session,
+        workflow.account_id,
+        actor,
+        action,
+        object_type="version",
+        object_id=version.id,
+        workflow_id=workflow.id,
+        details=details,
+    )
+
+
 def touch(workflow: Workflow) -> None:
     """Record a change to the workflow or one of its versions (changes its etag)."""
     workflow.revision += 1
@@ -226,14 +248,12 @@ async def create_version(
     workflow.version_count = latest + 1
     touch(workflow)
     await session.flush()
-    await audit.record(
+    await audit_version(
         session,
-        principal.account_id,
         principal.actor,
+        workflow,
+        version,
         "version.created",
-        object_type="version",
-        object_id=version.id,
-        workflow_id=workflow.id,
         details={
             "number": version.number,
             "parent": base,
@@ -291,14 +311,12 @@ async def publish(
         workflow.canary_percent = canary_percent
         touch(workflow)
         await session.flush()
-        await audit.record(
+        await audit_version(
             session,
-            principal.account_id,
             principal.actor,
+            workflow,
+            version,
             "canary.started",
-            object_type="version",
-            object_id=version.id,
-            workflow_id=workflow.id,
             details={
                 "number": version.number,
                 "percent": canary_percent,
@@ -329,14 +347,12 @@ async def abort_canary(
     _clear_canary(workflow)
     touch(workflow)
     await session.flush()
-    await audit.record(
+    await audit_version(
         session,
-        workflow.account_id,
         actor,
+        workflow,
+        canary,
         "canary.aborted",
-        object_type="version",
-        object_id=canary.id,
-        workflow_id=workflow.id,
         details={"number": canary.number, "reason": reason},
     )
     return canary
@@ -405,14 +421,12 @@ async def _switch_current(
     Answers the number of the version that was current."""
     previous = await _retire_current(session, workflow)
     await _make_current(session, workflow, version)
-    await audit.record(
+    await audit_version(
         session,
-        principal.account_id,
         principal.actor,
+        workflow,
+        version,
         action,
-        object_type="version",
-        object_id=version.id,
-        workflow_id=workflow.id,
         details={"number": version.number, "previous": previous, **details},
     )
     return previous
@@ -466,14 +480,12 @@ async def set_tags(
         )
     touch(workflow)
     await session.flush()
-    await audit.record(
+    await audit_version(
         session,
-        principal.account_id,
         principal.actor,
+        workflow,
+        version,
         "version.tagged",
-        object_type="version",
-        object_id=version.id,
-        workflow_id=workflow.id,
         details={"number": version.number, "before": before, "after": wanted},
     )
     return version
