@@ -11,30 +11,27 @@ Every wait is bounded by a deadline (a hang fails the test); no assertion is mad
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import signal
-import subprocess
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import cast
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from revflow.db import Database
-from tests.conftest import revflow_command
 from tests.engine.workload import Workload, check_workload, create_workload, enroll_workload
 from tests.engine.workload import status_counts as workload_status
+from tests.workers import WorkerProcess
 
 START_TIMEOUT_S = 60.0
 RUN_TIMEOUT_S = 300.0
-STOP_TIMEOUT_S = 15.0
 
 
 @pytest.fixture
@@ -42,99 +39,6 @@ def pg_url(backend: str, fresh_database_url: str) -> str:
     if backend != "postgresql":
         pytest.skip("several worker processes share the work on PostgreSQL only")
     return fresh_database_url
-
-
-class WorkerProcess:
-    """One ``python -m revflow worker`` subprocess, logging JSON lines to a file."""
-
-    def __init__(self, name: str, database_url: str, logs: Path) -> None:
-        self.name = name
-        self.database_url = database_url
-        self.logs = logs
-        self.runs = 0
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = logs / f"{name}-0.log"
-        self._log: IO[bytes] | None = None
-        self.exit_codes: list[int] = []
-
-    def start(self) -> None:
-        assert self.process is None or self.process.poll() is not None
-        self.runs += 1
-        self.log_path = self.logs / f"{self.name}-{self.runs}.log"
-        self._log = self.log_path.open("wb")
-        env = {
-            **os.environ,
-            "REVFLOW_DATABASE_URL": self.database_url,
-            "REVFLOW_LOG_JSON": "true",
-            "REVFLOW_LOG_LEVEL": "INFO",
-            "REVFLOW_WORKER_POLL_SECONDS": "0.1",
-            "REVFLOW_DB_POOL_SIZE": "3",
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.process = subprocess.Popen(
-            [*revflow_command(), "worker"],
-            env=env,
-            cwd=self.logs,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def events(self, path: Path | None = None) -> list[dict[str, Any]]:
-        found = []
-        for line in (path or self.log_path).read_text(errors="replace").splitlines():
-            try:
-                item = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(item, dict):
-                found.append(item)
-        return found
-
-    def all_events(self) -> list[dict[str, Any]]:
-        return [
-            e for path in sorted(self.logs.glob(f"{self.name}-*.log")) for e in self.events(path)
-        ]
-
-    @property
-    def ready(self) -> bool:
-        return self.running and any(e.get("event") == "worker_started" for e in self.events())
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def _closed(self) -> None:
-        assert self.process is not None
-        self.exit_codes.append(self.process.returncode)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=STOP_TIMEOUT_S)
-        self._closed()
-
-    def stop(self) -> int:
-        """SIGTERM (a clean stop), SIGKILL if it does not stop in time; answers the exit code."""
-        if self.process is None:
-            return 0
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-        code = self.process.returncode
-        if self._log is not None:
-            self._closed()
-        return code
 
 
 class Cluster:
@@ -146,7 +50,7 @@ class Cluster:
         self.roles = [f"revflow_worker_{self.tag}_{i}" for i in range(count)]
         url = make_url(database_url)
         self.workers = [
-            WorkerProcess(role, url.set(username=role).render_as_string(False), logs)
+            WorkerProcess(url.set(username=role).render_as_string(False), logs, role)
             for role in self.roles
         ]
         self.db = Database(database_url, pool_size=2)

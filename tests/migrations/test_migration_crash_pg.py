@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import signal
-import subprocess
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -19,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -32,11 +29,11 @@ from revflow.db import Database
 from revflow.engine import store
 from revflow.executions.enrollment import enroll
 from revflow.models import Contact, Execution, HistoryEntry, Migration, MigrationItem, Workflow
-from tests.conftest import Tenant, make_tenant, revflow_command
+from tests.conftest import Tenant, make_tenant
+from tests.workers import WorkerProcess
 
 START_TIMEOUT_S = 30.0
 RUN_TIMEOUT_S = 45.0
-STOP_TIMEOUT_S = 15.0
 
 
 @pytest.fixture
@@ -44,78 +41,6 @@ def pg_url(backend: str, fresh_database_url: str) -> str:
     if backend != "postgresql":
         pytest.skip("worker processes and FOR UPDATE SKIP LOCKED batches: PostgreSQL only")
     return fresh_database_url
-
-
-class WorkerProcess:
-    """One ``python -m revflow worker`` subprocess, its output in a log file per start."""
-
-    def __init__(self, database_url: str, logs: Path, name: str = "worker") -> None:
-        self.database_url = database_url
-        self.logs = logs
-        self.name = name
-        self.runs = 0
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = logs / f"{name}-0.log"
-        self._log: IO[bytes] | None = None
-
-    def start(self) -> None:
-        assert self.process is None or self.process.poll() is not None
-        self.runs += 1
-        self.log_path = self.logs / f"{self.name}-{self.runs}.log"
-        self._log = self.log_path.open("wb")
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("REVFLOW_")},
-            "REVFLOW_DATABASE_URL": self.database_url,
-            "REVFLOW_WORKER_POLL_SECONDS": "0.05",
-            "REVFLOW_LOG_JSON": "true",
-            "REVFLOW_DB_POOL_SIZE": "3",
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.process = subprocess.Popen(
-            [*revflow_command(), "worker"],
-            env=env,
-            cwd=self.logs,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def check_alive(self) -> None:
-        if not self.running:
-            pytest.fail(f"{self.name} exited on its own:\n{self.log_tail()}")
-
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=STOP_TIMEOUT_S)
-        assert self.process.returncode == -signal.SIGKILL
-        self._close_log()
-
-    def stop(self) -> int:
-        """SIGTERM (a clean stop), SIGKILL when it does not stop in time; the exit code."""
-        if self.process is None:
-            return 0
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-        self._close_log()
-        return self.process.returncode
 
 
 @dataclass
@@ -414,7 +339,7 @@ async def test_worker_killed_mid_migration_resumes_and_moves_each_execution_once
     assert (started["total"], started["status"]) == (EXECUTIONS, "pending")
 
     setup_s = time.monotonic() - began
-    worker = WorkerProcess(pg_url, tmp_path)
+    worker = WorkerProcess(pg_url, tmp_path, poll_seconds=0.05)
     # (count seen just before the kill, what the worker's connection was doing, count at rest)
     kills: list[tuple[int, str, int]] = []
     seen = 0
@@ -664,7 +589,7 @@ async def test_migration_while_workers_step_the_executions_moves_none_half_way(
 
     contacts = await service.contacts(2 * LIVE, tier_of)
     tiers = {c: tier_of(i) for i, c in enumerate(contacts)}
-    workers = [WorkerProcess(pg_url, tmp_path, f"worker{i}") for i in range(2)]
+    workers = [WorkerProcess(pg_url, tmp_path, f"worker{i}", poll_seconds=0.05) for i in range(2)]
     for worker in workers:
         worker.start()
     try:
