@@ -371,7 +371,7 @@ async def save_draft(
     session: WriteSession,
     settings: SettingsDep,
     now: Now,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Save the caller's working draft (auto-save); a stale ``revision`` answers 409."""
     draft = await drafts.save(
         session,
@@ -385,7 +385,8 @@ async def save_draft(
     )
     answer = drafts.draft_out(draft)
     await commit(session)
-    return answer
+    # Already JSON: answered as is rather than re-validated against DraftOut on every save.
+    return JSONResponse(answer)
 
 
 @router.get("/workflows/{workflow_id}/draft", response_model=DraftOut)
