@@ -15,10 +15,8 @@ from revflow.errors import NotFound, Unauthorized
 from revflow.kit.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
-    cursor_datetime,
-    cursor_uuid,
-    decode_cursor,
-    encode_cursor,
+    time_id_after,
+    time_id_next,
 )
 from revflow.models import ApiKey
 from revflow.workflows.repository import parse_id
@@ -121,19 +119,14 @@ async def list_keys(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     # The list's name is part of the cursor's filters so that another list's cursor is refused.
-    after = decode_cursor(cursor, {"list": "api_keys"}, 2)
+    after = time_id_after(cursor, {"list": "api_keys"})
     keys = await service.list_keys(
         session,
         principal.account_id,
-        after=(cursor_datetime(after[0]), cursor_uuid(after[1])) if after else None,
+        after=after,
         limit=limit + 1,
     )
-    next_cursor = None
-    if len(keys) > limit:
-        last = keys[limit - 1]
-        next_cursor = encode_cursor(
-            [last.created_at.isoformat(), str(last.id)], {"list": "api_keys"}
-        )
+    next_cursor = time_id_next(keys, limit, {"list": "api_keys"})
     return {"items": [key_out(k) for k in keys[:limit]], "next_cursor": next_cursor}
 
 

@@ -22,10 +22,8 @@ from revflow.kit import idempotency
 from revflow.kit.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
-    cursor_datetime,
-    cursor_uuid,
-    decode_cursor,
-    encode_cursor,
+    time_id_after,
+    time_id_next,
 )
 from revflow.kit.responses import committed
 from revflow.models import Contact
@@ -66,19 +64,16 @@ async def list_contacts(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     filters = {"tag": tag, "email": email}
-    after = decode_cursor(cursor, filters, 2)
+    after = time_id_after(cursor, filters)
     rows = await service.list_contacts(
         session,
         principal.account_id,
-        after=(cursor_datetime(after[0]), cursor_uuid(after[1])) if after else None,
+        after=after,
         limit=limit + 1,
         tag=tag,
         email=email,
     )
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)], filters)
+    next_cursor = time_id_next(rows, limit, filters)
     return {"items": [contact_out(c) for c in rows[:limit]], "next_cursor": next_cursor}
 
 

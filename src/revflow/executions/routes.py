@@ -27,10 +27,8 @@ from revflow.executions.schemas import (
 from revflow.kit.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
-    cursor_datetime,
-    cursor_uuid,
-    decode_cursor,
-    encode_cursor,
+    time_id_after,
+    time_id_next,
 )
 from revflow.models import Execution
 from revflow.workflows.deps import Change
@@ -81,7 +79,7 @@ async def list_executions(
 ) -> dict[str, Any]:
     workflow = await require_workflow(session, principal.account_id, workflow_id)
     filters = {"version": version, "status": sorted(status or []), "step": step}
-    after = decode_cursor(cursor, filters, 2)
+    after = time_id_after(cursor, filters)
     rows = await service.list_executions(
         session,
         principal.account_id,
@@ -89,13 +87,10 @@ async def list_executions(
         version=version,
         statuses=status,
         step=step,
-        after=(cursor_datetime(after[0]), cursor_uuid(after[1])) if after else None,
+        after=after,
         limit=limit + 1,
     )
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor([last.started_at.isoformat(), str(last.id)], filters)
+    next_cursor = time_id_next(rows, limit, filters, "started_at")
     return {"items": [execution_out(e) for e in rows[:limit]], "next_cursor": next_cursor}
 
 
@@ -157,19 +152,16 @@ async def list_messages(
         "contact_id": str(contact_id) if contact_id else None,
         "execution_id": str(execution_id) if execution_id else None,
     }
-    after = decode_cursor(cursor, filters, 2)
+    after = time_id_after(cursor, filters)
     rows = await service.list_messages(
         session,
         principal.account_id,
         contact_id=contact_id,
         execution_id=execution_id,
-        after=(cursor_datetime(after[0]), cursor_uuid(after[1])) if after else None,
+        after=after,
         limit=limit + 1,
     )
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)], filters)
+    next_cursor = time_id_next(rows, limit, filters)
     items = [
         MessageOut.model_validate(m, from_attributes=True).model_dump(mode="json")
         for m in rows[:limit]

@@ -11,6 +11,7 @@ import binascii
 import datetime as dt
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from revflow.errors import InvalidCursor
@@ -86,3 +87,21 @@ def cursor_int(value: Any, *, bits: int = 64) -> int:
     if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
         raise _malformed()
     return int(value)
+
+
+def time_id_after(
+    cursor: str | None, filters: dict[str, Any]
+) -> tuple[dt.datetime, uuid.UUID] | None:
+    """The (time, id) sort key of a list ordered newest first by a timestamp, then id."""
+    after = decode_cursor(cursor, filters, 2)
+    return None if after is None else (cursor_datetime(after[0]), cursor_uuid(after[1]))
+
+
+def time_id_next(
+    rows: Sequence[Any], limit: int, filters: dict[str, Any], time_attr: str = "created_at"
+) -> str | None:
+    """The cursor after a page read with ``limit + 1`` rows (``None`` on the last page)."""
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1]
+    return encode_cursor([getattr(last, time_attr).isoformat(), str(last.id)], filters)

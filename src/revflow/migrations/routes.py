@@ -11,10 +11,8 @@ from revflow.deps import Editor, Now, ReadSession, Viewer, WriteSession, commit,
 from revflow.kit.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
-    cursor_datetime,
-    cursor_uuid,
-    decode_cursor,
-    encode_cursor,
+    time_id_after,
+    time_id_next,
 )
 from revflow.migrations import service
 from revflow.migrations.schemas import MigrationIn, MigrationList, MigrationOut, Report
@@ -57,19 +55,14 @@ async def list_migrations(
 ) -> dict[str, Any]:
     workflow = await require_workflow(session, principal.account_id, workflow_id)
     # The list's name is part of the cursor's filters so that another list's cursor is refused.
-    after = decode_cursor(cursor, {"list": "migrations"}, 2)
+    after = time_id_after(cursor, {"list": "migrations"})
     rows = await service.list_migrations(
         session,
         workflow,
-        after=(cursor_datetime(after[0]), cursor_uuid(after[1])) if after else None,
+        after=after,
         limit=limit + 1,
     )
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor(
-            [last.created_at.isoformat(), str(last.id)], {"list": "migrations"}
-        )
+    next_cursor = time_id_next(rows, limit, {"list": "migrations"})
     return {"items": [migration_out(m) for m in rows[:limit]], "next_cursor": next_cursor}
 
 

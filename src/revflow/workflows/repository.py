@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -32,7 +33,11 @@ async def get_workflow(
 
 
 async def list_workflows(
-    session: AsyncSession, account_id: uuid.UUID, *, after: list[Any] | None, limit: int
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    *,
+    after: tuple[dt.datetime, uuid.UUID] | None,
+    limit: int,
 ) -> Sequence[Workflow]:
     query = select(Workflow).where(Workflow.account_id == account_id)
     if after is not None:

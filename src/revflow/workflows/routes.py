@@ -25,11 +25,11 @@ from revflow.kit.etag import make_etag
 from revflow.kit.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
-    cursor_datetime,
     cursor_int,
-    cursor_uuid,
     decode_cursor,
     encode_cursor,
+    time_id_after,
+    time_id_next,
 )
 from revflow.migrations.service import migration_out
 from revflow.models import Version, Workflow
@@ -125,16 +125,10 @@ async def list_workflows(
     limit: Limit = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    after = decode_cursor(cursor, {}, 2)
-    if after is not None:
-        after = [cursor_datetime(after[0]), cursor_uuid(after[1])]
+    after = time_id_after(cursor, {})
     rows = await repo.list_workflows(session, principal.account_id, after=after, limit=limit + 1)
     items = [workflow_out(w) for w in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)], {})
-    return {"items": items, "next_cursor": next_cursor}
+    return {"items": items, "next_cursor": time_id_next(rows, limit, {})}
 
 
 @router.get("/workflows/{workflow_id}", response_model=WorkflowDetail)
