@@ -115,7 +115,7 @@ async def change_contact(
 ) -> ContactChange:
     """Apply a change and set off what it triggers (goals, triggers of other workflows)."""
     # Lock order: executions before contacts, as the worker does (no deadlock between them).
-    await store.live_executions_of_contacts(session, account_id, [contact.id])
+    executions = await store.live_executions_of_contacts(session, account_id, [contact.id])
     await session.refresh(contact, with_for_update=True)
     change = ContactChange(contact.id)
     if email is not None and email != contact.email:
@@ -146,7 +146,7 @@ async def change_contact(
         contact.tags = tags
         contact.updated_at = now
         await session.flush()
-        await react(session, account_id, [change], now)
+        await react(session, account_id, [change], now, executions=executions)
     return change
 
 

@@ -14,6 +14,7 @@ from revflow.engine import store
 from revflow.engine.interpreter import (
     ContactState,
     Effects,
+    ExecutionState,
     check_condition_goals,
     deliver_event,
 )
@@ -27,12 +28,14 @@ async def react(
     now: dt.datetime,
     *,
     contacts: dict[uuid.UUID, ContactState] | None = None,
+    executions: list[ExecutionState] | None = None,
     exclude_executions: Iterable[uuid.UUID] = (),
     skip_locked: bool = False,
 ) -> list[uuid.UUID]:
     """Apply goals and event waits to the contacts' live executions, then fire triggers.
 
     ``contacts`` are states already loaded (and locked) by the caller; others are loaded here.
+    ``executions`` are the contacts' live executions when the caller has already locked them.
     Answers the executions enrolled by triggers.
     """
     changes = [
@@ -43,9 +46,10 @@ async def react(
     if not changes:
         return []
     by_contact = {c.contact_id: c for c in changes}
-    executions = await store.live_executions_of_contacts(
-        session, account_id, by_contact, exclude=exclude_executions, skip_locked=skip_locked
-    )
+    if executions is None:
+        executions = await store.live_executions_of_contacts(
+            session, account_id, by_contact, exclude=exclude_executions, skip_locked=skip_locked
+        )
     if executions:
         states = dict(contacts or {})
         missing = {ex.contact_id for ex in executions} - states.keys()
