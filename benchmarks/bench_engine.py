@@ -634,7 +634,7 @@ async def _timed_worker_run(
 
     from revflow.engine import store
     from revflow.engine import worker as worker_module
-    from revflow.engine.worker import Worker
+    from revflow.worker import Worker
     from revflow.logging import configure
 
     configure("WARNING")  # structlog prints to stdout: keep the worker's info lines out of it

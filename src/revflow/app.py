@@ -20,11 +20,11 @@ from revflow.config import Settings, get_settings
 from revflow.contacts.routes import router as contacts_router
 from revflow.db import Database
 from revflow.engine.clock import Clock, SystemClock
-from revflow.engine.worker import Worker
 from revflow.errors import PayloadTooLarge
 from revflow.executions.routes import router as executions_router
 from revflow.logging import get_logger
 from revflow.migrations.routes import router as migrations_router
+from revflow.worker import Worker
 from revflow.workflows.routes import router as workflows_router
 
 log = get_logger("revflow.app")

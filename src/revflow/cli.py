@@ -155,7 +155,7 @@ def worker() -> None:
 
 
 async def _run_worker(settings: Settings) -> None:
-    from revflow.engine.worker import Worker
+    from revflow.worker import Worker
 
     db = Database(
         settings.database_url,

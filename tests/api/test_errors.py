@@ -22,8 +22,8 @@ from sqlalchemy import update
 from revflow.app import create_app
 from revflow.config import Settings
 from revflow.db import Database, utcnow
-from revflow.engine.worker import Worker
 from revflow.models import Version
+from revflow.worker import Worker
 from tests.api.helpers import create_version, create_workflow, simple_definition
 from tests.api.test_tenancy import (
     ROUTES,

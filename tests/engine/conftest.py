@@ -14,7 +14,7 @@ from revflow.app import create_app
 from revflow.config import Settings
 from revflow.db import Database
 from revflow.engine.clock import ManualClock
-from revflow.engine.worker import Worker
+from revflow.worker import Worker
 from tests.conftest import Tenant, make_tenant
 
 

@@ -35,7 +35,7 @@ from revflow.db import Database
 from revflow.engine.channels import ExternalSender
 from revflow.engine.clock import ManualClock
 from revflow.engine.interpreter import ExternalCall
-from revflow.engine.worker import Worker
+from revflow.worker import Worker
 from tests.conftest import DatabaseFactory, free_port, make_tenant
 from tests.engine.conftest import Engine
 
@@ -227,7 +227,7 @@ async def rig(database_url: str, **overrides: Any) -> AsyncIterator[Rig]:
             yield the_rig
         finally:
             for w in the_rig.workers:
-                for task in list(w._external_tasks):
+                for task in list(w.engine._external_tasks):
                     task.cancel()
                     with contextlib.suppress(BaseException):
                         await task
@@ -651,7 +651,7 @@ async def test_a_dead_workers_lease_is_taken_over_after_it_expires(
         assert (claimed.executions, claimed.external) == (1, 1)
         await asyncio.wait_for(doomed_sender.waiting.wait(), 10)
         # The worker dies in the middle of its call: its task is gone, its lease stays behind.
-        for task in list(doomed._external_tasks):
+        for task in list(doomed.engine._external_tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -708,14 +708,14 @@ async def test_a_stalled_worker_that_lost_its_lease_records_nothing(
 
         # The stalled worker comes back: its call goes out, but its result is not recorded.
         slow_sender.gate.set()
-        await asyncio.wait_for(asyncio.gather(*slow._external_tasks), 30)
+        await asyncio.wait_for(asyncio.gather(*slow.engine._external_tasks), 30)
         assert len(server.requests) == 1
         ex = await engine.execution(execution_id)
         assert (ex["status"], ex["current_step"], ex["history"]) == ("active", "call", [])
 
         # The worker holding the lease records it, and the execution runs on exactly once.
         second_sender.gate.set()
-        await asyncio.wait_for(asyncio.gather(*second._external_tasks), 30)
+        await asyncio.wait_for(asyncio.gather(*second.engine._external_tasks), 30)
         await second.drain()
         await slow.drain()
         ex = await engine.execution(execution_id)
@@ -753,7 +753,7 @@ async def test_an_external_call_in_flight_is_not_claimed_again(
         assert (await engine.worker.run_once()).executions == 0
         assert (await holder.run_once()).executions == 0
         sender.gate.set()
-        await asyncio.wait_for(asyncio.gather(*holder._external_tasks), 30)
+        await asyncio.wait_for(asyncio.gather(*holder.engine._external_tasks), 30)
         await holder.drain()
         ex = await engine.execution(execution_id)
 

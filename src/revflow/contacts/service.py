@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from revflow.contacts.schemas import ContactCreate, ContactPatch, ContactUpsert, EventIn
 from revflow.engine import store
 from revflow.engine.interpreter import Effects
-from revflow.engine.reactions import react
 from revflow.errors import Conflict, NotFound
 from revflow.executions.enrollment import ContactChange
+from revflow.executions.reactions import react
 from revflow.models import LIVE_STATUSES, Contact, Execution, Message
 
 

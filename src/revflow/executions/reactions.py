@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +19,7 @@ from revflow.engine.interpreter import (
     check_condition_goals,
     deliver_event,
 )
+from revflow.engine.runner import Outcome
 from revflow.executions.enrollment import ContactChange, fire_triggers
 
 
@@ -76,3 +78,29 @@ async def react(
             session, {ex.id: account_id for ex in touched}, touched, [], effects, now
         )
     return await fire_triggers(session, account_id, changes, now)
+
+
+async def react_to_steps(session: AsyncSession, outcome: Outcome, now: dt.datetime) -> None:
+    """The engine's hook: contacts changed by steps fire triggers and goals of their other
+    executions, in the batch's transaction."""
+    contacts = outcome.contacts
+    changed = [c for c in contacts.values() if c.added_tags or c.removed_tags or c.changed_fields]
+    if not changed:
+        return
+    account_of = await store.contact_accounts(session, [c.id for c in changed])
+    by_account: dict[uuid.UUID, list[ContactChange]] = defaultdict(list)
+    for c in changed:
+        by_account[account_of[c.id]].append(
+            ContactChange(
+                c.id,
+                added_tags=list(c.added_tags),
+                changed_fields=list(c.changed_fields),
+                removed_tags=list(c.removed_tags),
+            )
+        )
+    for account_id, changes in by_account.items():
+        # Other executions held by other workers are skipped, not waited for (that could
+        # deadlock); they check their goals themselves before their next step. This batch's
+        # own executions (already written, and locked by this transaction) are included: one
+        # that began a wait before another changed the contact must see it.
+        await react(session, account_id, changes, now, contacts=contacts, skip_locked=True)

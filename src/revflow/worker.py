@@ -1,0 +1,166 @@
+"""The worker: one loop that runs every duty of revflow's background work.
+
+This is where the duties are listed (the engine's batches of due executions, migration
+batches, archival and canary judgement) and handed to one loop; the engine and the features
+know nothing of each other. Any number of workers share the work on PostgreSQL; on SQLite one
+runs inside the server process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from revflow.config import Settings
+from revflow.db import Database
+from revflow.engine.channels import ExternalSender
+from revflow.engine.clock import Clock
+from revflow.engine.runner import BatchResult, EngineRunner, Hook, Outcome
+from revflow.executions.reactions import react_to_steps
+from revflow.logging import get_logger
+from revflow.migrations.runner import run_next as run_migration_batch
+from revflow.workflows.lifecycle import Archivable, archive, check_canaries, claim_archive_run
+
+log = get_logger("revflow.worker")
+
+
+def judge_canaries(settings: Settings) -> Hook:
+    """A canary is judged whenever its executions finish (SPEC §6b)."""
+
+    async def hook(session: AsyncSession, outcome: Outcome, now: dt.datetime) -> None:
+        await check_canaries(session, outcome.finished_workflows(), settings)
+
+    return hook
+
+
+# A duty does one bounded piece of work and answers how much it did (0: nothing was due).
+Duty = Callable[[], Awaitable[int]]
+
+
+@dataclass
+class Round:
+    """What one pass over the duties did."""
+
+    engine: BatchResult
+    other: int
+
+    @property
+    def idle(self) -> bool:
+        return self.engine.executions == 0 and self.other == 0
+
+
+class Worker:
+    """Runs the duties in a loop until stopped; between rounds sleeps until work is due."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        sender: ExternalSender | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.engine = EngineRunner(
+            db,
+            settings,
+            hooks=[react_to_steps, judge_canaries(settings)],
+            clock=clock,
+            sender=sender,
+            worker_id=worker_id,
+            on_recorded=self.wake,
+        )
+        self.clock = self.engine.clock
+        self.sender = self.engine.sender
+        self.id = self.engine.id
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._next_schedule_check = 0.0
+        # Besides the engine's batches, every round runs these, in this order; scheduled
+        # work (archival) runs between rounds, at most once a minute.
+        self.duties: list[tuple[str, Duty]] = [("migrations", self._migration_batch)]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Look for due work now (the API calls this after enrolling, in one process)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Run rounds until stopped."""
+        log.info("worker_started", worker=self.id)
+        try:
+            while not self._stop.is_set():
+                try:
+                    done = await self.round()
+                    await self.run_scheduled()
+                except DBAPIError as exc:
+                    # A deadlock or serialization failure aborts one batch; it is retried.
+                    log.warning("batch_aborted", worker=self.id, error=str(exc.orig))
+                    done = Round(BatchResult(), 0)
+                if done.idle:
+                    await self._idle()
+        finally:
+            await self.engine.finish()
+            log.info("worker_stopped", worker=self.id)
+
+    async def round(self, *, wait_external: bool = False) -> Round:
+        """One batch of due executions, then one turn of every other duty."""
+        engine = await self.engine.run_once(wait_external=wait_external)
+        other = 0
+        for _name, duty in self.duties:
+            other += await duty()
+        return Round(engine, other)
+
+    async def _migration_batch(self) -> int:
+        return await run_migration_batch(self.db, self.clock.now())
+
+    async def run_once(self, *, wait_external: bool = False) -> BatchResult:
+        """Claim and run one batch of due executions."""
+        return await self.engine.run_once(wait_external=wait_external)
+
+    async def _idle(self) -> None:
+        timeout = self.settings.worker_poll_seconds
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def drain(self, max_rounds: int = 10_000) -> BatchResult:
+        """Run rounds until nothing is due, waiting for external calls in between (tests)."""
+        total = BatchResult()
+        for _ in range(max_rounds):
+            done = await self.round(wait_external=True)
+            total.executions += done.engine.executions
+            total.steps += done.engine.steps
+            total.external += done.engine.external
+            if done.idle:
+                break
+        return total
+
+    async def run_scheduled(self, *, force: bool = False) -> list[Archivable] | None:
+        """Archival, once per ``archive_interval_hours`` across every worker (checked at most
+        once a minute per worker). Answers what was archived, or None when not this run."""
+        moment = time.monotonic()
+        if not force and moment < self._next_schedule_check:
+            return None
+        self._next_schedule_check = moment + 60
+        now = self.clock.now()
+        async with self.db.session(write=True) as session:
+            if not await claim_archive_run(session, self.settings, now, self.id):
+                return None
+            archived = await archive(session, self.settings, now)
+            await session.commit()
+        if archived:
+            log.info("archived", worker=self.id, versions=len(archived))
+        return archived
