@@ -24,6 +24,7 @@ from revflow.errors import PayloadTooLarge
 from revflow.executions.routes import router as executions_router
 from revflow.logging import get_logger
 from revflow.migrations.routes import router as migrations_router
+from revflow.releases.routes import router as releases_router
 from revflow.worker import Worker
 from revflow.workflows.routes import router as workflows_router
 
@@ -163,6 +164,7 @@ def create_app(
     problems.install(app)
     app.include_router(auth_router)
     app.include_router(workflows_router)
+    app.include_router(releases_router)
     app.include_router(audit_router)
     app.include_router(contacts_router)
     app.include_router(executions_router)

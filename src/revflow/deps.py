@@ -7,14 +7,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.auth.service import Principal, authenticate
 from revflow.config import Settings
 from revflow.db import Database
 from revflow.engine.clock import Clock
-from revflow.errors import ConcurrentChange, Forbidden, Unauthorized
+from revflow.errors import Forbidden, Unauthorized
 
 
 async def get_db(request: Request) -> Database:
@@ -88,14 +87,3 @@ ReadSession = Annotated[AsyncSession, Depends(request_session)]
 WriteSession = Annotated[AsyncSession, Depends(request_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Now = Annotated[dt.datetime, Depends(now)]
-
-
-async def commit(session: AsyncSession) -> None:
-    """Commit the request's transaction; a constraint that fires here means a lost race."""
-    try:
-        await session.commit()
-    except IntegrityError as exc:
-        await session.rollback()
-        raise ConcurrentChange(
-            "A concurrent request changed the same object first; read it again and retry"
-        ) from exc

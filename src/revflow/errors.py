@@ -89,6 +89,11 @@ class ValidationFailed(RevflowError):
             detail or f"{first['message']} (at {first['pointer'] or '/'})", errors=errors, **extra
         )
 
+    @classmethod
+    def at(cls, pointer: str, message: str) -> ValidationFailed:
+        """One problem at one JSON Pointer of the request."""
+        return cls([{"pointer": pointer, "message": message}])
+
 
 class InvalidDefinition(ValidationFailed):
     code = "invalid_definition"
@@ -154,6 +159,36 @@ class MigrationRunning(Conflict):
 class NotPublished(Conflict):
     code = "not_published"
     title = "The workflow has no published version"
+
+
+class WorkflowPaused(Conflict):
+    code = "workflow_paused"
+    title = "The workflow is paused"
+
+
+class ExecutionFinished(Conflict):
+    code = "execution_finished"
+    title = "The execution has already finished"
+
+
+class ExternalIdTaken(Conflict):
+    code = "external_id_taken"
+    title = "Another contact has this external_id"
+
+
+class StaleDraft(Conflict):
+    code = "stale_draft"
+    title = "The draft was saved elsewhere since the revision you edited"
+
+
+class MigrationNotRunning(Conflict):
+    code = "migration_not_running"
+    title = "The migration is not in a state that allows this"
+
+
+class NothingToRevert(Conflict):
+    code = "nothing_to_revert"
+    title = "The migration moved no execution"
 
 
 class ConcurrentChange(Conflict):

@@ -10,16 +10,17 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from revflow.audit.service import Actor
 from revflow.auth import service
-from revflow.deps import Admin, ReadSession, SettingsDep, WriteSession, commit
+from revflow.deps import Admin, ReadSession, SettingsDep, WriteSession
 from revflow.errors import NotFound, Unauthorized
+from revflow.kit.ids import parse_id
 from revflow.kit.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     time_id_after,
     time_id_next,
 )
+from revflow.kit.transactions import commit
 from revflow.models import ApiKey
-from revflow.workflows.repository import parse_id
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 

@@ -17,7 +17,7 @@ from revflow.contacts.schemas import (
     EventIn,
     EventOut,
 )
-from revflow.deps import Editor, Now, ReadSession, Viewer, WriteSession, commit, wake_worker
+from revflow.deps import Editor, Now, ReadSession, Viewer, WriteSession, wake_worker
 from revflow.kit import idempotency
 from revflow.kit.pagination import (
     DEFAULT_LIMIT,
@@ -26,6 +26,7 @@ from revflow.kit.pagination import (
     time_id_next,
 )
 from revflow.kit.responses import committed
+from revflow.kit.transactions import commit
 from revflow.models import Contact
 
 router = APIRouter(prefix="/api/v1", tags=["contacts"])

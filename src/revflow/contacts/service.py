@@ -14,15 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from revflow.contacts.schemas import ContactCreate, ContactPatch, ContactUpsert, EventIn
 from revflow.engine import store
 from revflow.engine.interpreter import Effects
-from revflow.errors import Conflict, NotFound
+from revflow.errors import ExternalIdTaken, NotFound
 from revflow.executions.enrollment import ContactChange
 from revflow.executions.reactions import react
 from revflow.models import LIVE_STATUSES, Contact, Execution, Message
-
-
-class ExternalIdTaken(Conflict):
-    code = "external_id_taken"
-    title = "Another contact has this external_id"
 
 
 async def require_contact(

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, exists, insert, or_, select, update
+from sqlalchemy import Table, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.definition import Definition
@@ -298,3 +298,23 @@ async def next_due(session: AsyncSession) -> dt.datetime | None:
         .order_by(Execution.wake_at)
         .limit(1)
     )
+
+
+async def live_by_step(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    workflow_id: uuid.UUID,
+    version: int,
+    ids: Sequence[uuid.UUID] | None = None,
+) -> dict[str, int]:
+    """Live executions of one version (or of ``ids`` among them), counted by current step."""
+    query = select(Execution.current_step, func.count()).where(
+        Execution.account_id == account_id,
+        Execution.workflow_id == workflow_id,
+        Execution.version == version,
+        Execution.status.in_(LIVE_STATUSES),
+    )
+    if ids is not None:
+        query = query.where(Execution.id.in_(ids))
+    rows = await session.execute(query.group_by(Execution.current_step))
+    return {str(step or ""): int(count) for step, count in rows.all()}

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from revflow.deps import Editor, Now, ReadSession, Viewer, WriteSession, commit, wake_worker
+from revflow.deps import Editor, Now, ReadSession, Viewer, WriteSession, wake_worker
 from revflow.engine import store
-from revflow.errors import Conflict, NotPublished
+from revflow.errors import NotPublished, WorkflowPaused
 from revflow.executions import service
 from revflow.executions.enrollment import enroll
 from revflow.executions.schemas import (
@@ -30,17 +30,13 @@ from revflow.kit.pagination import (
     time_id_after,
     time_id_next,
 )
+from revflow.kit.transactions import commit
 from revflow.models import Execution
 from revflow.workflows.deps import Change
 from revflow.workflows.service import require_version, require_workflow
 
 router = APIRouter(prefix="/api/v1", tags=["executions"])
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-
-
-class WorkflowPaused(Conflict):
-    code = "workflow_paused"
-    title = "The workflow is paused"
 
 
 def execution_out(execution: Execution) -> dict[str, Any]:

@@ -7,36 +7,20 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.engine import store
 from revflow.engine.interpreter import Effects
-from revflow.errors import Conflict, NotFound
-from revflow.models import LIVE_STATUSES, Execution, HistoryEntry, Message
-
-
-class ExecutionFinished(Conflict):
-    code = "execution_finished"
-    title = "The execution has already finished"
-
-
-def parse_uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise NotFound(f"No {what} {value}") from None
+from revflow.errors import ExecutionFinished, NotFound
+from revflow.executions import repository as repo
+from revflow.kit.ids import require_id
+from revflow.models import Execution, HistoryEntry, Message
 
 
 async def require_execution(
     session: AsyncSession, account_id: uuid.UUID, execution_id: str
 ) -> Execution:
-    execution = await session.scalar(
-        select(Execution).where(
-            Execution.account_id == account_id,
-            Execution.id == parse_uuid(execution_id, "execution"),
-        )
-    )
+    execution = await repo.get_execution(session, account_id, require_id(execution_id, "execution"))
     if execution is None:
         raise NotFound(f"No execution {execution_id}")
     return execution
@@ -45,13 +29,7 @@ async def require_execution(
 async def history(
     session: AsyncSession, account_id: uuid.UUID, execution_id: uuid.UUID
 ) -> Sequence[HistoryEntry]:
-    return (
-        await session.scalars(
-            select(HistoryEntry)
-            .where(HistoryEntry.account_id == account_id, HistoryEntry.execution_id == execution_id)
-            .order_by(HistoryEntry.id)
-        )
-    ).all()
+    return await repo.history(session, account_id, execution_id)
 
 
 async def list_executions(
@@ -65,19 +43,16 @@ async def list_executions(
     after: tuple[dt.datetime, uuid.UUID] | None,
     limit: int,
 ) -> Sequence[Execution]:
-    query = select(Execution).where(
-        Execution.account_id == account_id, Execution.workflow_id == workflow_id
+    return await repo.list_executions(
+        session,
+        account_id,
+        workflow_id,
+        version=version,
+        statuses=statuses,
+        step=step,
+        after=after,
+        limit=limit,
     )
-    if version is not None:
-        query = query.where(Execution.version == version)
-    if statuses:
-        query = query.where(Execution.status.in_(statuses))
-    if step is not None:
-        query = query.where(Execution.current_step == step)
-    if after is not None:
-        query = query.where(tuple_(Execution.started_at, Execution.id) < tuple_(*after))
-    query = query.order_by(Execution.started_at.desc(), Execution.id.desc()).limit(limit)
-    return (await session.scalars(query)).all()
 
 
 async def cancel(
@@ -100,42 +75,9 @@ async def cancel(
 async def version_stats(
     session: AsyncSession, account_id: uuid.UUID, workflow_id: uuid.UUID, number: int
 ) -> dict[str, Any]:
-    where = (
-        Execution.account_id == account_id,
-        Execution.workflow_id == workflow_id,
-        Execution.version == number,
-    )
-    by_status = {
-        status: count
-        for status, count in (
-            await session.execute(
-                select(Execution.status, func.count()).where(*where).group_by(Execution.status)
-            )
-        ).all()
-    }
-    by_step = {
-        step or "": count
-        for step, count in (
-            await session.execute(
-                select(Execution.current_step, func.count())
-                .where(*where, Execution.status.in_(LIVE_STATUSES))
-                .group_by(Execution.current_step)
-            )
-        ).all()
-    }
-    # Every goal reached counts, whether it ended the execution (outcome goal:<id>) or jumped
-    # to its `then` step: each writes one history entry under the goal's id.
-    goals = {
-        goal: count
-        for goal, count in (
-            await session.execute(
-                select(HistoryEntry.step, func.count(HistoryEntry.execution_id.distinct()))
-                .join(Execution, Execution.id == HistoryEntry.execution_id)
-                .where(*where, HistoryEntry.account_id == account_id, HistoryEntry.result == "goal")
-                .group_by(HistoryEntry.step)
-            )
-        ).all()
-    }
+    by_status = await repo.status_counts(session, account_id, workflow_id, number)
+    by_step = await store.live_by_step(session, account_id, workflow_id, number)
+    goals = await repo.goal_conversions(session, account_id, workflow_id, number)
     completed = by_status.get("completed", 0)
     failed = by_status.get("failed", 0)
     return {
@@ -160,12 +102,11 @@ async def list_messages(
     after: tuple[dt.datetime, uuid.UUID] | None,
     limit: int,
 ) -> Sequence[Message]:
-    query = select(Message).where(Message.account_id == account_id)
-    if contact_id is not None:
-        query = query.where(Message.contact_id == contact_id)
-    if execution_id is not None:
-        query = query.where(Message.execution_id == execution_id)
-    if after is not None:
-        query = query.where(tuple_(Message.created_at, Message.id) < tuple_(*after))
-    query = query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
-    return (await session.scalars(query)).all()
+    return await repo.list_messages(
+        session,
+        account_id,
+        contact_id=contact_id,
+        execution_id=execution_id,
+        after=after,
+        limit=limit,
+    )

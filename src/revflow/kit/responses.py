@@ -7,8 +7,8 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from revflow.deps import commit
 from revflow.kit.idempotency import Claim
+from revflow.kit.transactions import commit
 
 
 async def committed(

@@ -7,16 +7,22 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from revflow.deps import Editor, Now, ReadSession, Viewer, WriteSession, commit, wake_worker
+from revflow.deps import Editor, Now, ReadSession, Viewer, WriteSession, wake_worker
 from revflow.kit.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     time_id_after,
     time_id_next,
 )
+from revflow.kit.transactions import commit
 from revflow.migrations import service
-from revflow.migrations.schemas import MigrationIn, MigrationList, MigrationOut, Report
-from revflow.migrations.service import migration_out
+from revflow.migrations.schemas import (
+    MigrationIn,
+    MigrationList,
+    MigrationOut,
+    Report,
+    migration_out,
+)
 from revflow.workflows.deps import VersionChange
 from revflow.workflows.service import require_workflow
 

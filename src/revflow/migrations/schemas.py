@@ -8,11 +8,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from revflow.models import Migration
 
-class MigrationIn(BaseModel):
+
+class MigrationOptions(BaseModel):
+    """How a migration moves its executions (SPEC §6)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    from_version: int = Field(ge=1)
     strategy: Literal["immediate", "gradual", "manual"] = "immediate"
     mapping: dict[str, str] = Field(default_factory=dict)
     execution_ids: list[uuid.UUID] | None = Field(default=None, max_length=100_000)
@@ -20,6 +23,10 @@ class MigrationIn(BaseModel):
     interval_seconds: float = Field(default=60.0, ge=0, le=86_400)
     wait_policy: Literal["keep", "recompute", "restart"] = "keep"
     halt_failure_rate: float = Field(default=0.2, ge=0, le=1)
+
+
+class MigrationIn(MigrationOptions):
+    from_version: int = Field(ge=1)
     dry_run: bool = False
 
 
@@ -68,3 +75,11 @@ class MigrationOut(BaseModel):
 class MigrationList(BaseModel):
     items: list[MigrationOut]
     next_cursor: str | None
+
+
+def migration_out(migration: Migration) -> dict[str, Any]:
+    """A migration as the API shows it, with its ``pending`` count."""
+    pending = migration.total - migration.migrated - migration.skipped - migration.failed
+    data = {c.name: getattr(migration, c.name) for c in Migration.__table__.columns}
+    data["pending"] = max(pending, 0)
+    return MigrationOut.model_validate(data).model_dump(mode="json")

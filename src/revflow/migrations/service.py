@@ -7,67 +7,28 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.audit import service as audit
 from revflow.auth.service import Principal
 from revflow.engine import store
-from revflow.errors import Conflict, MigrationRunning, NotFound, ValidationFailed
-from revflow.migrations.planning import MappingError, check_mapping, plan_steps, report
-from revflow.migrations.schemas import MigrationIn, MigrationOut
-from revflow.models import (
-    LIVE_STATUSES,
-    MIGRATION_UNFINISHED,
-    Execution,
-    Migration,
-    MigrationItem,
-    Version,
-    Workflow,
+from revflow.errors import (
+    MigrationNotRunning,
+    MigrationRunning,
+    NotFound,
+    NothingToRevert,
+    ValidationFailed,
 )
-from revflow.workflows.repository import get_version
-
-
-class MigrationNotRunning(Conflict):
-    code = "migration_not_running"
-    title = "The migration is not in a state that allows this"
-
-
-class NothingToRevert(Conflict):
-    code = "nothing_to_revert"
-    title = "The migration moved no execution"
-
-
-def migration_out(migration: Migration) -> dict[str, Any]:
-    pending = migration.total - migration.migrated - migration.skipped - migration.failed
-    data = {c.name: getattr(migration, c.name) for c in Migration.__table__.columns}
-    data["pending"] = max(pending, 0)
-    return MigrationOut.model_validate(data).model_dump(mode="json")
-
-
-async def _live_counts(
-    session: AsyncSession, workflow: Workflow, version: int, ids: Sequence[uuid.UUID] | None
-) -> dict[str, int]:
-    query = select(Execution.current_step, func.count()).where(
-        Execution.account_id == workflow.account_id,
-        Execution.workflow_id == workflow.id,
-        Execution.version == version,
-        Execution.status.in_(LIVE_STATUSES),
-    )
-    if ids is not None:
-        query = query.where(Execution.id.in_(ids))
-    rows = await session.execute(query.group_by(Execution.current_step))
-    return {str(row[0] or ""): int(row[1]) for row in rows.all()}
+from revflow.kit.ids import require_id
+from revflow.migrations import repository as repo
+from revflow.migrations.planning import MappingError, check_mapping, plan_steps, report
+from revflow.migrations.schemas import MigrationIn
+from revflow.models import MIGRATION_UNFINISHED, Migration, Version, Workflow
+from revflow.workflows.repository import get_version, get_workflow
 
 
 async def unfinished(session: AsyncSession, workflow: Workflow) -> Migration | None:
-    return await session.scalar(
-        select(Migration).where(
-            Migration.account_id == workflow.account_id,
-            Migration.workflow_id == workflow.id,
-            Migration.status.in_(MIGRATION_UNFINISHED),
-        )
-    )
+    return await repo.unfinished(session, workflow.account_id, workflow.id)
 
 
 async def start(
@@ -82,17 +43,11 @@ async def start(
     executions. The workflow must be locked by the caller."""
     source = await get_version(session, workflow.account_id, workflow.id, body.from_version)
     if source is None:
-        raise ValidationFailed(
-            [{"pointer": "/from_version", "message": f"version {body.from_version} does not exist"}]
-        )
+        raise ValidationFailed.at("/from_version", f"version {body.from_version} does not exist")
     if source.number == target.number:
-        raise ValidationFailed(
-            [{"pointer": "/from_version", "message": "from_version is the target version"}]
-        )
+        raise ValidationFailed.at("/from_version", "from_version is the target version")
     if body.strategy == "manual" and not body.execution_ids:
-        raise ValidationFailed(
-            [{"pointer": "/execution_ids", "message": "a manual migration lists its executions"}]
-        )
+        raise ValidationFailed.at("/execution_ids", "a manual migration lists its executions")
     defs = await store.definitions(
         session, [(workflow.id, source.number), (workflow.id, target.number)]
     )
@@ -106,19 +61,9 @@ async def start(
         if body.strategy == "manual" and body.execution_ids
         else None
     )
-    counts = await _live_counts(session, workflow, source.number, ids)
+    counts = await store.live_by_step(session, workflow.account_id, workflow.id, source.number, ids)
     if ids is not None:
-        live = set(
-            await session.scalars(
-                select(Execution.id).where(
-                    Execution.account_id == workflow.account_id,
-                    Execution.workflow_id == workflow.id,
-                    Execution.version == source.number,
-                    Execution.status.in_(LIVE_STATUSES),
-                    Execution.id.in_(ids),
-                )
-            )
-        )
+        live = await repo.live_among(session, workflow.account_id, workflow.id, source.number, ids)
         errors = [
             {
                 "pointer": f"/execution_ids/{i}",
@@ -156,7 +101,7 @@ async def start(
     )
     session.add(migration)
     await session.flush()
-    migration.total = await _snapshot(session, migration, ids)
+    migration.total = await repo.snapshot(session, migration, ids)
     await audit.record(
         session,
         principal.account_id,
@@ -175,53 +120,11 @@ async def start(
     return answer, migration
 
 
-async def _snapshot(
-    session: AsyncSession, migration: Migration, ids: Sequence[uuid.UUID] | None
-) -> int:
-    """The live executions of ``from_version`` now: the migration's items (set-based)."""
-    query = select(
-        literal(migration.id, Migration.id.type),
-        Execution.id,
-        Execution.account_id,
-        literal("pending"),
-    ).where(
-        Execution.account_id == migration.account_id,
-        Execution.workflow_id == migration.workflow_id,
-        Execution.version == migration.from_version,
-        Execution.status.in_(LIVE_STATUSES),
-    )
-    if ids is not None:
-        query = query.where(Execution.id.in_(ids))
-    await session.execute(
-        insert(MigrationItem).from_select(
-            ["migration_id", "execution_id", "account_id", "state"], query
-        )
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        # The items are new rows, perhaps most of the table: until the autovacuum's ANALYZE
-        # (a minute or more later) the planner takes this migration's items for a handful,
-        # and its batch statements read all of them per batch. ANALYZE counts this
-        # transaction's own rows; a role that does not own the table only gets a warning.
-        await session.execute(text("ANALYZE migration_items"))
-    return int(
-        await session.scalar(
-            select(func.count())
-            .select_from(MigrationItem)
-            .where(MigrationItem.migration_id == migration.id)
-        )
-        or 0
-    )
-
-
 async def require_migration(
     session: AsyncSession, account_id: uuid.UUID, migration_id: str, *, lock: bool = False
 ) -> Migration:
-    try:
-        parsed = uuid.UUID(migration_id)
-    except ValueError:
-        raise NotFound(f"No migration {migration_id}") from None
-    query = select(Migration).where(Migration.account_id == account_id, Migration.id == parsed)
-    migration = await session.scalar(query.with_for_update() if lock else query)
+    parsed = require_id(migration_id, "migration")
+    migration = await repo.get_migration(session, account_id, parsed, lock=lock)
     if migration is None:
         raise NotFound(f"No migration {migration_id}")
     return migration
@@ -234,13 +137,9 @@ async def list_migrations(
     after: tuple[dt.datetime, uuid.UUID] | None,
     limit: int,
 ) -> Sequence[Migration]:
-    query = select(Migration).where(
-        Migration.account_id == workflow.account_id, Migration.workflow_id == workflow.id
+    return await repo.list_migrations(
+        session, workflow.account_id, workflow.id, after=after, limit=limit
     )
-    if after is not None:
-        query = query.where(tuple_(Migration.created_at, Migration.id) < tuple_(*after))
-    query = query.order_by(Migration.created_at.desc(), Migration.id.desc()).limit(limit)
-    return (await session.scalars(query)).all()
 
 
 async def _audit(
@@ -297,9 +196,7 @@ async def revert(
         await cancel(session, principal, migration, now)
     if migration.migrated == 0:
         raise NothingToRevert(f"Migration {migration.id} moved no execution")
-    workflow = await session.scalar(
-        select(Workflow).where(Workflow.id == migration.workflow_id).with_for_update()
-    )
+    workflow = await get_workflow(session, migration.account_id, migration.workflow_id, lock=True)
     assert workflow is not None
     if await unfinished(session, workflow) is not None:
         raise MigrationRunning(f"Workflow {workflow.id} has an unfinished migration")
@@ -325,18 +222,7 @@ async def revert(
     )
     session.add(back)
     await session.flush()
-    await session.execute(
-        insert(MigrationItem).from_select(
-            ["migration_id", "execution_id", "account_id", "state"],
-            select(
-                literal(back.id, Migration.id.type),
-                MigrationItem.execution_id,
-                MigrationItem.account_id,
-                literal("pending"),
-            ).where(MigrationItem.migration_id == migration.id, MigrationItem.state == "migrated"),
-        )
-    )
-    back.total = migration.migrated
+    back.total = await repo.copy_moved_items(session, migration, back)
     back.report = {"total": back.total, "reverts": str(migration.id)}
     await _audit(session, principal, migration, "reverted", revert_migration=str(back.id))
     await session.flush()

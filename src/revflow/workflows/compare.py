@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.diff import Comparison, compare
+from revflow.engine import store
 from revflow.models import Version
-from revflow.workflows import repository as repo
 
 
 async def compare_versions(
@@ -17,7 +17,7 @@ async def compare_versions(
     """The comparison and its SPEC §5 answer, with ``executions_affected`` per breaking change."""
     comparison = compare(source.definition, target.definition)
     answer = comparison.to_dict()
-    by_step = await repo.live_executions_by_step(
+    by_step = await store.live_by_step(
         session, source.account_id, source.workflow_id, source.number
     )
     live_total = sum(by_step.values())

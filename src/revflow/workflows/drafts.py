@@ -18,13 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.config import Settings
 from revflow.definition import DefinitionInvalid, validate_definition
-from revflow.errors import Conflict, NotFound
+from revflow.errors import NotFound, StaleDraft
 from revflow.models import Workflow, WorkingDraft
-
-
-class StaleDraft(Conflict):
-    code = "stale_draft"
-    title = "The draft was saved elsewhere since the revision you edited"
 
 
 def draft_out(draft: WorkingDraft) -> dict[str, Any]:

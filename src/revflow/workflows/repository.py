@@ -16,13 +16,6 @@ from revflow.models import LIVE_STATUSES, Execution, Version, VersionTag, Workfl
 VERSION_SUMMARY_COLUMNS = [c for c in Version.__table__.c if c.name != "definition"]
 
 
-def parse_id(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
-
-
 async def get_workflow(
     session: AsyncSession, account_id: uuid.UUID, workflow_id: uuid.UUID, *, lock: bool = False
 ) -> Workflow | None:
@@ -145,20 +138,3 @@ async def live_executions(
         .group_by(Execution.version)
     )
     return {version: count for version, count in rows.all()}
-
-
-async def live_executions_by_step(
-    session: AsyncSession, account_id: uuid.UUID, workflow_id: uuid.UUID, number: int
-) -> dict[str, int]:
-    """Unfinished executions of version ``number``, counted by their current step."""
-    rows = await session.execute(
-        select(Execution.current_step, func.count())
-        .where(
-            Execution.account_id == account_id,
-            Execution.workflow_id == workflow_id,
-            Execution.version == number,
-            Execution.status.in_(LIVE_STATUSES),
-        )
-        .group_by(Execution.current_step)
-    )
-    return {step or "": count for step, count in rows.all()}

@@ -15,7 +15,6 @@ from revflow.deps import (
     SettingsDep,
     Viewer,
     WriteSession,
-    commit,
     wake_worker,
 )
 from revflow.diff import render_text
@@ -31,71 +30,33 @@ from revflow.kit.pagination import (
     time_id_after,
     time_id_next,
 )
-from revflow.migrations.service import migration_out
-from revflow.models import Version, Workflow
+from revflow.kit.transactions import commit
+from revflow.models import Workflow
 from revflow.workflows import drafts, service
 from revflow.workflows import repository as repo
 from revflow.workflows.compare import compare_versions as compare_versions_with_impact
-from revflow.workflows.deps import Change, VersionChange, WorkflowChange
+from revflow.workflows.deps import Change, VersionChange
 from revflow.workflows.schemas import (
     CanaryAbortBody,
     CompareOut,
     PublishBody,
-    RollbackBody,
     TagsBody,
     VersionCreate,
     VersionDetail,
     VersionList,
-    VersionOut,
     VersionStatus,
     WorkflowCreate,
     WorkflowDetail,
     WorkflowList,
     WorkflowOut,
     WorkflowUpdate,
+    version_out,
+    workflow_out,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["workflows"])
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-
-
-def workflow_out(workflow: Workflow) -> dict[str, Any]:
-    canary = None
-    if workflow.canary_version is not None:
-        canary = {"version": workflow.canary_version, "percent": workflow.canary_percent}
-    return WorkflowOut(
-        id=workflow.id,
-        name=workflow.name,
-        description=workflow.description,
-        status=workflow.status,
-        current_version=workflow.current_version,
-        canary=canary,
-        etag=make_etag(workflow.id, workflow.revision),
-        version_count=workflow.version_count,
-        created_at=workflow.created_at,
-        updated_at=workflow.updated_at,
-    ).model_dump(mode="json")
-
-
-def version_out(version: Any, live: int, *, with_definition: bool = False) -> dict[str, Any]:
-    fields = {
-        name: getattr(version, name)
-        for name in VersionOut.model_fields
-        if name not in ("live_executions",)
-    }
-    answer = VersionOut(**fields, live_executions=live).model_dump(mode="json")
-    if with_definition:
-        # The definition is stored JSON already: passed through, not re-validated and re-dumped.
-        answer["definition"] = version.definition
-    return answer
-
-
-async def _version_detail(change: WorkflowChange, version: Version) -> dict[str, Any]:
-    live = await repo.live_executions(
-        change.session, change.workflow.account_id, change.workflow.id, [version.number]
-    )
-    return version_out(version, live.get(version.number, 0), with_definition=True)
 
 
 @router.post("/workflows", status_code=201, response_model=WorkflowOut)
@@ -158,7 +119,9 @@ async def create_version(
     version = await service.create_version(
         change.session, change.principal, change.workflow, body, settings
     )
-    return await change.respond(await _version_detail(change, version), 201)
+    return await change.respond(
+        await service.version_detail(change.session, change.workflow, version), 201
+    )
 
 
 @router.get("/workflows/{workflow_id}/versions", response_model=VersionList)
@@ -249,7 +212,9 @@ async def publish_version(change: VersionChange, body: PublishBody | None = None
         change.require_version(),
         canary_percent=body.canary_percent if body else None,
     )
-    return await change.respond(await _version_detail(change, version))
+    return await change.respond(
+        await service.version_detail(change.session, change.workflow, version)
+    )
 
 
 @router.post("/workflows/{workflow_id}/canary/promote", response_model=VersionDetail)
@@ -258,7 +223,9 @@ async def promote_canary(change: Change) -> JSONResponse:
     if change.replay:
         return change.replay
     version = await service.promote_canary(change.session, change.principal, change.workflow)
-    return await change.respond(await _version_detail(change, version))
+    return await change.respond(
+        await service.version_detail(change.session, change.workflow, version)
+    )
 
 
 @router.post("/workflows/{workflow_id}/canary/abort", response_model=VersionDetail)
@@ -272,32 +239,9 @@ async def abort_canary(change: Change, body: CanaryAbortBody | None = None) -> J
         change.workflow,
         body.reason if body else "aborted by an operator",
     )
-    return await change.respond(await _version_detail(change, version))
-
-
-@router.post("/workflows/{workflow_id}/versions/{number}/rollback", response_model=VersionDetail)
-async def rollback_version(
-    request: Request, body: RollbackBody, change: VersionChange, now: Now
-) -> JSONResponse:
-    """Make a previously published version current again; ``migrate`` also moves the
-    executions of the version rolled back from (a migration created in the same transaction)."""
-    if change.replay:
-        return change.replay
-    version, migration = await service.rollback(
-        change.session,
-        change.principal,
-        change.workflow,
-        change.require_version(),
-        body.reason,
-        migrate=body.migrate,
-        now=now,
+    return await change.respond(
+        await service.version_detail(change.session, change.workflow, version)
     )
-    answer = await _version_detail(change, version)
-    answer["migration"] = migration_out(migration) if migration is not None else None
-    response = await change.respond(answer)
-    if migration is not None:
-        wake_worker(request)
-    return response
 
 
 @router.put("/workflows/{workflow_id}/versions/{number}/tags", response_model=VersionDetail)
@@ -306,7 +250,9 @@ async def set_version_tags(body: TagsBody, change: VersionChange) -> JSONRespons
         return change.replay
     version = change.require_version()
     await service.set_tags(change.session, change.principal, change.workflow, version, body.tags)
-    return await change.respond(await _version_detail(change, version))
+    return await change.respond(
+        await service.version_detail(change.session, change.workflow, version)
+    )
 
 
 @router.post("/workflows/{workflow_id}/pause", response_model=WorkflowOut)

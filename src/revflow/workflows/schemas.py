@@ -8,6 +8,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
+from revflow.kit.etag import make_etag
+from revflow.models import Workflow
+
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Summary = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
@@ -116,23 +119,6 @@ class CanaryAbortBody(Body):
     reason: Reason = "aborted by an operator"
 
 
-class RollbackMigrate(Body):
-    """A migration started with the rollback: ``from_version`` is the version rolled back from."""
-
-    strategy: Literal["immediate", "gradual", "manual"] = "immediate"
-    mapping: dict[str, str] = Field(default_factory=dict)
-    execution_ids: list[uuid.UUID] | None = Field(default=None, max_length=100_000)
-    batch_size: int = Field(default=500, ge=1, le=10_000)
-    interval_seconds: float = Field(default=60.0, ge=0, le=86_400)
-    wait_policy: Literal["keep", "recompute", "restart"] = "keep"
-    halt_failure_rate: float = Field(default=0.2, ge=0, le=1)
-
-
-class RollbackBody(Body):
-    reason: Reason
-    migrate: RollbackMigrate | None = None
-
-
 class TagsBody(Body):
     tags: list[Label] = Field(max_length=50)
 
@@ -185,3 +171,34 @@ class CompareOut(BaseModel):
     live_executions: int
     from_: CompareSide = Field(alias="from")
     to: CompareSide
+
+
+def workflow_out(workflow: Workflow) -> dict[str, Any]:
+    canary = None
+    if workflow.canary_version is not None:
+        canary = {"version": workflow.canary_version, "percent": workflow.canary_percent}
+    return WorkflowOut(
+        id=workflow.id,
+        name=workflow.name,
+        description=workflow.description,
+        status=workflow.status,
+        current_version=workflow.current_version,
+        canary=canary,
+        etag=make_etag(workflow.id, workflow.revision),
+        version_count=workflow.version_count,
+        created_at=workflow.created_at,
+        updated_at=workflow.updated_at,
+    ).model_dump(mode="json")
+
+
+def version_out(version: Any, live: int, *, with_definition: bool = False) -> dict[str, Any]:
+    fields = {
+        name: getattr(version, name)
+        for name in VersionOut.model_fields
+        if name not in ("live_executions",)
+    }
+    answer = VersionOut(**fields, live_executions=live).model_dump(mode="json")
+    if with_definition:
+        # The definition is stored JSON already: passed through, not re-validated and re-dumped.
+        answer["definition"] = version.definition
+    return answer

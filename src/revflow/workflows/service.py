@@ -8,7 +8,6 @@ most one published version; the database's unique indexes are the guarantee behi
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Sequence
 from typing import Any, cast
@@ -36,15 +35,14 @@ from revflow.errors import (
     ValidationFailed,
     VersionLimit,
 )
-from revflow.migrations import service as migrations
-from revflow.migrations.schemas import MigrationIn
-from revflow.models import Migration, Version, VersionTag, Workflow, WorkingDraft
+from revflow.kit.ids import parse_id
+from revflow.models import Version, VersionTag, Workflow, WorkingDraft
 from revflow.workflows import repository as repo
 from revflow.workflows.schemas import (
-    RollbackMigrate,
     VersionCreate,
     WorkflowCreate,
     WorkflowUpdate,
+    version_out,
 )
 
 
@@ -89,7 +87,7 @@ def touch(workflow: Workflow) -> None:
 async def require_workflow(
     session: AsyncSession, account_id: uuid.UUID, workflow_id: str, *, lock: bool = False
 ) -> Workflow:
-    parsed = repo.parse_id(workflow_id)
+    parsed = parse_id(workflow_id)
     workflow = (
         None if parsed is None else await repo.get_workflow(session, account_id, parsed, lock=lock)
     )
@@ -111,14 +109,20 @@ async def require_version(session: AsyncSession, workflow: Workflow, number: int
     return version
 
 
+async def version_detail(
+    session: AsyncSession, workflow: Workflow, version: Version
+) -> dict[str, Any]:
+    """One version as the API shows it: with its definition and live executions."""
+    live = await repo.live_executions(session, workflow.account_id, workflow.id, [version.number])
+    return version_out(version, live.get(version.number, 0), with_definition=True)
+
+
 async def create_workflow(
     session: AsyncSession, principal: Principal, body: WorkflowCreate, settings: Settings
 ) -> tuple[Workflow, Version | None]:
     if (body.definition is None) != (body.change_summary is None):
         missing = "/change_summary" if body.change_summary is None else "/definition"
-        raise ValidationFailed(
-            [{"pointer": missing, "message": "definition and change_summary go together"}]
-        )
+        raise ValidationFailed.at(missing, "definition and change_summary go together")
     workflow = Workflow(
         account_id=principal.account_id, name=body.name, description=body.description
     )
@@ -201,9 +205,7 @@ async def create_version(
     latest = workflow.version_count
     base = body.base_version
     if base is not None and not 1 <= base <= latest:
-        raise ValidationFailed(
-            [{"pointer": "/base_version", "message": f"version {base} does not exist"}]
-        )
+        raise ValidationFailed.at("/base_version", f"version {base} does not exist")
     if base != (latest or None):
         raise StaleBase(
             f"Version {latest} is newer than the base of this edit ({base}); "
@@ -300,9 +302,7 @@ async def publish(
         )
     if canary_percent is not None:
         if version.status != "draft":
-            raise ValidationFailed(
-                [{"pointer": "/canary_percent", "message": "only a draft can become a canary"}]
-            )
+            raise ValidationFailed.at("/canary_percent", "only a draft can become a canary")
         if workflow.current_version is None:
             raise NotPublished("A canary runs beside the current version; publish one first")
         version.status = "canary"
@@ -375,38 +375,20 @@ async def rollback(
     workflow: Workflow,
     version: Version,
     reason: str,
-    *,
-    migrate: RollbackMigrate | None = None,
-    now: dt.datetime | None = None,
-) -> tuple[Version, Migration | None]:
-    """Make a previously published version current again (unarchiving it); with ``migrate``,
-    start moving the executions of the version rolled back from, in the same transaction."""
+) -> int | None:
+    """Make a previously published version current again (unarchiving it). Answers the number
+    of the version that was current, or None when ``version`` already is."""
     if version.status == "published":
-        return version, None
+        return None
     if version.status == "draft":
         raise NeverPublished(f"Version {version.number} was never published; publish it instead")
     if workflow.canary_version is not None:
         # Rollback is the emergency button: it always works, and ends a running canary.
         await abort_canary(session, principal.actor, workflow, f"rollback to {version.number}")
     version.archived_at = None
-    previous = await _switch_current(
+    return await _switch_current(
         session, principal, workflow, version, "version.rolled_back", reason=reason
     )
-    migration = None
-    if migrate is not None:
-        if previous is None:
-            raise ValidationFailed(
-                [{"pointer": "/migrate", "message": "no version was current to migrate from"}]
-            )
-        _report, migration = await migrations.start(
-            session,
-            principal,
-            workflow,
-            version,
-            MigrationIn(from_version=previous, **migrate.model_dump()),
-            now or utcnow(),
-        )
-    return version, migration
 
 
 async def _switch_current(

@@ -1,0 +1,118 @@
+"""Queries of the executions feature: executions, their history, version statistics and the
+outbox, always scoped by account. (The engine's own reads and writes of execution state are
+in ``engine/store.py``.)"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from revflow.models import Execution, HistoryEntry, Message
+
+
+async def get_execution(
+    session: AsyncSession, account_id: uuid.UUID, execution_id: uuid.UUID
+) -> Execution | None:
+    return await session.scalar(
+        select(Execution).where(Execution.account_id == account_id, Execution.id == execution_id)
+    )
+
+
+async def history(
+    session: AsyncSession, account_id: uuid.UUID, execution_id: uuid.UUID
+) -> Sequence[HistoryEntry]:
+    return (
+        await session.scalars(
+            select(HistoryEntry)
+            .where(HistoryEntry.account_id == account_id, HistoryEntry.execution_id == execution_id)
+            .order_by(HistoryEntry.id)
+        )
+    ).all()
+
+
+async def list_executions(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    workflow_id: uuid.UUID,
+    *,
+    version: int | None,
+    statuses: Sequence[str] | None,
+    step: str | None,
+    after: tuple[dt.datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[Execution]:
+    query = select(Execution).where(
+        Execution.account_id == account_id, Execution.workflow_id == workflow_id
+    )
+    if version is not None:
+        query = query.where(Execution.version == version)
+    if statuses:
+        query = query.where(Execution.status.in_(statuses))
+    if step is not None:
+        query = query.where(Execution.current_step == step)
+    if after is not None:
+        query = query.where(tuple_(Execution.started_at, Execution.id) < tuple_(*after))
+    query = query.order_by(Execution.started_at.desc(), Execution.id.desc()).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def status_counts(
+    session: AsyncSession, account_id: uuid.UUID, workflow_id: uuid.UUID, version: int
+) -> dict[str, int]:
+    """Executions of one version by status."""
+    rows = await session.execute(
+        select(Execution.status, func.count())
+        .where(
+            Execution.account_id == account_id,
+            Execution.workflow_id == workflow_id,
+            Execution.version == version,
+        )
+        .group_by(Execution.status)
+    )
+    return {str(status): int(count) for status, count in rows.all()}
+
+
+async def goal_conversions(
+    session: AsyncSession, account_id: uuid.UUID, workflow_id: uuid.UUID, version: int
+) -> dict[str, int]:
+    """Executions of one version that reached each goal.
+
+    Every goal reached counts, whether it ended the execution (outcome goal:<id>) or jumped to
+    its ``then`` step: each writes one history entry under the goal's id."""
+    rows = await session.execute(
+        select(HistoryEntry.step, func.count(HistoryEntry.execution_id.distinct()))
+        .join(Execution, Execution.id == HistoryEntry.execution_id)
+        .where(
+            Execution.account_id == account_id,
+            Execution.workflow_id == workflow_id,
+            Execution.version == version,
+            HistoryEntry.account_id == account_id,
+            HistoryEntry.result == "goal",
+        )
+        .group_by(HistoryEntry.step)
+    )
+    return {str(goal): int(count) for goal, count in rows.all()}
+
+
+async def list_messages(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    *,
+    contact_id: uuid.UUID | None,
+    execution_id: uuid.UUID | None,
+    after: tuple[dt.datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[Message]:
+    query = select(Message).where(Message.account_id == account_id)
+    if contact_id is not None:
+        query = query.where(Message.contact_id == contact_id)
+    if execution_id is not None:
+        query = query.where(Message.execution_id == execution_id)
+    if after is not None:
+        query = query.where(tuple_(Message.created_at, Message.id) < tuple_(*after))
+    query = query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
+    return (await session.scalars(query)).all()

@@ -1,0 +1,1 @@
+"""Release actions that span features: a rollback that also starts a migration."""
