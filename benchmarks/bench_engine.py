@@ -321,7 +321,7 @@ def libpq_dsn(sqlalchemy_url: str) -> str:
 async def _principal(db: Database) -> Principal:
     async with db.session(write=True) as session:
         account, _clear = await auth_service.create_account(
-            session, "bench", Actor(user="operator")
+            session, "bench", Actor(user="operator"), dt.datetime.now(dt.UTC)
         )
         key_id = await session.scalar(select(ApiKey.id).where(ApiKey.account_id == account.id))
         await session.commit()
@@ -350,9 +350,12 @@ async def prepare_revflow(url: str, executions: int) -> tuple[Principal, uuid.UU
                     name="engine benchmark", definition=WORKLOAD, change_summary="benchmark"
                 ),
                 settings,
+                dt.datetime.now(dt.UTC),
             )
             assert version is not None
-            await workflows.publish(session, principal, workflow, version)
+            await workflows.publish(
+                session, principal, workflow, version, now=dt.datetime.now(dt.UTC)
+            )
             await session.commit()
             workflow_id = workflow.id
         now = dt.datetime.now(dt.UTC)
@@ -409,7 +412,7 @@ async def set_workflow_status(
 ) -> None:
     async with db.session(write=True) as session:
         workflow = await session.get_one(Workflow, workflow_id, with_for_update=True)
-        await workflows.set_status(session, principal, workflow, status)
+        await workflows.set_status(session, principal, workflow, status, dt.datetime.now(dt.UTC))
         await session.commit()
 
 
@@ -632,10 +635,11 @@ async def _timed_worker_run(
     from sqlalchemy import event
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from revflow import worker as worker_module
     from revflow.engine import store
-    from revflow.engine import worker as worker_module
-    from revflow.worker import Worker
+    from revflow.engine.runner import EngineRunner
     from revflow.logging import configure
+    from revflow.worker import Worker
 
     configure("WARNING")  # structlog prints to stdout: keep the worker's info lines out of it
 
@@ -659,9 +663,9 @@ async def _timed_worker_run(
         (store, "load_contacts"),
         (store, "write_effects"),
         (worker_module, "run_migration_batch"),
-        (Worker, "_react"),
+        (worker_module, "react_to_steps"),
         (Worker, "run_scheduled"),
-        (Worker, "run_once"),
+        (EngineRunner, "run_once"),
         (AsyncSession, "commit"),
     ):
         if hasattr(owner, name):

@@ -677,7 +677,7 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
     try:
         async with db.session(write=True) as session:
             account, key = await auth_service.create_account(
-                session, "bench", Actor(user="operator")
+                session, "bench", Actor(user="operator"), dt.datetime.now(dt.UTC)
             )
             await session.commit()
         app = create_app(settings, db)

@@ -8,6 +8,7 @@ accounts (tenancy is the product's own isolation). Tests that need a database of
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 import subprocess
@@ -148,7 +149,9 @@ class Tenant:
 
 async def make_tenant(db: Database, client: httpx.AsyncClient, name: str = "acme") -> Tenant:
     async with db.session(write=True) as session:
-        account, clear = await auth_service.create_account(session, name, Actor(user="test"))
+        account, clear = await auth_service.create_account(
+            session, name, Actor(user="test"), dt.datetime.now(dt.UTC)
+        )
         await session.commit()
     return Tenant(str(account.id), clear, client)
 

@@ -22,6 +22,7 @@ from revflow.audit.service import SYSTEM, Actor, verify_account
 from revflow.auth import service as auth_service
 from revflow.config import Settings, get_settings
 from revflow.db import Database
+from revflow.engine.clock import SystemClock
 from revflow.logging import configure as configure_logging
 from revflow.migrate import upgrade as upgrade_database
 from revflow.models import Account, Version
@@ -64,7 +65,9 @@ async def _create_account(name: str, actor: Actor) -> dict[str, object]:
     db = _database()
     try:
         async with db.session(write=True) as session:
-            account, clear = await auth_service.create_account(session, name, actor)
+            account, clear = await auth_service.create_account(
+                session, name, actor, SystemClock().now()
+            )
             await session.commit()
         return {"account": {"id": str(account.id), "name": account.name}, "api_key": clear}
     finally:
@@ -179,10 +182,17 @@ async def _demo_key() -> tuple[str, str]:
         async with db.session(write=True) as session:
             account = await session.scalar(select(Account).where(Account.name == "demo"))
             if account is None:
-                account, clear = await auth_service.create_account(session, "demo", SYSTEM)
+                account, clear = await auth_service.create_account(
+                    session, "demo", SYSTEM, SystemClock().now()
+                )
             else:
                 _key, clear = await auth_service.create_key(
-                    session, account.id, user="admin", role="admin", actor=SYSTEM
+                    session,
+                    account.id,
+                    user="admin",
+                    role="admin",
+                    actor=SYSTEM,
+                    now=SystemClock().now(),
                 )
             await session.commit()
             return str(account.id), clear
@@ -377,7 +387,6 @@ def migrations_watch(
 
 
 async def _archive(dry_run: bool) -> list[Any]:
-    from revflow.engine.clock import SystemClock
     from revflow.workflows.lifecycle import archivable, archive
 
     settings = get_settings()

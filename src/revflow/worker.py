@@ -35,7 +35,7 @@ def judge_canaries(settings: Settings) -> Hook:
     """A canary is judged whenever its executions finish (SPEC §6b)."""
 
     async def hook(session: AsyncSession, outcome: Outcome, now: dt.datetime) -> None:
-        await check_canaries(session, outcome.finished_workflows(), settings)
+        await check_canaries(session, outcome.finished_workflows(), settings, now)
 
     return hook
 

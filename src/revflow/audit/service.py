@@ -15,7 +15,6 @@ from typing import Any, cast
 from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from revflow.db import utcnow
 from revflow.kit.jsonutil import canonical, sha256_hex
 from revflow.models import AuditEntry, AuditHead
 
@@ -72,8 +71,9 @@ async def record(
     object_id: str | uuid.UUID,
     workflow_id: uuid.UUID | None = None,
     details: dict[str, Any] | None = None,
+    now: dt.datetime,
 ) -> AuditEntry:
-    """Append an entry to the account's chain (flushes; the caller commits)."""
+    """Append an entry to the account's chain at ``now`` (flushes; the caller commits)."""
     head = (
         await session.execute(
             update(AUDIT_HEADS)
@@ -83,7 +83,7 @@ async def record(
         )
     ).one()
     seq, prev_hash = int(head.seq), str(head.hash)
-    at = utcnow()
+    at = now
     details = details or {}
     digest = entry_hash(
         prev_hash=prev_hash,

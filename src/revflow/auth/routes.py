@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from revflow.audit.service import Actor
 from revflow.auth import service
-from revflow.deps import Admin, ReadSession, SettingsDep, WriteSession
+from revflow.deps import Admin, Now, ReadSession, SettingsDep, WriteSession
 from revflow.errors import NotFound, Unauthorized
 from revflow.kit.ids import parse_id
 from revflow.kit.pagination import (
@@ -97,16 +97,23 @@ async def require_operator(
     response_model=AccountCreated,
     dependencies=[Depends(require_operator)],
 )
-async def create_account(body: AccountCreate, session: WriteSession) -> dict[str, Any]:
-    account, clear = await service.create_account(session, body.name, Actor(user="operator"))
+async def create_account(body: AccountCreate, session: WriteSession, now: Now) -> dict[str, Any]:
+    account, clear = await service.create_account(session, body.name, Actor(user="operator"), now)
     await commit(session)
     return {"account": {"id": str(account.id), "name": account.name}, "api_key": clear}
 
 
 @router.post("/api-keys", status_code=201, response_model=KeyCreated)
-async def create_key(body: KeyCreate, principal: Admin, session: WriteSession) -> dict[str, Any]:
+async def create_key(
+    body: KeyCreate, principal: Admin, session: WriteSession, now: Now
+) -> dict[str, Any]:
     key, clear = await service.create_key(
-        session, principal.account_id, user=body.user, role=body.role, actor=principal.actor
+        session,
+        principal.account_id,
+        user=body.user,
+        role=body.role,
+        actor=principal.actor,
+        now=now,
     )
     await commit(session)
     return {"id": str(key.id), "user": key.user, "role": key.role, "api_key": clear}
@@ -132,10 +139,12 @@ async def list_keys(
 
 
 @router.delete("/api-keys/{key_id}", response_model=KeyOut)
-async def revoke_key(key_id: str, principal: Admin, session: WriteSession) -> dict[str, Any]:
+async def revoke_key(
+    key_id: str, principal: Admin, session: WriteSession, now: Now
+) -> dict[str, Any]:
     parsed = parse_id(key_id)
     if parsed is None:
         raise NotFound("No such API key")
-    key = await service.revoke_key(session, principal.account_id, parsed, principal.actor)
+    key = await service.revoke_key(session, principal.account_id, parsed, principal.actor, now)
     await commit(session)
     return key_out(key)

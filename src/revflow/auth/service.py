@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.audit import service as audit
 from revflow.audit.service import Actor
-from revflow.db import utcnow
 from revflow.errors import NotFound
 from revflow.models import Account, ApiKey, AuditHead
 
@@ -47,9 +46,11 @@ def _new_clear_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-async def create_account(session: AsyncSession, name: str, actor: Actor) -> tuple[Account, str]:
+async def create_account(
+    session: AsyncSession, name: str, actor: Actor, now: dt.datetime
+) -> tuple[Account, str]:
     """A new account with an admin key for ``actor.user``; answers the account and the key."""
-    account = Account(name=name)
+    account = Account(name=name, created_at=now)
     session.add(account)
     await session.flush()
     session.add(AuditHead(account_id=account.id, seq=0, hash=""))
@@ -62,17 +63,31 @@ async def create_account(session: AsyncSession, name: str, actor: Actor) -> tupl
         object_type="account",
         object_id=account.id,
         details={"name": name},
+        now=now,
     )
-    _key, clear = await create_key(session, account.id, user="admin", role="admin", actor=actor)
+    _key, clear = await create_key(
+        session, account.id, user="admin", role="admin", actor=actor, now=now
+    )
     return account, clear
 
 
 async def create_key(
-    session: AsyncSession, account_id: uuid.UUID, *, user: str, role: str, actor: Actor
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    *,
+    user: str,
+    role: str,
+    actor: Actor,
+    now: dt.datetime,
 ) -> tuple[ApiKey, str]:
     clear = _new_clear_key()
     key = ApiKey(
-        account_id=account_id, user=user, role=role, key_hash=hash_key(clear), prefix=clear[:10]
+        account_id=account_id,
+        user=user,
+        role=role,
+        key_hash=hash_key(clear),
+        prefix=clear[:10],
+        created_at=now,
     )
     session.add(key)
     await session.flush()
@@ -84,6 +99,7 @@ async def create_key(
         object_type="api_key",
         object_id=key.id,
         details={"user": user, "role": role},
+        now=now,
     )
     return key, clear
 
@@ -103,7 +119,7 @@ async def list_keys(
 
 
 async def revoke_key(
-    session: AsyncSession, account_id: uuid.UUID, key_id: uuid.UUID, actor: Actor
+    session: AsyncSession, account_id: uuid.UUID, key_id: uuid.UUID, actor: Actor, now: dt.datetime
 ) -> ApiKey:
     key = await session.scalar(
         select(ApiKey).where(ApiKey.account_id == account_id, ApiKey.id == key_id)
@@ -111,7 +127,7 @@ async def revoke_key(
     if key is None:
         raise NotFound("No such API key")
     if key.revoked_at is None:
-        key.revoked_at = utcnow()
+        key.revoked_at = now
         await audit.record(
             session,
             account_id,
@@ -120,6 +136,7 @@ async def revoke_key(
             object_type="api_key",
             object_id=key.id,
             details={"user": key.user},
+            now=now,
         )
     return key
 

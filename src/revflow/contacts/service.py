@@ -7,17 +7,18 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from revflow.contacts import repository as repo
 from revflow.contacts.schemas import ContactCreate, ContactPatch, ContactUpsert, EventIn
 from revflow.engine import store
 from revflow.engine.interpreter import Effects
 from revflow.errors import ExternalIdTaken, NotFound
 from revflow.executions.enrollment import ContactChange
 from revflow.executions.reactions import react
-from revflow.models import LIVE_STATUSES, Contact, Execution, Message
+from revflow.kit.ids import require_id
+from revflow.models import Contact
 
 
 async def require_contact(
@@ -27,14 +28,8 @@ async def require_contact(
     *,
     lock: bool = False,
 ) -> Contact:
-    try:
-        parsed = contact_id if isinstance(contact_id, uuid.UUID) else uuid.UUID(contact_id)
-    except ValueError:
-        raise NotFound(f"No contact {contact_id}") from None
-    query = select(Contact).where(
-        Contact.account_id == account_id, Contact.id == parsed, Contact.erased_at.is_(None)
-    )
-    contact = await session.scalar(query.with_for_update() if lock else query)
+    parsed = require_id(contact_id, "contact")
+    contact = await repo.get_contact(session, account_id, parsed, lock=lock)
     if contact is None:
         raise NotFound(f"No contact {contact_id}")
     return contact
@@ -77,22 +72,9 @@ async def list_contacts(
     tag: str | None = None,
     email: str | None = None,
 ) -> Sequence[Contact]:
-    query = select(Contact).where(Contact.account_id == account_id, Contact.erased_at.is_(None))
-    if email is not None:
-        query = query.where(Contact.email == email)
-    if after is not None:
-        query = query.where(tuple_(Contact.created_at, Contact.id) < tuple_(*after))
-    query = query.order_by(Contact.created_at.desc(), Contact.id.desc())
-    if tag is None:
-        return (await session.scalars(query.limit(limit))).all()
-    # Tags live in a JSON list; filter in Python over bounded pages (portable across databases).
-    found: list[Contact] = []
-    async for contact in await session.stream_scalars(query.execution_options(yield_per=500)):
-        if tag in contact.tags:
-            found.append(contact)
-            if len(found) >= limit:
-                break
-    return found
+    return await repo.list_contacts(
+        session, account_id, after=after, limit=limit, tag=tag, email=email
+    )
 
 
 async def change_contact(
@@ -176,13 +158,7 @@ async def upsert_contact(
     now: dt.datetime,
 ) -> tuple[Contact, bool]:
     """Create or update the contact with this ``external_id``; answers (contact, created)."""
-    existing = await session.scalar(
-        select(Contact).where(
-            Contact.account_id == account_id,
-            Contact.external_id == external_id,
-            Contact.erased_at.is_(None),
-        )
-    )
+    existing = await repo.get_by_external_id(session, account_id, external_id)
     if existing is None:
         created = await create_contact(
             session,
@@ -233,11 +209,7 @@ async def erase_contact(
     contact.tags = []
     contact.erased_at = now
     contact.updated_at = now
-    await session.execute(
-        update(Message)
-        .where(Message.account_id == account_id, Message.contact_id == contact.id)
-        .values(to=None, subject=None, body=None)
-    )
+    await repo.clear_messages(session, account_id, contact.id)
     await session.flush()
     return len(executions)
 
@@ -248,25 +220,10 @@ async def record_event(
     """An event of a contact: goals, event waits, and event triggers. Answers
     (executions advanced, executions enrolled)."""
     contact = await require_contact(session, account_id, body.contact_id)
-    before = await _live_positions(session, account_id, contact.id)
+    before = await repo.live_positions(session, account_id, contact.id)
     enrolled = await react(
         session, account_id, [ContactChange(contact.id, events=[body.name])], now
     )
-    after = await _live_positions(session, account_id, contact.id)
+    after = await repo.live_positions(session, account_id, contact.id)
     advanced = sum(1 for ex_id, position in before.items() if after.get(ex_id) != position)
     return advanced, enrolled
-
-
-async def _live_positions(
-    session: AsyncSession, account_id: uuid.UUID, contact_id: uuid.UUID
-) -> dict[uuid.UUID, tuple[str, str | None]]:
-    rows = await session.execute(
-        select(Execution.id, Execution.status, Execution.current_step)
-        .where(
-            Execution.account_id == account_id,
-            Execution.contact_id == contact_id,
-            Execution.status.in_(LIVE_STATUSES),
-        )
-        .execution_options(populate_existing=True)
-    )
-    return {row.id: (row.status, row.current_step) for row in rows.all()}

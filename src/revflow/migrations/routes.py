@@ -88,7 +88,7 @@ async def _control(
         session, principal.account_id, migration_id, lock=True
     )
     if action == "pause":
-        await service.pause(session, principal, migration)
+        await service.pause(session, principal, migration, now)
     elif action == "resume":
         await service.resume(session, principal, migration, now)
     elif action == "cancel":

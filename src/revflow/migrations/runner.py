@@ -404,6 +404,7 @@ async def run_batch(session: AsyncSession, migration: Migration, now: dt.datetim
                 object_id=migration.id,
                 workflow_id=migration.workflow_id,
                 details={"reason": migration.status_reason},
+                now=now,
             )
             return 0
     migration.status = "in_progress"
@@ -443,6 +444,7 @@ async def run_batch(session: AsyncSession, migration: Migration, now: dt.datetim
                 "skipped": migration.skipped,
                 "failed": migration.failed,
             },
+            now=now,
         )
     elif migration.strategy == "gradual":
         migration.next_batch_at = now + dt.timedelta(seconds=migration.interval_seconds)

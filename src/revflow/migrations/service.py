@@ -116,6 +116,7 @@ async def start(
             "strategy": body.strategy,
             "total": migration.total,
         },
+        now=now,
     )
     return answer, migration
 
@@ -143,7 +144,12 @@ async def list_migrations(
 
 
 async def _audit(
-    session: AsyncSession, principal: Principal, migration: Migration, action: str, **details: Any
+    session: AsyncSession,
+    principal: Principal,
+    migration: Migration,
+    action: str,
+    now: dt.datetime,
+    **details: Any,
 ) -> None:
     await audit.record(
         session,
@@ -154,15 +160,18 @@ async def _audit(
         object_id=migration.id,
         workflow_id=migration.workflow_id,
         details=details,
+        now=now,
     )
 
 
-async def pause(session: AsyncSession, principal: Principal, migration: Migration) -> None:
+async def pause(
+    session: AsyncSession, principal: Principal, migration: Migration, now: dt.datetime
+) -> None:
     if migration.status not in ("pending", "in_progress"):
         raise MigrationNotRunning(f"A {migration.status} migration cannot be paused")
     migration.status = "paused"
     migration.status_reason = f"paused by {principal.user}"
-    await _audit(session, principal, migration, "paused")
+    await _audit(session, principal, migration, "paused", now)
 
 
 async def resume(
@@ -173,7 +182,7 @@ async def resume(
     migration.status = "in_progress"
     migration.status_reason = None
     migration.next_batch_at = now
-    await _audit(session, principal, migration, "resumed")
+    await _audit(session, principal, migration, "resumed", now)
 
 
 async def cancel(
@@ -184,7 +193,7 @@ async def cancel(
     migration.status = "cancelled"
     migration.finished_at = now
     migration.next_batch_at = None
-    await _audit(session, principal, migration, "cancelled", migrated=migration.migrated)
+    await _audit(session, principal, migration, "cancelled", now, migrated=migration.migrated)
     await session.flush()
 
 
@@ -224,6 +233,6 @@ async def revert(
     await session.flush()
     back.total = await repo.copy_moved_items(session, migration, back)
     back.report = {"total": back.total, "reverts": str(migration.id)}
-    await _audit(session, principal, migration, "reverted", revert_migration=str(back.id))
+    await _audit(session, principal, migration, "reverted", now, revert_migration=str(back.id))
     await session.flush()
     return back

@@ -27,7 +27,7 @@ async def rollback(
     """Make ``version`` current again; with ``migrate``, start moving the executions of the
     version rolled back from onto it, in the same transaction. Answers the migration."""
     already_current = version.status == "published"
-    previous = await workflows.rollback(session, principal, workflow, version, reason)
+    previous = await workflows.rollback(session, principal, workflow, version, reason, now=now)
     if migrate is None or already_current:
         return None
     if previous is None:

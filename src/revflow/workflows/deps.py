@@ -3,6 +3,7 @@ check ``If-Match`` — in the order SPEC §4 gives (404 before 412)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -11,7 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.auth.service import Principal
-from revflow.deps import Editor, WriteSession
+from revflow.deps import Editor, Now, WriteSession
 from revflow.errors import NotFound
 from revflow.kit import idempotency
 from revflow.kit.etag import check_if_match, make_etag
@@ -26,6 +27,7 @@ class WorkflowChange:
     principal: Principal
     workflow: Workflow
     claim: idempotency.Claim | None
+    now: dt.datetime
     version: Version | None = None
 
     @property
@@ -46,10 +48,10 @@ class WorkflowChange:
 
 
 async def _locked_workflow(
-    workflow_id: str, principal: Editor, session: WriteSession
+    workflow_id: str, principal: Editor, session: WriteSession, now: Now
 ) -> WorkflowChange:
     workflow = await require_workflow(session, principal.account_id, workflow_id, lock=True)
-    return WorkflowChange(session, principal, workflow, claim=None)
+    return WorkflowChange(session, principal, workflow, claim=None, now=now)
 
 
 async def _claim_and_check(request: Request, change: WorkflowChange) -> WorkflowChange:

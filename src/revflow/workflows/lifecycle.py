@@ -21,7 +21,10 @@ ARCHIVE_JOB = "archive"
 
 
 async def check_canaries(
-    session: AsyncSession, workflow_ids: Iterable[uuid.UUID], settings: Settings
+    session: AsyncSession,
+    workflow_ids: Iterable[uuid.UUID],
+    settings: Settings,
+    now: dt.datetime,
 ) -> list[uuid.UUID]:
     """Abort the canaries of these workflows whose failure rate passed the limit."""
     aborted = []
@@ -56,6 +59,7 @@ async def check_canaries(
                 SYSTEM,
                 workflow,
                 f"failure rate {failed}/{finished} above {settings.canary_max_failure_rate}",
+                now=now,
             )
             aborted.append(workflow.id)
     return aborted
@@ -118,7 +122,7 @@ async def archive(session: AsyncSession, settings: Settings, now: dt.datetime) -
             continue
         workflow = await session.get(Workflow, item.workflow_id, with_for_update=True)
         if workflow is not None:
-            touch(workflow)
+            touch(workflow, now=now)
         await audit.record(
             session,
             item.account_id,
@@ -128,6 +132,7 @@ async def archive(session: AsyncSession, settings: Settings, now: dt.datetime) -
             object_id=item.version_id,
             workflow_id=item.workflow_id,
             details={"number": item.number},
+            now=now,
         )
         done.append(item)
     return done

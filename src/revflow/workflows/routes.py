@@ -66,11 +66,12 @@ async def create_workflow(
     principal: Editor,
     session: WriteSession,
     settings: SettingsDep,
+    now: Now,
 ) -> JSONResponse:
     claim = await idempotency.claim(session, request, principal.account_id)
     if claim is not None and claim.replay is not None:
         return claim.replay
-    workflow, _version = await service.create_workflow(session, principal, body, settings)
+    workflow, _version = await service.create_workflow(session, principal, body, settings, now=now)
     answer = workflow_out(workflow)
     headers = {"ETag": answer["etag"], "Location": f"/api/v1/workflows/{workflow.id}"}
     if claim is not None:
@@ -106,7 +107,9 @@ async def get_workflow(workflow_id: str, principal: Viewer, session: ReadSession
 async def update_workflow(body: WorkflowUpdate, change: Change) -> JSONResponse:
     if change.replay:
         return change.replay
-    await service.update_workflow(change.session, change.principal, change.workflow, body)
+    await service.update_workflow(
+        change.session, change.principal, change.workflow, body, now=change.now
+    )
     return await change.respond(workflow_out(change.workflow))
 
 
@@ -117,7 +120,7 @@ async def create_version(
     if change.replay:
         return change.replay
     version = await service.create_version(
-        change.session, change.principal, change.workflow, body, settings
+        change.session, change.principal, change.workflow, body, settings, now=change.now
     )
     return await change.respond(
         await service.version_detail(change.session, change.workflow, version), 201
@@ -211,6 +214,7 @@ async def publish_version(change: VersionChange, body: PublishBody | None = None
         change.workflow,
         change.require_version(),
         canary_percent=body.canary_percent if body else None,
+        now=change.now,
     )
     return await change.respond(
         await service.version_detail(change.session, change.workflow, version)
@@ -222,7 +226,9 @@ async def promote_canary(change: Change) -> JSONResponse:
     """The canary becomes the current version (the old one is retired)."""
     if change.replay:
         return change.replay
-    version = await service.promote_canary(change.session, change.principal, change.workflow)
+    version = await service.promote_canary(
+        change.session, change.principal, change.workflow, now=change.now
+    )
     return await change.respond(
         await service.version_detail(change.session, change.workflow, version)
     )
@@ -238,6 +244,7 @@ async def abort_canary(change: Change, body: CanaryAbortBody | None = None) -> J
         change.principal.actor,
         change.workflow,
         body.reason if body else "aborted by an operator",
+        now=change.now,
     )
     return await change.respond(
         await service.version_detail(change.session, change.workflow, version)
@@ -249,7 +256,9 @@ async def set_version_tags(body: TagsBody, change: VersionChange) -> JSONRespons
     if change.replay:
         return change.replay
     version = change.require_version()
-    await service.set_tags(change.session, change.principal, change.workflow, version, body.tags)
+    await service.set_tags(
+        change.session, change.principal, change.workflow, version, body.tags, now=change.now
+    )
     return await change.respond(
         await service.version_detail(change.session, change.workflow, version)
     )
@@ -260,7 +269,9 @@ async def pause_workflow(change: Change) -> JSONResponse:
     """The kill switch: no execution of the workflow advances and nobody is enrolled."""
     if change.replay:
         return change.replay
-    await service.set_status(change.session, change.principal, change.workflow, "paused")
+    await service.set_status(
+        change.session, change.principal, change.workflow, "paused", now=change.now
+    )
     return await change.respond(workflow_out(change.workflow))
 
 
@@ -268,7 +279,9 @@ async def pause_workflow(change: Change) -> JSONResponse:
 async def resume_workflow(request: Request, change: Change) -> JSONResponse:
     if change.replay:
         return change.replay
-    await service.set_status(change.session, change.principal, change.workflow, "active")
+    await service.set_status(
+        change.session, change.principal, change.workflow, "active", now=change.now
+    )
     response = await change.respond(workflow_out(change.workflow))
     wake_worker(request)
     return response

@@ -8,6 +8,7 @@ most one published version; the database's unique indexes are the guarantee behi
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 from typing import Any, cast
@@ -19,7 +20,6 @@ from revflow.audit import service as audit
 from revflow.audit.service import Actor
 from revflow.auth.service import Principal
 from revflow.config import Settings
-from revflow.db import utcnow
 from revflow.definition import Definition, DefinitionInvalid, validate_definition
 from revflow.diff import compare, next_semver
 from revflow.errors import (
@@ -64,6 +64,7 @@ async def audit_version(
     action: str,
     *,
     details: dict[str, Any],
+    now: dt.datetime,
 ) -> None:
     """The audit entry of a change to one version of ``workflow``."""
     await audit.record(
@@ -75,13 +76,14 @@ async def audit_version(
         object_id=version.id,
         workflow_id=workflow.id,
         details=details,
+        now=now,
     )
 
 
-def touch(workflow: Workflow) -> None:
+def touch(workflow: Workflow, now: dt.datetime) -> None:
     """Record a change to the workflow or one of its versions (changes its etag)."""
     workflow.revision += 1
-    workflow.updated_at = utcnow()
+    workflow.updated_at = now
 
 
 async def require_workflow(
@@ -118,7 +120,11 @@ async def version_detail(
 
 
 async def create_workflow(
-    session: AsyncSession, principal: Principal, body: WorkflowCreate, settings: Settings
+    session: AsyncSession,
+    principal: Principal,
+    body: WorkflowCreate,
+    settings: Settings,
+    now: dt.datetime,
 ) -> tuple[Workflow, Version | None]:
     if (body.definition is None) != (body.change_summary is None):
         missing = "/change_summary" if body.change_summary is None else "/definition"
@@ -137,6 +143,7 @@ async def create_workflow(
         object_id=workflow.id,
         workflow_id=workflow.id,
         details={"name": body.name},
+        now=now,
     )
     version = None
     if body.definition is not None and body.change_summary is not None:
@@ -148,12 +155,17 @@ async def create_workflow(
                 definition=body.definition, change_summary=body.change_summary, base_version=None
             ),
             settings,
+            now=now,
         )
     return workflow, version
 
 
 async def update_workflow(
-    session: AsyncSession, principal: Principal, workflow: Workflow, body: WorkflowUpdate
+    session: AsyncSession,
+    principal: Principal,
+    workflow: Workflow,
+    body: WorkflowUpdate,
+    now: dt.datetime,
 ) -> Workflow:
     changes: dict[str, Any] = {}
     if body.name is not None and body.name != workflow.name:
@@ -163,7 +175,7 @@ async def update_workflow(
         changes["description"] = {"before": workflow.description, "after": body.description}
         workflow.description = body.description
     if changes:
-        touch(workflow)
+        touch(workflow, now)
         await audit.record(
             session,
             principal.account_id,
@@ -173,6 +185,7 @@ async def update_workflow(
             object_id=workflow.id,
             workflow_id=workflow.id,
             details=changes,
+            now=now,
         )
     return workflow
 
@@ -199,6 +212,7 @@ async def create_version(
     workflow: Workflow,
     body: VersionCreate,
     settings: Settings,
+    now: dt.datetime,
 ) -> Version:
     """A new immutable version; ``workflow`` must be locked by the caller."""
     validated = _validate(body.definition, settings)
@@ -237,7 +251,7 @@ async def create_version(
         content_hash=validated.content_hash,
         change_summary=body.change_summary,
         created_by=principal.user,
-        created_at=utcnow(),
+        created_at=now,
         parent=base,
         semver=semver,
         tags=[],
@@ -248,7 +262,7 @@ async def create_version(
     )
     session.add(version)
     workflow.version_count = latest + 1
-    touch(workflow)
+    touch(workflow, now)
     await session.flush()
     await audit_version(
         session,
@@ -262,6 +276,7 @@ async def create_version(
             "semver": semver,
             "content_hash": version.content_hash,
         },
+        now=now,
     )
     # Creating a version ends the creator's working draft of the workflow.
     drafts = cast(Table, WorkingDraft.__table__)
@@ -273,7 +288,7 @@ async def create_version(
         )
     )
     if body.publish:
-        await publish(session, principal, workflow, version)
+        await publish(session, principal, workflow, version, now=now)
     return version
 
 
@@ -284,13 +299,14 @@ async def publish(
     version: Version,
     *,
     canary_percent: int | None = None,
+    now: dt.datetime,
 ) -> Version:
     """Make the draft ``version`` current (the previous current one is retired), or, with
     ``canary_percent``, the workflow's canary."""
     if version.status == "published" and canary_percent is None:
         return version
     if version.status == "canary" and canary_percent is None:
-        return await promote_canary(session, principal, workflow)
+        return await promote_canary(session, principal, workflow, now=now)
     if version.status in ("retired", "archived"):
         raise UseRollback(
             f"Version {version.number} was published before; use rollback to make it current"
@@ -306,10 +322,10 @@ async def publish(
         if workflow.current_version is None:
             raise NotPublished("A canary runs beside the current version; publish one first")
         version.status = "canary"
-        version.published_at = utcnow()
+        version.published_at = now
         workflow.canary_version = version.number
         workflow.canary_percent = canary_percent
-        touch(workflow)
+        touch(workflow, now)
         await session.flush()
         await audit_version(
             session,
@@ -322,30 +338,31 @@ async def publish(
                 "percent": canary_percent,
                 "current": workflow.current_version,
             },
+            now=now,
         )
         return version
-    await _switch_current(session, principal, workflow, version, "version.published")
+    await _switch_current(session, principal, workflow, version, "version.published", now=now)
     return version
 
 
 async def promote_canary(
-    session: AsyncSession, principal: Principal, workflow: Workflow
+    session: AsyncSession, principal: Principal, workflow: Workflow, now: dt.datetime
 ) -> Version:
     """The canary becomes the current version; the old current one is retired."""
     canary = await _require_canary(session, workflow)
     _clear_canary(workflow)
-    await _switch_current(session, principal, workflow, canary, "canary.promoted")
+    await _switch_current(session, principal, workflow, canary, "canary.promoted", now=now)
     return canary
 
 
 async def abort_canary(
-    session: AsyncSession, actor: Actor, workflow: Workflow, reason: str
+    session: AsyncSession, actor: Actor, workflow: Workflow, reason: str, now: dt.datetime
 ) -> Version:
     """Stop routing to the canary (it becomes retired; its executions run on, on it)."""
     canary = await _require_canary(session, workflow)
     canary.status = "retired"
     _clear_canary(workflow)
-    touch(workflow)
+    touch(workflow, now)
     await session.flush()
     await audit_version(
         session,
@@ -354,6 +371,7 @@ async def abort_canary(
         canary,
         "canary.aborted",
         details={"number": canary.number, "reason": reason},
+        now=now,
     )
     return canary
 
@@ -375,6 +393,7 @@ async def rollback(
     workflow: Workflow,
     version: Version,
     reason: str,
+    now: dt.datetime,
 ) -> int | None:
     """Make a previously published version current again (unarchiving it). Answers the number
     of the version that was current, or None when ``version`` already is."""
@@ -384,10 +403,12 @@ async def rollback(
         raise NeverPublished(f"Version {version.number} was never published; publish it instead")
     if workflow.canary_version is not None:
         # Rollback is the emergency button: it always works, and ends a running canary.
-        await abort_canary(session, principal.actor, workflow, f"rollback to {version.number}")
+        await abort_canary(
+            session, principal.actor, workflow, f"rollback to {version.number}", now=now
+        )
     version.archived_at = None
     return await _switch_current(
-        session, principal, workflow, version, "version.rolled_back", reason=reason
+        session, principal, workflow, version, "version.rolled_back", reason=reason, now=now
     )
 
 
@@ -397,12 +418,13 @@ async def _switch_current(
     workflow: Workflow,
     version: Version,
     action: str,
+    now: dt.datetime,
     **details: Any,
 ) -> int | None:
     """Retire the current version, make ``version`` current, and audit it as ``action``.
     Answers the number of the version that was current."""
     previous = await _retire_current(session, workflow)
-    await _make_current(session, workflow, version)
+    await _make_current(session, workflow, version, now=now)
     await audit_version(
         session,
         principal.actor,
@@ -410,6 +432,7 @@ async def _switch_current(
         version,
         action,
         details={"number": version.number, "previous": previous, **details},
+        now=now,
     )
     return previous
 
@@ -430,11 +453,13 @@ async def _retire_current(session: AsyncSession, workflow: Workflow) -> int | No
     return previous
 
 
-async def _make_current(session: AsyncSession, workflow: Workflow, version: Version) -> None:
+async def _make_current(
+    session: AsyncSession, workflow: Workflow, version: Version, now: dt.datetime
+) -> None:
     version.status = "published"
-    version.published_at = utcnow()
+    version.published_at = now
     workflow.current_version = version.number
-    touch(workflow)
+    touch(workflow, now)
     await session.flush()
 
 
@@ -444,6 +469,7 @@ async def set_tags(
     workflow: Workflow,
     version: Version,
     tags: Sequence[str],
+    now: dt.datetime,
 ) -> Version:
     wanted = sorted(set(tags))
     if wanted == sorted(version.tags):
@@ -460,7 +486,7 @@ async def set_tags(
                 workflow_id=workflow.id,
             )
         )
-    touch(workflow)
+    touch(workflow, now)
     await session.flush()
     await audit_version(
         session,
@@ -469,18 +495,19 @@ async def set_tags(
         version,
         "version.tagged",
         details={"number": version.number, "before": before, "after": wanted},
+        now=now,
     )
     return version
 
 
 async def set_status(
-    session: AsyncSession, principal: Principal, workflow: Workflow, status: str
+    session: AsyncSession, principal: Principal, workflow: Workflow, status: str, now: dt.datetime
 ) -> Workflow:
     """Pause or resume the workflow (no-op when it already has that status)."""
     if workflow.status == status:
         return workflow
     workflow.status = status
-    touch(workflow)
+    touch(workflow, now)
     await session.flush()
     await audit.record(
         session,
@@ -490,5 +517,6 @@ async def set_status(
         object_type="workflow",
         object_id=workflow.id,
         workflow_id=workflow.id,
+        now=now,
     )
     return workflow
