@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import select
 
+from revflow.audit import service
 from revflow.deps import ReadSession, Viewer
 from revflow.kit.pagination import (
     DEFAULT_LIMIT,
@@ -79,17 +79,15 @@ async def list_audit(
         "until": until.isoformat() if until else None,
     }
     after = decode_cursor(cursor, filters, 1)
-    query = select(AuditEntry).where(AuditEntry.account_id == principal.account_id)
-    if workflow_id is not None:
-        query = query.where(AuditEntry.workflow_id == workflow_id)
-    if action is not None:
-        query = query.where(AuditEntry.action == action)
-    if since is not None:
-        query = query.where(AuditEntry.at >= since)
-    if until is not None:
-        query = query.where(AuditEntry.at < until)
-    if after is not None:
-        query = query.where(AuditEntry.seq < cursor_int(after[0]))
-    rows = (await session.scalars(query.order_by(AuditEntry.seq.desc()).limit(limit + 1))).all()
+    rows = await service.list_entries(
+        session,
+        principal.account_id,
+        workflow_id=workflow_id,
+        action=action,
+        since=since,
+        until=until,
+        before_seq=cursor_int(after[0]) if after is not None else None,
+        limit=limit + 1,
+    )
     next_cursor = encode_cursor([rows[limit - 1].seq], filters) if len(rows) > limit else None
     return {"items": [entry_out(e) for e in rows[:limit]], "next_cursor": next_cursor}

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from revflow.audit import repository as repo
 from revflow.kit.jsonutil import canonical, sha256_hex
-from revflow.models import AuditEntry, AuditHead
-
-# Core statements on the chain's head: no ORM bookkeeping on a path every change takes.
-AUDIT_HEADS = cast(Table, AuditHead.__table__)
+from revflow.models import AuditEntry
 
 
 @dataclass(frozen=True)
@@ -74,15 +72,7 @@ async def record(
     now: dt.datetime,
 ) -> AuditEntry:
     """Append an entry to the account's chain at ``now`` (flushes; the caller commits)."""
-    head = (
-        await session.execute(
-            update(AUDIT_HEADS)
-            .where(AUDIT_HEADS.c.account_id == account_id)
-            .values(seq=AUDIT_HEADS.c.seq + 1)
-            .returning(AUDIT_HEADS.c.seq, AUDIT_HEADS.c.hash)
-        )
-    ).one()
-    seq, prev_hash = int(head.seq), str(head.hash)
+    seq, prev_hash = await repo.advance_head(session, account_id)
     at = now
     details = details or {}
     digest = entry_hash(
@@ -112,9 +102,7 @@ async def record(
         hash=digest,
     )
     session.add(entry)
-    await session.execute(
-        update(AUDIT_HEADS).where(AUDIT_HEADS.c.account_id == account_id).values(hash=digest)
-    )
+    await repo.set_head_hash(session, account_id, digest)
     return entry
 
 
@@ -133,13 +121,7 @@ async def verify_account(session: AsyncSession, account_id: uuid.UUID) -> Verify
     prev_hash = ""
     expected_seq = 1
     count = 0
-    result = await session.stream(
-        select(AuditEntry)
-        .where(AuditEntry.account_id == account_id)
-        .order_by(AuditEntry.seq)
-        .execution_options(yield_per=1000)
-    )
-    async for entry in result.scalars():
+    async for entry in repo.entries_in_order(session, account_id):
         count += 1
         problem = None
         if entry.seq != expected_seq:
@@ -165,7 +147,7 @@ async def verify_account(session: AsyncSession, account_id: uuid.UUID) -> Verify
             return VerifyResult(account_id, count, False, expected_seq, entry.id, problem)
         prev_hash = entry.hash
         expected_seq += 1
-    head = await session.get(AuditHead, account_id)
+    head = await repo.head(session, account_id)
     if head is not None and (head.seq != expected_seq - 1 or head.hash != prev_hash):
         return VerifyResult(
             account_id,
@@ -176,3 +158,27 @@ async def verify_account(session: AsyncSession, account_id: uuid.UUID) -> Verify
             f"entries after {expected_seq - 1} are missing (the chain's head is at {head.seq})",
         )
     return VerifyResult(account_id, count, True)
+
+
+async def list_entries(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    *,
+    workflow_id: uuid.UUID | None,
+    action: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    before_seq: int | None,
+    limit: int,
+) -> Sequence[AuditEntry]:
+    """The account's entries, newest first, filtered."""
+    return await repo.list_entries(
+        session,
+        account_id,
+        workflow_id=workflow_id,
+        action=action,
+        since=since,
+        until=until,
+        before_seq=before_seq,
+        limit=limit,
+    )

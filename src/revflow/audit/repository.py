@@ -1,0 +1,80 @@
+"""Queries of the audit trail: the chain's head, its entries in order, the filtered list."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import cast
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from revflow.models import AuditEntry, AuditHead
+
+# Core statements on the chain's head: no ORM bookkeeping on a path every change takes.
+AUDIT_HEADS = cast(Table, AuditHead.__table__)
+
+
+async def advance_head(session: AsyncSession, account_id: uuid.UUID) -> tuple[int, str]:
+    """Take the next number of the account's chain (locking its head until the commit).
+    Answers the number and the previous entry's hash."""
+    head = (
+        await session.execute(
+            update(AUDIT_HEADS)
+            .where(AUDIT_HEADS.c.account_id == account_id)
+            .values(seq=AUDIT_HEADS.c.seq + 1)
+            .returning(AUDIT_HEADS.c.seq, AUDIT_HEADS.c.hash)
+        )
+    ).one()
+    return int(head.seq), str(head.hash)
+
+
+async def set_head_hash(session: AsyncSession, account_id: uuid.UUID, digest: str) -> None:
+    await session.execute(
+        update(AUDIT_HEADS).where(AUDIT_HEADS.c.account_id == account_id).values(hash=digest)
+    )
+
+
+async def head(session: AsyncSession, account_id: uuid.UUID) -> AuditHead | None:
+    return await session.get(AuditHead, account_id)
+
+
+async def entries_in_order(
+    session: AsyncSession, account_id: uuid.UUID
+) -> AsyncIterator[AuditEntry]:
+    """Every entry of the account's chain, oldest first, streamed."""
+    result = await session.stream(
+        select(AuditEntry)
+        .where(AuditEntry.account_id == account_id)
+        .order_by(AuditEntry.seq)
+        .execution_options(yield_per=1000)
+    )
+    async for entry in result.scalars():
+        yield entry
+
+
+async def list_entries(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    *,
+    workflow_id: uuid.UUID | None,
+    action: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    before_seq: int | None,
+    limit: int,
+) -> Sequence[AuditEntry]:
+    """Entries newest first, filtered."""
+    query = select(AuditEntry).where(AuditEntry.account_id == account_id)
+    if workflow_id is not None:
+        query = query.where(AuditEntry.workflow_id == workflow_id)
+    if action is not None:
+        query = query.where(AuditEntry.action == action)
+    if since is not None:
+        query = query.where(AuditEntry.at >= since)
+    if until is not None:
+        query = query.where(AuditEntry.at < until)
+    if before_seq is not None:
+        query = query.where(AuditEntry.seq < before_seq)
+    return (await session.scalars(query.order_by(AuditEntry.seq.desc()).limit(limit))).all()
