@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -92,6 +92,35 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
+class ReadOnlyViolation(RuntimeError):
+    """A read-only session was asked to write: a programming error, never a user's."""
+
+
+class GuardedSession(Session):
+    """A session that refuses every write while ``info["read_only"]`` is set (the session of
+    a read route: see ``deps.ReadSession``)."""
+
+
+def mark_read_only(session: AsyncSession) -> None:
+    session.info["read_only"] = True
+
+
+@event.listens_for(GuardedSession, "do_orm_execute")
+def _refuse_write_statements(state: ORMExecuteState) -> None:
+    if state.session.info.get("read_only") and (
+        state.is_insert or state.is_update or state.is_delete
+    ):
+        raise ReadOnlyViolation("a read-only session cannot run INSERT, UPDATE or DELETE")
+
+
+@event.listens_for(GuardedSession, "before_flush")
+def _refuse_flushes(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
+    if session.info.get("read_only") and (
+        session.new or session.deleted or any(session.is_modified(o) for o in session.dirty)
+    ):
+        raise ReadOnlyViolation("a read-only session cannot add, change or delete rows")
+
+
 class Database:
     """One engine and its session factory."""
 
@@ -104,7 +133,9 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine, busy_timeout_ms)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.sessionmaker = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=GuardedSession
+        )
 
     @asynccontextmanager
     async def session(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:

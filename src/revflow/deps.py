@@ -11,9 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.auth.service import Principal, authenticate
 from revflow.config import Settings
-from revflow.db import Database
+from revflow.db import Database, ReadOnlyViolation, mark_read_only
 from revflow.engine.clock import Clock
 from revflow.errors import Forbidden, Unauthorized
+
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 async def get_db(request: Request) -> Database:
@@ -49,7 +51,7 @@ async def request_session(
 ) -> AsyncIterator[AsyncSession]:
     """The request's one session: authentication and the work share it. Requests that may
     change something open a write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
-    write = request.method not in ("GET", "HEAD", "OPTIONS")
+    write = request.method not in READ_METHODS
     async with db.session(write=write) as session:
         yield session
 
@@ -83,7 +85,28 @@ def _require(role: str) -> object:
 Viewer = Annotated[Principal, Depends(_require("viewer"))]
 Editor = Annotated[Principal, Depends(_require("editor"))]
 Admin = Annotated[Principal, Depends(_require("admin"))]
-ReadSession = Annotated[AsyncSession, Depends(request_session)]
-WriteSession = Annotated[AsyncSession, Depends(request_session)]
+
+
+async def read_session(
+    session: Annotated[AsyncSession, Depends(request_session)],
+) -> AsyncSession:
+    """The session of a read route: it refuses every write (``ReadOnlyViolation``)."""
+    mark_read_only(session)
+    return session
+
+
+async def write_session(
+    request: Request, session: Annotated[AsyncSession, Depends(request_session)]
+) -> AsyncSession:
+    """The session of a changing route: a write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
+    if request.method in READ_METHODS:
+        raise ReadOnlyViolation(f"{request.method} {request.url.path} asks for a write session")
+    return session
+
+
+# Distinct dependencies: a read route's session cannot write, a write route's is a write
+# transaction; both share the one session that authenticated the request.
+ReadSession = Annotated[AsyncSession, Depends(read_session)]
+WriteSession = Annotated[AsyncSession, Depends(write_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Now = Annotated[dt.datetime, Depends(now)]

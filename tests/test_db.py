@@ -1,0 +1,68 @@
+"""Read sessions refuse writes; write sessions are write transactions (both databases)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import pytest
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from sqlalchemy import insert, update
+
+from revflow.app import create_app
+from revflow.config import Settings
+from revflow.db import Database, ReadOnlyViolation, mark_read_only
+from revflow.deps import read_session, request_session, write_session
+from revflow.models import Account
+
+
+async def test_a_read_session_refuses_every_kind_of_write(db: Database) -> None:
+    async with db.session() as session:
+        mark_read_only(session)
+        with pytest.raises(ReadOnlyViolation):
+            await session.execute(insert(Account).values(name="sneaky"))
+        with pytest.raises(ReadOnlyViolation):
+            await session.execute(update(Account).values(name="renamed"))
+        session.add(Account(name="added"))
+        with pytest.raises(ReadOnlyViolation):
+            await session.flush()
+
+
+async def test_an_ordinary_session_writes(db: Database) -> None:
+    async with db.session(write=True) as session:
+        session.add(Account(name="written"))
+        await session.flush()
+        await session.rollback()
+
+
+def _calls(dependant: Dependant) -> set[object]:
+    found = {dependant.call}
+    for sub in dependant.dependencies:
+        found |= _calls(sub)
+    return found
+
+
+def _api_routes(routes: Iterable[object]) -> Iterator[APIRoute]:
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif hasattr(route, "original_router"):  # an included router
+            yield from _api_routes(route.original_router.routes)
+
+
+def test_read_routes_take_read_sessions_and_changing_routes_write_sessions(
+    settings: Settings,
+) -> None:
+    """Every GET route that touches the database holds a ReadSession; every other one a
+    WriteSession — so a read route cannot write by mistake."""
+    checked = 0
+    for route in _api_routes(create_app(settings).routes):
+        calls = _calls(route.dependant)
+        if request_session not in calls:
+            continue
+        checked += 1
+        reads = route.methods <= {"GET", "HEAD"}
+        wanted, unwanted = (read_session, write_session) if reads else (write_session, read_session)
+        assert wanted in calls, f"{route.methods} {route.path} lacks {wanted.__name__}"
+        assert unwanted not in calls, f"{route.methods} {route.path} takes {unwanted.__name__}"
+    assert checked > 30
