@@ -73,6 +73,7 @@ async def list_audit(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     filters = {
+        "list": "audit",
         "workflow_id": str(workflow_id) if workflow_id else None,
         "action": action,
         "since": since.isoformat() if since else None,

@@ -64,7 +64,7 @@ async def list_contacts(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    filters = {"tag": tag, "email": email}
+    filters = {"list": "contacts", "tag": tag, "email": email}
     after = time_id_after(cursor, filters)
     rows = await service.list_contacts(
         session,

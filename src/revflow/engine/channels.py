@@ -126,8 +126,23 @@ class ExternalSender:
                 timeout=s.http_timeout_seconds,
             )
         except (aiosmtplib.SMTPException, OSError) as exc:
+            code = smtp_reply_code(exc)
+            if code is not None and 500 <= code < 600:
+                # A permanent refusal (RFC 5321 5yz): the same message will be refused again.
+                raise PermanentError(f"SMTP refused it permanently: {exc}") from exc
             raise RetryableError(f"SMTP: {exc}") from exc
         return {"channel": "smtp", "to": call.request["to"]}
+
+
+def smtp_reply_code(exc: BaseException) -> int | None:
+    """The server's reply code in an SMTP failure (the recipients' when all were refused);
+    None for a failure without one (connection refused, timeout)."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [r.code for r in exc.recipients]
+        return min(codes) if codes else None
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return int(exc.code)
+    return None
 
 
 def _jsonable(value: Any) -> Any:

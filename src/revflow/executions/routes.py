@@ -74,7 +74,12 @@ async def list_executions(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     workflow = await require_workflow(session, principal.account_id, workflow_id)
-    filters = {"version": version, "status": sorted(status or []), "step": step}
+    filters = {
+        "list": f"executions:{workflow.id}",
+        "version": version,
+        "status": sorted(status or []),
+        "step": step,
+    }
     after = time_id_after(cursor, filters)
     rows = await service.list_executions(
         session,
@@ -145,6 +150,7 @@ async def list_messages(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     filters = {
+        "list": "messages",
         "contact_id": str(contact_id) if contact_id else None,
         "execution_id": str(execution_id) if execution_id else None,
     }

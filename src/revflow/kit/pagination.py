@@ -1,6 +1,7 @@
 """Opaque cursors for keyset pagination.
 
-A cursor carries the sort key of the last item and a fingerprint of the filters it was made
+A cursor carries the sort key of the last item and a fingerprint of the list (its name and,
+for a workflow's lists, the workflow) and of the filters it was made
 for, so a cursor replayed against other filters is refused rather than silently skipping rows.
 """
 

@@ -116,3 +116,17 @@ def report(plans: dict[str, StepPlan], counts: dict[str, int]) -> dict[str, Any]
         groups.append({"step": step, "count": count, "target": target, "reason": reason})
     total = sum(counts.values())
     return {"total": total, "movable": movable, "unmovable": total - movable, "groups": groups}
+
+
+def revert_report(groups: list[tuple[str, str | None, str | None, int]]) -> dict[str, Any]:
+    """A revert's report, in the dry-run shape: the executions a migration moved, by current
+    step, each going back to the step it came from unless it moved on since."""
+    out = []
+    movable = 0
+    for step, origin, reason, count in sorted(groups, key=lambda g: (g[0], g[1] or "", g[2] or "")):
+        target = origin if reason is None else None
+        if target is not None:
+            movable += count
+        out.append({"step": step, "count": count, "target": target, "reason": reason})
+    total = sum(g[3] for g in groups)
+    return {"total": total, "movable": movable, "unmovable": total - movable, "groups": out}

@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import func, insert, literal, select, text, tuple_
+from sqlalchemy import and_, case, func, insert, literal, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.models import (
@@ -144,3 +144,32 @@ async def _analyze_items(session: AsyncSession) -> None:
         # and its batch statements read all of them per batch. ANALYZE counts this
         # transaction's own rows; a role that does not own the table only gets a warning.
         await session.execute(text("ANALYZE migration_items"))
+
+
+async def revert_groups(
+    session: AsyncSession, original: Migration
+) -> list[tuple[str, str | None, str | None, int]]:
+    """The executions ``original`` moved, grouped by where they are now: (current step, step
+    they came from, why they cannot go back or None, count)."""
+    still_there = and_(
+        Execution.version == original.to_version,
+        Execution.current_step == MigrationItem.to_step,
+        Execution.status.in_(LIVE_STATUSES),
+    )
+    reason = case(
+        (still_there, None),
+        (Execution.status.in_(LIVE_STATUSES), "advanced_since_move"),
+        else_="finished",
+    )
+    rows = await session.execute(
+        select(Execution.current_step, MigrationItem.from_step, reason, func.count())
+        .join(Execution, Execution.id == MigrationItem.execution_id)
+        .where(
+            MigrationItem.account_id == original.account_id,
+            MigrationItem.migration_id == original.id,
+            MigrationItem.state == "migrated",
+            Execution.account_id == original.account_id,
+        )
+        .group_by(Execution.current_step, MigrationItem.from_step, reason)
+    )
+    return [(str(r[0] or ""), r[1], r[2], int(r[3])) for r in rows.all()]

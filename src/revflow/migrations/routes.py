@@ -60,15 +60,17 @@ async def list_migrations(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     workflow = await require_workflow(session, principal.account_id, workflow_id)
-    # The list's name is part of the cursor's filters so that another list's cursor is refused.
-    after = time_id_after(cursor, {"list": "migrations"})
+    # The list (and its workflow) is part of the cursor's filters: another list's cursor is
+    # refused.
+    filters = {"list": f"migrations:{workflow.id}"}
+    after = time_id_after(cursor, filters)
     rows = await service.list_migrations(
         session,
         workflow,
         after=after,
         limit=limit + 1,
     )
-    next_cursor = time_id_next(rows, limit, {"list": "migrations"})
+    next_cursor = time_id_next(rows, limit, filters)
     return {"items": [migration_out(m) for m in rows[:limit]], "next_cursor": next_cursor}
 
 

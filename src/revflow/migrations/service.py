@@ -21,7 +21,13 @@ from revflow.errors import (
 )
 from revflow.kit.ids import require_id
 from revflow.migrations import repository as repo
-from revflow.migrations.planning import MappingError, check_mapping, plan_steps, report
+from revflow.migrations.planning import (
+    MappingError,
+    check_mapping,
+    plan_steps,
+    report,
+    revert_report,
+)
 from revflow.migrations.schemas import MigrationIn
 from revflow.models import MIGRATION_UNFINISHED, Migration, Version, Workflow
 from revflow.workflows.repository import get_version, get_workflow
@@ -232,7 +238,7 @@ async def revert(
     session.add(back)
     await session.flush()
     back.total = await repo.copy_moved_items(session, migration, back)
-    back.report = {"total": back.total, "reverts": str(migration.id)}
+    back.report = revert_report(await repo.revert_groups(session, migration))
     await _audit(session, principal, migration, "reverted", now, revert_migration=str(back.id))
     await session.flush()
     return back

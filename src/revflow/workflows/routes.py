@@ -87,10 +87,10 @@ async def list_workflows(
     limit: Limit = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    after = time_id_after(cursor, {})
+    after = time_id_after(cursor, {"list": "workflows"})
     rows = await repo.list_workflows(session, principal.account_id, after=after, limit=limit + 1)
     items = [workflow_out(w) for w in rows[:limit]]
-    return {"items": items, "next_cursor": time_id_next(rows, limit, {})}
+    return {"items": items, "next_cursor": time_id_next(rows, limit, {"list": "workflows"})}
 
 
 @router.get("/workflows/{workflow_id}", response_model=WorkflowDetail)
@@ -139,7 +139,12 @@ async def list_versions(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     workflow = await service.require_workflow(session, principal.account_id, workflow_id)
-    filters = {"status": sorted(status or []), "tag": tag, "archived": include_archived}
+    filters = {
+        "list": f"versions:{workflow.id}",
+        "status": sorted(status or []),
+        "tag": tag,
+        "archived": include_archived,
+    }
     after = decode_cursor(cursor, filters, 1)
     rows = await repo.list_versions(
         session,

@@ -396,16 +396,17 @@ async def rollback(
     now: dt.datetime,
 ) -> int | None:
     """Make a previously published version current again (unarchiving it). Answers the number
-    of the version that was current, or None when ``version`` already is."""
-    if version.status == "published":
-        return None
-    if version.status == "draft":
+    of the version that was current, or None when ``version`` already is. A running canary is
+    aborted first, whatever the target: rollback is the emergency button and always works."""
+    if version.published_at is None:
+        # A draft, or a draft archived without ever being published or canaried.
         raise NeverPublished(f"Version {version.number} was never published; publish it instead")
     if workflow.canary_version is not None:
-        # Rollback is the emergency button: it always works, and ends a running canary.
         await abort_canary(
             session, principal.actor, workflow, f"rollback to {version.number}", now=now
         )
+    if version.status == "published":
+        return None
     version.archived_at = None
     return await _switch_current(
         session, principal, workflow, version, "version.rolled_back", reason=reason, now=now
