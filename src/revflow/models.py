@@ -92,7 +92,7 @@ class Workflow(Base):
 class Version(Base):
     __tablename__ = "versions"
     __table_args__ = (
-        UniqueConstraint("workflow_id", "number"),
+        UniqueConstraint("account_id", "workflow_id", "number"),
         CheckConstraint(
             "status IN ('draft', 'published', 'canary', 'retired', 'archived')", name="status"
         ),
@@ -106,6 +106,7 @@ class Version(Base):
         # The database guarantees at most one published version (and one canary) per workflow.
         Index(
             "uq_versions_one_published",
+            "account_id",
             "workflow_id",
             unique=True,
             sqlite_where=text("status = 'published'"),
@@ -113,6 +114,7 @@ class Version(Base):
         ),
         Index(
             "uq_versions_one_canary",
+            "account_id",
             "workflow_id",
             unique=True,
             sqlite_where=text("status = 'canary'"),
@@ -204,6 +206,7 @@ class Execution(Base):
         # At most one unfinished execution per (workflow, contact), enforced by the database.
         Index(
             "uq_executions_one_live",
+            "account_id",
             "workflow_id",
             "contact_id",
             unique=True,
@@ -313,6 +316,7 @@ class Migration(Base):
         # At most one unfinished migration per workflow, enforced by the database.
         Index(
             "uq_migrations_one_unfinished",
+            "account_id",
             "workflow_id",
             unique=True,
             sqlite_where=text("status IN ('pending', 'in_progress', 'paused')"),
@@ -365,6 +369,7 @@ class MigrationItem(Base):
         # so the pick never walks past items already moved.
         Index(
             "ix_migration_items_pending",
+            "account_id",
             "migration_id",
             "execution_id",
             sqlite_where=text("state = 'pending'"),
@@ -415,7 +420,8 @@ class WorkingDraft(Base):
 
 class ScheduledJob(Base):
     """When a periodic job (archival) last ran; claiming it is one conditional UPDATE, so
-    any number of workers run it once per interval."""
+    any number of workers run it once per interval. The operator's table, like ``accounts``:
+    it holds no tenant's data (a job covers every account), so it has no ``account_id``."""
 
     __tablename__ = "scheduled_jobs"
 
@@ -461,3 +467,23 @@ class IdempotencyRecord(Base):
     response: Mapped[Any | None] = mapped_column(JSONType, nullable=True)
     headers: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class HeldReaction(Base):
+    """An event or contact change that reached an execution of a paused workflow: kept, in
+    arrival order, and applied when the workflow is resumed (SPEC §1: paused means no
+    execution advances, and nothing is lost)."""
+
+    __tablename__ = "held_reactions"
+    __table_args__ = (
+        CheckConstraint("kind IN ('event', 'change')", name="kind"),
+        Index(None, "account_id", "workflow_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(HistoryId, primary_key=True, autoincrement=True)
+    account_id: Mapped[uuid.UUID] = mapped_column()
+    workflow_id: Mapped[uuid.UUID] = mapped_column()
+    execution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("executions.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(200))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

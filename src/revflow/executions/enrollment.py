@@ -183,6 +183,11 @@ class ContactChange:
     # Fire no trigger, but goals' `if` conditions are evaluated on every change.
     removed_tags: list[str] = field(default_factory=list)
 
+    @property
+    def changes_contact(self) -> bool:
+        """Tags or fields changed: the contact's goal conditions are evaluated again."""
+        return bool(self.added_tags or self.removed_tags or self.changed_fields)
+
 
 def _matches(trigger_type: str, key: str | None, change: ContactChange) -> bool:
     if trigger_type == "contact_created":

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from revflow.definition import Definition
 from revflow.engine import store
 from revflow.engine.interpreter import (
     ContactState,
@@ -20,7 +21,9 @@ from revflow.engine.interpreter import (
     deliver_event,
 )
 from revflow.engine.runner import Outcome
+from revflow.executions import repository as repo
 from revflow.executions.enrollment import ContactChange, fire_triggers
+from revflow.models import Workflow
 
 
 async def react(
@@ -38,13 +41,11 @@ async def react(
 
     ``contacts`` are states already loaded (and locked) by the caller; others are loaded here.
     ``executions`` are the contacts' live executions when the caller has already locked them.
-    Answers the executions enrolled by triggers.
+    Executions of a paused workflow do not move: what reaches them is held, in arrival order,
+    and applied when the workflow is resumed (``release_held``). Answers the executions
+    enrolled by triggers.
     """
-    changes = [
-        c
-        for c in changes
-        if c.added_tags or c.removed_tags or c.changed_fields or c.events or c.created
-    ]
+    changes = [c for c in changes if c.changes_contact or c.events or c.created]
     if not changes:
         return []
     by_contact = {c.contact_id: c for c in changes}
@@ -52,6 +53,16 @@ async def react(
         executions = await store.live_executions_of_contacts(
             session, account_id, by_contact, exclude=exclude_executions, skip_locked=skip_locked
         )
+    if executions:
+        paused = await repo.paused_among(session, {ex.workflow_id for ex in executions})
+        await _hold(
+            session,
+            account_id,
+            [ex for ex in executions if ex.workflow_id in paused],
+            by_contact,
+            now,
+        )
+        executions = [ex for ex in executions if ex.workflow_id not in paused]
     if executions:
         states = dict(contacts or {})
         missing = {ex.contact_id for ex in executions} - states.keys()
@@ -65,14 +76,7 @@ async def react(
             definition = defs.get((ex.workflow_id, ex.version))
             if contact is None or definition is None:
                 continue
-            fired = False
-            for name in change.events:
-                fired = deliver_event(definition, ex, contact, name, now, effects) or fired
-                if not ex.live:
-                    break
-            if ex.live and (change.added_tags or change.removed_tags or change.changed_fields):
-                fired = check_condition_goals(definition, ex, contact, now, effects) or fired
-            if fired:
+            if _apply(definition, ex, contact, change.events, change.changes_contact, now, effects):
                 touched.append(ex)
         await store.write_effects(
             session, {ex.id: account_id for ex in touched}, touched, [], effects, now
@@ -104,3 +108,82 @@ async def react_to_steps(session: AsyncSession, outcome: Outcome, now: dt.dateti
         # own executions (already written, and locked by this transaction) are included: one
         # that began a wait before another changed the contact must see it.
         await react(session, account_id, changes, now, contacts=contacts, skip_locked=True)
+
+
+def _apply(
+    definition: Definition,
+    ex: ExecutionState,
+    contact: ContactState,
+    events: Sequence[str],
+    contact_changed: bool,
+    now: dt.datetime,
+    effects: Effects,
+) -> bool:
+    """Events (goals, event waits), then the condition goals of a changed contact."""
+    fired = False
+    for name in events:
+        fired = deliver_event(definition, ex, contact, name, now, effects) or fired
+        if not ex.live:
+            return fired
+    if ex.live and contact_changed:
+        fired = check_condition_goals(definition, ex, contact, now, effects) or fired
+    return fired
+
+
+async def _hold(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    executions: Sequence[ExecutionState],
+    by_contact: dict[uuid.UUID, ContactChange],
+    now: dt.datetime,
+) -> None:
+    rows: list[dict[str, object]] = []
+    for ex in executions:
+        change = by_contact[ex.contact_id]
+        base = {
+            "account_id": account_id,
+            "workflow_id": ex.workflow_id,
+            "execution_id": ex.id,
+            "at": now,
+        }
+        rows += [{**base, "kind": "event", "name": name} for name in change.events]
+        if change.changes_contact:
+            rows.append({**base, "kind": "change", "name": None})
+    await repo.hold(session, rows)
+
+
+async def release_held(session: AsyncSession, workflow: Workflow, now: dt.datetime) -> int:
+    """On resume: apply what was held for the workflow's executions while it was paused, in
+    arrival order, in the resume's transaction. Answers how many executions it moved."""
+    held = await repo.held_reactions(session, workflow.account_id, workflow.id)
+    if not held:
+        return 0
+    locked = await store.lock_executions(session, sorted({h.execution_id for h in held}))
+    states = {ex.id: ex for _, ex in locked}
+    contacts = await store.load_contacts(session, {ex.contact_id for ex in states.values()})
+    defs = await store.definitions(
+        session, {(ex.workflow_id, ex.version) for ex in states.values()}
+    )
+    effects = Effects()
+    touched: dict[uuid.UUID, ExecutionState] = {}
+    for entry in held:
+        ex = states.get(entry.execution_id)
+        if ex is None or not ex.live:
+            continue  # finished (cancelled, erased) while the workflow was paused
+        definition = defs.get((ex.workflow_id, ex.version))
+        contact = contacts.get(ex.contact_id)
+        if definition is None or contact is None:
+            continue
+        events = [entry.name] if entry.kind == "event" and entry.name else []
+        if _apply(definition, ex, contact, events, entry.kind == "change", now, effects):
+            touched[ex.id] = ex
+    await store.write_effects(
+        session,
+        {ex_id: workflow.account_id for ex_id in touched},
+        list(touched.values()),
+        [],
+        effects,
+        now,
+    )
+    await repo.drop_held(session, workflow.account_id, [h.id for h in held])
+    return len(touched)

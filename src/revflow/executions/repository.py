@@ -8,10 +8,10 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import delete, func, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from revflow.models import Execution, HistoryEntry, Message
+from revflow.models import Execution, HeldReaction, HistoryEntry, Message, Workflow
 
 
 async def get_execution(
@@ -116,3 +116,42 @@ async def list_messages(
         query = query.where(tuple_(Message.created_at, Message.id) < tuple_(*after))
     query = query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
     return (await session.scalars(query)).all()
+
+
+async def paused_among(session: AsyncSession, workflow_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these workflows are paused."""
+    if not workflow_ids:
+        return set()
+    return set(
+        await session.scalars(
+            select(Workflow.id).where(Workflow.id.in_(workflow_ids), Workflow.status == "paused")
+        )
+    )
+
+
+async def hold(session: AsyncSession, rows: list[dict[str, object]]) -> None:
+    """Keep reactions of paused workflows' executions (applied on resume)."""
+    if rows:
+        await session.execute(insert(HeldReaction), rows)
+
+
+async def held_reactions(
+    session: AsyncSession, account_id: uuid.UUID, workflow_id: uuid.UUID
+) -> Sequence[HeldReaction]:
+    """The reactions held for a workflow's executions, in arrival order."""
+    return (
+        await session.scalars(
+            select(HeldReaction)
+            .where(HeldReaction.account_id == account_id, HeldReaction.workflow_id == workflow_id)
+            .order_by(HeldReaction.id)
+        )
+    ).all()
+
+
+async def drop_held(session: AsyncSession, account_id: uuid.UUID, ids: Sequence[int]) -> None:
+    if ids:
+        await session.execute(
+            delete(HeldReaction).where(
+                HeldReaction.account_id == account_id, HeldReaction.id.in_(ids)
+            )
+        )

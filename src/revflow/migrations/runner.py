@@ -109,6 +109,7 @@ async def _pick_batch(
         select(ITEMS.c.execution_id)
         .join(EXECUTIONS, EXECUTIONS.c.id == ITEMS.c.execution_id)
         .where(
+            ITEMS.c.account_id == migration.account_id,
             ITEMS.c.migration_id == migration.id,
             ITEMS.c.state == "pending",
             or_(EXECUTIONS.c.lease_expires_at.is_(None), EXECUTIONS.c.lease_expires_at < now),

@@ -1,4 +1,6 @@
-"""Rollback with a migration: one transaction over the workflows and migrations features."""
+"""Release actions over several features, each one transaction: rollback with a migration
+(workflows and migrations), resume with the reactions held while paused (workflows and
+executions)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.auth.service import Principal
 from revflow.errors import ValidationFailed
+from revflow.executions.reactions import release_held
 from revflow.migrations import service as migrations
 from revflow.migrations.schemas import MigrationIn
 from revflow.models import Migration, Version, Workflow
@@ -41,3 +44,13 @@ async def rollback(
         now,
     )
     return migration
+
+
+async def resume(
+    session: AsyncSession, principal: Principal, workflow: Workflow, now: dt.datetime
+) -> int:
+    """Resume a paused workflow and apply, in arrival order, the events and contact changes
+    that reached its executions while it was paused — in one transaction. Answers how many
+    executions they moved."""
+    await workflows.set_status(session, principal, workflow, "active", now=now)
+    return await release_held(session, workflow, now)

@@ -32,6 +32,7 @@ from revflow.kit.pagination import (
 )
 from revflow.kit.transactions import commit
 from revflow.models import Workflow
+from revflow.releases import service as releases
 from revflow.workflows import drafts, service
 from revflow.workflows import repository as repo
 from revflow.workflows.compare import compare_versions as compare_versions_with_impact
@@ -284,9 +285,7 @@ async def pause_workflow(change: Change) -> JSONResponse:
 async def resume_workflow(request: Request, change: Change) -> JSONResponse:
     if change.replay:
         return change.replay
-    await service.set_status(
-        change.session, change.principal, change.workflow, "active", now=change.now
-    )
+    await releases.resume(change.session, change.principal, change.workflow, change.now)
     response = await change.respond(workflow_out(change.workflow))
     wake_worker(request)
     return response
