@@ -1,6 +1,6 @@
 """Races on one workflow (SPEC §1, §4): gapless numbers, one published version, idempotency.
 
-The racing requests reach the database through different processes (``tests.servers``): two
+The racing requests reach the database through different processes (``tests.support.servers``): two
 ``revflow serve`` processes on PostgreSQL; one ``revflow serve`` process and the in-process
 application on SQLite. Nothing inside one process can serialise them, so only the database's
 locks and constraints can make these tests pass. Each race runs several rounds.
@@ -21,9 +21,10 @@ from sqlalchemy.exc import IntegrityError
 
 from revflow.db import Database
 from revflow.models import Version
-from tests.api.helpers import create_version, create_workflow, simple_definition
-from tests.conftest import DatabaseFactory, Tenant
-from tests.servers import Racers, RevflowServers, race, racing_clients, racing_server_count
+from tests.support.databases import DatabaseFactory
+from tests.support.servers import Racers, RevflowServers, race, racing_clients, racing_server_count
+from tests.support.tenants import Tenant
+from tests.support.workflows import create_version, create_workflow, simple_definition
 
 ROUNDS = 3
 CREATORS = 10

@@ -1,6 +1,6 @@
 """Errors are RFC 9457 problem documents, and bad input never answers 500 (SPEC §4).
 
-The route walks reuse the table of ``tests/api/test_tenancy.py`` (``ROUTES``): a new endpoint
+The route walks follow the table of ``tests/support/routes.py`` (``ROUTES``): a new endpoint
 that joins it is checked here too (malformed JSON, wrong body shapes, unknown ids). ``LISTS``
 names every cursor-paginated list, for the cursor and limit checks.
 """
@@ -24,16 +24,9 @@ from revflow.config import Settings
 from revflow.db import Database, utcnow
 from revflow.models import Version
 from revflow.worker import Worker
-from tests.api.helpers import create_version, create_workflow, simple_definition
-from tests.api.test_tenancy import (
-    ROUTES,
-    Call,
-    World,
-    build_world,
-    openapi_routes,
-    url_of,
-)
-from tests.conftest import Tenant, make_tenant
+from tests.support.routes import ROUTES, Call, World, build_world, openapi_routes, url_of
+from tests.support.tenants import Tenant, make_tenant
+from tests.support.workflows import create_version, create_workflow, simple_definition
 
 API = "/api/v1"
 PROBLEM_JSON = "application/problem+json"

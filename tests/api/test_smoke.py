@@ -1,5 +1,5 @@
-from tests.api.helpers import create_version, create_workflow, simple_definition
-from tests.conftest import Tenant
+from tests.support.tenants import Tenant
+from tests.support.workflows import create_version, create_workflow, simple_definition
 
 
 async def test_create_publish_and_read(tenant: Tenant) -> None:

@@ -1,9 +1,8 @@
 """Tenancy and authorization, walked over every route of the OpenAPI document.
 
-``ROUTES`` maps every ``(method, path template)`` of ``/openapi.json`` to the role it needs and
-to how to fill its path parameters, query and body from a ``World`` (the objects of one
-account). A route missing from the table fails the walking tests, naming it: a new endpoint
-joins the table (and ``World`` gains the objects it needs) in the change that adds it.
+The walks follow ``ROUTES`` (tests/support/routes.py): the role every route of
+``/openapi.json`` needs and how to fill its path parameters, query and body from a ``World``
+(the objects of one account).
 """
 
 from __future__ import annotations
@@ -11,214 +10,21 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 
-from revflow.app import create_app
-from revflow.config import Settings
 from revflow.db import Database
-from tests.api.helpers import create_version, create_workflow, simple_definition
-from tests.conftest import Tenant, make_tenant
+from tests.support.problems import assert_problem
+from tests.support.routes import API, ROUTES, Call, World, build_world, openapi_routes, url_of
+from tests.support.tenants import Tenant, make_tenant
+from tests.support.workflows import create_workflow
 
-API = "/api/v1"
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
-PROBLEM_JSON = "application/problem+json"
 # A body key no route accepts: sent to check that the 404 (or 403) comes before the 422.
 BOGUS_BODY = {"not_a_field_of_any_body": True}
 
-
-@dataclass
-class World:
-    """Real objects of one account that the table's requests point at."""
-
-    workflow_id: str
-    published: int  # a published version of the workflow
-    draft: int  # a draft version (the latest)
-    key_id: str  # an API key of the account that is not the caller's own
-    contact_id: str
-    external_id: str
-    execution_id: str  # the contact's execution of the workflow (on the published version)
-    migration_id: str  # a migration of the workflow (pending: no worker runs in these tests)
-
-
-@dataclass(frozen=True)
-class Call:
-    path: dict[str, str] = field(default_factory=dict)
-    json: Any = None
-    params: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Route:
-    role: str  # "public", "operator", "viewer", "editor" or "admin"
-    fill: Callable[[World], Call]
-    # What another account gets when it names this world's object in the path: "404", or
-    # "own" for a path that names the caller's own namespace (an upsert by external id acts on
-    # the caller's own contact of that external id, never on another account's).
-    cross: str = "404"
-    # The route answers the caller's own object (a working draft is per user): another user of
-    # the same account, e.g. a viewer, gets 404 on a GET.
-    mine: bool = False
-
-
-def _wf(w: World, **more: str) -> dict[str, str]:
-    return {"workflow_id": w.workflow_id, **more}
-
-
-ROUTES: dict[tuple[str, str], Route] = {
-    ("GET", "/healthz"): Route("public", lambda w: Call()),
-    ("GET", "/readyz"): Route("public", lambda w: Call()),
-    ("GET", "/metrics"): Route("public", lambda w: Call()),
-    ("POST", f"{API}/accounts"): Route("operator", lambda w: Call(json={"name": "new"})),
-    ("POST", f"{API}/api-keys"): Route(
-        "admin", lambda w: Call(json={"user": "x@example.com", "role": "viewer"})
-    ),
-    ("GET", f"{API}/api-keys"): Route("admin", lambda w: Call()),
-    ("DELETE", f"{API}/api-keys/{{key_id}}"): Route(
-        "admin", lambda w: Call(path={"key_id": w.key_id})
-    ),
-    ("POST", f"{API}/workflows"): Route("editor", lambda w: Call(json={"name": "Another"})),
-    ("GET", f"{API}/workflows"): Route("viewer", lambda w: Call()),
-    ("GET", f"{API}/workflows/{{workflow_id}}"): Route("viewer", lambda w: Call(path=_wf(w))),
-    ("PATCH", f"{API}/workflows/{{workflow_id}}"): Route(
-        "editor", lambda w: Call(path=_wf(w), json={"name": "Renamed", "description": "d"})
-    ),
-    ("POST", f"{API}/workflows/{{workflow_id}}/versions"): Route(
-        "editor",
-        lambda w: Call(
-            path=_wf(w),
-            json={
-                "definition": simple_definition("Changed {{contact.email}}"),
-                "change_summary": "another change",
-                "base_version": w.draft,
-            },
-        ),
-    ),
-    ("GET", f"{API}/workflows/{{workflow_id}}/versions"): Route(
-        "viewer", lambda w: Call(path=_wf(w), params={"include_archived": "true"})
-    ),
-    ("GET", f"{API}/workflows/{{workflow_id}}/versions/compare"): Route(
-        "viewer", lambda w: Call(path=_wf(w), params={"from": w.published, "to": w.draft})
-    ),
-    ("GET", f"{API}/workflows/{{workflow_id}}/versions/{{number}}"): Route(
-        "viewer", lambda w: Call(path=_wf(w, number=str(w.published)))
-    ),
-    ("POST", f"{API}/workflows/{{workflow_id}}/versions/{{number}}/publish"): Route(
-        "editor", lambda w: Call(path=_wf(w, number=str(w.draft)))
-    ),
-    ("POST", f"{API}/workflows/{{workflow_id}}/versions/{{number}}/rollback"): Route(
-        "editor",
-        lambda w: Call(path=_wf(w, number=str(w.published)), json={"reason": "it broke"}),
-    ),
-    ("PUT", f"{API}/workflows/{{workflow_id}}/versions/{{number}}/tags"): Route(
-        "editor",
-        lambda w: Call(path=_wf(w, number=str(w.published)), json={"tags": ["stable", "x"]}),
-    ),
-    ("POST", f"{API}/workflows/{{workflow_id}}/pause"): Route(
-        "editor", lambda w: Call(path=_wf(w))
-    ),
-    ("POST", f"{API}/workflows/{{workflow_id}}/resume"): Route(
-        "editor", lambda w: Call(path=_wf(w))
-    ),
-    ("GET", f"{API}/workflows/{{workflow_id}}/versions/{{number}}/stats"): Route(
-        "viewer", lambda w: Call(path=_wf(w, number=str(w.published)))
-    ),
-    ("POST", f"{API}/workflows/{{workflow_id}}/enrollments"): Route(
-        "editor", lambda w: Call(path=_wf(w), json={"contact_ids": [w.contact_id]})
-    ),
-    ("GET", f"{API}/workflows/{{workflow_id}}/executions"): Route(
-        "viewer", lambda w: Call(path=_wf(w), params={"version": w.published})
-    ),
-    ("GET", f"{API}/executions/{{execution_id}}"): Route(
-        "viewer", lambda w: Call(path={"execution_id": w.execution_id})
-    ),
-    ("POST", f"{API}/executions/{{execution_id}}/cancel"): Route(
-        "editor", lambda w: Call(path={"execution_id": w.execution_id})
-    ),
-    ("POST", f"{API}/workflows/{{workflow_id}}/versions/{{number}}/migrate"): Route(
-        "editor",
-        lambda w: Call(
-            path=_wf(w, number=str(w.draft)),
-            json={
-                "from_version": w.published,
-                "strategy": "manual",
-                "execution_ids": [w.execution_id],
-                "dry_run": True,
-            },
-        ),
-    ),
-    ("POST", f"{API}/workflows/{{workflow_id}}/canary/promote"): Route(
-        "editor", lambda w: Call(path=_wf(w))
-    ),
-    ("POST", f"{API}/workflows/{{workflow_id}}/canary/abort"): Route(
-        "editor", lambda w: Call(path=_wf(w), json={"reason": "enough"})
-    ),
-    ("PUT", f"{API}/workflows/{{workflow_id}}/draft"): Route(
-        "editor",
-        lambda w: Call(
-            path=_wf(w),
-            json={"definition": {"half": "done"}, "base_version": w.draft, "revision": 1},
-        ),
-        mine=True,
-    ),
-    ("GET", f"{API}/workflows/{{workflow_id}}/draft"): Route(
-        "viewer", lambda w: Call(path=_wf(w)), mine=True
-    ),
-    ("DELETE", f"{API}/workflows/{{workflow_id}}/draft"): Route(
-        "editor", lambda w: Call(path=_wf(w)), mine=True
-    ),
-    ("GET", f"{API}/workflows/{{workflow_id}}/migrations"): Route(
-        "viewer", lambda w: Call(path=_wf(w))
-    ),
-    ("GET", f"{API}/migrations/{{migration_id}}"): Route(
-        "viewer", lambda w: Call(path={"migration_id": w.migration_id})
-    ),
-    ("POST", f"{API}/migrations/{{migration_id}}/pause"): Route(
-        "editor", lambda w: Call(path={"migration_id": w.migration_id})
-    ),
-    ("POST", f"{API}/migrations/{{migration_id}}/resume"): Route(
-        "editor", lambda w: Call(path={"migration_id": w.migration_id})
-    ),
-    ("POST", f"{API}/migrations/{{migration_id}}/cancel"): Route(
-        "editor", lambda w: Call(path={"migration_id": w.migration_id})
-    ),
-    ("POST", f"{API}/migrations/{{migration_id}}/revert"): Route(
-        "editor", lambda w: Call(path={"migration_id": w.migration_id})
-    ),
-    ("GET", f"{API}/audit"): Route("viewer", lambda w: Call(params={"limit": 200})),
-    ("GET", f"{API}/messages"): Route("viewer", lambda w: Call(params={"limit": 200})),
-    ("POST", f"{API}/contacts"): Route(
-        "editor", lambda w: Call(json={"email": "new@example.com", "tags": ["t"]})
-    ),
-    ("GET", f"{API}/contacts"): Route("viewer", lambda w: Call(params={"limit": 200})),
-    ("GET", f"{API}/contacts/{{contact_id}}"): Route(
-        "viewer", lambda w: Call(path={"contact_id": w.contact_id})
-    ),
-    ("PATCH", f"{API}/contacts/{{contact_id}}"): Route(
-        "editor",
-        lambda w: Call(
-            path={"contact_id": w.contact_id},
-            json={"email": "changed@example.com", "fields": {"x": 1}, "add_tags": ["vip"]},
-        ),
-    ),
-    ("DELETE", f"{API}/contacts/{{contact_id}}"): Route(
-        "editor", lambda w: Call(path={"contact_id": w.contact_id})
-    ),
-    ("PUT", f"{API}/contacts/by-external-id/{{external_id}}"): Route(
-        "editor",
-        lambda w: Call(
-            path={"external_id": w.external_id},
-            json={"email": "upserted@example.com", "fields": {"plan": "pro"}},
-        ),
-        cross="own",
-    ),
-    ("POST", f"{API}/events"): Route(
-        "editor", lambda w: Call(json={"contact_id": w.contact_id, "name": "purchase"})
-    ),
-}
 
 # Query parameters that name an object of the account (``…_id``), per route: how to point them
 # at an object of the world. The caller of another account must see nothing of it.
@@ -250,40 +56,6 @@ BODY_REFERENCES: dict[tuple[str, str, str], Callable[[World], Any]] = {
 # --- helpers -----------------------------------------------------------------------------------
 
 
-async def openapi_routes(client: httpx.AsyncClient) -> list[tuple[str, str, dict[str, Any]]]:
-    """Every (method, path, operation) of the served OpenAPI document; fails on a route the
-    table does not know."""
-    response = await client.get("/openapi.json")
-    assert response.status_code == 200, response.text
-    routes = [
-        (method.upper(), path, operation)
-        for path, operations in response.json()["paths"].items()
-        for method, operation in operations.items()
-        if method.upper() in {"GET", "POST", "PUT", "PATCH", "DELETE"}
-    ]
-    missing = sorted(f"{m} {p}" for m, p, _ in routes if (m, p) not in ROUTES)
-    assert not missing, (
-        "routes of /openapi.json missing from ROUTES in tests/api/test_tenancy.py "
-        f"(add them, with the objects they need in World): {missing}"
-    )
-    stale = sorted(f"{m} {p}" for m, p in ROUTES if (m, p) not in {(m, p) for m, p, _ in routes})
-    assert not stale, f"ROUTES names routes that /openapi.json does not have: {stale}"
-    return routes
-
-
-def url_of(path: str, call: Call) -> str:
-    return path.format(**call.path)
-
-
-def assert_problem(response: httpx.Response, status: int, code: str, what: str) -> None:
-    assert response.status_code == status, f"{what}: {response.status_code} {response.text}"
-    assert response.headers["content-type"].startswith(PROBLEM_JSON), what
-    body = response.json()
-    assert body["code"] == code, f"{what}: {body}"
-    assert body["status"] == status, f"{what}: {body}"
-    assert body["type"] == f"urn:revflow:problem:{code}", f"{what}: {body}"
-
-
 async def send(
     client: httpx.AsyncClient,
     method: str,
@@ -301,63 +73,6 @@ async def send(
         params=call.params,
         json=body,
         headers=headers,
-    )
-
-
-async def build_world(tenant: Tenant, name: str = "Welcome") -> World:
-    """A workflow with version 1 published and tagged and version 2 a draft, an API key, and a
-    contact enrolled into the workflow (so an execution)."""
-    wf = await create_workflow(tenant, name)
-    await create_version(tenant, wf["id"], simple_definition(), None, publish=True)
-    await create_version(tenant, wf["id"], simple_definition("Hello {{contact.email}}"), 1)
-    tagged = await tenant.request(
-        "PUT", f"{API}/workflows/{wf['id']}/versions/1/tags", json={"tags": ["stable"]}
-    )
-    assert tagged.status_code == 200, tagged.text
-    key = await tenant.request(
-        "POST", f"{API}/api-keys", json={"user": "editor@a.example", "role": "editor"}
-    )
-    assert key.status_code == 201, key.text
-    external_id = f"ext-{uuid.uuid4().hex[:8]}"
-    contact = await tenant.request(
-        "POST",
-        f"{API}/contacts",
-        json={
-            "external_id": external_id,
-            "email": f"{name.replace(' ', '').replace(chr(39), '')}@example.com",
-            "fields": {"first_name": "Ada"},
-            "tags": ["lead"],
-        },
-    )
-    assert contact.status_code == 201, contact.text
-    contact_id = contact.json()["id"]
-    enrolled = await tenant.request(
-        "POST", f"{API}/workflows/{wf['id']}/enrollments", json={"contact_ids": [contact_id]}
-    )
-    assert enrolled.status_code == 201, enrolled.text
-    assert enrolled.json()["enrolled"] == 1, enrolled.text
-    execution_id = enrolled.json()["executions"][0]
-    migration = await tenant.request(
-        "POST",
-        f"{API}/workflows/{wf['id']}/versions/2/migrate",
-        json={"from_version": 1, "strategy": "manual", "execution_ids": [execution_id]},
-    )
-    assert migration.status_code == 202, migration.text
-    draft = await tenant.request(
-        "PUT",
-        f"{API}/workflows/{wf['id']}/draft",
-        json={"definition": simple_definition("Work in progress"), "base_version": 2},
-    )
-    assert draft.status_code == 200 and draft.json()["revision"] == 1, draft.text
-    return World(
-        workflow_id=wf["id"],
-        published=1,
-        draft=2,
-        key_id=key.json()["id"],
-        contact_id=contact_id,
-        external_id=external_id,
-        execution_id=execution_id,
-        migration_id=migration.json()["id"],
     )
 
 
@@ -615,6 +330,21 @@ async def test_external_ids_are_per_account(
     assert await snapshot(tenant, world) == before
 
 
+async def test_make_tenant_accounts_do_not_see_each_other(
+    db: Database, client: httpx.AsyncClient
+) -> None:
+    a = await make_tenant(db, client, "one")
+    b = await make_tenant(db, client, "two")
+    wf = await create_workflow(a, "Only A's")
+    listed = (await b.request("GET", f"{API}/workflows", params={"limit": 200})).json()
+    assert wf["id"] not in {w["id"] for w in listed["items"]}
+    audit = (await b.request("GET", f"{API}/audit", params={"limit": 200})).json()
+    assert all(e["workflow_id"] != wf["id"] for e in audit["items"])
+    keys = (await b.request("GET", f"{API}/api-keys", params={"limit": 200})).json()["items"]
+    a_keys = (await a.request("GET", f"{API}/api-keys", params={"limit": 200})).json()["items"]
+    assert not {k["id"] for k in keys} & {k["id"] for k in a_keys}
+
+
 # --- roles -------------------------------------------------------------------------------------
 
 
@@ -702,36 +432,6 @@ async def test_missing_or_malformed_authorization_is_401_on_every_route(
     assert await snapshot(tenant, world) == before
 
 
-async def test_revoked_key_gets_401(client: httpx.AsyncClient, tenant: Tenant) -> None:
-    key = await tenant.key_for("editor", "leaver@a.example")
-    headers = {"Authorization": f"Bearer {key}"}
-    assert (await client.get(f"{API}/workflows", headers=headers)).status_code == 200
-    listed = (await tenant.request("GET", f"{API}/api-keys")).json()["items"]
-    key_id = next(k["id"] for k in listed if k["user"] == "leaver@a.example")
-    revoked = await tenant.request("DELETE", f"{API}/api-keys/{key_id}")
-    assert revoked.status_code == 200, revoked.text
-    assert revoked.json()["revoked_at"] is not None
-    response = await client.get(f"{API}/workflows", headers=headers)
-    assert_problem(response, 401, "unauthorized", "a revoked key")
-    response = await client.post(f"{API}/workflows", json={"name": "x"}, headers=headers)
-    assert_problem(response, 401, "unauthorized", "a revoked key writing")
-    # Revoking it again changes nothing; the admin key still works.
-    again = await tenant.request("DELETE", f"{API}/api-keys/{key_id}")
-    assert again.status_code == 200 and again.json()["revoked_at"] == revoked.json()["revoked_at"]
-
-
-async def test_a_key_revoking_itself_is_locked_out(
-    client: httpx.AsyncClient, tenant: Tenant
-) -> None:
-    admin2 = await tenant.key_for("admin", "second-admin@a.example")
-    headers = {"Authorization": f"Bearer {admin2}"}
-    listed = (await tenant.request("GET", f"{API}/api-keys")).json()["items"]
-    own_id = next(k["id"] for k in listed if k["user"] == "second-admin@a.example")
-    assert (await client.delete(f"{API}/api-keys/{own_id}", headers=headers)).status_code == 200
-    response = await client.get(f"{API}/api-keys", headers=headers)
-    assert_problem(response, 401, "unauthorized", "a key that revoked itself")
-
-
 async def test_health_ready_and_metrics_need_no_key(client: httpx.AsyncClient) -> None:
     health = await client.get("/healthz")
     assert health.status_code == 200 and health.json()["status"] == "ok"
@@ -744,83 +444,3 @@ async def test_health_ready_and_metrics_need_no_key(client: httpx.AsyncClient) -
     bad = {"Authorization": "Bearer nope"}
     for url in ("/healthz", "/readyz", "/metrics"):
         assert (await client.get(url, headers=bad)).status_code == 200, url
-
-
-# --- accounts (operator token) -----------------------------------------------------------------
-
-
-async def test_operator_creates_an_account_whose_key_works(client: httpx.AsyncClient) -> None:
-    name = f"acct-{uuid.uuid4().hex[:8]}"
-    response = await client.post(
-        f"{API}/accounts",
-        json={"name": name},
-        headers={"Authorization": "Bearer operator-secret"},
-    )
-    assert response.status_code == 201, response.text
-    body = response.json()
-    assert set(body) >= {"account", "api_key"}
-    assert set(body["account"]) >= {"id", "name"} and body["account"]["name"] == name
-    uuid.UUID(body["account"]["id"])
-    headers = {"Authorization": f"Bearer {body['api_key']}"}
-    # It is an admin key of an empty account.
-    keys = await client.get(f"{API}/api-keys", headers=headers)
-    assert keys.status_code == 200, keys.text
-    assert [k["role"] for k in keys.json()["items"]] == ["admin"]
-    workflows = await client.get(f"{API}/workflows", headers=headers)
-    assert workflows.status_code == 200 and workflows.json()["items"] == []
-    created = await client.post(f"{API}/workflows", json={"name": "First"}, headers=headers)
-    assert created.status_code == 201, created.text
-
-
-@pytest.mark.parametrize(
-    "authorization",
-    [None, "", "Bearer wrong-secret", "Bearer operator-secretx", "operator-secret x", "Bearer "],
-)
-async def test_account_creation_needs_the_operator_token(
-    client: httpx.AsyncClient, tenant: Tenant, authorization: str | None
-) -> None:
-    headers = {} if authorization is None else {"Authorization": authorization}
-    response = await client.post(f"{API}/accounts", json={"name": "sneaky"}, headers=headers)
-    assert_problem(response, 401, "unauthorized", f"POST /accounts with {authorization!r}")
-    # 401 comes before 422: an invalid body without the token is still a 401.
-    response = await client.post(f"{API}/accounts", json={"nam": 1}, headers=headers)
-    assert_problem(response, 401, "unauthorized", "POST /accounts, no token, invalid body")
-    # An account's admin key is not the operator token.
-    response = await tenant.request("POST", f"{API}/accounts", json={"name": "sneaky"})
-    assert_problem(response, 401, "unauthorized", "POST /accounts with a tenant's admin key")
-
-
-async def test_account_creation_validates_its_body(client: httpx.AsyncClient) -> None:
-    headers = {"Authorization": "Bearer operator-secret"}
-    for body, pointer in [({}, "/name"), ({"name": ""}, "/name"), ({"name": "x", "y": 1}, "/y")]:
-        response = await client.post(f"{API}/accounts", json=body, headers=headers)
-        assert_problem(response, 422, "validation_error", f"POST /accounts {body}")
-        assert pointer in [e["pointer"] for e in response.json()["errors"]], response.text
-
-
-async def test_account_creation_is_disabled_without_an_operator_token(
-    settings: Settings, db: Database
-) -> None:
-    app = create_app(settings.model_copy(update={"admin_token": None}), db)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://revflow.test") as c:
-        for authorization in ("Bearer ", "Bearer None", "Bearer operator-secret"):
-            response = await c.post(
-                f"{API}/accounts", json={"name": "x"}, headers={"Authorization": authorization}
-            )
-            assert_problem(response, 401, "unauthorized", f"no operator token, {authorization!r}")
-
-
-async def test_make_tenant_accounts_do_not_see_each_other(
-    db: Database, client: httpx.AsyncClient
-) -> None:
-    a = await make_tenant(db, client, "one")
-    b = await make_tenant(db, client, "two")
-    wf = await create_workflow(a, "Only A's")
-    listed = (await b.request("GET", f"{API}/workflows", params={"limit": 200})).json()
-    assert wf["id"] not in {w["id"] for w in listed["items"]}
-    audit = (await b.request("GET", f"{API}/audit", params={"limit": 200})).json()
-    assert all(e["workflow_id"] != wf["id"] for e in audit["items"])
-    keys = (await b.request("GET", f"{API}/api-keys", params={"limit": 200})).json()["items"]
-    a_keys = (await a.request("GET", f"{API}/api-keys", params={"limit": 200})).json()["items"]
-    assert not {k["id"] for k in keys} & {k["id"] for k in a_keys}

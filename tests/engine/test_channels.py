@@ -36,8 +36,10 @@ from revflow.engine.channels import ExternalSender
 from revflow.engine.clock import ManualClock
 from revflow.engine.interpreter import ExternalCall
 from revflow.worker import Worker
-from tests.conftest import DatabaseFactory, free_port, make_tenant
-from tests.engine.conftest import Engine
+from tests.support.databases import DatabaseFactory
+from tests.support.engine import Engine
+from tests.support.processes import free_port
+from tests.support.tenants import make_tenant
 
 MAX_ATTEMPTS = 3
 

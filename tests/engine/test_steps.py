@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from tests.engine.conftest import Engine
+from tests.support.engine import Engine
 
 
 def trail(execution: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:

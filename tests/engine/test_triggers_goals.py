@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from tests.engine.conftest import Engine
+from tests.support.engine import Engine
 
 
 def trail(execution: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -216,7 +216,7 @@ async def test_enrollment_answer_and_unknown_contacts(engine: Engine) -> None:
 
 
 async def test_contact_of_another_account_is_unknown(engine: Engine) -> None:
-    from tests.conftest import make_tenant
+    from tests.support.tenants import make_tenant
 
     wf = await engine.workflow(tagging({"type": "manual"}))
     other = await make_tenant(engine.worker.db, engine.tenant.client, "other")

@@ -26,9 +26,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from revflow.db import Database
-from tests.engine.workload import Workload, check_workload, create_workload, enroll_workload
-from tests.engine.workload import status_counts as workload_status
-from tests.workers import WorkerProcess
+from tests.support.workers import WorkerProcess
+from tests.support.workload import Workload, check_workload, create_workload, enroll_workload
+from tests.support.workload import status_counts as workload_status
 
 START_TIMEOUT_S = 60.0
 RUN_TIMEOUT_S = 300.0

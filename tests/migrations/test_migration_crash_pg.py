@@ -29,8 +29,8 @@ from revflow.db import Database
 from revflow.engine import store
 from revflow.executions.enrollment import enroll
 from revflow.models import Contact, Execution, HistoryEntry, Migration, MigrationItem, Workflow
-from tests.conftest import Tenant, make_tenant
-from tests.workers import WorkerProcess
+from tests.support.tenants import Tenant, make_tenant
+from tests.support.workers import WorkerProcess
 
 START_TIMEOUT_S = 30.0
 RUN_TIMEOUT_S = 45.0

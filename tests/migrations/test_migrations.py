@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.engine.conftest import Engine
+from tests.support.engine import Engine
 
 
 def v1() -> dict[str, Any]:

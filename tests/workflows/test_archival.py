@@ -20,8 +20,10 @@ from sqlalchemy import func, select, update
 
 from revflow.models import AuditEntry, Version
 from revflow.workflows.lifecycle import archive
-from tests.conftest import Tenant, make_tenant, revflow_command
-from tests.workflows.conftest import EngineFactory, WorkflowEngine, manual_workflow
+from tests.support.engine import EngineFactory, WorkflowEngine
+from tests.support.processes import revflow_command
+from tests.support.tenants import Tenant, make_tenant
+from tests.support.workflows import manual_workflow
 
 RULE = {"keep_versions": 2, "archive_after_days": 0}
 

@@ -17,8 +17,9 @@ import pytest
 from revflow.db import utcnow
 from revflow.executions.enrollment import in_canary
 from revflow.models import Contact
-from tests.conftest import free_port
-from tests.workflows.conftest import Engine, EngineFactory, WorkflowEngine, manual_workflow
+from tests.support.engine import Engine, EngineFactory, WorkflowEngine
+from tests.support.processes import free_port
+from tests.support.workflows import manual_workflow
 
 
 def current_definition() -> dict[str, Any]:

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.helpers import simple_definition
-from tests.conftest import Tenant
-from tests.servers import Racers, race, racing_clients
+from tests.support.servers import Racers, race, racing_clients
+from tests.support.tenants import Tenant
+from tests.support.workflows import simple_definition
 
 POINTER = re.compile(r"^(/([^~/]|~[01])*)*$")  # RFC 6901
 
@@ -398,7 +398,7 @@ ROUNDS = 4
 
 @pytest.fixture
 async def racers(backend: str, fresh_database_url: str) -> AsyncIterator[Racers]:
-    """Two clients reaching one database through different processes (tests/servers.py)."""
+    """Two clients reaching one database through different processes (tests/support/servers.py)."""
     async with racing_clients(backend, fresh_database_url) as clients:
         yield clients
 

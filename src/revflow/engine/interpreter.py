@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 from revflow.definition import (
     AddTagStep,
@@ -285,91 +285,141 @@ def _run_step(
     channels: Channels,
 ) -> bool:
     """Run one step; False when the run must stop here (wait, external call)."""
-    data = contact.as_mapping()
-    if isinstance(step, SendEmailStep | SendSmsStep):
-        kind = "email" if isinstance(step, SendEmailStep) else "sms"
-        to = contact.email if kind == "email" else contact.phone
-        if not to:
-            effects.record(
-                ex,
-                now,
-                step.id,
-                "skipped",
-                {"reason": "contact has no phone" if kind == "sms" else "contact has no email"},
-            )
-            _move(ex, step.next, now)
-            return True
-        subject = (
-            render_placeholders(step.subject, data) if isinstance(step, SendEmailStep) else None
-        )
-        message = {
-            "kind": kind,
-            "to": to,
-            "subject": subject,
-            "body": render_placeholders(step.body, data),
-            "step": step.id,
-            "execution_id": ex.id,
-            "contact_id": contact.id,
-        }
-        if (channels.email if kind == "email" else channels.sms) != "outbox":
-            effects.external.append(ExternalCall(ex.id, step.id, kind, message))
+    match step:
+        case SendEmailStep() | SendSmsStep():
+            return _send(step, ex, contact, now, effects, channels)
+        case AddTagStep() | RemoveTagStep():
+            return _change_tag(step, ex, contact, now, effects)
+        case UpdateFieldStep():
+            return _update_field(step, ex, contact, now, effects)
+        case ConditionStep():
+            return _branch(step, ex, contact, now, effects)
+        case WaitStep():
+            _enter_wait(step, ex, now, effects)
             return False
-        effects.messages.append({**message, "channel": "outbox"})
-        effects.record(ex, now, step.id, "sent", {"channel": "outbox", "to": to})
+        case HttpRequestStep():
+            return _request(step, ex, contact, effects)
+        case EndStep():
+            effects.record(ex, now, step.id, "completed")
+            complete(ex, now)
+            return True
+        case _:  # pragma: no cover
+            assert_never(step)
+
+
+def _send(
+    step: SendEmailStep | SendSmsStep,
+    ex: ExecutionState,
+    contact: ContactState,
+    now: dt.datetime,
+    effects: Effects,
+    channels: Channels,
+) -> bool:
+    """Into the outbox and on, or handed back as an external call when the channel is not it."""
+    data = contact.as_mapping()
+    kind = "email" if isinstance(step, SendEmailStep) else "sms"
+    to = contact.email if kind == "email" else contact.phone
+    if not to:
+        effects.record(
+            ex,
+            now,
+            step.id,
+            "skipped",
+            {"reason": "contact has no phone" if kind == "sms" else "contact has no email"},
+        )
         _move(ex, step.next, now)
         return True
-    if isinstance(step, AddTagStep | RemoveTagStep):
-        adding = isinstance(step, AddTagStep)
-        present = step.tag in contact.tags
-        changed = present != adding
-        if changed:
-            contact.tags = (
-                [*contact.tags, step.tag] if adding else [t for t in contact.tags if t != step.tag]
-            )
-            contact.dirty = True
-            (contact.added_tags if adding else contact.removed_tags).append(step.tag)
-        effects.record(ex, now, step.id, "done", {"tag": step.tag, "changed": changed})
-        _move(ex, step.next, now)
-        return True
-    if isinstance(step, UpdateFieldStep):
-        value = _render_json(step.value, data)
-        before = contact.value(step.field)
-        if before != value:
-            if step.field.startswith("fields."):
-                contact.fields = {**contact.fields, step.field.removeprefix("fields."): value}
-            elif step.field == "email":
-                contact.email = None if value is None else str(value)
-            else:
-                contact.phone = None if value is None else str(value)
-            contact.dirty = True
-            contact.changed_fields.append(step.field)
-        effects.record(ex, now, step.id, "done", {"field": step.field, "changed": before != value})
-        _move(ex, step.next, now)
-        return True
-    if isinstance(step, ConditionStep):
-        result = evaluate(step.if_, contact)
-        effects.record(ex, now, step.id, "branch", {"result": "then" if result else "else"})
-        _move(ex, step.then if result else step.else_, now)
-        return True
-    if isinstance(step, WaitStep):
-        _enter_wait(step, ex, now, effects)
+    subject = render_placeholders(step.subject, data) if isinstance(step, SendEmailStep) else None
+    message = {
+        "kind": kind,
+        "to": to,
+        "subject": subject,
+        "body": render_placeholders(step.body, data),
+        "step": step.id,
+        "execution_id": ex.id,
+        "contact_id": contact.id,
+    }
+    if (channels.email if kind == "email" else channels.sms) != "outbox":
+        effects.external.append(ExternalCall(ex.id, step.id, kind, message))
         return False
-    if isinstance(step, HttpRequestStep):
-        body = step.body if step.body is not None else {"contact": data}
-        request = {
-            "url": render_placeholders(step.url, data),
-            "method": step.method,
-            "body": _render_json(body, data),
-            "headers": {k: render_placeholders(v, data) for k, v in (step.headers or {}).items()},
-            "max_attempts": step.max_attempts,
-        }
-        effects.external.append(ExternalCall(ex.id, step.id, "http_request", request))
-        return False
-    if isinstance(step, EndStep):
-        effects.record(ex, now, step.id, "completed")
-        complete(ex, now)
-        return True
-    raise AssertionError(f"unknown step type {type(step).__name__}")  # pragma: no cover
+    effects.messages.append({**message, "channel": "outbox"})
+    effects.record(ex, now, step.id, "sent", {"channel": "outbox", "to": to})
+    _move(ex, step.next, now)
+    return True
+
+
+def _change_tag(
+    step: AddTagStep | RemoveTagStep,
+    ex: ExecutionState,
+    contact: ContactState,
+    now: dt.datetime,
+    effects: Effects,
+) -> bool:
+    adding = isinstance(step, AddTagStep)
+    present = step.tag in contact.tags
+    changed = present != adding
+    if changed:
+        contact.tags = (
+            [*contact.tags, step.tag] if adding else [t for t in contact.tags if t != step.tag]
+        )
+        contact.dirty = True
+        (contact.added_tags if adding else contact.removed_tags).append(step.tag)
+    effects.record(ex, now, step.id, "done", {"tag": step.tag, "changed": changed})
+    _move(ex, step.next, now)
+    return True
+
+
+def _update_field(
+    step: UpdateFieldStep,
+    ex: ExecutionState,
+    contact: ContactState,
+    now: dt.datetime,
+    effects: Effects,
+) -> bool:
+    value = _render_json(step.value, contact.as_mapping())
+    before = contact.value(step.field)
+    if before != value:
+        if step.field.startswith("fields."):
+            contact.fields = {**contact.fields, step.field.removeprefix("fields."): value}
+        elif step.field == "email":
+            contact.email = None if value is None else str(value)
+        else:
+            contact.phone = None if value is None else str(value)
+        contact.dirty = True
+        contact.changed_fields.append(step.field)
+    effects.record(ex, now, step.id, "done", {"field": step.field, "changed": before != value})
+    _move(ex, step.next, now)
+    return True
+
+
+def _branch(
+    step: ConditionStep,
+    ex: ExecutionState,
+    contact: ContactState,
+    now: dt.datetime,
+    effects: Effects,
+) -> bool:
+    result = evaluate(step.if_, contact)
+    effects.record(ex, now, step.id, "branch", {"result": "then" if result else "else"})
+    _move(ex, step.then if result else step.else_, now)
+    return True
+
+
+def _request(
+    step: HttpRequestStep, ex: ExecutionState, contact: ContactState, effects: Effects
+) -> bool:
+    """An ``http_request`` always stops the run: the worker makes the call."""
+    data = contact.as_mapping()
+    body = step.body if step.body is not None else {"contact": data}
+    request = {
+        "url": render_placeholders(step.url, data),
+        "method": step.method,
+        "body": _render_json(body, data),
+        "headers": {k: render_placeholders(v, data) for k, v in (step.headers or {}).items()},
+        "max_attempts": step.max_attempts,
+    }
+    effects.external.append(ExternalCall(ex.id, step.id, "http_request", request))
+    return False
 
 
 def _render_json(value: Any, data: dict[str, Any]) -> Any:

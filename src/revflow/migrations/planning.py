@@ -32,7 +32,13 @@ class StepPlan:
     until: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The plan as stored in ``Migration.plan`` (one entry per source step)."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepPlan:
+        """The plan back from what :meth:`to_dict` stored."""
+        return cls(**data)
 
 
 class MappingError(ValueError):

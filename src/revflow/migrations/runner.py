@@ -40,6 +40,7 @@ from sqlalchemy.sql.elements import ColumnElement as ColumnElementType
 from revflow.audit import service as audit
 from revflow.audit.service import SYSTEM
 from revflow.db import Database
+from revflow.migrations.planning import StepPlan
 from revflow.models import (
     LIVE_STATUSES,
     Execution,
@@ -158,8 +159,8 @@ async def _move_by_plan(
     session: AsyncSession, migration: Migration, ids: list[uuid.UUID], now: dt.datetime
 ) -> tuple[int, int]:
     dialect = session.get_bind().dialect.name
-    plans: dict[str, dict[str, Any]] = migration.plan
-    movable = {step: p for step, p in plans.items() if p["target"] is not None}
+    plans = {step: StepPlan.from_dict(p) for step, p in migration.plan.items()}
+    movable = {step: p for step, p in plans.items() if p.target is not None}
     batch = _Batch(dialect, ids)
     pending_here = and_(
         ITEMS.c.migration_id == migration.id,
@@ -169,7 +170,7 @@ async def _move_by_plan(
         _live(),
         EXECUTIONS.c.version == migration.from_version,
     )
-    reasons = {step: p["reason"] for step, p in plans.items() if p["target"] is None}
+    reasons = {step: p.reason for step, p in plans.items() if p.target is None}
     skipped = await _count(
         session,
         update(ITEMS)
@@ -193,7 +194,7 @@ async def _move_by_plan(
             from_status=EXECUTIONS.c.status,
             from_wake_at=EXECUTIONS.c.wake_at,
             to_step=case(
-                {step: p["target"] for step, p in movable.items()},
+                {step: p.target for step, p in movable.items()},
                 value=EXECUTIONS.c.current_step,
             ),
             moved_at=now,
@@ -204,21 +205,25 @@ async def _move_by_plan(
     waiting = EXECUTIONS.c.status == "waiting"
     wake_cases: list[tuple[Any, Any]] = []
     started_cases: list[tuple[Any, Any]] = []
-    now_steps = [s for s, p in movable.items() if p["wake"] == "now"]
+    now_steps = [s for s, p in movable.items() if p.wake == "now"]
     if now_steps:
         wake_cases.append((and_(waiting, ITEMS.c.from_step.in_(now_steps)), now))
         started_cases.append((and_(waiting, ITEMS.c.from_step.in_(now_steps)), None))
     for step, p in movable.items():
         at_step = and_(waiting, ITEMS.c.from_step == step)
-        if p["wake"] == "restart":
-            wake_cases.append((at_step, now + dt.timedelta(seconds=p["seconds"])))
+        # planning gives "restart" and "recompute" their seconds, "until" its time
+        if p.wake == "restart":
+            assert p.seconds is not None
+            wake_cases.append((at_step, now + dt.timedelta(seconds=p.seconds)))
             started_cases.append((at_step, now))
-        elif p["wake"] == "recompute":
+        elif p.wake == "recompute":
+            assert p.seconds is not None
             wake_cases.append(
-                (at_step, _plus_seconds(dialect, EXECUTIONS.c.wait_started_at, p["seconds"]))
+                (at_step, _plus_seconds(dialect, EXECUTIONS.c.wait_started_at, p.seconds))
             )
-        elif p["wake"] == "until":
-            wake_cases.append((at_step, dt.datetime.fromisoformat(p["until"])))
+        elif p.wake == "until":
+            assert p.until is not None
+            wake_cases.append((at_step, dt.datetime.fromisoformat(p.until)))
     values: dict[str, Any] = {
         "version": migration.to_version,
         "current_step": ITEMS.c.to_step,

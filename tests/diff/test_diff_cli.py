@@ -6,8 +6,9 @@ import json
 import os
 import subprocess
 
-from tests.api.helpers import create_version, create_workflow, simple_definition
-from tests.conftest import Tenant, revflow_command
+from tests.support.processes import revflow_command
+from tests.support.tenants import Tenant
+from tests.support.workflows import create_version, create_workflow, simple_definition
 
 
 def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:

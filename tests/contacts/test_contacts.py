@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 
 from revflow.audit.service import verify_account
-from tests.conftest import make_tenant
-from tests.engine.conftest import Engine
+from tests.support.engine import Engine
+from tests.support.tenants import make_tenant
 
 CONTACT_KEYS = {
     "id",

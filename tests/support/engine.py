@@ -1,21 +1,22 @@
-"""Engine fixtures: an app and a worker sharing one database and one manual clock."""
+"""An API client and an in-process worker sharing one database and one manual clock.
+
+The ``engine`` fixture (tests/conftest.py) hands out an ``Engine``; ``make_engine``
+(tests/workflows/conftest.py) a ``WorkflowEngine`` on settings of the test's choosing.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-import pytest
-
-from revflow.app import create_app
 from revflow.config import Settings
 from revflow.db import Database
 from revflow.engine.clock import ManualClock
 from revflow.worker import Worker
-from tests.conftest import Tenant, make_tenant
+from tests.support.tenants import Tenant
 
 
 @dataclass
@@ -110,22 +111,38 @@ class Engine:
         await self.worker.drain()
 
 
-@pytest.fixture
-def engine_settings(database_url: str) -> Settings:
-    return Settings(
-        database_url=database_url, log_json=False, retry_base_seconds=0.01, max_attempts=3
-    )
+@dataclass
+class WorkflowEngine(Engine):
+    """An ``Engine`` with its database and settings."""
+
+    db: Database
+    settings: Settings
+
+    def new_worker(self, worker_id: str) -> Worker:
+        """Another worker on the same database and clock (as a second process would be)."""
+        return Worker(self.db, self.settings, clock=self.clock, worker_id=worker_id)
+
+    async def get(self, url: str, **params: Any) -> Any:
+        response = await self.tenant.request("GET", url, params=params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def post(self, url: str, body: Any = None, expect: int = 200) -> Any:
+        response = await self.tenant.request("POST", url, json=body)
+        assert response.status_code == expect, response.text
+        return response.json()
+
+    async def audit(self, action: str, workflow_id: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"action": action, "limit": 200}
+        if workflow_id is not None:
+            params["workflow_id"] = workflow_id
+        items: list[dict[str, Any]] = []
+        while True:
+            page = await self.get("/api/v1/audit", **params)
+            items += page["items"]
+            if page["next_cursor"] is None:
+                return items
+            params["cursor"] = page["next_cursor"]
 
 
-@pytest.fixture
-async def engine(engine_settings: Settings) -> AsyncIterator[Engine]:
-    clock = ManualClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
-    db = Database(engine_settings.database_url, pool_size=5)
-    app = create_app(engine_settings, db, clock=clock)
-    worker = Worker(db, engine_settings, clock=clock)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://revflow.test") as client:
-        tenant = await make_tenant(db, client, "engine")
-        yield Engine(tenant, worker, clock)
-    await worker.sender.aclose()
-    await db.dispose()
+EngineFactory = Callable[..., AbstractAsyncContextManager[WorkflowEngine]]

@@ -1,10 +1,10 @@
-"""Small helpers for API tests."""
+"""Definitions, workflows and versions for tests, made through the API."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import Tenant
+from tests.support.tenants import Tenant
 
 
 def simple_definition(subject: str = "Hi {{contact.fields.first_name}}") -> dict[str, Any]:
@@ -64,3 +64,8 @@ async def create_version(
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def manual_workflow(*steps: dict[str, Any], trigger: str = "manual") -> dict[str, Any]:
+    """A definition with a manual trigger (re-enrolment after finishing allowed)."""
+    return {"trigger": {"type": trigger}, "steps": list(steps)}

@@ -10,8 +10,8 @@ import pytest
 from revflow.app import create_app
 from revflow.config import Settings
 from revflow.db import Database
-from tests.api.helpers import create_version, create_workflow, simple_definition
-from tests.conftest import Tenant, make_tenant
+from tests.support.tenants import Tenant, make_tenant
+from tests.support.workflows import create_version, create_workflow, simple_definition
 
 
 def versions_url(workflow_id: str, suffix: str = "") -> str:

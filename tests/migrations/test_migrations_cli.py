@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import revflow_command
-from tests.servers import RevflowServers
+from tests.support.processes import revflow_command
+from tests.support.servers import RevflowServers
 
 
 def definition(subject: str, wait_step: str) -> dict[str, Any]:

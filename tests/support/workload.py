@@ -27,7 +27,7 @@ from revflow.app import create_app
 from revflow.config import Settings
 from revflow.db import Database
 from revflow.models import Contact, Execution, HistoryEntry, Message
-from tests.conftest import make_tenant
+from tests.support.tenants import make_tenant
 
 ENROLL_CHUNK = 10_000
 WAIT = "1s"

@@ -25,9 +25,10 @@ from revflow.app import create_app
 from revflow.audit.service import verify_account
 from revflow.config import Settings
 from revflow.db import Database
-from tests.api.helpers import create_version, create_workflow, simple_definition
-from tests.conftest import Tenant, make_tenant, revflow_command
-from tests.servers import race, racing_clients
+from tests.support.processes import revflow_command
+from tests.support.servers import race, racing_clients
+from tests.support.tenants import Tenant, make_tenant
+from tests.support.workflows import create_version, create_workflow, simple_definition
 
 VERIFY_TIMEOUT_S = 120.0
 

@@ -11,7 +11,7 @@ from typing import IO, Any
 
 import pytest
 
-from tests.conftest import revflow_command
+from tests.support.processes import revflow_command
 
 STOP_TIMEOUT_S = 15.0
 

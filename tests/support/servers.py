@@ -40,7 +40,8 @@ import httpx
 from revflow.app import create_app
 from revflow.config import Settings
 from revflow.db import Database
-from tests.conftest import Tenant, free_port, make_tenant, revflow_command
+from tests.support.processes import free_port, revflow_command
+from tests.support.tenants import Tenant, make_tenant
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
