@@ -121,7 +121,7 @@ async def enroll(
         statement = (
             _insert(dialect)
             .on_conflict_do_nothing(
-                index_elements=["workflow_id", "contact_id"],
+                index_elements=["account_id", "workflow_id", "contact_id"],
                 # Literal values, as in the index: with bound parameters PostgreSQL cannot match
                 # the partial index once it switches the prepared statement to a generic plan
                 # (from its sixth execution on a connection).

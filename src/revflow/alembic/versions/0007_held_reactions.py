@@ -1,7 +1,7 @@
 """held reactions of paused workflows; tenant indexes lead with account_id
 
 Revision ID: 0007
-Revises: 0006
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import revflow.db
 
 revision = "0007"
-down_revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
