@@ -25,7 +25,7 @@ from revflow.executions.routes import router as executions_router
 from revflow.logging import get_logger
 from revflow.migrations.routes import router as migrations_router
 from revflow.releases.routes import router as releases_router
-from revflow.worker import Worker
+from revflow.worker import Worker, WorkerHealth, supervise
 from revflow.workflows.routes import router as workflows_router
 
 log = get_logger("revflow.app")
@@ -138,15 +138,25 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = None
+        stopping = asyncio.Event()
         if with_worker:
-            worker = Worker(database, settings, clock=app.state.clock)
-            app.state.worker = worker
-            task = asyncio.create_task(worker.run())
+
+            def start() -> Worker:
+                return Worker(database, settings, clock=app.state.clock)
+
+            def started(worker: Worker) -> None:
+                app.state.worker = worker
+
+            task = asyncio.create_task(
+                supervise(start, app.state.worker_health, stopping, on_start=started)
+            )
         try:
             yield
         finally:
             if task is not None:
-                app.state.worker.stop()
+                stopping.set()
+                if app.state.worker is not None:
+                    app.state.worker.stop()
                 await task
             if owns_db:
                 await database.dispose()
@@ -161,6 +171,7 @@ def create_app(
     app.state.db = database
     app.state.clock = clock or SystemClock()
     app.state.worker = None
+    app.state.worker_health = WorkerHealth() if with_worker else None
     problems.install(app)
     app.include_router(auth_router)
     app.include_router(workflows_router)
@@ -181,9 +192,18 @@ def create_app(
                 await session.execute(text("SELECT 1"))
         except Exception as exc:
             return JSONResponse({"status": "unavailable", "detail": str(exc)}, 503)
-        return JSONResponse(
-            {"status": "ok", "database": "sqlite" if database.is_sqlite else "postgresql"}
-        )
+        answer: dict[str, object] = {
+            "status": "ok",
+            "database": "sqlite" if database.is_sqlite else "postgresql",
+        }
+        health: WorkerHealth | None = app.state.worker_health
+        if health is not None:
+            # The in-process worker: a dead one is restarted, and reported until it runs again.
+            answer["worker"] = health.as_dict()
+            if not health.running:
+                answer["status"] = "worker_down"
+                return JSONResponse(answer, 503)
+        return JSONResponse(answer)
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics() -> Response:

@@ -98,22 +98,36 @@ class Worker:
         self._wake.set()
 
     async def run(self) -> None:
-        """Run rounds until stopped."""
+        """Run rounds until stopped. A round that fails — a database error or any other
+        exception — is logged and retried after a pause; it never ends the loop."""
         log.info("worker_started", worker=self.id)
+        failures = 0
         try:
             while not self._stop.is_set():
                 try:
                     done = await self.round()
                     await self.run_scheduled()
+                    failures = 0
                 except DBAPIError as exc:
                     # A deadlock or serialization failure aborts one batch; it is retried.
                     log.warning("batch_aborted", worker=self.id, error=str(exc.orig))
                     done = Round(BatchResult(), 0)
+                except Exception:
+                    failures += 1
+                    log.exception("batch_failed", worker=self.id, failures=failures)
+                    await self._pause_after_failure(failures)
+                    continue
                 if done.idle:
                     await self._idle()
         finally:
             await self.engine.finish()
             log.info("worker_stopped", worker=self.id)
+
+    async def _pause_after_failure(self, failures: int) -> None:
+        """Back off (up to 30 s) so that a failure that repeats does not spin the loop."""
+        delay = min(self.settings.worker_poll_seconds * 2 ** min(failures, 10), 30.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), delay)
 
     async def round(self, *, wait_external: bool = False) -> Round:
         """One batch of due executions, then one turn of every other duty."""
@@ -164,3 +178,42 @@ class Worker:
         if archived:
             log.info("archived", worker=self.id, versions=len(archived))
         return archived
+
+
+@dataclass
+class WorkerHealth:
+    """What ``/readyz`` reports of an in-process worker."""
+
+    running: bool = False
+    restarts: int = 0
+    last_error: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"running": self.running, "restarts": self.restarts, "last_error": self.last_error}
+
+
+async def supervise(
+    start: Callable[[], Worker],
+    health: WorkerHealth,
+    stopping: asyncio.Event,
+    *,
+    on_start: Callable[[Worker], None] = lambda _worker: None,
+) -> None:
+    """Run a worker until ``stopping`` is set; one whose loop dies is reported on ``health``
+    and replaced by a fresh one after a short pause (doubling, up to 30 s)."""
+    while not stopping.is_set():
+        worker = start()
+        on_start(worker)
+        health.running = True
+        try:
+            await worker.run()
+            return
+        except Exception as exc:
+            health.running = False
+            health.restarts += 1
+            health.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("worker_died", worker=worker.id, restarts=health.restarts)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), min(0.5 * 2**health.restarts, 30.0))
+        finally:
+            health.running = False

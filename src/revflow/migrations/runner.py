@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement as ColumnElementType
 
@@ -47,6 +48,7 @@ from revflow.models import (
     HistoryEntry,
     Migration,
     MigrationItem,
+    Version,
 )
 
 EXECUTIONS = cast(Table, Execution.__table__)
@@ -151,6 +153,7 @@ async def _skip_finished(session: AsyncSession, migration: Migration, ids: list[
         .values(
             state="skipped",
             reason=case((_live(), "version_changed"), else_="finished"),
+            from_step=EXECUTIONS.c.current_step,
         ),
     )
 
@@ -180,6 +183,7 @@ async def _move_by_plan(
             reason=case(reasons, value=EXECUTIONS.c.current_step, else_="step_unknown")
             if reasons
             else "step_unknown",
+            from_step=EXECUTIONS.c.current_step,
         ),
     )
     if not movable:
@@ -276,7 +280,7 @@ async def _move_back(
         session,
         update(ITEMS)
         .where(base, not_(still_there))
-        .values(state="skipped", reason="advanced_since_move"),
+        .values(state="skipped", reason="advanced_since_move", from_step=EXECUTIONS.c.current_step),
     )
     moved = await _count(
         session,
@@ -352,7 +356,7 @@ async def _write_history(
 
 
 async def moved_failure_rate(session: AsyncSession, migration: Migration) -> tuple[int, int]:
-    """(failed, completed) among the executions this migration moved."""
+    """(failed, completed) among the executions this migration moved or failed to move."""
     rows = await session.execute(
         select(EXECUTIONS.c.status, func.count())
         .join(ITEMS, ITEMS.c.execution_id == EXECUTIONS.c.id)
@@ -364,7 +368,8 @@ async def moved_failure_rate(session: AsyncSession, migration: Migration) -> tup
         .group_by(EXECUTIONS.c.status)
     )
     counts = {str(row[0]): int(row[1]) for row in rows.all()}
-    return counts.get("failed", 0), counts.get("completed", 0)
+    # Executions it could not move (an error while moving them) count as failures too.
+    return counts.get("failed", 0) + migration.failed, counts.get("completed", 0)
 
 
 async def run_next(db: Database, now: dt.datetime) -> int:
@@ -386,6 +391,137 @@ async def claim_runnable(session: AsyncSession, now: dt.datetime) -> Migration |
         .limit(1)
         .with_for_update(skip_locked=True)
     )
+
+
+LISTED_LIMIT = 100
+
+
+def _transient(exc: BaseException) -> bool:
+    """A failure of the database itself (connection lost, deadlock, serialization): the batch
+    is retried later, no execution is blamed for it."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return code in ("40001", "40P01", "55P03", "57014", "57P01")
+    return False
+
+
+async def _settle(
+    session: AsyncSession, migration: Migration, ids: list[uuid.UUID], now: dt.datetime
+) -> tuple[int, int]:
+    finished = await _skip_finished(session, migration, ids)
+    if migration.reverts is None:
+        moved, skipped = await _move_by_plan(session, migration, ids, now)
+    else:
+        moved, skipped = await _move_back(session, migration, ids, now)
+    return moved, skipped + finished
+
+
+async def _settle_batch(
+    session: AsyncSession, migration: Migration, ids: list[uuid.UUID], now: dt.datetime
+) -> tuple[int, int, int]:
+    """Move the batch with its set-based statements; if they fail, move its executions one by
+    one so that only those that cannot be moved fail (each with its error). Answers (moved,
+    skipped, failed)."""
+    try:
+        async with session.begin_nested():
+            moved, skipped = await _settle(session, migration, ids, now)
+        return moved, skipped, 0
+    except Exception as exc:
+        if _transient(exc):
+            raise
+    moved = skipped = failed = 0
+    for execution_id in ids:
+        try:
+            async with session.begin_nested():
+                one_moved, one_skipped = await _settle(session, migration, [execution_id], now)
+        except Exception as exc:
+            if _transient(exc):
+                raise
+            await _fail_item(session, migration, execution_id, exc)
+            failed += 1
+        else:
+            moved += one_moved
+            skipped += one_skipped
+    return moved, skipped, failed
+
+
+async def _fail_item(
+    session: AsyncSession, migration: Migration, execution_id: uuid.UUID, exc: Exception
+) -> None:
+    error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+    step = await session.scalar(
+        select(EXECUTIONS.c.current_step).where(EXECUTIONS.c.id == execution_id)
+    )
+    await session.execute(
+        update(ITEMS)
+        .where(
+            ITEMS.c.account_id == migration.account_id,
+            ITEMS.c.migration_id == migration.id,
+            ITEMS.c.execution_id == execution_id,
+        )
+        .values(state="failed", reason="error", from_step=step)
+    )
+    if len(migration.errors or []) < LISTED_LIMIT:
+        entry = {"execution_id": str(execution_id), "step": step, "error": error}
+        migration.errors = [*(migration.errors or []), entry]
+
+
+async def _list_skips(session: AsyncSession, migration: Migration, ids: list[uuid.UUID]) -> None:
+    """Keep the first ``LISTED_LIMIT`` skipped executions with their reasons."""
+    room = LISTED_LIMIT - len(migration.skips or [])
+    if room <= 0:
+        return
+    rows = await session.execute(
+        select(ITEMS.c.execution_id, ITEMS.c.from_step, ITEMS.c.reason)
+        .where(
+            ITEMS.c.account_id == migration.account_id,
+            ITEMS.c.migration_id == migration.id,
+            ITEMS.c.execution_id.in_(ids),
+            ITEMS.c.state == "skipped",
+        )
+        .order_by(ITEMS.c.execution_id)
+        .limit(room)
+    )
+    entries = [
+        {"execution_id": str(row[0]), "step": row[1], "reason": row[2]} for row in rows.all()
+    ]
+    if entries:
+        migration.skips = [*(migration.skips or []), *entries]
+
+
+async def _target_gone(session: AsyncSession, migration: Migration) -> bool:
+    status = await session.scalar(
+        select(Version.status).where(
+            Version.account_id == migration.account_id,
+            Version.workflow_id == migration.workflow_id,
+            Version.number == migration.to_version,
+        )
+    )
+    return status is None or status == "archived"
+
+
+async def _fail(session: AsyncSession, migration: Migration, now: dt.datetime, why: str) -> None:
+    """The migration cannot run at all: it ends ``failed``, saying why; what it moved stays."""
+    migration.status = "failed"
+    migration.status_reason = why
+    migration.finished_at = now
+    migration.next_batch_at = None
+    await audit.record(
+        session,
+        migration.account_id,
+        SYSTEM,
+        "migration.failed",
+        object_type="migration",
+        object_id=migration.id,
+        workflow_id=migration.workflow_id,
+        details={"reason": why, "migrated": migration.migrated},
+        now=now,
+    )
+    await session.flush()
 
 
 async def run_batch(session: AsyncSession, migration: Migration, now: dt.datetime) -> int:
@@ -413,19 +549,20 @@ async def run_batch(session: AsyncSession, migration: Migration, now: dt.datetim
                 now=now,
             )
             return 0
+    if await _target_gone(session, migration):
+        await _fail(session, migration, now, f"version {migration.to_version} was archived")
+        return 0
     migration.status = "in_progress"
     ids = await _pick_batch(session, migration, now)
     settled = 0
     if ids:
-        finished = await _skip_finished(session, migration, ids)
-        if migration.reverts is None:
-            moved, skipped = await _move_by_plan(session, migration, ids, now)
-        else:
-            moved, skipped = await _move_back(session, migration, ids, now)
+        moved, skipped, failed = await _settle_batch(session, migration, ids, now)
         migration.migrated += moved
-        migration.skipped += skipped + finished
+        migration.skipped += skipped
+        migration.failed += failed
         migration.batches += 1
-        settled = moved + skipped + finished
+        settled = moved + skipped + failed
+        await _list_skips(session, migration, ids)
     # Whether any item is still pending (not how many: counting them all in every batch made
     # each batch read the whole rest of the migration).
     remaining = await session.scalar(

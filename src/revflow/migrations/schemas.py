@@ -65,6 +65,7 @@ class MigrationOut(BaseModel):
     batches: int
     report: dict[str, Any]
     errors: list[dict[str, Any]]
+    skips: list[dict[str, Any]]
     reverts: uuid.UUID | None
     created_by: str
     created_at: dt.datetime

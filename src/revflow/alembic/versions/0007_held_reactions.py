@@ -1,4 +1,5 @@
-"""held reactions of paused workflows; tenant indexes lead with account_id
+"""held reactions of paused workflows; migrations list their skips; tenant indexes lead
+with account_id
 
 Revision ID: 0007
 Revises: 0005
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 import revflow.db
 
@@ -74,6 +76,15 @@ def upgrade() -> None:
         ["account_id", "workflow_id", "id"],
     )
     _swap_indexes(["account_id"])
+    with op.batch_alter_table("migrations") as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "skips",
+                sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+                nullable=False,
+                server_default="[]",
+            )
+        )
     with op.batch_alter_table("versions") as batch_op:
         batch_op.drop_constraint("uq_versions_workflow_id_number", type_="unique")
         batch_op.create_unique_constraint(
@@ -82,6 +93,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("migrations") as batch_op:
+        batch_op.drop_column("skips")
     with op.batch_alter_table("versions") as batch_op:
         batch_op.drop_constraint("uq_versions_account_id_workflow_id_number", type_="unique")
         batch_op.create_unique_constraint(
