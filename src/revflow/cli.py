@@ -310,6 +310,13 @@ def migrations_start(
     wait_policy: Annotated[str, typer.Option(help="keep, recompute or restart")] = "keep",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report.")] = False,
     follow: Annotated[bool, typer.Option("--follow", help="Watch it to the end.")] = False,
+    allow_unreleased: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unreleased",
+            help="Migrate onto a version that was never published or canaried.",
+        ),
+    ] = False,
 ) -> None:
     """Start a migration (or, with --dry-run, print its report)."""
     pairs = dict(item.split("=", 1) for item in mapping or [] if "=" in item)
@@ -321,6 +328,7 @@ def migrations_start(
         "interval_seconds": interval_seconds,
         "wait_policy": wait_policy,
         "dry_run": dry_run,
+        "allow_unreleased": allow_unreleased,
     }
     with _api(url, key) as client:
         answer = _fail_on_problem(
@@ -343,6 +351,8 @@ def _print_report(report: dict[str, Any]) -> None:
             group["step"], str(group["count"]), group["target"] or "-", group["reason"] or ""
         )
     Console().print(table)
+    for warning in report.get("warnings", []):
+        err.print(f"[yellow]warning:[/yellow] {warning['message']}")
 
 
 def _watch(url: str, key: str, migration_id: str, poll: float = 0.5) -> dict[str, Any]:

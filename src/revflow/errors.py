@@ -161,6 +161,11 @@ class NotPublished(Conflict):
     title = "The workflow has no published version"
 
 
+class NotReleased(Conflict):
+    code = "not_released"
+    title = "The target version was never published or canaried"
+
+
 class WorkflowPaused(Conflict):
     code = "workflow_paused"
     title = "The workflow is paused"

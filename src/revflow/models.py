@@ -351,9 +351,7 @@ class Migration(Base):
     report: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     # The first LISTED_LIMIT skipped executions with their reasons (``skipped`` counts all).
-    skips: Mapped[list[dict[str, Any]]] = mapped_column(
-        JSONType, default=list, server_default="[]"
-    )
+    skips: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list, server_default="[]")
     status_reason: Mapped[str | None] = mapped_column(Text)
     reverts: Mapped[uuid.UUID | None] = mapped_column()
     created_by: Mapped[str] = mapped_column(String(200))

@@ -356,7 +356,7 @@ def test_breaking_and_bump_follow_the_rules(pair: tuple[dict[str, Any], dict[str
         elif change.kind == "modified" and change.entity == "step":
             old, new = change.before, change.after
             retyped = old["type"] != new["type"] or wait_kind(old) != wait_kind(new)
-            new_event = wait_kind(old) == "event" and old["event"] != new["event"]
+            new_event = wait_kind(old) == "event" and old.get("event") != new.get("event")
             if retyped or new_event:
                 expected.add((change.id, None))
     found = [(x.step, x.goal) for x in comparison.breaking]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -197,11 +198,12 @@ def test_send_email_renders_placeholders_and_goes_on() -> None:
     ex = execution(person)
     effects = run(defn, ex, person)
     assert trail(effects) == [
-        ("hello", "sent", {"channel": "outbox", "to": "ada@example.com"}),
+        ("hello", "sent", {"channel": "outbox", "message_id": ANY}),
         ("done", "completed", {}),
     ]
     assert effects.messages == [
         {
+            "id": ANY,
             "kind": "email",
             "to": "ada@example.com",
             "subject": "Hi Ada",
@@ -248,7 +250,7 @@ def test_send_sms_renders_and_skips_without_phone() -> None:
     person = contact(phone="+15550001", fields={"first_name": "Bo"})
     ex = execution(person)
     effects = run(defn, ex, person)
-    assert trail(effects) == [("text", "sent", {"channel": "outbox", "to": "+15550001"})]
+    assert trail(effects) == [("text", "sent", {"channel": "outbox", "message_id": ANY})]
     assert [(m["kind"], m["to"], m["subject"], m["body"]) for m in effects.messages] == [
         ("sms", "+15550001", None, "Hey Bo!")
     ]
@@ -279,7 +281,8 @@ def test_external_channel_hands_the_message_back() -> None:
     assert (ex.status, ex.current_step) == ("active", "hello")
     done = Effects()
     external_done(defn, ex, effects.external[0], LATER, done, error=None, detail={"attempts": 1})
-    assert trail(done) == [("hello", "sent", {"attempts": 1})]
+    message_id = str(effects.external[0].request["id"])
+    assert trail(done) == [("hello", "sent", {"attempts": 1, "message_id": message_id})]
     assert (ex.status, ex.current_step, ex.wake_at) == ("active", "bye", LATER)
 
 
@@ -742,7 +745,7 @@ def test_condition_goal_is_checked_before_each_step() -> None:
     assert trail(effects) == [
         ("tag", "done", {"tag": "customer", "changed": True}),
         ("converted", "goal", {"then": "thanks"}),
-        ("thanks", "sent", {"channel": "outbox", "to": "a@example.com"}),
+        ("thanks", "sent", {"channel": "outbox", "message_id": ANY}),
     ]
     assert [m["subject"] for m in effects.messages] == ["Thanks"]
     assert (ex.status, ex.fired_goals) == ("completed", ["converted"])

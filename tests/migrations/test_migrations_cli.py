@@ -107,7 +107,22 @@ async def test_start_dry_run_then_follow(backend: str, fresh_database_url: str) 
             bad = cli(url, key, "start", wf, "2", "--from", "1", "--map", "nope=rest")
             assert bad.returncode == 1 and "/mapping/nope" in bad.stderr
 
-            run = cli(url, key, "start", wf, "2", "--from", "1", "--map", "hold=rest", "--follow")
+            assert "never published or canaried" in dry.stderr  # version 2 is a draft
+            refused = cli(url, key, "start", wf, "2", "--from", "1", "--map", "hold=rest")
+            assert refused.returncode == 1 and "not_released" in refused.stderr
+            run = cli(
+                url,
+                key,
+                "start",
+                wf,
+                "2",
+                "--from",
+                "1",
+                "--map",
+                "hold=rest",
+                "--allow-unreleased",
+                "--follow",
+            )
             assert run.returncode == 0, run.stderr
             started = json.loads(run.stdout.splitlines()[0])
             assert started["total"] == 5

@@ -260,7 +260,7 @@ async def build_world(tenant: Tenant, name: str = "Welcome") -> World:
             "external_id": external_id,
             "email": f"{name.replace(' ', '').replace(chr(39), '')}@example.com",
             "fields": {"first_name": "Ada"},
-            "tags": ["lead"],
+            "tags": ["customer"],  # not "lead": the workflow's trigger would enroll it
         },
     )
     assert contact.status_code == 201, contact.text
@@ -274,7 +274,12 @@ async def build_world(tenant: Tenant, name: str = "Welcome") -> World:
     migration = await tenant.request(
         "POST",
         f"{API}/workflows/{wf['id']}/versions/2/migrate",
-        json={"from_version": 1, "strategy": "manual", "execution_ids": [execution_id]},
+        json={
+            "from_version": 1,
+            "strategy": "manual",
+            "execution_ids": [execution_id],
+            "allow_unreleased": True,  # version 2 is a draft
+        },
     )
     assert migration.status_code == 202, migration.text
     draft = await tenant.request(

@@ -6,10 +6,17 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import String, cast, delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from revflow.models import LIVE_STATUSES, Contact, Execution, Message
+from revflow.models import (
+    LIVE_STATUSES,
+    Contact,
+    Execution,
+    HistoryEntry,
+    IdempotencyRecord,
+    Message,
+)
 
 
 async def get_contact(
@@ -85,3 +92,36 @@ async def live_positions(
         .execution_options(populate_existing=True)
     )
     return {row.id: (row.status, row.current_step) for row in rows.all()}
+
+
+async def scrub_history_errors(
+    session: AsyncSession, account_id: uuid.UUID, contact_id: uuid.UUID, secrets: list[str]
+) -> None:
+    """Erasure: errors of the contact's history entries (a server's answer may quote the
+    address it refused) lose the contact's email and phone."""
+    executions = select(Execution.id).where(
+        Execution.account_id == account_id, Execution.contact_id == contact_id
+    )
+    for secret in secrets:
+        await session.execute(
+            update(HistoryEntry)
+            .where(
+                HistoryEntry.account_id == account_id,
+                HistoryEntry.execution_id.in_(executions),
+                HistoryEntry.error.contains(secret, autoescape=True),
+            )
+            .values(error=func.replace(HistoryEntry.error, secret, "[erased]"))
+        )
+
+
+async def forget_answers(
+    session: AsyncSession, account_id: uuid.UUID, contact_id: uuid.UUID
+) -> None:
+    """Erasure: answers kept for idempotent retries that show the contact are forgotten (a
+    retry after the erasure runs afresh)."""
+    await session.execute(
+        delete(IdempotencyRecord).where(
+            IdempotencyRecord.account_id == account_id,
+            cast(IdempotencyRecord.response, String).contains(str(contact_id), autoescape=True),
+        )
+    )

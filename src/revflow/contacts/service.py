@@ -50,8 +50,14 @@ async def create_contact(
     )
     session.add(contact)
     await _flush_unique(session, body.external_id)
-    # Initial tags fire no tag_added: the contact is new, nothing was "added" to it.
-    await react(session, account_id, [ContactChange(contact.id, created=True)], now)
+    # SPEC §2: a contact created with tags fires contact_created, then tag_added once per tag
+    # (a contact imported with "lead" is a lead).
+    await react(
+        session,
+        account_id,
+        [ContactChange(contact.id, created=True, added_tags=list(contact.tags))],
+        now,
+    )
     return contact
 
 
@@ -202,6 +208,9 @@ async def erase_contact(
         session, {ex.id: account_id for ex in executions}, executions, [], effects, now
     )
     await session.refresh(contact, with_for_update=True)
+    secrets = [value for value in (contact.email, contact.phone) if value]
+    await repo.scrub_history_errors(session, account_id, contact.id, secrets)
+    await repo.forget_answers(session, account_id, contact.id)
     contact.email = None
     contact.phone = None
     contact.external_id = None

@@ -110,7 +110,9 @@ def compare(before: Mapping[str, Any], after: Mapping[str, Any]) -> Comparison:
         summary=summary,
         breaking=breaking,
         suggested_bump=bump,
-        suggested_mapping=_suggest_mapping(removed_steps, added_steps),
+        suggested_mapping=_suggest_mapping(
+            removed_steps, added_steps, _predecessors(before_steps), _predecessors(after_steps)
+        ),
     )
 
 
@@ -301,17 +303,32 @@ def _content_key(step: Mapping[str, Any], ignored: Iterable[str]) -> str:
     return json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _predecessors(steps: Mapping[str, Mapping[str, Any]]) -> dict[str, set[str]]:
+    """For each step id, the ids of the steps whose wiring leads to it."""
+    into: dict[str, set[str]] = {}
+    for step_id, step in steps.items():
+        for key in WIRING_KEYS:
+            target = step.get(key)
+            if isinstance(target, str):
+                into.setdefault(target, set()).add(step_id)
+    return into
+
+
 def _suggest_mapping(
     removed: list[tuple[str, Mapping[str, Any]]],
     added: list[tuple[str, Mapping[str, Any]]],
+    into_before: Mapping[str, set[str]] | None = None,
+    into_after: Mapping[str, set[str]] | None = None,
 ) -> dict[str, str | None]:
     """Pair each removed step with the added step that is most likely the same step renamed.
 
-    Three passes, each only over what earlier passes left, so a better match is never taken
+    Four passes, each only over what earlier passes left, so a better match is never taken
     by a worse one: identical content apart from the id; same content apart from wiring, with
-    wiring that agrees once renames are accounted for; same content apart from wiring. Each
-    added step is used at most once; ties go to the first in ``after`` order. The type is part
-    of the content, so a pair always has the same type.
+    wiring that agrees once renames are accounted for; same content apart from wiring; and
+    last, a step of the same type at the same place in the graph — reached from the same
+    steps, or leading to the same ones (a wait replaced by another wait). Each added step is
+    used at most once; ties go to the first in ``after`` order. A pair always has the same
+    type.
     """
     mapping: dict[str, str | None] = {step_id: None for step_id, _ in removed}
     if not removed or not added:
@@ -368,6 +385,26 @@ def _suggest_mapping(
             continue
         for candidate in loose_buckets.get(loose_keys[step_id], []):
             if candidate in free:
+                take(step_id, candidate)
+                break
+
+    def renamed(ids: set[str]) -> set[str]:
+        return {mapping.get(i) or i for i in ids}
+
+    def leads_to(step: Mapping[str, Any]) -> set[str]:
+        return {str(step[k]) for k in WIRING_KEYS if isinstance(step.get(k), str)}
+
+    for step_id, step in removed:
+        if mapping[step_id] is not None:
+            continue
+        came_from = renamed((into_before or {}).get(step_id, set()))
+        goes_to = renamed(leads_to(step))
+        for candidate, new in list(free.items()):
+            if new.get("type") != step.get("type"):
+                continue
+            same_entry = bool(came_from) and came_from == (into_after or {}).get(candidate, set())
+            same_exit = bool(goes_to) and goes_to == leads_to(new)
+            if same_entry or same_exit:
                 take(step_id, candidate)
                 break
     return mapping

@@ -131,7 +131,7 @@ class ExternalSender:
                 # A permanent refusal (RFC 5321 5yz): the same message will be refused again.
                 raise PermanentError(f"SMTP refused it permanently: {exc}") from exc
             raise RetryableError(f"SMTP: {exc}") from exc
-        return {"channel": "smtp", "to": call.request["to"]}
+        return {"channel": "smtp"}
 
 
 def smtp_reply_code(exc: BaseException) -> int | None:

@@ -330,7 +330,10 @@ def _send(
         _move(ex, step.next, now)
         return True
     subject = render_placeholders(step.subject, data) if isinstance(step, SendEmailStep) else None
+    # History names the message by its id; its address lives in the outbox row only, which
+    # erasure clears (history never holds personal data).
     message = {
+        "id": uuid.uuid4(),
         "kind": kind,
         "to": to,
         "subject": subject,
@@ -343,7 +346,9 @@ def _send(
         effects.external.append(ExternalCall(ex.id, step.id, kind, message))
         return False
     effects.messages.append({**message, "channel": "outbox"})
-    effects.record(ex, now, step.id, "sent", {"channel": "outbox", "to": to})
+    effects.record(
+        ex, now, step.id, "sent", {"channel": "outbox", "message_id": str(message["id"])}
+    )
     _move(ex, step.next, now)
     return True
 
@@ -483,6 +488,8 @@ def external_done(
         effects.record(ex, now, call.step_id, "failed", detail, error)
         fail(ex, now, error)
         return
+    if call.kind in ("email", "sms"):
+        detail = {**detail, "message_id": str(call.request["id"])}
     effects.record(ex, now, call.step_id, "sent" if call.kind != "http_request" else "done", detail)
     step = definition.step_map()[call.step_id]
     _move(ex, getattr(step, "next", None), now)

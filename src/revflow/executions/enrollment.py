@@ -189,12 +189,18 @@ class ContactChange:
         return bool(self.added_tags or self.removed_tags or self.changed_fields)
 
 
+# A new contact fires its contact_created triggers first, then tag_added for its tags.
+TRIGGER_ORDER = ("contact_created", "tag_added", "field_changed", "event")
+
+
 def _matches(trigger_type: str, key: str | None, change: ContactChange) -> bool:
     if trigger_type == "contact_created":
         return change.created
     if trigger_type == "tag_added":
         return key in change.added_tags
     if trigger_type == "field_changed":
+        if change.created:
+            return False  # a new contact's fields and tags are not changes of it
         if key == "tags":
             return bool(change.added_tags or change.removed_tags)
         return key in change.changed_fields
@@ -237,7 +243,8 @@ async def fire_triggers(
         )
     ).all()
     enrolled: list[uuid.UUID] = []
-    for workflow, trigger_type, key in rows:
+    ordered = sorted(rows, key=lambda row: (TRIGGER_ORDER.index(row[1]), row[0].created_at))
+    for workflow, trigger_type, key in ordered:
         contacts = [c.contact_id for c in changes if _matches(trigger_type, key, c)]
         if not contacts:
             continue

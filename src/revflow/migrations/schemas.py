@@ -28,6 +28,11 @@ class MigrationOptions(BaseModel):
 class MigrationIn(MigrationOptions):
     from_version: int = Field(ge=1)
     dry_run: bool = False
+    allow_unreleased: bool = Field(
+        default=False,
+        description="Start even when the target version was never published or canaried "
+        "(otherwise 409 not_released; the dry run warns either way).",
+    )
 
 
 class Group(BaseModel):
@@ -42,6 +47,7 @@ class Report(BaseModel):
     movable: int
     unmovable: int
     groups: list[Group]
+    warnings: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class MigrationOut(BaseModel):

@@ -17,6 +17,7 @@ from revflow.errors import (
     MigrationRunning,
     NotFound,
     NothingToRevert,
+    NotReleased,
     ValidationFailed,
 )
 from revflow.kit.ids import require_id
@@ -82,8 +83,22 @@ async def start(
             raise ValidationFailed(errors)
     plans = plan_steps(source_def, target_def, body.mapping, body.wait_policy)
     answer = report(plans, counts)
+    unreleased = target.published_at is None
+    if unreleased:
+        answer["warnings"] = [
+            {
+                "code": "not_released",
+                "message": f"version {target.number} was never published or canaried: the "
+                "executions would run a definition nobody released",
+            }
+        ]
     if body.dry_run:
         return answer, None
+    if unreleased and not body.allow_unreleased:
+        raise NotReleased(
+            f"Version {target.number} was never published or canaried; publish it first, or "
+            'send "allow_unreleased": true to migrate onto it anyway'
+        )
     if await unfinished(session, workflow) is not None:
         raise MigrationRunning(f"Workflow {workflow.id} has an unfinished migration")
     migration = Migration(
