@@ -14,6 +14,7 @@ from revflow.config import Settings
 from revflow.db import Database, ReadOnlyViolation, mark_read_only
 from revflow.engine.clock import Clock
 from revflow.errors import Forbidden, Unauthorized
+from revflow.kit.bearer import bearer_token
 
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -59,11 +60,10 @@ async def request_session(
 async def current_principal(
     request: Request, session: Annotated[AsyncSession, Depends(request_session)]
 ) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
         raise Unauthorized("Send Authorization: Bearer <api key>")
-    principal = await authenticate(session, token.strip())
+    principal = await authenticate(session, token)
     if principal is None:
         raise Unauthorized("The API key is unknown or revoked")
     request.state.principal = principal

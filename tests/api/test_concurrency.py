@@ -304,3 +304,22 @@ async def test_database_refuses_a_duplicate_version_number(db: Database, tenant:
     await _insert(db, _raw_version(workflow, tenant.account_id, 2, "draft"))
     listing = await tenant.request("GET", _versions_url(workflow["id"]))
     assert [v["number"] for v in listing.json()["items"]] == [2, 1]
+
+
+async def test_concurrent_upserts_of_one_external_id_all_succeed_on_one_contact(
+    racers: Racers,
+) -> None:
+    external_id = f"crm-{uuid.uuid4().hex[:8]}"
+    url = f"/api/v1/contacts/by-external-id/{external_id}"
+    upserts = 20
+    responses = await race(
+        [partial(racers.call, i, "PUT", url, json={"fields": {f"f{i}": i}}) for i in range(upserts)]
+    )
+    assert sorted({r.status_code for r in responses}) <= [200, 201], [r.text for r in responses]
+    assert [r.status_code for r in responses].count(201) == 1
+    assert len({r.json()["id"] for r in responses}) == 1
+    listing = await racers.call(0, "GET", "/api/v1/contacts", params={"limit": 200})
+    same = [c for c in listing.json()["items"] if c["external_id"] == external_id]
+    assert len(same) == 1
+    # Nothing lost: every upsert's field was merged into the one contact.
+    assert same[0]["fields"] == {f"f{i}": i for i in range(upserts)}

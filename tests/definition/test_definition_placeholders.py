@@ -62,3 +62,17 @@ def test_render() -> None:
         'Hi Ada <ada@example.com> |beta, vip|12|{"sms": false}|'
     )
     assert render_placeholders("plain", CONTACT) == "plain"
+
+
+def test_a_url_placeholder_is_one_percent_encoded_segment() -> None:
+    from revflow.definition import render_url
+
+    contact = {"fields": {"slug": "x/../../admin?y=1#frag"}, "email": "a+b@example.com"}
+    url = render_url(
+        "https://api.example.com/users/{{contact.fields.slug}}/notify?to={{contact.email}}",
+        contact,
+    )
+    assert url == (
+        "https://api.example.com/users/x%2F..%2F..%2Fadmin%3Fy%3D1%23frag/notify"
+        "?to=a%2Bb%40example.com"
+    )

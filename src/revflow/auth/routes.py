@@ -12,6 +12,7 @@ from revflow.audit.service import Actor
 from revflow.auth import service
 from revflow.deps import Admin, Now, ReadSession, SettingsDep, WriteSession
 from revflow.errors import NotFound, Unauthorized
+from revflow.kit.bearer import bearer_token
 from revflow.kit.ids import parse_id
 from revflow.kit.pagination import (
     DEFAULT_LIMIT,
@@ -85,9 +86,9 @@ async def require_operator(
     settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
 ) -> None:
     """The operator token check; a dependency, so that its 401 comes before the body's 422."""
-    token = (authorization or "").removeprefix("Bearer ").strip()
+    token = bearer_token(authorization)
     expected = settings.admin_token
-    if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+    if not expected or token is None or not hmac.compare_digest(token.encode(), expected.encode()):
         raise Unauthorized("Creating accounts needs the operator token (REVFLOW_ADMIN_TOKEN)")
 
 

@@ -29,15 +29,14 @@ async def get_contact(
 
 
 async def get_by_external_id(
-    session: AsyncSession, account_id: uuid.UUID, external_id: str
+    session: AsyncSession, account_id: uuid.UUID, external_id: str, *, lock: bool = False
 ) -> Contact | None:
-    return await session.scalar(
-        select(Contact).where(
-            Contact.account_id == account_id,
-            Contact.external_id == external_id,
-            Contact.erased_at.is_(None),
-        )
+    query = select(Contact).where(
+        Contact.account_id == account_id,
+        Contact.external_id == external_id,
+        Contact.erased_at.is_(None),
     )
+    return await session.scalar(query.with_for_update() if lock else query)
 
 
 async def list_contacts(

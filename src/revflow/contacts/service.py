@@ -48,8 +48,7 @@ async def create_contact(
         created_at=now,
         updated_at=now,
     )
-    session.add(contact)
-    await _flush_unique(session, body.external_id)
+    await _add_unique(session, contact)
     # SPEC §2: a contact created with tags fires contact_created, then tag_added once per tag
     # (a contact imported with "lead" is a lead).
     await react(
@@ -61,12 +60,17 @@ async def create_contact(
     return contact
 
 
-async def _flush_unique(session: AsyncSession, external_id: str | None) -> None:
+async def _add_unique(session: AsyncSession, contact: Contact) -> None:
+    """Insert the contact in a savepoint: a taken external_id leaves the transaction usable
+    (and the contact out of the session)."""
     try:
         async with session.begin_nested():
+            session.add(contact)
             await session.flush()
     except IntegrityError:
-        raise ExternalIdTaken(f"A contact with external_id {external_id!r} exists") from None
+        raise ExternalIdTaken(
+            f"A contact with external_id {contact.external_id!r} exists"
+        ) from None
 
 
 async def list_contacts(
@@ -166,19 +170,14 @@ async def upsert_contact(
     """Create or update the contact with this ``external_id``; answers (contact, created)."""
     existing = await repo.get_by_external_id(session, account_id, external_id)
     if existing is None:
-        created = await create_contact(
-            session,
-            account_id,
-            ContactCreate(
-                external_id=external_id,
-                email=body.email,
-                phone=body.phone,
-                fields=body.fields or {},
-                tags=body.tags or [],
-            ),
-            now,
-        )
-        return created, True
+        try:
+            return await _create_for_upsert(session, account_id, external_id, body, now), True
+        except ExternalIdTaken:
+            # A concurrent upsert of the same external_id created it first (its insert won the
+            # unique index): this one updates that contact, as an upsert should.
+            existing = await repo.get_by_external_id(session, account_id, external_id, lock=True)
+            if existing is None:
+                raise
     await change_contact(
         session,
         account_id,
@@ -190,6 +189,27 @@ async def upsert_contact(
         now=now,
     )
     return existing, False
+
+
+async def _create_for_upsert(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    external_id: str,
+    body: ContactUpsert,
+    now: dt.datetime,
+) -> Contact:
+    return await create_contact(
+        session,
+        account_id,
+        ContactCreate(
+            external_id=external_id,
+            email=body.email,
+            phone=body.phone,
+            fields=body.fields or {},
+            tags=body.tags or [],
+        ),
+        now,
+    )
 
 
 async def erase_contact(

@@ -54,7 +54,7 @@ from revflow.definition.models import (
     step_references,
     wait_kind,
 )
-from revflow.definition.placeholders import placeholder_problems, render_placeholders
+from revflow.definition.placeholders import placeholder_problems, render_placeholders, render_url
 from revflow.definition.samples import make_definition
 from revflow.definition.validation import (
     DEFAULT_MAX_DEFINITION_BYTES,
@@ -107,6 +107,7 @@ __all__ = [
     "parse_duration",
     "placeholder_problems",
     "render_placeholders",
+    "render_url",
     "step_references",
     "validate_definition",
     "wait_kind",

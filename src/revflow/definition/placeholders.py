@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from urllib.parse import quote
 
 # Field names are the keys of a contact's `fields` object. Dots are excluded so that a path
 # names exactly one flat key; letters of any script are allowed (`\w` is Unicode-aware).
@@ -78,8 +79,11 @@ def placeholder_problems(text: str) -> list[str]:
     return problems
 
 
-def render_placeholders(text: str, contact: Mapping[str, object]) -> str:
-    """Fill the placeholders of a validated text from ``contact``.
+def render_placeholders(
+    text: str, contact: Mapping[str, object], *, encode: Callable[[str], str] | None = None
+) -> str:
+    """Fill the placeholders of a validated text from ``contact``; ``encode`` transforms each
+    filled-in value (a URL percent-encodes them: see ``render_url``).
 
     ``contact`` holds ``id``, ``email``, ``phone``, ``external_id``, ``tags`` and ``fields`` (a
     mapping). A missing or null value renders as an empty string, a list or set of strings (the
@@ -99,9 +103,17 @@ def render_placeholders(text: str, contact: Mapping[str, object]) -> str:
             value = fields.get(field) if isinstance(fields, Mapping) else None
         else:
             value = contact.get(name)
-        return _render_value(value)
+        rendered = _render_value(value)
+        return encode(rendered) if encode is not None else rendered
 
     return PLACEHOLDER_RE.sub(substitute, text)
+
+
+def render_url(url: str, contact: Mapping[str, object]) -> str:
+    """Fill a URL's placeholders, each value percent-encoded as one path segment or query
+    value: contact data can never add a path segment, a query parameter or change the host
+    (``x/../../admin?y=1`` stays inside its segment)."""
+    return render_placeholders(url, contact, encode=lambda value: quote(value, safe=""))
 
 
 def _render_value(value: object) -> str:

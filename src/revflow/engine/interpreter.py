@@ -28,6 +28,7 @@ from revflow.definition import (
     UpdateFieldStep,
     WaitStep,
     render_placeholders,
+    render_url,
     wait_kind,
 )
 
@@ -417,7 +418,7 @@ def _request(
     data = contact.as_mapping()
     body = step.body if step.body is not None else {"contact": data}
     request = {
-        "url": render_placeholders(step.url, data),
+        "url": render_url(step.url, data),
         "method": step.method,
         "body": _render_json(body, data),
         "headers": {k: render_placeholders(v, data) for k, v in (step.headers or {}).items()},
