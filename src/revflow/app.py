@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
@@ -20,7 +21,7 @@ from revflow.config import Settings, get_settings
 from revflow.contacts.routes import router as contacts_router
 from revflow.db import Database
 from revflow.engine.clock import Clock, SystemClock
-from revflow.errors import PayloadTooLarge
+from revflow.errors import BadRequest, PayloadTooLarge
 from revflow.executions.routes import router as executions_router
 from revflow.logging import get_logger
 from revflow.migrations.routes import router as migrations_router
@@ -32,6 +33,26 @@ log = get_logger("revflow.app")
 
 REQUESTS = Counter("revflow_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("revflow_http_request_seconds", "HTTP request latency", ["method", "route"])
+
+
+class RefuseInvalidUTF8:
+    """Refuse a path or query whose percent-encoded bytes are not UTF-8 (400): decoded lossily,
+    three different raw ids would all name the same object."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            raw_path = scope.get("raw_path") or scope["path"].encode()
+            for raw in (raw_path, scope.get("query_string", b"")):
+                try:
+                    unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+                except UnicodeDecodeError:
+                    error = BadRequest("The request's path or query is not valid UTF-8")
+                    await problems.problem_response(error)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:
@@ -211,4 +232,5 @@ def create_app(
 
     app.add_middleware(Observe)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RefuseInvalidUTF8)
     return app

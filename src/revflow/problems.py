@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from revflow.errors import (
     ConcurrentChange,
@@ -101,7 +102,37 @@ def install(app: FastAPI) -> None:
             DatabaseBusy("The database is busy or unreachable; retry"), headers={"Retry-After": "1"}
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled_error", path=request.url.path, exc_info=exc)
-        return problem_response(RevflowError("An unexpected error occurred; it was logged"))
+    app.add_middleware(CatchUnexpected)
+
+
+class CatchUnexpected:
+    """Answer any unexpected exception with a 500 problem document and end it there.
+
+    Starlette's own last-resort handler sends the answer and then re-raises, which makes the
+    server drop the keep-alive connection: a client's next request on it fails and cannot tell
+    whether its earlier request ran. Ending the exception here keeps the connection usable.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            log.error("unhandled_error", path=scope.get("path"), exc_info=exc)
+            if started:
+                raise  # the answer is already on its way: only closing the connection is left
+            error = RevflowError("An unexpected error occurred; it was logged")
+            await problem_response(error)(scope, receive, send)
