@@ -6,7 +6,8 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from urllib.parse import unquote_to_bytes
+from typing import Any
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
@@ -21,8 +22,9 @@ from revflow.config import Settings, get_settings
 from revflow.contacts.routes import router as contacts_router
 from revflow.db import Database
 from revflow.engine.clock import Clock, SystemClock
-from revflow.errors import BadRequest, PayloadTooLarge
+from revflow.errors import BadRequest, PayloadTooLarge, ValidationFailed
 from revflow.executions.routes import router as executions_router
+from revflow.kit import strictjson
 from revflow.logging import get_logger
 from revflow.migrations.routes import router as migrations_router
 from revflow.releases.routes import router as releases_router
@@ -53,6 +55,70 @@ class RefuseInvalidUTF8:
                     await problems.problem_response(error)(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+
+class StrictRequest:
+    """Refuse (422, naming where) what no database can store: a NUL character in the path or
+    a query value, and in a JSON body a NUL or lone surrogate in any string, a number that is
+    not finite (NaN, Infinity, 1e400) or nesting deeper than ``strictjson.MAX_DEPTH``. Runs
+    inside ``BodyLimit``, so the body it reads is bounded."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        errors = self._path_and_query(scope)
+        if errors:
+            await problems.problem_response(ValidationFailed(errors))(scope, receive, send)
+            return
+        content_type = dict(scope["headers"]).get(b"content-type", b"")
+        if b"json" not in content_type or scope["method"] in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        body = bytearray()
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        try:
+            errors = strictjson.problems(strictjson.loads(bytes(body))) if body else []
+        except (ValueError, RecursionError):
+            errors = []  # not JSON at all: the route answers 400 malformed_json
+        if errors:
+            await problems.problem_response(ValidationFailed(errors))(scope, receive, send)
+            return
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    def _path_and_query(scope: Scope) -> list[dict[str, Any]]:
+        errors: list[dict[str, Any]] = []
+        if "\x00" in scope["path"]:
+            errors.append({"pointer": "", "in": "path", "message": "must not contain NUL"})
+        query = scope.get("query_string", b"").decode("utf-8", "replace")
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            if "\x00" in name or "\x00" in value:
+                where = name.replace("\x00", "\\u0000")
+                errors.append(
+                    {
+                        "pointer": f"/{where}",
+                        "parameter": where,
+                        "in": "query",
+                        "message": "must not contain the NUL character (\\u0000)",
+                    }
+                )
+        return errors
 
 
 class BodyLimit:
@@ -231,6 +297,7 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(Observe)
+    app.add_middleware(StrictRequest)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RefuseInvalidUTF8)
     return app

@@ -18,6 +18,7 @@ from revflow.kit.pagination import (
     decode_cursor,
     encode_cursor,
 )
+from revflow.kit.times import UTCInstant
 from revflow.models import AuditEntry
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
@@ -67,8 +68,8 @@ async def list_audit(
     session: ReadSession,
     workflow_id: uuid.UUID | None = None,
     action: str | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    since: UTCInstant | None = None,
+    until: UTCInstant | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> dict[str, Any]:

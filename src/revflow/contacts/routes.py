@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from revflow.contacts import service
@@ -108,7 +108,7 @@ async def patch_contact(
 @router.put("/contacts/by-external-id/{external_id}", response_model=ContactOut)
 async def upsert_contact(
     request: Request,
-    external_id: str,
+    external_id: Annotated[str, Path(min_length=1, max_length=200)],
     body: ContactUpsert,
     principal: Editor,
     session: WriteSession,

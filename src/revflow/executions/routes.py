@@ -24,6 +24,7 @@ from revflow.executions.schemas import (
     MessageOut,
     VersionStats,
 )
+from revflow.kit.ids import INT32_MAX
 from revflow.kit.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -67,7 +68,7 @@ async def list_executions(
     workflow_id: str,
     principal: Viewer,
     session: ReadSession,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
     status: Annotated[list[ExecutionStatus] | None, Query()] = None,
     step: str | None = None,
     limit: Limit = DEFAULT_LIMIT,

@@ -6,6 +6,9 @@ import uuid
 
 from revflow.errors import NotFound
 
+# The largest value of a 32-bit integer column (version numbers, revisions).
+INT32_MAX = 2**31 - 1
+
 
 def parse_id(value: str | uuid.UUID) -> uuid.UUID | None:
     """The UUID in ``value``, or None when it is not one."""

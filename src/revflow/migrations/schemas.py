@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from revflow.kit.ids import INT32_MAX
 from revflow.models import Migration
 
 
@@ -26,7 +27,7 @@ class MigrationOptions(BaseModel):
 
 
 class MigrationIn(MigrationOptions):
-    from_version: int = Field(ge=1)
+    from_version: int = Field(ge=1, le=INT32_MAX)
     dry_run: bool = False
     allow_unreleased: bool = Field(
         default=False,

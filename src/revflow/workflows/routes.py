@@ -21,6 +21,7 @@ from revflow.diff import render_text
 from revflow.errors import NotFound
 from revflow.kit import idempotency
 from revflow.kit.etag import make_etag
+from revflow.kit.ids import INT32_MAX
 from revflow.kit.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -294,10 +295,11 @@ async def resume_workflow(request: Request, change: Change) -> JSONResponse:
 class DraftIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     definition: Any = Field(description="Any content: a draft is a scratch pad.")
-    base_version: int | None = Field(default=None, ge=1)
+    base_version: int | None = Field(default=None, ge=1, le=INT32_MAX)
     revision: int | None = Field(
         default=None,
         ge=1,
+        le=INT32_MAX,
         description="The revision this save was made from; null for a new draft.",
     )
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from revflow.kit.etag import make_etag
+from revflow.kit.ids import INT32_MAX
 from revflow.models import Workflow
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -63,7 +64,8 @@ class VersionCreate(Body):
     definition: DefinitionDocument
     change_summary: Summary
     base_version: int | None = Field(
-        description="The number the edit started from; null for the first version."
+        le=INT32_MAX,
+        description="The number the edit started from; null for the first version.",
     )
     publish: bool = False
 

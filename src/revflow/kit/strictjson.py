@@ -1,0 +1,75 @@
+"""What a JSON request may hold: values every database can store.
+
+Checked once, at the boundary, before any route reads the request: strings without NUL
+characters or lone surrogates, finite numbers, nesting at most ``MAX_DEPTH`` deep. A value that
+breaks a rule answers 422 naming its JSON Pointer; anything else is left to the route (and an
+unparseable body to the framework's 400 ``malformed_json``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+MAX_DEPTH = 64
+
+
+class _NotFinite:
+    """Stands in for NaN, Infinity or a number too large for a float, found by the walk."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _float(text: str) -> Any:
+    value = float(text)
+    return value if math.isfinite(value) else _NotFinite(text)
+
+
+def loads(raw: bytes) -> Any:
+    """Parse like ``json.loads``, keeping non-finite numbers as markers for ``problems``."""
+    return json.loads(raw, parse_constant=_NotFinite, parse_float=_float)
+
+
+def _escape(key: str) -> str:
+    printable = key.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
+    return printable.replace("~", "~0").replace("/", "~1")
+
+
+def _string_problem(value: str) -> str | None:
+    if "\x00" in value:
+        return "must not contain the NUL character (\\u0000)"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must not contain a lone surrogate (an unpaired \\uD800-\\uDFFF escape)"
+    return None
+
+
+def problems(value: Any, pointer: str = "", depth: int = 0) -> list[dict[str, str]]:
+    """Every value of ``value`` that breaks a rule, with its JSON Pointer (the first few)."""
+    found: list[dict[str, str]] = []
+    stack: list[tuple[Any, str, int]] = [(value, pointer, depth)]
+    while stack and len(found) < 10:
+        item, at, level = stack.pop()
+        if level > MAX_DEPTH:
+            found.append({"pointer": at, "message": f"is nested deeper than {MAX_DEPTH} levels"})
+            continue
+        if isinstance(item, _NotFinite):
+            found.append({"pointer": at, "message": f"{item.text} is not a finite number"})
+        elif isinstance(item, str):
+            problem = _string_problem(item)
+            if problem:
+                found.append({"pointer": at, "message": problem})
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                child_at = f"{at}/{_escape(key)}"
+                problem = _string_problem(key)
+                if problem:
+                    found.append({"pointer": child_at, "message": f"its key {problem}"})
+                stack.append((child, child_at, level + 1))
+        elif isinstance(item, list):
+            for index, child in enumerate(item):
+                stack.append((child, f"{at}/{index}", level + 1))
+    return sorted(found, key=lambda p: p["pointer"])
