@@ -957,6 +957,38 @@ async def test_a_cursor_of_another_list_is_refused_by_every_list(
             assert body["errors"][0]["parameter"] == "cursor", body
 
 
+# The lists of one workflow: a cursor made for one workflow's list is refused by another's.
+WORKFLOW_LISTS = [
+    f"{API}/workflows/{{workflow_id}}/versions",
+    f"{API}/workflows/{{workflow_id}}/executions",
+    f"{API}/workflows/{{workflow_id}}/migrations",
+]
+
+
+@pytest.mark.parametrize("path", WORKFLOW_LISTS, ids=lambda p: p.rsplit("/", 1)[-1])
+async def test_a_cursor_of_one_workflows_list_is_refused_by_another_workflows(
+    lists: Lists, path: str
+) -> None:
+    other = await build_world(lists.tenant, "Other")
+    own = LISTS[path](lists.world)
+    cursor = await first_cursor(lists.tenant, path, own)
+    theirs = LISTS[path](other)
+    page = await lists.tenant.request("GET", url_of(path, theirs), params={"limit": 200})
+    assert page.status_code == 200 and page.json()["items"], f"{path}: {page.text}"
+    response = await lists.tenant.request(
+        "GET", url_of(path, theirs), params={**(theirs.params or {}), "cursor": cursor}
+    )
+    body = assert_problem(
+        response, 422, "invalid_cursor", f"GET {path} of another workflow with its cursor"
+    )
+    assert body["errors"][0]["parameter"] == "cursor", body
+    # On its own workflow's list the cursor still works.
+    response = await lists.tenant.request(
+        "GET", url_of(path, own), params={**(own.params or {}), "cursor": cursor}
+    )
+    assert response.status_code == 200, f"{path}: {response.text}"
+
+
 async def test_garbage_and_forged_cursors_are_422_never_500(
     client: httpx.AsyncClient, lists: Lists
 ) -> None:

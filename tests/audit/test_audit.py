@@ -1,7 +1,8 @@
 """The audit trail (SPEC §1 "Audit entry"): one entry per change, in the change's transaction,
 chained by hashes that ``revflow audit verify`` checks.
 
-Every test has a database of its own, because ``revflow audit verify`` walks every account.
+The tests of the chains have a database of their own, because ``revflow audit verify`` walks
+every account; the list's filters are tested in one account of the shared database.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from revflow.app import create_app
 from revflow.audit.service import verify_account
 from revflow.config import Settings
 from revflow.db import Database
+from tests.support.engine import Engine
 from tests.support.processes import revflow_command
 from tests.support.servers import race, racing_clients
 from tests.support.tenants import Tenant, make_tenant
@@ -392,3 +394,30 @@ async def test_concurrent_changes_keep_the_chain_valid(
     result = await verify(fresh_database_url)
     assert result.code == 0, result.output
     assert f"{len(items)} entries" in result.output
+
+
+async def test_the_audit_list_filters_by_since_and_until(engine: Engine) -> None:
+    # The clock of the engine stamps the entries: one change an hour.
+    t0 = engine.clock.now()
+    wf = await engine.workflow(simple_definition(), publish=False)  # 2 entries at t0
+    engine.clock.advance(dt.timedelta(hours=1))
+    await engine.new_version(wf, simple_definition("Two"), 1, publish=False)  # 1 at t0+1h
+    engine.clock.advance(dt.timedelta(hours=1))
+    published = await engine.tenant.request("POST", f"/api/v1/workflows/{wf}/versions/2/publish")
+    assert published.status_code == 200, published.text  # 1 at t0+2h
+
+    async def actions(**params: dt.datetime) -> list[str]:
+        query = {"workflow_id": wf, "limit": 200, **{k: v.isoformat() for k, v in params.items()}}
+        response = await engine.tenant.request("GET", "/api/v1/audit", params=query)
+        assert response.status_code == 200, response.text
+        return [e["action"] for e in response.json()["items"]]
+
+    everything = ["version.published", "version.created", "version.created", "workflow.created"]
+    assert await actions() == everything
+    hour = dt.timedelta(hours=1)
+    assert await actions(since=t0 + hour) == ["version.published", "version.created"]
+    assert await actions(since=t0 + 2 * hour) == ["version.published"]
+    assert await actions(until=t0 + hour) == ["version.created", "workflow.created"]
+    assert await actions(since=t0 + hour, until=t0 + 2 * hour) == ["version.created"]
+    assert await actions(since=t0 + 3 * hour) == []
+    assert await actions(until=t0) == []

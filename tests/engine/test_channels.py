@@ -166,8 +166,8 @@ class Inbox:
 
 
 @contextlib.contextmanager
-def smtp_server(inbox: Inbox) -> Any:
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+def smtp_server(handler: object) -> Any:
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
     try:
         yield controller
@@ -367,6 +367,72 @@ async def test_smtp_server_down_fails_the_execution_after_max_attempts(
     assert failed["error"] == ex["error"]
     assert failed["detail"]["attempts"] == MAX_ATTEMPTS
     assert messages == []
+
+
+class RefusingRecipients:
+    """aiosmtpd handler: answers RCPT TO with ``replies`` in turn (then accepts), keeps what is
+    delivered."""
+
+    def __init__(self, *replies: str) -> None:
+        self.replies = list(replies)
+        self.rcpt_attempts = 0
+        self.delivered = 0
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        self.rcpt_attempts += 1
+        if self.replies:
+            return self.replies.pop(0)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.delivered += 1
+        return "250 2.0.0 OK"
+
+
+async def test_a_permanent_smtp_refusal_fails_the_step_at_once(channel_database_url: str) -> None:
+    refusing = RefusingRecipients(*["550 5.1.1 No such mailbox here"] * MAX_ATTEMPTS)
+    with smtp_server(refusing) as smtp:
+        async with rig(
+            channel_database_url, email_channel="smtp", smtp_host="127.0.0.1", smtp_port=smtp.port
+        ) as r:
+            definition = one_step({"type": "send_email", "subject": "Nobody", "body": "x"})
+            execution_id, _ = await start(r.engine, definition, email="nobody@example.com")
+            await r.engine.run()
+            ex = await r.engine.execution(execution_id)
+            messages = await r.engine.messages(execution_id=execution_id)
+
+    assert refusing.rcpt_attempts == 1
+    assert refusing.delivered == 0
+    assert ex["status"] == "failed", ex
+    assert "550" in ex["error"] and "No such mailbox here" in ex["error"], ex["error"]
+    [failed] = ex["history"]
+    assert (failed["step"], failed["result"]) == ("call", "failed")
+    assert failed["detail"]["attempts"] == 1
+    assert failed["error"] == ex["error"]
+    assert messages == []
+
+
+async def test_a_temporary_smtp_refusal_of_the_recipient_is_retried(
+    channel_database_url: str,
+) -> None:
+    refusing = RefusingRecipients("451 4.7.1 Greylisted, try again later")
+    with smtp_server(refusing) as smtp:
+        async with rig(
+            channel_database_url, email_channel="smtp", smtp_host="127.0.0.1", smtp_port=smtp.port
+        ) as r:
+            definition = one_step({"type": "send_email", "subject": "Later", "body": "x"})
+            execution_id, _ = await start(r.engine, definition, email="grey@example.com")
+            await r.engine.run()
+            ex = await r.engine.execution(execution_id)
+
+    assert refusing.rcpt_attempts == 2
+    assert refusing.delivered == 1
+    assert ex["status"] == "completed", ex
+    [sent] = entries(ex, "call")
+    assert (sent["result"], sent["detail"]["attempts"]) == ("sent", 2)
 
 
 # --------------------------------------------------------------------------------------------

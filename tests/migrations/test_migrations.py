@@ -286,3 +286,34 @@ async def test_a_dry_run_with_an_idempotency_key_replays_its_report(engine: Engi
     assert first.status_code == again.status_code == 200
     assert first.json() == again.json() and first.json()["total"] == 2
     assert again.headers.get("Idempotent-Replayed") == "true"
+
+
+async def test_a_migration_started_again_with_its_idempotency_key_is_the_same_one(
+    engine: Engine,
+) -> None:
+    wf, executions = await setup(engine, n=2)
+    headers = {"Idempotency-Key": "migrate-1"}
+    url = f"/api/v1/workflows/{wf}/versions/2/migrate"
+    body = {"from_version": 1, "mapping": {"old_offer": "offer"}}
+
+    first = await engine.tenant.request("POST", url, json=body, headers=headers)
+    again = await engine.tenant.request("POST", url, json=body, headers=headers)
+    other = await engine.tenant.request(
+        "POST", url, json={**body, "batch_size": 1}, headers=headers
+    )
+
+    assert first.status_code == again.status_code == 202, (first.text, again.text)
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+    listing = await engine.tenant.request("GET", f"/api/v1/workflows/{wf}/migrations")
+    assert [m["id"] for m in listing.json()["items"]] == [first.json()["id"]]
+    created = await engine.tenant.request(
+        "GET", "/api/v1/audit", params={"workflow_id": wf, "action": "migration.created"}
+    )
+    assert len(created.json()["items"]) == 1
+    await engine.run()
+    for e in executions:
+        ex = await engine.execution(e)
+        assert ex["version"] == 2
+        assert [h["result"] for h in ex["history"]].count("migrated") == 1

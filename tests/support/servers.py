@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,10 +98,12 @@ class RevflowServers:
         *,
         env: Mapping[str, str] | None = None,
         ready_timeout: float = READY_TIMEOUT_S,
+        serve_args: Sequence[str] = (),
     ) -> None:
         self.database_url = database_url
         self.count = count
         self.extra_env = dict(env or {})
+        self.serve_args = list(serve_args)  # e.g. ["--with-worker"]
         self.ready_timeout = ready_timeout
         self.servers: list[ServerProcess] = []
         self._logs = Path(tempfile.mkdtemp(prefix="revflow-servers-"))
@@ -128,7 +130,15 @@ class RevflowServers:
         log_path = self._logs / f"server-{index}-{port}.log"
         log_file = log_path.open("wb")
         process = subprocess.Popen(
-            [*revflow_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                *revflow_command(),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *self.serve_args,
+            ],
             env=self._environment(),
             cwd=self._logs,
             stdin=subprocess.DEVNULL,

@@ -10,6 +10,7 @@ import pytest
 from revflow.app import create_app
 from revflow.config import Settings
 from revflow.db import Database
+from tests.support.engine import Engine
 from tests.support.tenants import Tenant, make_tenant
 from tests.support.workflows import create_version, create_workflow, simple_definition
 
@@ -219,3 +220,26 @@ async def test_create_workflow_with_first_version(tenant: Tenant, with_definitio
         "POST", "/api/v1/workflows", json={"name": "x", "definition": simple_definition()}
     )
     assert half.status_code == 422
+
+
+async def test_each_listed_version_counts_its_live_executions(engine: Engine) -> None:
+    wf = await engine.workflow(simple_definition("one"))
+    first = [await engine.contact(email=f"l{i}@example.com") for i in range(3)]
+    on_one = (await engine.enroll(wf, *first))["executions"]
+    await engine.run()  # waiting two days on version 1
+    await engine.new_version(wf, simple_definition("two"), 1, publish=True)
+    later = [await engine.contact(email=f"m{i}@example.com") for i in range(2)]
+    await engine.enroll(wf, *later)  # active (not run yet) on version 2
+    await engine.new_version(wf, simple_definition("three"), 2, publish=False)
+    cancelled = await engine.tenant.request("POST", f"/api/v1/executions/{on_one[0]}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+
+    async def live() -> dict[int, int]:
+        response = await engine.tenant.request("GET", versions_url(wf), params={"limit": 200})
+        assert response.status_code == 200, response.text
+        return {v["number"]: v["live_executions"] for v in response.json()["items"]}
+
+    assert await live() == {1: 2, 2: 2, 3: 0}
+    await engine.run()  # version 2's start their two-day wait
+    await engine.advance(days=3)  # every execution finishes
+    assert await live() == {1: 0, 2: 0, 3: 0}
