@@ -206,7 +206,14 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"])
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        responses={
+            200: {"description": "The database is reachable"},
+            503: {"description": "The database is not reachable"},
+        },
+    )
     async def readyz() -> JSONResponse:
         try:
             async with database.session() as session:

@@ -68,7 +68,9 @@ class VersionCreate(Body):
     publish: bool = False
 
 
-class Problem(BaseModel):
+class DefinitionWarning(BaseModel):
+    """Something worth a look in a valid definition, e.g. an unreachable step."""
+
     pointer: str
     message: str
 
@@ -88,7 +90,7 @@ class VersionOut(BaseModel):
     semver: str
     tags: list[str]
     live_executions: int
-    warnings: list[Problem]
+    warnings: list[DefinitionWarning]
     step_count: int
 
 
