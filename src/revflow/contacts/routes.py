@@ -18,7 +18,7 @@ from revflow.contacts.schemas import (
     EventOut,
 )
 from revflow.deps import Editor, Now, ReadSession, Viewer, WriteSession, wake_worker
-from revflow.errors import ExternalIdTaken
+from revflow.errors import ExternalIdTaken, NotFound
 from revflow.kit import idempotency
 from revflow.kit.pagination import (
     DEFAULT_LIMIT,
@@ -152,6 +152,7 @@ async def erase_contact(
     response_model=EventOut,
     dependencies=[Depends(idempotency.key_header)],
 )
+@raises(NotFound)
 async def post_event(
     request: Request, body: EventIn, principal: Editor, session: WriteSession, now: Now
 ) -> JSONResponse:
