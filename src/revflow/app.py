@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI, Response
@@ -20,6 +21,8 @@ from revflow.auth.routes import router as auth_router
 from revflow.config import Settings, get_settings
 from revflow.contacts.routes import router as contacts_router
 from revflow.db import Database
+from revflow.definition.routes import router as definition_router
+from revflow.definition.schema import definition_schema
 from revflow.engine.clock import Clock, SystemClock
 from revflow.errors import BadRequest, PayloadTooLarge
 from revflow.executions.routes import router as executions_router
@@ -137,6 +140,14 @@ class Observe:
                 )
 
 
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document: every operation's problems, and the definition's JSON Schema as
+    the ``Definition`` component that request bodies refer to."""
+    schema = definition_schema(ref_template="#/components/schemas/{model}")
+    components = {"Definition": schema, **schema.pop("$defs", {})}
+    return problems.openapi_document(app, components)
+
+
 def create_app(
     settings: Settings | None = None,
     db: Database | None = None,
@@ -201,6 +212,8 @@ def create_app(
     app.include_router(contacts_router)
     app.include_router(executions_router)
     app.include_router(migrations_router)
+    app.include_router(definition_router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

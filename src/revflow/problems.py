@@ -67,13 +67,6 @@ def validation_problem(exc: RequestValidationError) -> RevflowError:
 
 
 def install(app: FastAPI) -> None:
-    """The problem handlers, and the OpenAPI document that lists every operation's problems."""
-
-    def document() -> dict[str, Any]:
-        return openapi_document(app)
-
-    app.openapi = document  # type: ignore[method-assign]
-
     @app.exception_handler(RevflowError)
     async def _revflow_error(_request: Request, exc: RevflowError) -> JSONResponse:
         return problem_response(exc)
@@ -256,9 +249,11 @@ def problem_responses(errors: set[type[RevflowError]]) -> dict[str, dict[str, An
     return responses
 
 
-def openapi_document(app: FastAPI) -> dict[str, Any]:
+def openapi_document(
+    app: FastAPI, components: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The application's OpenAPI document, with every operation's problems (replacing the
-    framework's ``HTTPValidationError`` 422)."""
+    framework's ``HTTPValidationError`` 422) and the given ``components`` schemas."""
     if app.openapi_schema:
         return app.openapi_schema
     document = get_openapi(
@@ -277,6 +272,10 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     schemas["Problem"] = problem_schema
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
+    for name, schema in (components or {}).items():
+        if name in schemas and schemas[name] != schema:
+            raise ValueError(f"two different schemas are named {name}")
+        schemas[name] = schema
     for route in iter_route_contexts(app.routes):
         if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
             continue
