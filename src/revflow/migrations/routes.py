@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from revflow.deps import Editor, Now, ReadSession, Viewer, WriteSession, wake_worker
-from revflow.errors import MigrationNotRunning, MigrationRunning, NothingToRevert
+from revflow.errors import MigrationNotRunning, MigrationRunning, NothingToRevert, NotReleased
 from revflow.kit.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -37,7 +37,7 @@ router = APIRouter(prefix="/api/v1", tags=["migrations"])
     response_model=MigrationOut,
     responses={200: {"model": Report, "description": "the dry-run report"}},
 )
-@raises(MigrationRunning)
+@raises(MigrationRunning, NotReleased)
 async def start_migration(
     request: Request, body: MigrationIn, change: VersionChange, now: Now
 ) -> JSONResponse:
