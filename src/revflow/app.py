@@ -6,11 +6,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,6 +24,8 @@ from revflow.auth.routes import router as auth_router
 from revflow.config import Settings, get_settings
 from revflow.contacts.routes import router as contacts_router
 from revflow.db import Database
+from revflow.definition.routes import router as definition_router
+from revflow.definition.schema import definition_schema
 from revflow.engine.clock import Clock, SystemClock
 from revflow.errors import BadRequest, PayloadTooLarge, ValidationFailed
 from revflow.executions.routes import router as executions_router
@@ -32,6 +37,11 @@ from revflow.worker import Worker, WorkerHealth, supervise
 from revflow.workflows.routes import router as workflows_router
 
 log = get_logger("revflow.app")
+
+# Where `GET /` sends a browser. The web console, once mounted at /ui, is the better home:
+# then this becomes "/ui/workflows".
+HOME = "/docs"
+DOCS_ASSETS = Path(__file__).parent / "static" / "docs"
 
 REQUESTS = Counter("revflow_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("revflow_http_request_seconds", "HTTP request latency", ["method", "route"])
@@ -58,8 +68,8 @@ class RefuseInvalidUTF8:
 
 
 class StrictRequest:
-    """Refuse (422, naming where) what no database can store: a NUL character in the path or
-    a query value, and in a JSON body a NUL or lone surrogate in any string, a number that is
+    """Refuse (422, naming where) what no database can store: a NUL character in a query
+    parameter, and in a JSON body a NUL or lone surrogate in any string, a number that is
     not finite (NaN, Infinity, 1e400) or nesting deeper than ``strictjson.MAX_DEPTH``. Runs
     inside ``BodyLimit``, so the body it reads is bounded."""
 
@@ -70,7 +80,7 @@ class StrictRequest:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        errors = self._path_and_query(scope)
+        errors = self._query(scope)
         if errors:
             await problems.problem_response(ValidationFailed(errors))(scope, receive, send)
             return
@@ -102,10 +112,8 @@ class StrictRequest:
         await self.app(scope, replay, send)
 
     @staticmethod
-    def _path_and_query(scope: Scope) -> list[dict[str, Any]]:
+    def _query(scope: Scope) -> list[dict[str, Any]]:
         errors: list[dict[str, Any]] = []
-        if "\x00" in scope["path"]:
-            errors.append({"pointer": "", "in": "path", "message": "must not contain NUL"})
         query = scope.get("query_string", b"").decode("utf-8", "replace")
         for name, value in parse_qsl(query, keep_blank_values=True):
             if "\x00" in name or "\x00" in value:
@@ -168,7 +176,9 @@ class BodyLimit:
 
 
 class Observe:
-    """Request metrics by route template, and a log line for server errors (pure ASGI)."""
+    """Request metrics by route template, and one log line per request (pure ASGI): method,
+    route template (never the raw path or query, which may hold personal data such as an
+    external id or an email), status, duration and account."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -193,14 +203,55 @@ class Observe:
             elapsed = time.perf_counter() - started
             REQUESTS.labels(scope["method"], template, status).inc()
             LATENCY.labels(scope["method"], template).observe(elapsed)
-            if status >= 500:
-                log.warning(
-                    "request",
-                    method=scope["method"],
-                    path=scope["path"],
-                    status=status,
-                    ms=round(elapsed * 1000, 2),
-                )
+            principal = scope.get("state", {}).get("principal")
+            (log.warning if status >= 500 else log.info)(
+                "request",
+                method=scope["method"],
+                path=template,
+                status=status,
+                ms=round(elapsed * 1000, 2),
+                account=str(principal.account_id) if principal is not None else None,
+            )
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document: every operation's problems, and the definition's JSON Schema as
+    the ``Definition`` component that request bodies refer to."""
+    schema = definition_schema(ref_template="#/components/schemas/{model}")
+    components = {"Definition": schema, **schema.pop("$defs", {})}
+    return problems.openapi_document(app, components)
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs and ReDoc at /redoc, from assets shipped in the package (no
+    internet needed), and ``GET /`` sends a browser to ``HOME``."""
+    assets = "/docs/assets"
+    app.mount(assets, StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse(HOME)
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="revflow API",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon-32x32.png",
+            swagger_ui_parameters={"persistAuthorization": True, "validatorUrl": None},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title="revflow API",
+            redoc_js_url=f"{assets}/redoc.standalone.js",
+            redoc_favicon_url=f"{assets}/favicon-32x32.png",
+            with_google_fonts=False,
+        )
 
 
 def create_app(
@@ -253,6 +304,8 @@ def create_app(
         version="0.1.0",
         summary="Workflow automation with immutable versions, compare, publish and migration.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.db = database
@@ -267,12 +320,22 @@ def create_app(
     app.include_router(contacts_router)
     app.include_router(executions_router)
     app.include_router(migrations_router)
+    app.include_router(definition_router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    _serve_docs(app)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"])
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        responses={
+            200: {"description": "The database is reachable"},
+            503: {"description": "The database is not reachable"},
+        },
+    )
     async def readyz() -> JSONResponse:
         try:
             async with database.session() as session:

@@ -6,17 +6,27 @@ import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.auth.service import Principal, authenticate
 from revflow.config import Settings
 from revflow.db import Database, ReadOnlyViolation, mark_read_only
 from revflow.engine.clock import Clock
-from revflow.errors import Forbidden, Unauthorized
+from revflow.errors import ConcurrentChange, DatabaseBusy, Forbidden, Unauthorized
 from revflow.kit.bearer import bearer_token
+from revflow.problems import raises
 
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
+
+# Documents the scheme (the Authorize button of /docs); the header itself is read below, so
+# that a missing or malformed one answers revflow's own 401 problem.
+api_key = HTTPBearer(
+    scheme_name="ApiKey",
+    description="An API key of the account: `Authorization: Bearer rf_...`",
+    auto_error=False,
+)
 
 
 async def get_db(request: Request) -> Database:
@@ -47,6 +57,7 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
+@raises(DatabaseBusy)
 async def request_session(
     request: Request, db: Annotated[Database, Depends(get_db)]
 ) -> AsyncIterator[AsyncSession]:
@@ -57,8 +68,11 @@ async def request_session(
         yield session
 
 
+@raises(Unauthorized)
 async def current_principal(
-    request: Request, session: Annotated[AsyncSession, Depends(request_session)]
+    request: Request,
+    session: Annotated[AsyncSession, Depends(request_session)],
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(api_key)],
 ) -> Principal:
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
@@ -79,7 +93,7 @@ def _require(role: str) -> object:
         return principal
 
     dependency.__name__ = f"require_{role}"
-    return dependency
+    return raises(Forbidden)(dependency) if role != "viewer" else dependency
 
 
 Viewer = Annotated[Principal, Depends(_require("viewer"))]
@@ -95,6 +109,7 @@ async def read_session(
     return session
 
 
+@raises(ConcurrentChange)
 async def write_session(
     request: Request, session: Annotated[AsyncSession, Depends(request_session)]
 ) -> AsyncSession:

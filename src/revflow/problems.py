@@ -1,12 +1,23 @@
-"""The one place that turns errors into RFC 9457 problem documents."""
+"""The one place that turns errors into RFC 9457 problem documents, and that documents them.
+
+Each dependency and route declares what it can raise with :func:`raises`; the OpenAPI document
+lists, for every operation, the problems of everything it depends on, plus those the framework
+answers for it (400 and 413 for a body, 422 for any parameter or body), as
+``application/problem+json`` responses of the one ``Problem`` schema.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,6 +30,7 @@ from revflow.errors import (
     NotFound,
     PayloadTooLarge,
     RevflowError,
+    Unauthorized,
     ValidationFailed,
 )
 from revflow.logging import get_logger
@@ -28,6 +40,8 @@ PROBLEM_JSON = "application/problem+json"
 
 
 def problem_response(error: RevflowError, headers: dict[str, str] | None = None) -> JSONResponse:
+    if isinstance(error, Unauthorized):
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return JSONResponse(
         error.problem(), status_code=error.status, media_type=PROBLEM_JSON, headers=headers
     )
@@ -136,3 +150,140 @@ class CatchUnexpected:
                 raise  # the answer is already on its way: only closing the connection is left
             error = RevflowError("An unexpected error occurred; it was logged")
             await problem_response(error)(scope, receive, send)
+
+
+class ProblemItem(BaseModel):
+    """One problem of a request: where it is, and what is wrong there."""
+
+    model_config = ConfigDict(extra="allow")
+
+    pointer: str = Field(
+        description="RFC 6901 JSON Pointer into the request body ('' is the whole body); for "
+        "a query, path or header parameter, '/' and its name.",
+        examples=["/definition/steps/2/next"],
+    )
+    message: str = Field(examples=["'nurture' is not a step of this definition"])
+    parameter: str | None = Field(
+        default=None, description="The parameter's name, when the problem is in one."
+    )
+    in_: Literal["query", "path", "header", "cookie"] | None = Field(
+        default=None, alias="in", description="Where that parameter is."
+    )
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document. Problems carry more members when a client needs them to
+    act: ``latest_version`` (``stale_base``), ``max_versions`` (``version_limit``), ``draft``
+    (``stale_draft``), ``etag`` (``etag_mismatch``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=["urn:revflow:problem:stale_base"])
+    title: str
+    status: int = Field(ge=400, le=599)
+    detail: str
+    code: str = Field(
+        description="What went wrong, for programs: the end of ``type``.", examples=["stale_base"]
+    )
+    errors: list[ProblemItem] | None = Field(
+        default=None, description="422 only: every problem of the request, located."
+    )
+
+
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
+_RAISES: dict[Callable[..., Any], tuple[type[RevflowError], ...]] = {}
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
+    503: {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "string"}}},
+}
+_SCHEMA_REF = "#/components/schemas/Problem"
+
+
+def raises(*errors: type[RevflowError]) -> Callable[[_Fn], _Fn]:
+    """Declare the problems a dependency or route answers, for the OpenAPI document."""
+
+    def declare(fn: _Fn) -> _Fn:
+        _RAISES[fn] = _RAISES.get(fn, ()) + errors
+        return fn
+
+    return declare
+
+
+def _declared(dependant: Dependant) -> set[type[RevflowError]]:
+    """The problems declared by a dependant and its dependencies, and those its parameters
+    imply: a path parameter names an object of the caller's account (404), and any parameter
+    can be invalid (422)."""
+    found = set(_RAISES.get(dependant.call, ())) if dependant.call is not None else set()
+    if dependant.path_params:
+        found.add(NotFound)
+    if dependant.path_params or dependant.query_params or dependant.header_params:
+        found.add(ValidationFailed)
+    for sub in dependant.dependencies:
+        found |= _declared(sub)
+    return found
+
+
+def route_problems(route: APIRoute | RouteContext) -> set[type[RevflowError]]:
+    """Every problem ``route`` can answer: declared ones, and those its parameters imply."""
+    found = _declared(route.dependant)
+    if route.body_field is not None:
+        found |= {MalformedJSON, PayloadTooLarge, ValidationFailed}
+    return found
+
+
+def problem_responses(errors: set[type[RevflowError]]) -> dict[str, dict[str, Any]]:
+    """``responses`` entries of an OpenAPI operation: one per status, naming every code."""
+    by_status: dict[int, list[type[RevflowError]]] = {}
+    for error in errors:
+        by_status.setdefault(error.status, []).append(error)
+    responses: dict[str, dict[str, Any]] = {}
+    for status, group in sorted(by_status.items()):
+        codes = "; ".join(f"`{e.code}`: {e.title}" for e in sorted(group, key=lambda e: e.code))
+        entry: dict[str, Any] = {
+            "description": f"Problem ({codes})",
+            "content": {PROBLEM_JSON: {"schema": {"$ref": _SCHEMA_REF}}},
+        }
+        if status in _HEADERS:
+            entry["headers"] = _HEADERS[status]
+        responses[str(status)] = entry
+    return responses
+
+
+def openapi_document(
+    app: FastAPI, components: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The application's OpenAPI document, with every operation's problems (replacing the
+    framework's ``HTTPValidationError`` 422) and the given ``components`` schemas."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title,
+        version=app.version,
+        summary=app.summary,
+        description=app.description,
+        routes=app.routes,
+        tags=app.openapi_tags,
+    )
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    problem_schema = Problem.model_json_schema(
+        by_alias=True, ref_template="#/components/schemas/{model}"
+    )
+    schemas.update(problem_schema.pop("$defs", {}))
+    schemas["Problem"] = problem_schema
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    for name, schema in (components or {}).items():
+        if name in schemas and schemas[name] != schema:
+            raise ValueError(f"two different schemas are named {name}")
+        schemas[name] = schema
+    for route in iter_route_contexts(app.routes):
+        if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
+            continue
+        answers = problem_responses(route_problems(route))
+        operations = document["paths"][route.path_format]
+        for method in route.methods or ():
+            responses = operations[method.lower()]["responses"]
+            responses.pop("422", None)
+            responses.update(answers)
+    app.openapi_schema = document
+    return document

@@ -158,7 +158,7 @@ async def test_unknown_routes_are_404_and_wrong_methods_405(
         ("GET", "/api/v2/workflows"),
         ("GET", f"{API}/workflows/{wf['id']}/nope"),
         ("POST", f"{API}/workflows/{wf['id']}/versions/1/nope"),
-        ("GET", "/"),
+        ("GET", "/nope"),
     ]:
         assert_problem(await tenant.request(method, url), 404, "not_found", f"{method} {url}")
         assert_problem(await client.request(method, url), 404, "not_found", f"{method} {url}")

@@ -67,3 +67,12 @@ async def test_a_path_or_query_that_is_not_utf8_is_refused(tenant: Tenant) -> No
     assert listing.json()["items"] == []  # nothing was upserted
     fine = await tenant.request("PUT", "/api/v1/contacts/by-external-id/caf%C3%A9", json={})
     assert fine.status_code == 201 and fine.json()["external_id"] == "café"
+
+
+async def test_a_nul_in_an_external_id_or_a_query_value_is_422_naming_it(tenant: Tenant) -> None:
+    response = await tenant.request("PUT", "/api/v1/contacts/by-external-id/a%00b", json={})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["pointer"] == "/external_id"
+    query = await tenant.request("GET", "/api/v1/audit", params={"action": "a\x00b"})
+    assert query.status_code == 422, query.text
+    assert query.json()["errors"][0]["pointer"] == "/action"

@@ -64,6 +64,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/healthz"): Route("public", lambda w: Call()),
     ("GET", "/readyz"): Route("public", lambda w: Call()),
     ("GET", "/metrics"): Route("public", lambda w: Call()),
+    ("GET", f"{API}/schema/definition"): Route("public", lambda w: Call()),
     ("POST", f"{API}/accounts"): Route("operator", lambda w: Call(json={"name": "new"})),
     ("POST", f"{API}/api-keys"): Route(
         "admin", lambda w: Call(json={"user": "x@example.com", "role": "viewer"})

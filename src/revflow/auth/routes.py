@@ -5,7 +5,8 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from revflow.audit.service import Actor
@@ -22,6 +23,7 @@ from revflow.kit.pagination import (
 )
 from revflow.kit.transactions import commit
 from revflow.models import ApiKey
+from revflow.problems import raises
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
@@ -82,11 +84,22 @@ def key_out(key: ApiKey) -> dict[str, Any]:
     }
 
 
+# Documents the scheme; the header is parsed by ``bearer_token`` like API keys.
+operator_token = HTTPBearer(
+    scheme_name="OperatorToken",
+    description="The operator token (`REVFLOW_ADMIN_TOKEN`): `Authorization: Bearer ...`",
+    auto_error=False,
+)
+
+
+@raises(Unauthorized)
 async def require_operator(
-    settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
+    request: Request,
+    settings: SettingsDep,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(operator_token)],
 ) -> None:
     """The operator token check; a dependency, so that its 401 comes before the body's 422."""
-    token = bearer_token(authorization)
+    token = bearer_token(request.headers.get("authorization"))
     expected = settings.admin_token
     if not expected or token is None or not hmac.compare_digest(token.encode(), expected.encode()):
         raise Unauthorized("Creating accounts needs the operator token (REVFLOW_ADMIN_TOKEN)")

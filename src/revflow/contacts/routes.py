@@ -18,6 +18,7 @@ from revflow.contacts.schemas import (
     EventOut,
 )
 from revflow.deps import Editor, Now, ReadSession, Viewer, WriteSession, wake_worker
+from revflow.errors import ExternalIdTaken, NotFound
 from revflow.kit import idempotency
 from revflow.kit.pagination import (
     DEFAULT_LIMIT,
@@ -28,6 +29,7 @@ from revflow.kit.pagination import (
 from revflow.kit.responses import committed
 from revflow.kit.transactions import commit
 from revflow.models import Contact
+from revflow.problems import raises
 
 router = APIRouter(prefix="/api/v1", tags=["contacts"])
 
@@ -36,7 +38,13 @@ def contact_out(contact: Contact) -> dict[str, Any]:
     return ContactOut.model_validate(contact, from_attributes=True).model_dump(mode="json")
 
 
-@router.post("/contacts", status_code=201, response_model=ContactOut)
+@router.post(
+    "/contacts",
+    status_code=201,
+    response_model=ContactOut,
+    dependencies=[Depends(idempotency.key_header)],
+)
+@raises(ExternalIdTaken)
 async def create_contact(
     request: Request, body: ContactCreate, principal: Editor, session: WriteSession, now: Now
 ) -> JSONResponse:
@@ -105,10 +113,23 @@ async def patch_contact(
     return answer
 
 
-@router.put("/contacts/by-external-id/{external_id}", response_model=ContactOut)
+@router.put(
+    "/contacts/by-external-id/{external_id}",
+    response_model=ContactOut,
+    responses={201: {"model": ContactOut, "description": "Created"}},
+)
+@raises(ExternalIdTaken)
 async def upsert_contact(
     request: Request,
-    external_id: Annotated[str, Path(min_length=1, max_length=200)],
+    external_id: Annotated[
+        str,
+        Path(
+            min_length=1,
+            max_length=200,
+            pattern=r"^[^\x00]+$",
+            description="The embedding product's id of the contact (no NUL character).",
+        ),
+    ],
     body: ContactUpsert,
     principal: Editor,
     session: WriteSession,
@@ -133,7 +154,13 @@ async def erase_contact(
     return Response(status_code=204)
 
 
-@router.post("/events", status_code=202, response_model=EventOut)
+@router.post(
+    "/events",
+    status_code=202,
+    response_model=EventOut,
+    dependencies=[Depends(idempotency.key_header)],
+)
+@raises(NotFound)
 async def post_event(
     request: Request, body: EventIn, principal: Editor, session: WriteSession, now: Now
 ) -> JSONResponse:

@@ -23,6 +23,7 @@ from pydantic import (
     JsonValue,
     StrictInt,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -155,8 +156,47 @@ def _check_headers(headers: dict[str, str]) -> dict[str, str]:
     return headers
 
 
-Duration = Annotated[timedelta, BeforeValidator(_to_duration)]
-UtcDatetime = Annotated[datetime, BeforeValidator(_to_datetime)]
+_DURATION_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "description": "A number and a unit (30s, 15m, 2h, 3d, 1w) or an ISO 8601 duration without "
+    "years or months (P2D, PT1H30M); positive, at most 3650 days.",
+    "examples": ["2d", "30m", "P1DT12H"],
+}
+Duration = Annotated[timedelta, BeforeValidator(_to_duration), WithJsonSchema(_DURATION_SCHEMA)]
+UtcDatetime = Annotated[
+    datetime,
+    BeforeValidator(_to_datetime),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "description": "An ISO 8601 date-time with a time zone.",
+            "examples": ["2025-12-24T09:00:00Z"],
+        }
+    ),
+]
+ReenrollRule = Annotated[
+    Reenroll,
+    BeforeValidator(_to_reenroll),
+    WithJsonSchema(
+        {
+            "anyOf": [{"enum": ["never", "after_finish"]}, _DURATION_SCHEMA],
+            "description": "Whether a contact whose execution finished may be enrolled again: "
+            "`never`, `after_finish` (the default), or after a cooldown duration such as `30d`.",
+            "examples": ["after_finish", "never", "30d"],
+        }
+    ),
+]
+
+
+def _next(example: str = "next_step") -> Any:
+    return Field(
+        default=None,
+        description="The step to run after this one; without it the execution completes.",
+        examples=[example],
+    )
+
+
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
 StepId = Annotated[str, StringConstraints(pattern=STEP_ID_PATTERN)]
 ContactField = Annotated[str, AfterValidator(_check_condition_field)]
@@ -174,39 +214,51 @@ class _Model(BaseModel):
 class ManualTrigger(_Model):
     """Enrollment through the API only."""
 
-    type: Literal["manual"] = "manual"
-    reenroll: Annotated[Reenroll, BeforeValidator(_to_reenroll)] = "after_finish"
+    type: Literal["manual"] = Field("manual", description="Enrollment through the API only.")
+    reenroll: ReenrollRule = "after_finish"
 
 
 class ContactCreatedTrigger(_Model):
     """Enrolls a contact when it is created."""
 
-    type: Literal["contact_created"] = "contact_created"
-    reenroll: Annotated[Reenroll, BeforeValidator(_to_reenroll)] = "after_finish"
+    type: Literal["contact_created"] = Field(
+        "contact_created", description="Enroll each contact when it is created."
+    )
+    reenroll: ReenrollRule = "after_finish"
 
 
 class TagAddedTrigger(_Model):
     """Enrolls a contact when ``tag`` is added to it."""
 
-    type: Literal["tag_added"] = "tag_added"
-    tag: NonEmptyStr
-    reenroll: Annotated[Reenroll, BeforeValidator(_to_reenroll)] = "after_finish"
+    type: Literal["tag_added"] = Field(
+        "tag_added", description="Enroll a contact when a tag is added to it."
+    )
+    tag: NonEmptyStr = Field(description="The tag that enrolls.", examples=["lead"])
+    reenroll: ReenrollRule = "after_finish"
 
 
 class FieldChangedTrigger(_Model):
     """Enrolls a contact when ``field`` (a condition field path) changes."""
 
-    type: Literal["field_changed"] = "field_changed"
-    field: ContactField
-    reenroll: Annotated[Reenroll, BeforeValidator(_to_reenroll)] = "after_finish"
+    type: Literal["field_changed"] = Field(
+        "field_changed", description="Enroll a contact when one of its fields changes."
+    )
+    field: ContactField = Field(
+        description="The contact field that enrolls when it changes: `email`, `phone`, "
+        "`tags`, `external_id` or `fields.<name>`.",
+        examples=["fields.plan"],
+    )
+    reenroll: ReenrollRule = "after_finish"
 
 
 class EventTrigger(_Model):
     """Enrolls a contact when it emits the event named ``event``."""
 
-    type: Literal["event"] = "event"
-    event: NonEmptyStr
-    reenroll: Annotated[Reenroll, BeforeValidator(_to_reenroll)] = "after_finish"
+    type: Literal["event"] = Field(
+        "event", description="Enroll a contact when it emits an event (`POST /events`)."
+    )
+    event: NonEmptyStr = Field(description="The event's name.", examples=["signed_up"])
+    reenroll: ReenrollRule = "after_finish"
 
 
 Trigger = Annotated[
@@ -218,9 +270,22 @@ Trigger = Annotated[
 class Condition(_Model):
     """A test on one contact field, used by ``condition`` steps and goals."""
 
-    field: ContactField
-    op: ConditionOp
-    value: JsonValue = None
+    field: ContactField = Field(
+        description="The contact field tested: `email`, `phone`, `tags`, `external_id` or "
+        "`fields.<name>`.",
+        examples=["tags", "fields.score"],
+    )
+    op: ConditionOp = Field(
+        description="`eq ne gt gte lt lte` compare; `contains` / `not_contains` test a tag, a "
+        "substring or a list member; `exists` / `not_exists` take no value. Tags take "
+        "`contains`, `not_contains`, `exists` and `not_exists` only.",
+        examples=["contains"],
+    )
+    value: JsonValue = Field(
+        default=None,
+        description="What the field is compared with (not for `exists` / `not_exists`).",
+        examples=["vip", 10],
+    )
 
     @model_validator(mode="after")
     def _check_value(self) -> Self:
@@ -254,49 +319,67 @@ def _condition_value_problem(
 
 
 class _StepModel(_Model):
-    id: StepId
+    id: StepId = Field(
+        description="The step's own stable id (1-64 of A-Z a-z 0-9 _ -): what diffs and "
+        "migrations match on.",
+        examples=["welcome"],
+    )
 
 
 class SendEmailStep(_StepModel):
     """Send an email to the contact (skipped when it has no email)."""
 
-    type: Literal["send_email"] = "send_email"
-    subject: NonEmptyStr
-    body: NonEmptyStr
-    next: str | None = None
+    type: Literal["send_email"] = Field("send_email", description="Send an email.")
+    subject: NonEmptyStr = Field(
+        description="The subject; `{{contact.…}}` placeholders are filled from the contact.",
+        examples=["Welcome, {{contact.fields.first_name}}!"],
+    )
+    body: NonEmptyStr = Field(
+        description="The text of the email, with placeholders.",
+        examples=["Thanks for signing up. Reply to this email if you need anything."],
+    )
+    next: str | None = _next()
 
 
 class SendSmsStep(_StepModel):
     """Send a text message to the contact (skipped when it has no phone)."""
 
-    type: Literal["send_sms"] = "send_sms"
-    body: NonEmptyStr
-    next: str | None = None
+    type: Literal["send_sms"] = Field("send_sms", description="Send a text message.")
+    body: NonEmptyStr = Field(
+        description="The text, with placeholders.",
+        examples=["{{contact.fields.first_name}}, your VIP code is VIP20."],
+    )
+    next: str | None = _next()
 
 
 class AddTagStep(_StepModel):
     """Add ``tag`` to the contact."""
 
-    type: Literal["add_tag"] = "add_tag"
-    tag: NonEmptyStr
-    next: str | None = None
+    type: Literal["add_tag"] = Field("add_tag", description="Add a tag to the contact.")
+    tag: NonEmptyStr = Field(description="The tag.", examples=["nurture"])
+    next: str | None = _next()
 
 
 class RemoveTagStep(_StepModel):
     """Remove ``tag`` from the contact."""
 
-    type: Literal["remove_tag"] = "remove_tag"
-    tag: NonEmptyStr
-    next: str | None = None
+    type: Literal["remove_tag"] = Field("remove_tag", description="Remove a tag from the contact.")
+    tag: NonEmptyStr = Field(description="The tag.", examples=["trial"])
+    next: str | None = _next()
 
 
 class UpdateFieldStep(_StepModel):
     """Set ``email``, ``phone`` or ``fields.<name>`` of the contact to ``value``."""
 
-    type: Literal["update_field"] = "update_field"
-    field: UpdateTarget
-    value: JsonValue
-    next: str | None = None
+    type: Literal["update_field"] = Field("update_field", description="Set a field of the contact.")
+    field: UpdateTarget = Field(
+        description="`email`, `phone` or `fields.<name>`.", examples=["fields.stage"]
+    )
+    value: JsonValue = Field(
+        description="The new value (a string or null for `email` and `phone`).",
+        examples=["customer"],
+    )
+    next: str | None = _next()
 
     @model_validator(mode="after")
     def _check_value(self) -> Self:
@@ -310,25 +393,59 @@ class UpdateFieldStep(_StepModel):
 class HttpRequestStep(_StepModel):
     """Call an outside HTTP endpoint; ``body`` None means the contact as JSON."""
 
-    type: Literal["http_request"] = "http_request"
-    url: HttpUrlTemplate
-    method: HttpMethod = "POST"
-    body: JsonValue = None
-    headers: Headers | None = None
-    max_attempts: MaxAttempts | None = None
-    next: str | None = None
+    type: Literal["http_request"] = Field(
+        "http_request", description="Call an outside HTTP endpoint (at least once, retried)."
+    )
+    url: HttpUrlTemplate = Field(
+        description="An http:// or https:// URL; placeholders may fill its path or query.",
+        examples=["https://crm.example.com/hooks/customer?email={{contact.email}}"],
+    )
+    method: HttpMethod = Field("POST", description="The HTTP method.", examples=["POST"])
+    body: JsonValue = Field(
+        default=None,
+        description="The JSON body; null (the default) sends the contact as JSON.",
+        examples=[{"stage": "customer"}],
+    )
+    headers: Headers | None = Field(
+        default=None,
+        description="Extra request headers (an `Idempotency-Key` is always sent).",
+        examples=[{"X-Source": "revflow"}],
+    )
+    max_attempts: MaxAttempts | None = Field(
+        default=None,
+        description="Attempts before the execution fails (1-20; default the "
+        "`REVFLOW_MAX_ATTEMPTS` setting).",
+        examples=[3],
+    )
+    next: str | None = _next()
 
 
 class WaitStep(_StepModel):
     """Wait for a ``duration``, ``until`` an instant, or for an ``event`` (exactly one)."""
 
-    type: Literal["wait"] = "wait"
-    duration: Duration | None = None
-    until: UtcDatetime | None = None
-    event: NonEmptyStr | None = None
-    timeout: Duration | None = None
-    timeout_next: str | None = None
-    next: str | None = None
+    type: Literal["wait"] = Field(
+        "wait", description="Wait for a duration, until an instant, or for an event."
+    )
+    duration: Duration | None = Field(
+        default=None, description="How long to wait.", examples=["2d"]
+    )
+    until: UtcDatetime | None = Field(
+        default=None, description="The instant to wait for.", examples=["2025-12-24T09:00:00Z"]
+    )
+    event: NonEmptyStr | None = Field(
+        default=None, description="The event to wait for.", examples=["purchase"]
+    )
+    timeout: Duration | None = Field(
+        default=None,
+        description="A wait for an event gives up after this long.",
+        examples=["7d"],
+    )
+    timeout_next: str | None = Field(
+        default=None,
+        description="The step to run on a timeout (default: `next`).",
+        examples=["reminder"],
+    )
+    next: str | None = _next()
 
     @model_validator(mode="after")
     def _check_kind(self) -> Self:
@@ -365,16 +482,25 @@ class WaitStep(_StepModel):
 class ConditionStep(_StepModel):
     """Branch to ``then`` when ``if`` holds, else to ``else`` (or complete without it)."""
 
-    type: Literal["condition"] = "condition"
-    if_: Condition = Field(alias="if")
-    then: str
-    else_: str | None = Field(default=None, alias="else")
+    type: Literal["condition"] = Field("condition", description="Branch on a contact field.")
+    if_: Condition = Field(
+        alias="if",
+        description="The test.",
+        examples=[{"field": "tags", "op": "contains", "value": "vip"}],
+    )
+    then: str = Field(description="The step to run when the test holds.", examples=["vip_offer"])
+    else_: str | None = Field(
+        default=None,
+        alias="else",
+        description="The step to run otherwise; without it the execution completes.",
+        examples=["nurture"],
+    )
 
 
 class EndStep(_StepModel):
     """Complete the execution."""
 
-    type: Literal["end"] = "end"
+    type: Literal["end"] = Field("end", description="Complete the execution.")
 
 
 Step = Annotated[
@@ -394,10 +520,25 @@ Step = Annotated[
 class Goal(_Model):
     """On ``event`` or when ``if`` holds, jump to ``then`` or complete with ``goal:<id>``."""
 
-    id: StepId
-    event: NonEmptyStr | None = None
-    if_: Condition | None = Field(default=None, alias="if")
-    then: str | None = None
+    id: StepId = Field(
+        description="The goal's id; an execution it completes has outcome `goal:<id>`.",
+        examples=["purchased"],
+    )
+    event: NonEmptyStr | None = Field(
+        default=None, description="The event that reaches the goal.", examples=["purchase"]
+    )
+    if_: Condition | None = Field(
+        default=None,
+        alias="if",
+        description="A test that reaches the goal when it holds (checked before each step and "
+        "when the contact changes).",
+        examples=[{"field": "fields.plan", "op": "eq", "value": "paid"}],
+    )
+    then: str | None = Field(
+        default=None,
+        description="The step to jump to; without it the execution completes.",
+        examples=["thank_you"],
+    )
 
     @model_validator(mode="after")
     def _check_trigger(self) -> Self:
@@ -409,10 +550,24 @@ class Goal(_Model):
 class Definition(_Model):
     """A whole workflow definition. Only :func:`validate_definition` guarantees it is valid."""
 
-    trigger: Trigger
-    start: str | None = None
-    steps: Annotated[tuple[Step, ...], Field(min_length=1)]
-    goals: tuple[Goal, ...] = ()
+    trigger: Trigger = Field(
+        description="What enrolls a contact into the published version.",
+        examples=[{"type": "tag_added", "tag": "lead"}],
+    )
+    start: str | None = Field(
+        default=None,
+        description="The first step's id (default: the first step).",
+        examples=["welcome"],
+    )
+    steps: Annotated[tuple[Step, ...], Field(min_length=1)] = Field(
+        description="The steps, each with a unique `id` and a `type`.",
+        examples=[[{"id": "welcome", "type": "send_email", "subject": "Hi", "body": "Welcome!"}]],
+    )
+    goals: tuple[Goal, ...] = Field(
+        default=(),
+        description="Goals: an event or a test that ends the execution or jumps to a step.",
+        examples=[[{"id": "purchased", "event": "purchase"}]],
+    )
 
     @cached_property
     def _steps_by_id(self) -> dict[str, Step]:

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from revflow.deps import Editor, Now, ReadSession, Viewer, WriteSession, wake_worker
 from revflow.engine import store
-from revflow.errors import NotPublished, WorkflowPaused
+from revflow.errors import ExecutionFinished, NotPublished, WorkflowPaused
 from revflow.executions import service
 from revflow.executions.enrollment import enroll
 from revflow.executions.schemas import (
@@ -33,6 +33,7 @@ from revflow.kit.pagination import (
 )
 from revflow.kit.transactions import commit
 from revflow.models import Execution
+from revflow.problems import raises
 from revflow.workflows.deps import Change
 from revflow.workflows.service import require_version, require_workflow
 
@@ -45,6 +46,7 @@ def execution_out(execution: Execution) -> dict[str, Any]:
 
 
 @router.post("/workflows/{workflow_id}/enrollments", status_code=201, response_model=EnrollmentOut)
+@raises(NotPublished, WorkflowPaused)
 async def enroll_contacts(
     request: Request, body: EnrollmentIn, change: Change, now: Now
 ) -> JSONResponse:
@@ -120,6 +122,7 @@ async def get_execution(
 
 
 @router.post("/executions/{execution_id}/cancel", response_model=ExecutionDetail)
+@raises(ExecutionFinished)
 async def cancel_execution(
     execution_id: str, principal: Editor, session: WriteSession, now: Now
 ) -> dict[str, Any]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from revflow.errors import IdempotencyKeyReused, ValidationFailed
 from revflow.kit.jsonutil import canonical, sha256_hex
 from revflow.models import IdempotencyRecord
+from revflow.problems import raises
 
 HEADER = "idempotency-key"
 _PENDING = 0
@@ -72,6 +73,24 @@ def _replay(record: IdempotencyRecord, request_hash: str) -> JSONResponse:
     headers = dict(record.headers or {})
     headers["Idempotent-Replayed"] = "true"
     return JSONResponse(record.response, status_code=record.status_code, headers=headers)
+
+
+@raises(IdempotencyKeyReused)
+async def key_header(
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="1 to 200 characters. A retry with the same key and body answers the "
+            "first answer (with `Idempotent-Replayed: true`) and does nothing again; the same "
+            "key with another body answers 422 `idempotency_key_reused`.",
+            json_schema_extra={"minLength": 1, "maxLength": 200},
+        ),
+    ] = None,
+) -> str | None:
+    """The ``Idempotency-Key`` header of a route that claims it (documents it; ``claim`` reads
+    it)."""
+    return key
 
 
 async def claim(session: AsyncSession, request: Request, account_id: uuid.UUID) -> Claim | None:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from revflow.deps import Editor, Now, ReadSession, Viewer, WriteSession, wake_worker
+from revflow.errors import MigrationNotRunning, MigrationRunning, NothingToRevert, NotReleased
 from revflow.kit.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -23,6 +24,7 @@ from revflow.migrations.schemas import (
     Report,
     migration_out,
 )
+from revflow.problems import raises
 from revflow.workflows.deps import VersionChange
 from revflow.workflows.service import require_workflow
 
@@ -35,6 +37,7 @@ router = APIRouter(prefix="/api/v1", tags=["migrations"])
     response_model=MigrationOut,
     responses={200: {"model": Report, "description": "the dry-run report"}},
 )
+@raises(MigrationRunning, NotReleased)
 async def start_migration(
     request: Request, body: MigrationIn, change: VersionChange, now: Now
 ) -> JSONResponse:
@@ -103,6 +106,7 @@ async def _control(
 
 
 @router.post("/migrations/{migration_id}/pause", response_model=MigrationOut)
+@raises(MigrationNotRunning)
 async def pause_migration(
     migration_id: str, principal: Editor, session: WriteSession, now: Now
 ) -> dict[str, Any]:
@@ -111,6 +115,7 @@ async def pause_migration(
 
 
 @router.post("/migrations/{migration_id}/resume", response_model=MigrationOut)
+@raises(MigrationNotRunning)
 async def resume_migration(
     request: Request, migration_id: str, principal: Editor, session: WriteSession, now: Now
 ) -> dict[str, Any]:
@@ -120,6 +125,7 @@ async def resume_migration(
 
 
 @router.post("/migrations/{migration_id}/cancel", response_model=MigrationOut)
+@raises(MigrationNotRunning)
 async def cancel_migration(
     migration_id: str, principal: Editor, session: WriteSession, now: Now
 ) -> dict[str, Any]:
@@ -128,6 +134,7 @@ async def cancel_migration(
 
 
 @router.post("/migrations/{migration_id}/revert", status_code=202, response_model=MigrationOut)
+@raises(NothingToRevert, MigrationRunning, MigrationNotRunning)
 async def revert_migration(
     request: Request, migration_id: str, principal: Editor, session: WriteSession, now: Now
 ) -> dict[str, Any]:

@@ -6,7 +6,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from revflow.deps import Now, wake_worker
+from revflow.errors import MigrationRunning, NeverPublished
 from revflow.migrations.schemas import migration_out
+from revflow.problems import raises
 from revflow.releases import service
 from revflow.releases.schemas import RollbackBody
 from revflow.workflows import service as workflows
@@ -17,6 +19,7 @@ router = APIRouter(prefix="/api/v1", tags=["workflows"])
 
 
 @router.post("/workflows/{workflow_id}/versions/{number}/rollback", response_model=VersionDetail)
+@raises(NeverPublished, MigrationRunning)
 async def rollback_version(
     request: Request, body: RollbackBody, change: VersionChange, now: Now
 ) -> JSONResponse:

@@ -7,17 +7,18 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.auth.service import Principal
 from revflow.deps import Editor, Now, WriteSession
-from revflow.errors import NotFound
+from revflow.errors import NotFound, PreconditionFailed
 from revflow.kit import idempotency
 from revflow.kit.etag import check_if_match, make_etag
 from revflow.kit.responses import committed
 from revflow.models import Version, Workflow
+from revflow.problems import raises
 from revflow.workflows.service import require_version, require_workflow
 
 
@@ -54,27 +55,49 @@ async def _locked_workflow(
     return WorkflowChange(session, principal, workflow, claim=None, now=now)
 
 
-async def _claim_and_check(request: Request, change: WorkflowChange) -> WorkflowChange:
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description="The workflow's etag (from `ETag` or `etag`), quoted or not; `*` matches "
+        "any. A mismatch answers 412 `etag_mismatch` and changes nothing.",
+    ),
+]
+IdempotencyKey = Annotated[str | None, Depends(idempotency.key_header)]
+
+
+async def _claim_and_check(
+    request: Request, change: WorkflowChange, if_match: str | None
+) -> WorkflowChange:
     change.claim = await idempotency.claim(change.session, request, change.principal.account_id)
     if change.replay is None:
-        check_if_match(request.headers.get("if-match"), change.etag)
+        check_if_match(if_match, change.etag)
     return change
 
 
+@raises(PreconditionFailed)
 async def workflow_change(
-    request: Request, change: Annotated[WorkflowChange, Depends(_locked_workflow)]
+    request: Request,
+    change: Annotated[WorkflowChange, Depends(_locked_workflow)],
+    _key: IdempotencyKey,
+    if_match: IfMatch = None,
 ) -> WorkflowChange:
-    return await _claim_and_check(request, change)
+    return await _claim_and_check(request, change, if_match)
 
 
+@raises(PreconditionFailed)
 async def version_change(
-    request: Request, number: str, change: Annotated[WorkflowChange, Depends(_locked_workflow)]
+    request: Request,
+    number: str,
+    change: Annotated[WorkflowChange, Depends(_locked_workflow)],
+    _key: IdempotencyKey,
+    if_match: IfMatch = None,
 ) -> WorkflowChange:
     """Like ``workflow_change`` for a route on one version: its 404 comes before the 412."""
     if not (number.isascii() and number.isdigit()):
         raise NotFound(f"Workflow {change.workflow.id} has no version {number}")
     change.version = await require_version(change.session, change.workflow, int(number))
-    return await _claim_and_check(request, change)
+    return await _claim_and_check(request, change, if_match)
 
 
 Change = Annotated[WorkflowChange, Depends(workflow_change)]

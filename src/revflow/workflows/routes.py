@@ -18,7 +18,18 @@ from revflow.deps import (
     wake_worker,
 )
 from revflow.diff import render_text
-from revflow.errors import NotFound
+from revflow.errors import (
+    CanaryActive,
+    InvalidDefinition,
+    NoCanary,
+    NoChanges,
+    NotFound,
+    NotPublished,
+    StaleBase,
+    StaleDraft,
+    UseRollback,
+    VersionLimit,
+)
 from revflow.kit import idempotency
 from revflow.kit.etag import make_etag
 from revflow.kit.ids import INT32_MAX
@@ -33,6 +44,7 @@ from revflow.kit.pagination import (
 )
 from revflow.kit.transactions import commit
 from revflow.models import Workflow
+from revflow.problems import raises
 from revflow.releases import service as releases
 from revflow.workflows import drafts, service
 from revflow.workflows import repository as repo
@@ -61,7 +73,13 @@ router = APIRouter(prefix="/api/v1", tags=["workflows"])
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
-@router.post("/workflows", status_code=201, response_model=WorkflowOut)
+@router.post(
+    "/workflows",
+    status_code=201,
+    response_model=WorkflowOut,
+    dependencies=[Depends(idempotency.key_header)],
+)
+@raises(InvalidDefinition)
 async def create_workflow(
     request: Request,
     body: WorkflowCreate,
@@ -116,6 +134,7 @@ async def update_workflow(body: WorkflowUpdate, change: Change) -> JSONResponse:
 
 
 @router.post("/workflows/{workflow_id}/versions", status_code=201, response_model=VersionDetail)
+@raises(InvalidDefinition, StaleBase, NoChanges, VersionLimit, CanaryActive)
 async def create_version(
     body: VersionCreate, change: Change, settings: SettingsDep
 ) -> JSONResponse:
@@ -211,6 +230,7 @@ async def get_version(
 
 
 @router.post("/workflows/{workflow_id}/versions/{number}/publish", response_model=VersionDetail)
+@raises(UseRollback, CanaryActive, NotPublished)
 async def publish_version(change: VersionChange, body: PublishBody | None = None) -> JSONResponse:
     """Make a draft current; with ``canary_percent``, make it the workflow's canary."""
     if change.replay:
@@ -229,6 +249,7 @@ async def publish_version(change: VersionChange, body: PublishBody | None = None
 
 
 @router.post("/workflows/{workflow_id}/canary/promote", response_model=VersionDetail)
+@raises(NoCanary)
 async def promote_canary(change: Change) -> JSONResponse:
     """The canary becomes the current version (the old one is retired)."""
     if change.replay:
@@ -242,6 +263,7 @@ async def promote_canary(change: Change) -> JSONResponse:
 
 
 @router.post("/workflows/{workflow_id}/canary/abort", response_model=VersionDetail)
+@raises(NoCanary)
 async def abort_canary(change: Change, body: CanaryAbortBody | None = None) -> JSONResponse:
     """Stop routing new enrollments to the canary; its executions run on, on it."""
     if change.replay:
@@ -323,6 +345,7 @@ async def _workflow_to_edit(workflow_id: str, principal: Editor, session: WriteS
 
 
 @router.put("/workflows/{workflow_id}/draft", response_model=DraftOut)
+@raises(StaleDraft)
 async def save_draft(
     workflow: Annotated[Workflow, Depends(_workflow_to_edit)],
     body: DraftIn,

@@ -17,9 +17,18 @@ Summary = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, 
 Label = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 VersionStatus = Literal["draft", "published", "canary", "retired", "archived"]
-# Any JSON value, documented as an object: a definition that is not an object is refused by the
-# definition validator (422 invalid_definition at /definition) like every other problem of it.
-DefinitionDocument = Annotated[Any, WithJsonSchema({"type": "object"})]
+# Any JSON value, documented as the definition's schema (the ``Definition`` component of the
+# OpenAPI document): whatever does not match it is refused by the definition validator (422
+# invalid_definition with a JSON Pointer to each problem), not by the body's model.
+DefinitionDocument = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "allOf": [{"$ref": "#/components/schemas/Definition"}],
+            "description": "The workflow definition (also at GET /api/v1/schema/definition).",
+        }
+    ),
+]
 
 
 class Body(BaseModel):
@@ -70,7 +79,9 @@ class VersionCreate(Body):
     publish: bool = False
 
 
-class Problem(BaseModel):
+class DefinitionWarning(BaseModel):
+    """Something worth a look in a valid definition, e.g. an unreachable step."""
+
     pointer: str
     message: str
 
@@ -90,7 +101,7 @@ class VersionOut(BaseModel):
     semver: str
     tags: list[str]
     live_executions: int
-    warnings: list[Problem]
+    warnings: list[DefinitionWarning]
     step_count: int
 
 
