@@ -33,6 +33,7 @@ from revflow.kit import strictjson
 from revflow.logging import get_logger
 from revflow.migrations.routes import router as migrations_router
 from revflow.releases.routes import router as releases_router
+from revflow.ui import install as install_console
 from revflow.worker import Worker, WorkerHealth, supervise
 from revflow.workflows.routes import router as workflows_router
 
@@ -323,6 +324,7 @@ def create_app(
     app.include_router(definition_router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     _serve_docs(app)
+    install_console(app, settings)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

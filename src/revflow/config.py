@@ -21,6 +21,12 @@ class Settings(BaseSettings):
     admin_token: str | None = Field(
         default=None, description="Operator token for POST /api/v1/accounts (disabled when unset)."
     )
+    secret_key: str | None = Field(
+        default=None,
+        description="Signs the web console's session cookies. Unset: generated once and kept "
+        "beside an embedded SQLite database (file <database>.secret-key); share one value "
+        "between the processes of a PostgreSQL deployment.",
+    )
     max_versions: int = Field(default=1000, ge=1)
     max_steps: int = Field(default=500, ge=1)
     max_definition_bytes: int = Field(default=1_000_000, ge=1)
