@@ -14,12 +14,26 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 
+from revflow.app import create_app
+from revflow.config import Settings
 from revflow.db import Database
+from revflow.ui.routes import ROUTERS as CONSOLE_ROUTERS
+from tests.support.console import Browserless, console_session
 from tests.support.problems import assert_problem
-from tests.support.routes import API, ROUTES, Call, World, build_world, openapi_routes, url_of
+from tests.support.routes import (
+    API,
+    ROUTES,
+    Call,
+    Route,
+    World,
+    build_world,
+    openapi_routes,
+    url_of,
+)
 from tests.support.tenants import Tenant, make_tenant
-from tests.support.workflows import create_workflow
+from tests.support.workflows import create_workflow, simple_definition
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 # A body key no route accepts: sent to check that the 404 (or 403) comes before the 422.
@@ -444,3 +458,227 @@ async def test_health_ready_and_metrics_need_no_key(client: httpx.AsyncClient) -
     bad = {"Authorization": "Bearer nope"}
     for url in ("/healthz", "/readyz", "/metrics"):
         assert (await client.get(url, headers=bad)).status_code == 200, url
+
+
+# --- the web console (/ui) ---------------------------------------------------------------------
+
+# Every console route, like ROUTES for the API: the role it needs and how to fill it from a
+# World. ``json`` calls are the editor's (JSON bodies with an X-CSRF-Token header); other
+# changes are HTML forms carrying ``csrf_token``. A route missing here fails the walk.
+UI = "/ui"
+
+
+def _wf(w: World, **more: str) -> dict[str, str]:
+    return {"workflow_id": w.workflow_id, **more}
+
+
+UI_ROUTES: dict[tuple[str, str], Route] = {
+    ("GET", UI): Route("public", lambda w: Call()),
+    ("GET", f"{UI}/sign-in"): Route("public", lambda w: Call()),
+    ("POST", f"{UI}/sign-in"): Route("public", lambda w: Call()),
+    ("POST", f"{UI}/sign-out"): Route("viewer", lambda w: Call()),
+    ("GET", f"{UI}/{{rest}}"): Route("public", lambda w: Call(path={"rest": "nowhere"})),
+    ("GET", f"{UI}/workflows"): Route("viewer", lambda w: Call()),
+    ("POST", f"{UI}/workflows"): Route("editor", lambda w: Call(params={"name": "From the UI"})),
+    ("GET", f"{UI}/workflows/{{workflow_id}}"): Route("viewer", lambda w: Call(path=_wf(w))),
+    ("POST", f"{UI}/workflows/{{workflow_id}}/pause"): Route("editor", lambda w: Call(path=_wf(w))),
+    ("POST", f"{UI}/workflows/{{workflow_id}}/resume"): Route(
+        "editor", lambda w: Call(path=_wf(w))
+    ),
+    ("POST", f"{UI}/workflows/{{workflow_id}}/draft/discard"): Route(
+        "editor", lambda w: Call(path=_wf(w)), mine=True
+    ),
+    ("GET", f"{UI}/workflows/{{workflow_id}}/versions/{{number}}"): Route(
+        "viewer", lambda w: Call(path=_wf(w, number=str(w.published)))
+    ),
+    ("GET", f"{UI}/workflows/{{workflow_id}}/compare"): Route(
+        "viewer", lambda w: Call(path=_wf(w), params={"from": w.published, "to": w.draft})
+    ),
+    ("GET", f"{UI}/workflows/{{workflow_id}}/versions/{{number}}/publish"): Route(
+        "editor", lambda w: Call(path=_wf(w, number=str(w.draft)))
+    ),
+    ("POST", f"{UI}/workflows/{{workflow_id}}/versions/{{number}}/publish"): Route(
+        "editor", lambda w: Call(path=_wf(w, number=str(w.draft)))
+    ),
+    ("GET", f"{UI}/workflows/{{workflow_id}}/versions/{{number}}/rollback"): Route(
+        "editor", lambda w: Call(path=_wf(w, number=str(w.published)))
+    ),
+    ("POST", f"{UI}/workflows/{{workflow_id}}/versions/{{number}}/rollback"): Route(
+        "editor", lambda w: Call(path=_wf(w, number=str(w.published)), params={"reason": "r"})
+    ),
+    ("GET", f"{UI}/workflows/{{workflow_id}}/canary/promote"): Route(
+        "editor", lambda w: Call(path=_wf(w))
+    ),
+    ("POST", f"{UI}/workflows/{{workflow_id}}/canary/promote"): Route(
+        "editor", lambda w: Call(path=_wf(w))
+    ),
+    ("GET", f"{UI}/workflows/{{workflow_id}}/canary/abort"): Route(
+        "editor", lambda w: Call(path=_wf(w))
+    ),
+    ("POST", f"{UI}/workflows/{{workflow_id}}/canary/abort"): Route(
+        "editor", lambda w: Call(path=_wf(w))
+    ),
+    ("GET", f"{UI}/workflows/{{workflow_id}}/edit"): Route("editor", lambda w: Call(path=_wf(w))),
+    ("POST", f"{UI}/workflows/{{workflow_id}}/edit/check"): Route(
+        "editor", lambda w: Call(path=_wf(w), json={"text": "trigger: {type: manual}"})
+    ),
+    ("PUT", f"{UI}/workflows/{{workflow_id}}/draft"): Route(
+        "editor",
+        lambda w: Call(path=_wf(w), json={"text": "steps: []", "base_version": 2, "revision": 1}),
+        mine=True,
+    ),
+    ("POST", f"{UI}/workflows/{{workflow_id}}/versions"): Route(
+        "editor",
+        lambda w: Call(
+            path=_wf(w),
+            json={
+                "text": json.dumps(simple_definition("From the editor")),
+                "base_version": w.draft,
+                "change_summary": "edited in the console",
+            },
+        ),
+    ),
+    ("GET", f"{UI}/workflows/{{workflow_id}}/migrate"): Route(
+        "editor", lambda w: Call(path=_wf(w), params={"from": w.published, "to": w.draft})
+    ),
+    ("POST", f"{UI}/workflows/{{workflow_id}}/migrate"): Route(
+        "editor",
+        lambda w: Call(path=_wf(w), params={"from": w.published, "to": w.draft, "intent": "check"}),
+    ),
+    ("GET", f"{UI}/migrations/{{migration_id}}"): Route(
+        "viewer", lambda w: Call(path={"migration_id": w.migration_id})
+    ),
+    ("GET", f"{UI}/migrations/{{migration_id}}/progress"): Route(
+        "viewer", lambda w: Call(path={"migration_id": w.migration_id})
+    ),
+    **{
+        ("POST", f"{UI}/migrations/{{migration_id}}/{action}"): Route(
+            "editor", lambda w: Call(path={"migration_id": w.migration_id})
+        )
+        for action in ("pause", "resume", "cancel", "revert")
+    },
+    ("GET", f"{UI}/audit"): Route("viewer", lambda w: Call()),
+}
+
+
+def ui_routes(app: Any) -> list[tuple[str, str]]:
+    """Every (method, path) the console serves; fails on one the table does not know."""
+    found = sorted(
+        (method, route.path.replace("{rest:path}", "{rest}"))
+        for router in CONSOLE_ROUTERS
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+        if method != "HEAD"
+    )
+    assert all(p.startswith(UI) for _, p in found)
+    missing = [f"{m} {p}" for m, p in found if (m, p) not in UI_ROUTES]
+    assert not missing, f"console routes missing from UI_ROUTES in test_tenancy.py: {missing}"
+    stale = [f"{m} {p}" for m, p in UI_ROUTES if (m, p) not in found]
+    assert not stale, f"UI_ROUTES names routes the console does not have: {stale}"
+    return found
+
+
+async def ui_send(session: Browserless, method: str, path: str, call: Call) -> httpx.Response:
+    url = url_of(path, call)
+    if call.json is not None:
+        return await session.send_json(method, url, call.json)
+    if method == "GET":
+        return await session.get(url, params=call.params)
+    return await session.post(url, data={k: str(v) for k, v in (call.params or {}).items()})
+
+
+async def test_other_accounts_objects_answer_404_pages_on_every_console_route(
+    settings: Settings,
+    db: Database,
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    other_tenant: Tenant,
+) -> None:
+    world = await build_world(tenant)
+    await build_world(other_tenant, "B's own")
+    before = await snapshot(tenant, world)
+    app = create_app(settings, db)
+    b = await console_session(app, other_tenant.key)
+    tried = []
+    for method, path in ui_routes(app):
+        if "{" not in path or "{rest}" in path:
+            continue
+        call = UI_ROUTES[(method, path)].fill(world)
+        response = await ui_send(b, method, path, call)
+        what = f"{method} {url_of(path, call)} in account B's console session"
+        assert response.status_code == 404, f"{what}: {response.status_code} {response.text[:300]}"
+        if call.json is None:
+            assert response.headers["content-type"].startswith("text/html"), what
+            assert "Nothing here" in response.text, what
+        tried.append(path)
+    assert {"{workflow_id}", "{number}", "{migration_id}"} <= {
+        part for p in tried for part in p.split("/") if part.startswith("{")
+    }
+    # A's workflow named in B's audit filter finds nothing of A's.
+    audit = await b.get(f"{UI}/audit", params={"workflow_id": world.workflow_id})
+    assert audit.status_code == 200 and "No entries" in audit.text
+    assert world.workflow_id not in audit.text.replace(f'value="{world.workflow_id}"', "")
+    assert await snapshot(tenant, world) == before, "account B changed account A's objects"
+    await b.client.aclose()
+
+
+async def test_a_viewer_and_a_missing_csrf_token_are_refused_on_every_console_change(
+    settings: Settings, db: Database, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    world = await build_world(tenant)
+    app = create_app(settings, db)
+    viewer = await console_session(app, await tenant.key_for("viewer", "viewer@a.example"))
+    admin = await console_session(app, tenant.key)
+    before = await snapshot(tenant, world)
+    routes = ui_routes(app)
+    for method, path in routes:
+        route = UI_ROUTES[(method, path)]
+        call = route.fill(world)
+        if route.role == "editor":
+            response = await ui_send(viewer, method, path, call)
+            what = f"{method} {url_of(path, call)} by a viewer"
+            assert response.status_code == 403, f"{what}: {response.status_code}"
+            assert "editor role" in response.text, what
+        if method in MUTATING and route.role != "public":
+            # The owner's admin without the form's token: refused before anything happens.
+            url = url_of(path, call)
+            if call.json is not None:
+                response = await admin.client.request(
+                    method, url, json=call.json, headers={"Accept": "application/json"}
+                )
+            else:
+                response = await admin.client.request(method, url, data=call.params or {})
+            assert response.status_code == 403, f"{method} {url} without a CSRF token"
+            assert "csrf_refused" in response.text or "security token" in response.text
+    # Viewers read every page a viewer may read.
+    for method, path in routes:
+        route = UI_ROUTES[(method, path)]
+        if method == "GET" and route.role == "viewer":
+            response = await ui_send(viewer, method, path, route.fill(world))
+            assert response.status_code == 200, f"viewer {method} {path}: {response.text[:300]}"
+    assert await snapshot(tenant, world) == before
+    await viewer.client.aclose()
+    await admin.client.aclose()
+
+
+async def test_the_console_table_requests_work_for_their_owner(
+    settings: Settings, db: Database, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """The table's console requests, by the owner's admin, get past sign-in, CSRF and lookup —
+    so the walks' 404s and 403s are not something else in disguise."""
+    app = create_app(settings, db)
+    admin = await console_session(app, tenant.key)
+    for method, path in ui_routes(app):
+        route = UI_ROUTES[(method, path)]
+        if route.role == "public" or path == f"{UI}/sign-out":
+            continue
+        world = await build_world(tenant, f"UI {method} {path}")
+        call = route.fill(world)
+        response = await ui_send(admin, method, path, call)
+        what = f"{method} {url_of(path, call)} by the owner"
+        # 409 is fine (e.g. promoting when no canary runs); a 422 form problem is shown in place.
+        assert response.status_code in (200, 201, 303, 409), (
+            f"{what}: {response.status_code} {response.text[:400]}"
+        )
+    await admin.client.aclose()

@@ -21,7 +21,7 @@ ICONS = {
     "remove_tag": "\u2212",  # minus sign
     "update_field": "✎",
     "http_request": "⇄",
-    "wait": "⏱",
+    "wait": "◷",
     "condition": "◆",
     "end": "■",
 }

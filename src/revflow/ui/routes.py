@@ -32,16 +32,20 @@ async def unknown_page(rest: str) -> None:
     raise NotFound(f"There is no page at /ui/{rest}")
 
 
+# In order: the catch-all 404 page comes last.
+ROUTERS: tuple[APIRouter, ...] = (
+    pages_session.router,
+    pages_workflows.router,
+    pages_versions.router,
+    pages_editor.router,
+    pages_migrations.router,
+    pages_audit.router,
+    fallback,
+)
+
+
 def install(app: FastAPI, settings: Settings) -> None:
     app.state.console = Console(templates=environment(), signer=Signer(secret_key(settings)))
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
-    for module in (
-        pages_session,
-        pages_workflows,
-        pages_versions,
-        pages_editor,
-        pages_migrations,
-        pages_audit,
-    ):
-        app.include_router(module.router)
-    app.include_router(fallback)
+    for router in ROUTERS:
+        app.include_router(router)
