@@ -209,6 +209,7 @@ def run(
     upgrade_database(get_settings().database_url)
     account_id, clear = asyncio.run(_demo_key())
     err.print(f"[bold]revflow[/bold] on http://{host}:{port}  (API docs: /docs)")
+    err.print(f"web console: [bold]http://{host}:{port}/ui[/bold]  (sign in with the key below)")
     err.print(f"demo account {account_id}")
     err.print(f"admin key: [bold]{clear}[/bold]")
     _serve(host, port, None)
