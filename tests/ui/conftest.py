@@ -70,12 +70,14 @@ def _account(database_url: str, name: str) -> dict[str, Any]:
     return created
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def console_server(
-    backend: str, database_factories: dict[str, DatabaseFactory], tmp_path: Path
+    backend: str,
+    database_factories: dict[str, DatabaseFactory],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Console]:
-    """``revflow serve`` on a fresh database (SQLite runs its worker in-process; PostgreSQL
-    gets a ``revflow worker`` beside it)."""
+    """``revflow serve`` on a fresh database, shared by a module's tests (SQLite runs its worker
+    in-process; PostgreSQL gets a ``revflow worker`` beside it)."""
     # Playwright's sync API keeps an event loop running in this thread, and Alembic's
     # migration starts one of its own: the database is made in another thread.
     with ThreadPoolExecutor(1) as pool:
@@ -83,7 +85,7 @@ def console_server(
     created = _account(database_url, "acme")
     worker = None
     if backend == "postgresql":
-        worker = WorkerProcess(database_url, tmp_path)
+        worker = WorkerProcess(database_url, tmp_path_factory.mktemp("worker"))
         worker.start()
     try:
         with RevflowServers(database_url, 1) as servers:
