@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 from revflow.app import create_app
 from revflow.config import Settings
 from revflow.db import Database
-from revflow.ui.routes import ROUTERS as CONSOLE_ROUTERS
+from revflow.ui.console import ROUTERS as CONSOLE_ROUTERS
 from tests.support.console import Browserless, console_session
 from tests.support.problems import assert_problem
 from tests.support.routes import (

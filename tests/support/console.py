@@ -17,6 +17,21 @@ def csrf_of(html: str) -> str:
 
 
 @dataclass
+class Console:
+    """A running ``revflow serve``, an account on it and an API client with its admin key."""
+
+    url: str
+    key: str
+    account_id: str
+    api: httpx.Client
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.api.request(method, path, **kwargs)
+        assert response.status_code < 300, f"{method} {path}: {response.text}"
+        return response.json() if response.content else None
+
+
+@dataclass
 class Browserless:
     """A console session over the in-process app (httpx keeps the cookies)."""
 

@@ -1,59 +1,27 @@
-"""Fixtures of the console's tests: a real ``revflow serve`` for the browser, signed-in httpx
-clients for the page tests, and Debian's Chromium driven by Playwright."""
+"""Fixtures of the console's browser tests: a real ``revflow serve`` and Debian's Chromium
+driven by Playwright."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import DatabaseFactory, revflow_command
-from tests.servers import RevflowServers
-from tests.workers import WorkerProcess
+from tests.support.console import Console
+from tests.support.databases import DatabaseFactory
+from tests.support.processes import revflow_command
+from tests.support.servers import RevflowServers
+from tests.support.workers import WorkerProcess
 
 CHROMIUM = os.environ.get("REVFLOW_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf-token" content="([^"]+)"', html)
-    assert found, "the page carries no CSRF token"
-    return found.group(1)
-
-
-def sign_in(client: httpx.Client | Any, key: str) -> httpx.Response:
-    """Sign a client in through the form, as a browser does (sync or async client)."""
-    page = client.get("/ui/sign-in")
-    token = re.search(r'name="sign_in_token" value="([^"]+)"', page.text)
-    assert token, page.text
-    return client.post(
-        "/ui/sign-in",
-        data={"api_key": key, "sign_in_token": token.group(1), "next": "/ui/workflows"},
-    )
-
-
-@dataclass
-class Console:
-    """A running server, an account on it and an API client with its admin key."""
-
-    url: str
-    key: str
-    account_id: str
-    api: httpx.Client
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.api.request(method, path, **kwargs)
-        assert response.status_code < 300, f"{method} {path}: {response.text}"
-        return response.json() if response.content else None
 
 
 def _account(database_url: str, name: str) -> dict[str, Any]:
@@ -128,38 +96,3 @@ def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     print(f"\nconsole screenshots: {ARTIFACTS}")
     return ARTIFACTS
-
-
-@dataclass
-class Browserless:
-    """A console session over the in-process app (httpx keeps the cookies)."""
-
-    client: httpx.AsyncClient
-    csrf: str
-
-    async def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        return await self.client.get(url, **kwargs)
-
-    async def post(self, url: str, data: dict[str, str] | None = None, **kw: Any) -> httpx.Response:
-        return await self.client.post(url, data={"csrf_token": self.csrf, **(data or {})}, **kw)
-
-    async def send_json(self, method: str, url: str, body: Any) -> httpx.Response:
-        headers = {"X-CSRF-Token": self.csrf, "Accept": "application/json"}
-        return await self.client.request(method, url, json=body, headers=headers)
-
-
-async def console_session(app: Any, key: str) -> Browserless:
-    """Sign in with ``key`` through the form; the session's CSRF token from the next page."""
-    client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://revflow.test"
-    )
-    form = await client.get("/ui/sign-in")
-    token = re.search(r'name="sign_in_token" value="([^"]+)"', form.text)
-    assert token, form.text
-    signed = await client.post(
-        "/ui/sign-in", data={"api_key": key, "sign_in_token": token.group(1), "next": ""}
-    )
-    assert signed.status_code == 303, signed.text
-    page = await client.get("/ui/workflows")
-    assert page.status_code == 200, page.text
-    return Browserless(client, csrf_of(page.text))

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.ui.conftest import Console
+from tests.support.console import Console
 
 V1 = """\
 trigger:

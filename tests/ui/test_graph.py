@@ -11,7 +11,7 @@ from revflow.config import Settings
 from revflow.ui.editor_text import as_text, locate, parse, pointer_lines
 from revflow.ui.graph import describe, to_dot
 from revflow.ui.session import Signer, secret_key
-from tests.api.helpers import simple_definition
+from tests.support.workflows import simple_definition
 
 
 def test_every_step_branch_wait_and_goal_is_drawn() -> None:

@@ -13,9 +13,9 @@ from revflow.app import create_app
 from revflow.config import Settings
 from revflow.db import Database
 from revflow.ui.session import COOKIE
-from tests.api.helpers import create_version, create_workflow, simple_definition
-from tests.conftest import Tenant
-from tests.ui.conftest import console_session
+from tests.support.console import console_session
+from tests.support.tenants import Tenant
+from tests.support.workflows import create_version, create_workflow, simple_definition
 
 
 def _app(settings: Settings, db: Database) -> httpx.AsyncClient:

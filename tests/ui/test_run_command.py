@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port, revflow_command
+from tests.support.processes import free_port, revflow_command
 
 
 def test_revflow_run_prints_the_console_url_and_key(tmp_path: Path) -> None:

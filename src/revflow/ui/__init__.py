@@ -10,6 +10,6 @@ from revflow.config import Settings
 
 def install(app: FastAPI, settings: Settings) -> None:
     """Mount the console's routes and static files on ``app``."""
-    from revflow.ui.routes import install as install_routes
+    from revflow.ui.console import install as install_routes
 
     install_routes(app, settings)

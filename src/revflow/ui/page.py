@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow import problems
 from revflow.auth.service import Principal
-from revflow.db import Database
+from revflow.db import Database, mark_read_only
 from revflow.engine.clock import Clock
 from revflow.errors import (
     ConcurrentChange,
@@ -32,6 +32,7 @@ from revflow.errors import (
     RevflowError,
     Unauthorized,
 )
+from revflow.kit import transactions
 from revflow.logging import get_logger
 from revflow.ui.session import COOKIE, Session, Signer, csrf_matches, principal_of
 
@@ -141,7 +142,10 @@ class Page:
 
 async def _db_session(request: Request) -> AsyncIterator[AsyncSession]:
     db: Database = request.app.state.db
-    async with db.session(write=request.method not in ("GET", "HEAD")) as session:
+    write = request.method not in ("GET", "HEAD")
+    async with db.session(write=write) as session:
+        if not write:
+            mark_read_only(session)  # a page that only reads cannot write by mistake
         yield session
 
 
@@ -181,12 +185,8 @@ EditorPage = Annotated[Page, Depends(_editor_page)]
 
 
 async def commit(page: Page) -> None:
-    """Commit the request's transaction; a constraint that fires here means a lost race."""
-    try:
-        await page.db.commit()
-    except IntegrityError as exc:
-        await page.db.rollback()
-        raise ConcurrentChange("Someone changed this at the same moment; retry") from exc
+    """Commit the request's transaction (the services only flushed)."""
+    await transactions.commit(page.db)
 
 
 def form_errors(exc: ValidationError) -> dict[str, str]:

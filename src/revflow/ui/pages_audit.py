@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
+from revflow.kit.ids import parse_id
 from revflow.ui import repository as ui_repo
 from revflow.ui.page import PageRoute, ViewerPage
-from revflow.workflows import repository as repo
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 
@@ -20,7 +20,7 @@ async def audit(
 ) -> HTMLResponse:
     account = page.principal.account_id
     # Another account's (or a malformed) workflow id filters to nothing, like a missing one.
-    parsed = repo.parse_id(workflow_id) if workflow_id else None
+    parsed = parse_id(workflow_id) if workflow_id else None
     entries = (
         []
         if workflow_id and parsed is None

@@ -137,7 +137,7 @@ async def create_version(workflow_id: str, body: VersionTextIn, page: EditorPage
     )
     try:
         version = await service.create_version(
-            page.db, page.principal, workflow, version_body, _settings(page)
+            page.db, page.principal, workflow, version_body, _settings(page), page.now
         )
     except InvalidDefinition as exc:
         errors = locate(exc.extra.get("errors", []), body.text, prefix="/definition")

@@ -11,8 +11,7 @@ from pydantic import ValidationError
 
 from revflow.errors import RevflowError, ValidationFailed
 from revflow.migrations import service
-from revflow.migrations.schemas import MigrationIn
-from revflow.migrations.service import migration_out
+from revflow.migrations.schemas import MigrationIn, migration_out
 from revflow.models import Workflow
 from revflow.ui.page import EditorPage, Page, PageRoute, ViewerPage, commit, see_other
 from revflow.workflows import service as workflows
@@ -178,7 +177,7 @@ async def _control(migration_id: str, action: str, page: Page) -> Response:
     )
     try:
         if action == "pause":
-            await service.pause(page.db, page.principal, migration)
+            await service.pause(page.db, page.principal, migration, page.now)
         elif action == "resume":
             await service.resume(page.db, page.principal, migration, page.now)
         elif action == "cancel":

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query
 from fastapi.responses import HTMLResponse, Response
 
+from revflow.engine import store
 from revflow.errors import NoCanary, NotFound, RevflowError, ValidationFailed
 from revflow.executions.service import version_stats
 from revflow.kit.etag import check_if_match, make_etag
@@ -37,7 +38,7 @@ def _number(workflow: Workflow, number: str) -> int:
 
 
 async def _live_by_step(page: Page, version: Version) -> dict[str, int]:
-    return await repo.live_executions_by_step(
+    return await store.live_by_step(
         page.db, version.account_id, version.workflow_id, version.number
     )
 
@@ -273,7 +274,9 @@ async def _publish(page: Page, workflow: Workflow, action: Action, form: dict[st
                 [{"pointer": "/canary_percent", "message": "a whole number from 1 to 99"}]
             )
         percent = int(raw)
-    await service.publish(page.db, page.principal, workflow, action.target, canary_percent=percent)
+    await service.publish(
+        page.db, page.principal, workflow, action.target, canary_percent=percent, now=page.now
+    )
 
 
 @router.post("/workflows/{workflow_id}/versions/{number}/publish")
@@ -328,7 +331,7 @@ async def promote_page(workflow_id: str, page: EditorPage) -> HTMLResponse:
 
 
 async def _promote(page: Page, workflow: Workflow, action: Action, form: dict[str, str]) -> None:
-    await service.promote_canary(page.db, page.principal, workflow)
+    await service.promote_canary(page.db, page.principal, workflow, page.now)
 
 
 @router.post("/workflows/{workflow_id}/canary/promote")
@@ -349,7 +352,7 @@ async def abort_page(workflow_id: str, page: EditorPage) -> HTMLResponse:
 
 async def _abort(page: Page, workflow: Workflow, action: Action, form: dict[str, str]) -> None:
     reason = form.get("reason", "").strip() or "aborted by an operator"
-    await service.abort_canary(page.db, page.principal.actor, workflow, reason[:500])
+    await service.abort_canary(page.db, page.principal.actor, workflow, reason[:500], page.now)
 
 
 @router.post("/workflows/{workflow_id}/canary/abort")

@@ -65,7 +65,7 @@ async def create_workflow(
             status=422,
         )
     workflow, _ = await service.create_workflow(
-        page.db, page.principal, body, page.request.app.state.settings
+        page.db, page.principal, body, page.request.app.state.settings, page.now
     )
     await commit(page)
     return see_other(f"/ui/workflows/{workflow.id}/edit")
@@ -112,7 +112,7 @@ async def _set_status(page: EditorPage, workflow_id: str, status: str) -> Respon
     workflow = await service.require_workflow(
         page.db, page.principal.account_id, workflow_id, lock=True
     )
-    await service.set_status(page.db, page.principal, workflow, status)
+    await service.set_status(page.db, page.principal, workflow, status, page.now)
     await commit(page)
     if status == "active":
         worker = getattr(page.request.app.state, "worker", None)
