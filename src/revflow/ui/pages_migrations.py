@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
+from revflow.deps import wake_worker
 from revflow.errors import RevflowError, ValidationFailed
 from revflow.migrations import service
 from revflow.migrations.schemas import MigrationIn, migration_out
@@ -135,9 +136,7 @@ async def start(workflow_id: str, page: EditorPage) -> Response:
 
 
 def _wake(page: Page) -> None:
-    worker = getattr(page.request.app.state, "worker", None)
-    if worker is not None:
-        worker.wake()
+    wake_worker(page.request)
 
 
 async def _view(page: Page, migration_id: str, error: RevflowError | None = None) -> HTMLResponse:

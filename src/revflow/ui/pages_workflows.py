@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
+from revflow.deps import wake_worker
 from revflow.errors import RevflowError
 from revflow.migrations import service as migrations
 from revflow.ui import repository as ui_repo
@@ -115,9 +116,7 @@ async def _set_status(page: EditorPage, workflow_id: str, status: str) -> Respon
     await service.set_status(page.db, page.principal, workflow, status, page.now)
     await commit(page)
     if status == "active":
-        worker = getattr(page.request.app.state, "worker", None)
-        if worker is not None:
-            worker.wake()
+        wake_worker(page.request)
     return see_other(f"/ui/workflows/{workflow.id}")
 
 
