@@ -243,3 +243,29 @@ async def test_audit_page_filters_by_workflow_and_action(
     rows = re.findall(r"<tr>\s*<td data-label=\"When\"", only.text)
     assert len(rows) == 1 and "Audited one" in only.text
     await session.client.aclose()
+
+
+async def test_a_migration_onto_a_version_never_released_needs_a_tick(
+    settings: Settings, db: Database, tenant: Tenant
+) -> None:
+    workflow = await create_workflow(tenant, "Unreleased")
+    await create_version(tenant, workflow["id"], simple_definition(), None, publish=True)
+    await create_version(tenant, workflow["id"], simple_definition("Two"), 1)
+    contact = await tenant.request("POST", "/api/v1/contacts", json={"email": "u@a.example"})
+    enrolled = await tenant.request(
+        "POST",
+        f"/api/v1/workflows/{workflow['id']}/enrollments",
+        json={"contact_ids": [contact.json()["id"]]},
+    )
+    assert enrolled.json()["enrolled"] == 1
+    session = await console_session(create_app(settings, db), tenant.key)
+    url = f"/ui/workflows/{workflow['id']}/migrate"
+    plan = await session.get(url, params={"from": "1", "to": "2"})
+    assert plan.status_code == 200 and "never published or canaried" in plan.text
+    refused = await session.post(url, data={"from": "1", "to": "2", "checked": "1"})
+    assert refused.status_code == 409 and "publish it first" in refused.text
+    started = await session.post(
+        url, data={"from": "1", "to": "2", "checked": "1", "allow_unreleased": "true"}
+    )
+    assert started.status_code == 303 and started.headers["location"].startswith("/ui/migrations/")
+    await session.client.aclose()

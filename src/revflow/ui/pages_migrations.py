@@ -43,6 +43,7 @@ def _body(fields: dict[str, str], *, dry_run: bool) -> MigrationIn:
             wait_policy=fields.get("wait_policy") or "keep",
             batch_size=_int(fields.get("batch_size"), 500),
             interval_seconds=float(_int(fields.get("interval_seconds"), 60)),
+            allow_unreleased=fields.get("allow_unreleased") == "true",
             dry_run=dry_run,
         )
     except ValidationError as exc:
