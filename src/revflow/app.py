@@ -39,9 +39,8 @@ from revflow.workflows.routes import router as workflows_router
 
 log = get_logger("revflow.app")
 
-# Where `GET /` sends a browser. The web console, once mounted at /ui, is the better home:
-# then this becomes "/ui/workflows".
-HOME = "/docs"
+# Where `GET /` sends a browser: the web console (its sign-in page when signed out).
+HOME = "/ui/workflows"
 DOCS_ASSETS = Path(__file__).parent / "static" / "docs"
 
 REQUESTS = Counter("revflow_http_requests_total", "HTTP requests", ["method", "route", "status"])
