@@ -178,7 +178,7 @@ def edited(draw: st.DrawFn, original: dict[str, Any]) -> dict[str, Any]:
             editable = [k for k in step if k not in ("id", "type", *WIRING)]
             # A step with no content (``end``) gets a new key instead.
             key = draw(st.sampled_from(editable or ["note"]))
-            if key == "if" and draw(st.booleans()):
+            if key == "if" and isinstance(step["if"], dict) and draw(st.booleans()):
                 step["if"] = {**step["if"], "value": draw(values)}
             else:
                 step[key] = draw(values)

@@ -132,7 +132,7 @@ class Service:
         response = await self.tenant.request(
             "POST",
             f"/api/v1/workflows/{workflow_id}/versions/2/migrate",
-            json={"from_version": 1, **body},
+            json={"from_version": 1, "allow_unreleased": True, **body},
         )
         assert response.status_code == 202, response.text
         migration: dict[str, Any] = response.json()
