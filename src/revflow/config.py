@@ -65,6 +65,22 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=1.0, ge=0)
     http_timeout_seconds: float = Field(default=10.0, gt=0)
 
+    # Egress policy (SPEC §9): exceptions to the refusal of internal addresses.
+    egress_allow: str = Field(
+        default="",
+        description="Comma-separated CIDRs or host names that tenant-controlled URLs may reach "
+        "although they are internal (e.g. 127.0.0.0/8 in tests).",
+    )
+
+    # Webhook deliveries (SPEC §8).
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_concurrency: int = Field(default=64, ge=1, le=1000)
+    webhook_batch_size: int = Field(default=200, ge=1, le=1000)
+    webhook_max_attempts: int = Field(default=12, ge=1, le=50)
+    webhook_retry_base_seconds: float = Field(default=5.0, ge=0)
+    webhook_retry_max_seconds: float = Field(default=8 * 3600.0, ge=0)
+    webhook_lease_seconds: float = Field(default=60.0, gt=0)
+
 
 @lru_cache
 def get_settings() -> Settings:

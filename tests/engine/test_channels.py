@@ -214,6 +214,8 @@ async def rig(database_url: str, **overrides: Any) -> AsyncIterator[Rig]:
         "retry_base_seconds": 0.01,
         "max_attempts": MAX_ATTEMPTS,
         "http_timeout_seconds": 5.0,
+        # The receivers of these tests listen on loopback.
+        "egress_allow": "127.0.0.0/8",
         **overrides,
     }
     settings = Settings(database_url=database_url, **values)

@@ -33,7 +33,13 @@ def make_engine() -> EngineFactory:
 
     @asynccontextmanager
     async def build(database_url: str, **overrides: Any) -> AsyncIterator[WorkflowEngine]:
-        values: dict[str, Any] = {"retry_base_seconds": 0.01, "max_attempts": 3, **overrides}
+        # Steps call servers on loopback: the egress policy must let them.
+        values: dict[str, Any] = {
+            "retry_base_seconds": 0.01,
+            "max_attempts": 3,
+            "egress_allow": "127.0.0.0/8",
+            **overrides,
+        }
         settings = Settings(database_url=database_url, log_json=False, **values)
         clock = ManualClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
         db = Database(settings.database_url, pool_size=5)

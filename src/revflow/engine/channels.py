@@ -3,6 +3,10 @@
 At-least-once: each call carries an ``Idempotency-Key`` built from the execution and the step,
 so a call repeated after a crash is recognisable downstream. Failures are retried with
 exponential backoff (tenacity) up to ``max_attempts``.
+
+``http_request`` URLs are the tenant's: they go through a client that obeys the egress policy
+(``revflow.kit.egress``), and a refusal fails the step at once, without retries. The channels'
+URLs and SMTP host are the operator's and are not restricted.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from tenacity import (
 
 from revflow.config import Settings
 from revflow.engine.interpreter import ExternalCall
+from revflow.kit.egress import EgressPolicy, EgressRefused, guarded_client
 
 
 class RetryableError(Exception):
@@ -37,12 +42,27 @@ def idempotency_key(call: ExternalCall) -> str:
 
 
 class ExternalSender:
-    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: httpx.AsyncClient | None = None,
+        *,
+        tenant_client: httpx.AsyncClient | None = None,
+    ) -> None:
         self.settings = settings
+        # The operator's targets (the HTTP channel).
         self.client = client or httpx.AsyncClient(timeout=settings.http_timeout_seconds)
+        # The tenants' targets (http_request steps): judged by the egress policy on connect,
+        # redirects followed only through it.
+        self.tenant_client = tenant_client or guarded_client(
+            EgressPolicy.parse(settings.egress_allow),
+            timeout=settings.http_timeout_seconds,
+            follow_redirects=True,
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        await self.tenant_client.aclose()
 
     async def perform(self, call: ExternalCall) -> tuple[str | None, dict[str, Any]]:
         """Run the call with retries; answers (error or None, detail for the history)."""
@@ -73,7 +93,12 @@ class ExternalSender:
         if call.kind == "http_request":
             request = call.request
             return await self._http(
-                request["method"], request["url"], request["body"], request["headers"], call
+                request["method"],
+                request["url"],
+                request["body"],
+                request["headers"],
+                call,
+                client=self.tenant_client,
             )
         if call.kind == "email" and self.settings.email_channel == "smtp":
             return await self._smtp(call)
@@ -88,15 +113,24 @@ class ExternalSender:
         )
 
     async def _http(
-        self, method: str, url: str, body: Any, headers: dict[str, str], call: ExternalCall
+        self,
+        method: str,
+        url: str,
+        body: Any,
+        headers: dict[str, str],
+        call: ExternalCall,
+        *,
+        client: httpx.AsyncClient | None = None,
     ) -> dict[str, Any]:
         try:
-            response = await self.client.request(
+            response = await (client or self.client).request(
                 method,
                 url,
                 json=body if method != "GET" else None,
                 headers={**headers, "Idempotency-Key": idempotency_key(call)},
             )
+        except EgressRefused as exc:
+            raise PermanentError(f"{url}: {exc}") from exc
         except httpx.HTTPError as exc:
             raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code >= 500 or response.status_code in (408, 429):
