@@ -489,3 +489,85 @@ class HeldReaction(Base):
     kind: Mapped[str] = mapped_column(String(16))
     name: Mapped[str | None] = mapped_column(String(200))
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+WEBHOOK_EVENTS = (
+    "version.created",
+    "version.published",
+    "version.rolled_back",
+    "version.archived",
+    "canary.started",
+    "canary.promoted",
+    "canary.aborted",
+    "migration.started",
+    "migration.completed",
+    "migration.failed",
+    "execution.failed",
+    "workflow.paused",
+    "workflow.resumed",
+)
+
+
+class WebhookSubscription(Base):
+    """An admin's subscription of a URL to events (SPEC §8)."""
+
+    __tablename__ = "webhook_subscriptions"
+    __table_args__ = (
+        UniqueConstraint("account_id", "id"),
+        Index(None, "account_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    events: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    # The signing secrets are needed in clear to sign; they never leave this table except in
+    # the answer that creates or rotates them.
+    secret: Mapped[str] = mapped_column(String(128))
+    previous_secret: Mapped[str | None] = mapped_column(String(128))
+    previous_secret_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription: the outbox row written with the change that caused it,
+    and every attempt to send it. Its id is the ``webhook-id`` receivers de-duplicate on."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status"),
+        ForeignKeyConstraint(
+            ["account_id", "subscription_id"],
+            ["webhook_subscriptions.account_id", "webhook_subscriptions.id"],
+            ondelete="CASCADE",
+        ),
+        Index(None, "account_id", "subscription_id", "created_at", "id"),
+        # What workers claim: pending deliveries by the time they are due. Like the
+        # due-execution index it serves every account, so it does not lead with account_id.
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column()
+    subscription_id: Mapped[uuid.UUID] = mapped_column()
+    event: Mapped[str] = mapped_column(String(64))
+    # The exact bytes signed and sent, the same on every attempt.
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
