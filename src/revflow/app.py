@@ -34,6 +34,7 @@ from revflow.logging import get_logger
 from revflow.migrations.routes import router as migrations_router
 from revflow.releases.routes import router as releases_router
 from revflow.ui import install as install_console
+from revflow.webhooks.routes import router as webhooks_router
 from revflow.worker import Worker, WorkerHealth, supervise
 from revflow.workflows.routes import router as workflows_router
 
@@ -320,6 +321,7 @@ def create_app(
     app.include_router(contacts_router)
     app.include_router(executions_router)
     app.include_router(migrations_router)
+    app.include_router(webhooks_router)
     app.include_router(definition_router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     _serve_docs(app)

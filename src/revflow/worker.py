@@ -1,7 +1,8 @@
 """The worker: one loop that runs every duty of revflow's background work.
 
 This is where the duties are listed (the engine's batches of due executions, migration
-batches, archival and canary judgement) and handed to one loop; the engine and the features
+batches, archival, canary judgement) and handed to one loop; webhook deliveries run beside it in
+a loop of their own, so that a slow receiver never holds it up. The engine and the features
 know nothing of each other. Any number of workers share the work on PostgreSQL; on SQLite one
 runs inside the server process.
 """
@@ -26,6 +27,8 @@ from revflow.engine.runner import BatchResult, EngineRunner, Hook, Outcome
 from revflow.executions.reactions import react_to_steps
 from revflow.logging import get_logger
 from revflow.migrations.runner import run_next as run_migration_batch
+from revflow.webhooks.delivery import DeliveryDuty
+from revflow.webhooks.events import executions_failed
 from revflow.workflows.lifecycle import Archivable, archive, check_canaries, claim_archive_run
 
 log = get_logger("revflow.worker")
@@ -38,6 +41,14 @@ def judge_canaries(settings: Settings) -> Hook:
         await check_canaries(session, outcome.finished_workflows(), settings, now)
 
     return hook
+
+
+async def announce_failures(session: AsyncSession, outcome: Outcome, now: dt.datetime) -> None:
+    """``execution.failed`` webhooks for the executions this transaction failed."""
+    failed = [
+        (outcome.accounts[ex.id], ex.id) for ex in outcome.executions if ex.status == "failed"
+    ]
+    await executions_failed(session, failed, now)
 
 
 # A duty does one bounded piece of work and answers how much it did (0: nothing was due).
@@ -73,7 +84,7 @@ class Worker:
         self.engine = EngineRunner(
             db,
             settings,
-            hooks=[react_to_steps, judge_canaries(settings)],
+            hooks=[react_to_steps, judge_canaries(settings), announce_failures],
             clock=clock,
             sender=sender,
             worker_id=worker_id,
@@ -88,6 +99,7 @@ class Worker:
         # Besides the engine's batches, every round runs these, in this order; scheduled
         # work (archival) runs between rounds, at most once a minute.
         self.duties: list[tuple[str, Duty]] = [("migrations", self._migration_batch)]
+        self.deliveries = DeliveryDuty(db, settings, clock=self.clock, worker_id=self.id)
 
     def stop(self) -> None:
         self._stop.set()
@@ -96,12 +108,14 @@ class Worker:
     def wake(self) -> None:
         """Look for due work now (the API calls this after enrolling, in one process)."""
         self._wake.set()
+        self.deliveries.wake()
 
     async def run(self) -> None:
         """Run rounds until stopped. A round that fails — a database error or any other
         exception — is logged and retried after a pause; it never ends the loop."""
         log.info("worker_started", worker=self.id)
         failures = 0
+        deliveries = asyncio.create_task(self.deliveries.run(self._stop))
         try:
             while not self._stop.is_set():
                 try:
@@ -120,6 +134,8 @@ class Worker:
                 if done.idle:
                     await self._idle()
         finally:
+            self._stop.set()
+            await asyncio.gather(deliveries, return_exceptions=True)
             await self.engine.finish()
             log.info("worker_stopped", worker=self.id)
 

@@ -116,6 +116,9 @@ async def snapshot(tenant: Tenant, world: World) -> dict[str, Any]:
         "migration": await get(f"{API}/migrations/{world.migration_id}"),
         "migrations": await get(f"{wf}/migrations", limit=200),
         "draft": await get(f"{wf}/draft"),
+        "webhooks": await get(f"{API}/webhooks", limit=200),
+        "webhook": await get(f"{API}/webhooks/{world.webhook_id}"),
+        "deliveries": await get(f"{API}/webhooks/{world.webhook_id}/deliveries", limit=200),
     }
 
 
@@ -167,6 +170,8 @@ async def test_other_accounts_objects_answer_404_on_every_route(
         world.contact_id,
         world.execution_id,
         world.migration_id,
+        world.webhook_id,
+        world.delivery_id,
     ]
     tried = []
     for method, path in with_ids:
@@ -206,6 +211,8 @@ async def test_other_accounts_objects_answer_404_on_every_route(
         "{contact_id}",
         "{execution_id}",
         "{migration_id}",
+        "{webhook_id}",
+        "{delivery_id}",
     ):
         assert any(name in t for t in tried), name
     assert await snapshot(tenant, world) == before, "account B changed account A's objects"

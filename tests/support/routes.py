@@ -34,6 +34,8 @@ class World:
     external_id: str
     execution_id: str  # the contact's execution of the workflow (on the published version)
     migration_id: str  # a migration of the workflow (pending: no worker runs in these tests)
+    webhook_id: str  # a webhook subscription of the account
+    delivery_id: str  # a delivery of that subscription (pending: no worker sends it)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,15 @@ class Route:
 
 def _wf(w: World, **more: str) -> dict[str, str]:
     return {"workflow_id": w.workflow_id, **more}
+
+
+def _hook(w: World, **more: str) -> dict[str, str]:
+    return {"webhook_id": w.webhook_id, **more}
+
+
+# A name that never resolves (RFC 2606): the egress policy lets it through at subscription time
+# (it judges it again on every connection), and a worker that tries to send there fails at once.
+HOOK_URL = "https://hooks.invalid/revflow"
 
 
 ROUTES: dict[tuple[str, str], Route] = {
@@ -211,6 +222,28 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", f"{API}/events"): Route(
         "editor", lambda w: Call(json={"contact_id": w.contact_id, "name": "purchase"})
     ),
+    ("POST", f"{API}/webhooks"): Route(
+        "admin", lambda w: Call(json={"url": HOOK_URL, "events": ["version.published"]})
+    ),
+    ("GET", f"{API}/webhooks"): Route("admin", lambda w: Call(params={"limit": 200})),
+    ("GET", f"{API}/webhooks/{{webhook_id}}"): Route("admin", lambda w: Call(path=_hook(w))),
+    ("PATCH", f"{API}/webhooks/{{webhook_id}}"): Route(
+        "admin",
+        lambda w: Call(
+            path=_hook(w), json={"description": "changed", "events": ["execution.failed"]}
+        ),
+    ),
+    ("DELETE", f"{API}/webhooks/{{webhook_id}}"): Route("admin", lambda w: Call(path=_hook(w))),
+    ("POST", f"{API}/webhooks/{{webhook_id}}/rotate-secret"): Route(
+        "admin", lambda w: Call(path=_hook(w))
+    ),
+    ("POST", f"{API}/webhooks/{{webhook_id}}/test"): Route("admin", lambda w: Call(path=_hook(w))),
+    ("GET", f"{API}/webhooks/{{webhook_id}}/deliveries"): Route(
+        "admin", lambda w: Call(path=_hook(w), params={"limit": 200})
+    ),
+    ("POST", f"{API}/webhooks/{{webhook_id}}/deliveries/{{delivery_id}}/redeliver"): Route(
+        "admin", lambda w: Call(path=_hook(w, delivery_id=w.delivery_id))
+    ),
 }
 
 
@@ -289,6 +322,12 @@ async def build_world(tenant: Tenant, name: str = "Welcome") -> World:
         json={"definition": simple_definition("Work in progress"), "base_version": 2},
     )
     assert draft.status_code == 200 and draft.json()["revision"] == 1, draft.text
+    hook = await tenant.request(
+        "POST", f"{API}/webhooks", json={"url": HOOK_URL, "events": ["version.created"]}
+    )
+    assert hook.status_code == 201, hook.text
+    ping = await tenant.request("POST", f"{API}/webhooks/{hook.json()['id']}/test")
+    assert ping.status_code == 202, ping.text
     return World(
         workflow_id=wf["id"],
         published=1,
@@ -298,4 +337,6 @@ async def build_world(tenant: Tenant, name: str = "Welcome") -> World:
         external_id=external_id,
         execution_id=execution_id,
         migration_id=migration.json()["id"],
+        webhook_id=hook.json()["id"],
+        delivery_id=ping.json()["id"],
     )

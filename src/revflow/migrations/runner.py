@@ -42,6 +42,7 @@ from revflow.audit import service as audit
 from revflow.audit.service import SYSTEM
 from revflow.db import Database
 from revflow.migrations.planning import StepPlan
+from revflow.migrations.schemas import migration_out
 from revflow.models import (
     LIVE_STATUSES,
     Execution,
@@ -50,6 +51,7 @@ from revflow.models import (
     MigrationItem,
     Version,
 )
+from revflow.webhooks import events as webhook_events
 
 EXECUTIONS = cast(Table, Execution.__table__)
 ITEMS = cast(Table, MigrationItem.__table__)
@@ -522,6 +524,9 @@ async def _fail(session: AsyncSession, migration: Migration, now: dt.datetime, w
         now=now,
     )
     await session.flush()
+    await webhook_events.migration_event(
+        session, migration, "migration.failed", migration_out(migration), now
+    )
 
 
 async def run_batch(session: AsyncSession, migration: Migration, now: dt.datetime) -> int:
@@ -588,6 +593,10 @@ async def run_batch(session: AsyncSession, migration: Migration, now: dt.datetim
                 "failed": migration.failed,
             },
             now=now,
+        )
+        await session.flush()
+        await webhook_events.migration_event(
+            session, migration, "migration.completed", migration_out(migration), now
         )
     elif migration.strategy == "gradual":
         migration.next_batch_at = now + dt.timedelta(seconds=migration.interval_seconds)

@@ -29,8 +29,9 @@ from revflow.migrations.planning import (
     report,
     revert_report,
 )
-from revflow.migrations.schemas import MigrationIn
+from revflow.migrations.schemas import MigrationIn, migration_out
 from revflow.models import MIGRATION_UNFINISHED, Migration, Version, Workflow
+from revflow.webhooks import events as webhook_events
 from revflow.workflows.repository import get_version, get_workflow
 
 
@@ -139,6 +140,9 @@ async def start(
             "total": migration.total,
         },
         now=now,
+    )
+    await webhook_events.migration_event(
+        session, migration, "migration.started", migration_out(migration), now
     )
     return answer, migration
 

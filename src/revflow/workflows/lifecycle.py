@@ -15,6 +15,7 @@ from revflow.audit import service as audit
 from revflow.audit.service import SYSTEM
 from revflow.config import Settings
 from revflow.models import LIVE_STATUSES, Execution, ScheduledJob, Version, Workflow
+from revflow.webhooks import events as webhook_events
 from revflow.workflows.service import abort_canary, touch
 
 ARCHIVE_JOB = "archive"
@@ -134,6 +135,10 @@ async def archive(session: AsyncSession, settings: Settings, now: dt.datetime) -
             details={"number": item.number},
             now=now,
         )
+        if workflow is not None:
+            await webhook_events.version_archived(
+                session, item.account_id, workflow, item.version_id, now
+            )
         done.append(item)
     return done
 

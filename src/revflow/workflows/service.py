@@ -37,6 +37,7 @@ from revflow.errors import (
 )
 from revflow.kit.ids import parse_id
 from revflow.models import Version, VersionTag, Workflow, WorkingDraft
+from revflow.webhooks import events as webhook_events
 from revflow.workflows import repository as repo
 from revflow.workflows.schemas import (
     VersionCreate,
@@ -66,7 +67,7 @@ async def audit_version(
     details: dict[str, Any],
     now: dt.datetime,
 ) -> None:
-    """The audit entry of a change to one version of ``workflow``."""
+    """The audit entry of a change to one version of ``workflow``, and its webhook event."""
     await audit.record(
         session,
         workflow.account_id,
@@ -78,6 +79,7 @@ async def audit_version(
         details=details,
         now=now,
     )
+    await webhook_events.version_event(session, workflow, version, action, details, now)
 
 
 def touch(workflow: Workflow, now: dt.datetime) -> None:
@@ -520,4 +522,5 @@ async def set_status(
         workflow_id=workflow.id,
         now=now,
     )
+    await webhook_events.workflow_status_event(session, workflow, now)
     return workflow

@@ -1,0 +1,252 @@
+"""The SQL of webhooks: subscriptions, the delivery outbox, and the workers' claims on it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, insert, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from revflow.models import WebhookDelivery, WebhookSubscription
+
+DELIVERIES = cast(Table, WebhookDelivery.__table__)
+
+
+async def subscribers(
+    session: AsyncSession, account_ids: Iterable[uuid.UUID], event: str
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(account, subscription) of the enabled subscriptions to ``event`` of these accounts.
+
+    An account has a handful of subscriptions: their event lists are filtered here rather
+    than with JSON operators that differ between the two databases."""
+    accounts = sorted(set(account_ids))
+    if not accounts:
+        return []
+    rows = await session.execute(
+        select(
+            WebhookSubscription.account_id, WebhookSubscription.id, WebhookSubscription.events
+        ).where(
+            WebhookSubscription.account_id.in_(accounts),
+            WebhookSubscription.enabled.is_(True),
+        )
+    )
+    return [(row.account_id, row.id) for row in rows.all() if event in (row.events or [])]
+
+
+async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(DELIVERIES), list(rows))
+
+
+async def get_subscription(
+    session: AsyncSession, account_id: uuid.UUID, subscription_id: uuid.UUID, *, lock: bool = False
+) -> WebhookSubscription | None:
+    query = select(WebhookSubscription).where(
+        WebhookSubscription.account_id == account_id, WebhookSubscription.id == subscription_id
+    )
+    if lock:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def list_subscriptions(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    *,
+    after: tuple[dt.datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[WebhookSubscription]:
+    query = select(WebhookSubscription).where(WebhookSubscription.account_id == account_id)
+    if after is not None:
+        query = query.where(
+            tuple_(WebhookSubscription.created_at, WebhookSubscription.id) < tuple_(*after)
+        )
+    query = query.order_by(
+        WebhookSubscription.created_at.desc(), WebhookSubscription.id.desc()
+    ).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def get_delivery(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    delivery_id: uuid.UUID,
+    *,
+    lock: bool = False,
+) -> WebhookDelivery | None:
+    query = select(WebhookDelivery).where(
+        WebhookDelivery.account_id == account_id,
+        WebhookDelivery.subscription_id == subscription_id,
+        WebhookDelivery.id == delivery_id,
+    )
+    if lock:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    *,
+    after: tuple[dt.datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[WebhookDelivery]:
+    query = select(WebhookDelivery).where(
+        WebhookDelivery.account_id == account_id,
+        WebhookDelivery.subscription_id == subscription_id,
+    )
+    if after is not None:
+        query = query.where(tuple_(WebhookDelivery.created_at, WebhookDelivery.id) < tuple_(*after))
+    query = query.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).limit(
+        limit
+    )
+    return (await session.scalars(query)).all()
+
+
+@dataclass
+class Claimed:
+    """A delivery a worker holds under lease, with what it needs to send it."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    subscription_id: uuid.UUID
+    event: str
+    body: str
+    attempts: list[dict[str, Any]]
+    attempt_count: int
+    url: str
+    enabled: bool
+    secrets: list[str]
+
+
+async def claim_due(
+    session: AsyncSession,
+    now: dt.datetime,
+    limit: int,
+    owner: str,
+    lease_until: dt.datetime,
+) -> list[Claimed]:
+    """Lock up to ``limit`` due deliveries (skipping rows other workers hold) and lease them
+    to ``owner``; the caller commits, then sends them outside any transaction."""
+    due = (
+        select(DELIVERIES.c.id)
+        .where(
+            DELIVERIES.c.status == "pending",
+            DELIVERIES.c.next_attempt_at <= now,
+            or_(DELIVERIES.c.lease_expires_at.is_(None), DELIVERIES.c.lease_expires_at < now),
+        )
+        .order_by(DELIVERIES.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids: list[uuid.UUID] = list((await session.scalars(due)).all())
+    if not ids:
+        return []
+    await session.execute(
+        update(DELIVERIES)
+        .where(DELIVERIES.c.id.in_(ids))
+        .values(lease_owner=owner, lease_expires_at=lease_until)
+    )
+    subs = WebhookSubscription
+    rows = await session.execute(
+        select(
+            DELIVERIES.c.id,
+            DELIVERIES.c.account_id,
+            DELIVERIES.c.subscription_id,
+            DELIVERIES.c.event,
+            DELIVERIES.c.body,
+            DELIVERIES.c.attempts,
+            DELIVERIES.c.attempt_count,
+            subs.url,
+            subs.enabled,
+            subs.secret,
+            subs.previous_secret,
+            subs.previous_secret_expires_at,
+        )
+        .join(
+            subs,
+            (subs.account_id == DELIVERIES.c.account_id)
+            & (subs.id == DELIVERIES.c.subscription_id),
+        )
+        .where(DELIVERIES.c.id.in_(ids))
+    )
+    claimed = []
+    for row in rows.all():
+        secrets = [row.secret]
+        if (
+            row.previous_secret
+            and row.previous_secret_expires_at
+            and (row.previous_secret_expires_at > now)
+        ):
+            secrets.append(row.previous_secret)
+        claimed.append(
+            Claimed(
+                id=row.id,
+                account_id=row.account_id,
+                subscription_id=row.subscription_id,
+                event=row.event,
+                body=row.body,
+                attempts=list(row.attempts or []),
+                attempt_count=row.attempt_count,
+                url=row.url,
+                enabled=row.enabled,
+                secrets=secrets,
+            )
+        )
+    return claimed
+
+
+async def record_results(
+    session: AsyncSession, owner: str, results: Sequence[dict[str, Any]]
+) -> int:
+    """Write the outcome of sent deliveries, each only if ``owner`` still holds its lease
+    (a worker whose lease expired meanwhile records nothing: another one has it now).
+    Answers how many were written."""
+    if not results:
+        return 0
+    result = await session.execute(
+        update(DELIVERIES)
+        .where(
+            DELIVERIES.c.id == bindparam("_id"),
+            DELIVERIES.c.lease_owner == owner,
+            DELIVERIES.c.status == "pending",
+        )
+        .values(
+            status=bindparam("status"),
+            attempts=bindparam("attempts"),
+            attempt_count=bindparam("attempt_count"),
+            next_attempt_at=bindparam("next_attempt_at"),
+            finished_at=bindparam("finished_at"),
+            lease_owner=None,
+            lease_expires_at=None,
+        ),
+        list(results),
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def disable_subscription(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    reason: str,
+    now: dt.datetime,
+) -> bool:
+    """Disable an enabled subscription; answers whether this call disabled it."""
+    result = await session.execute(
+        update(WebhookSubscription)
+        .where(
+            WebhookSubscription.account_id == account_id,
+            WebhookSubscription.id == subscription_id,
+            WebhookSubscription.enabled.is_(True),
+        )
+        .values(enabled=False, disabled_reason=reason, updated_at=now)
+        .returning(WebhookSubscription.id)
+    )
+    return result.first() is not None
