@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,9 +21,16 @@ class WorkerProcess:
     """One ``python -m revflow worker`` subprocess, its JSON log in a file per start."""
 
     def __init__(
-        self, database_url: str, logs: Path, name: str = "worker", *, poll_seconds: float = 0.1
+        self,
+        database_url: str,
+        logs: Path,
+        name: str = "worker",
+        *,
+        poll_seconds: float = 0.1,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.database_url = database_url
+        self.extra_env = dict(env or {})
         self.logs = logs
         self.name = name
         self.poll_seconds = poll_seconds
@@ -46,6 +54,7 @@ class WorkerProcess:
             "REVFLOW_WORKER_POLL_SECONDS": str(self.poll_seconds),
             "REVFLOW_DB_POOL_SIZE": "3",
             "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
         }
         self.process = subprocess.Popen(
             [*revflow_command(), "worker"],

@@ -100,8 +100,7 @@ class Receiver:
                 extra = "".join(f"{k}: {v}\r\n" for k, v in answer.headers.items())
                 writer.write(
                     (
-                        f"HTTP/1.1 {answer.status} Status\r\n{extra}"
-                        "Content-Length: 2\r\n\r\nok"
+                        f"HTTP/1.1 {answer.status} Status\r\n{extra}Content-Length: 2\r\n\r\nok"
                     ).encode()
                 )
                 await writer.drain()

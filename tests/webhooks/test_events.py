@@ -44,7 +44,9 @@ async def version(rig: Rig, wf: str, body: dict[str, Any], base: int | None) -> 
 
 async def enroll(rig: Rig, wf: str) -> str:
     contact = await ok(rig, "POST", f"{API}/contacts", json={"email": "a@example.com"})
-    await ok(rig, "POST", f"{API}/workflows/{wf}/enrollments", json={"contact_ids": [contact["id"]]})
+    await ok(
+        rig, "POST", f"{API}/workflows/{wf}/enrollments", json={"contact_ids": [contact["id"]]}
+    )
     return str(contact["id"])
 
 
