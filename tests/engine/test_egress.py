@@ -20,8 +20,8 @@ from revflow.db import Database
 from revflow.engine.channels import ExternalSender
 from revflow.engine.clock import ManualClock
 from revflow.engine.interpreter import ExternalCall
-from revflow.engine.worker import Worker
 from revflow.kit.egress import EgressPolicy, EgressRefused, guarded_client, internal_reason
+from revflow.worker import Worker
 from tests.conftest import make_tenant
 from tests.engine.conftest import Engine
 from tests.webhooks.receiver import Answer, Delivered, Receiver

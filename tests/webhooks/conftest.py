@@ -17,7 +17,7 @@ from revflow.app import create_app
 from revflow.config import Settings
 from revflow.db import Database
 from revflow.engine.clock import ManualClock
-from revflow.engine.worker import Worker
+from revflow.worker import Worker
 from tests.conftest import DatabaseFactory, Tenant, make_tenant
 
 API = "/api/v1"
@@ -81,9 +81,7 @@ def make_rig(webhook_database_url: str) -> RigFactory:
             **overrides,
         }
         settings = Settings(database_url=webhook_database_url, **values)
-        # Ahead of the wall clock: changes made through the API queue their deliveries at the
-        # wall clock's time, which must be due by the rig's clock.
-        clock = ManualClock(dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(hours=1))
+        clock = ManualClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
         db = Database(webhook_database_url, pool_size=5)
         app = create_app(settings, db, clock=clock)
         worker = Worker(db, settings, clock=clock)

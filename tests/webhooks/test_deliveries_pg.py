@@ -66,19 +66,20 @@ async def test_sigkill_of_a_worker_mid_delivery_loses_nothing(pg_url: str, tmp_p
     workers = [WorkerProcess(pg_url, tmp_path, f"hooks-{i}", env=env) for i in range(2)]
     try:
         async with Receiver(slowly) as receiver:
+            now = dt.datetime.now(dt.UTC)
             async with db.session(write=True) as session:
-                account, _key = await auth_service.create_account(session, "kill", Actor("t"))
+                account, _key = await auth_service.create_account(session, "kill", Actor("t"), now)
                 hook = await webhooks.create(
                     session,
                     account.id,
                     Actor("t"),
                     SubscriptionCreate(url=receiver.url, events=["workflow.paused"]),
                     EgressPolicy.parse("127.0.0.0/8"),
-                    dt.datetime.now(dt.UTC),
+                    now,
                 )
                 receiver.secrets = [hook.secret]
                 for i in range(DELIVERIES):
-                    await webhooks.emit(session, account.id, "workflow.paused", {"n": i})
+                    await webhooks.emit(session, account.id, "workflow.paused", {"n": i}, now=now)
                 await session.commit()
 
             for worker in workers:

@@ -145,12 +145,16 @@ async def test_a_rolled_back_change_queues_nothing_and_a_committed_one_is_kept(r
                 return int(found or 0)
 
         async with rig.db.session(write=True) as session:
-            queued = await webhooks.emit(session, account, "workflow.paused", {"workflow_id": "w"})
+            queued = await webhooks.emit(
+                session, account, "workflow.paused", {"workflow_id": "w"}, now=rig.clock.now()
+            )
             assert queued == 1
             await session.rollback()
         assert await count() == 0
         async with rig.db.session(write=True) as session:
-            await webhooks.emit(session, account, "workflow.paused", {"workflow_id": "w"})
+            await webhooks.emit(
+                session, account, "workflow.paused", {"workflow_id": "w"}, now=rig.clock.now()
+            )
             await session.commit()
         assert await count() == 1
         # A request that fails after its change was made (a conflict) queues nothing either.
