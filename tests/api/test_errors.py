@@ -24,7 +24,7 @@ from revflow.config import Settings
 from revflow.db import Database, utcnow
 from revflow.models import Version
 from revflow.worker import Worker
-from tests.support.routes import ROUTES, Call, World, build_world, openapi_routes, url_of
+from tests.support.routes import HOOK_URL, ROUTES, Call, World, build_world, openapi_routes, url_of
 from tests.support.tenants import Tenant, make_tenant
 from tests.support.workflows import create_version, create_workflow, simple_definition
 
@@ -849,6 +849,8 @@ LISTS: dict[str, Callable[[World], Call]] = {
     f"{API}/workflows/{{workflow_id}}/migrations": lambda w: Call(
         path={"workflow_id": w.workflow_id}
     ),
+    f"{API}/webhooks": lambda w: Call(),
+    f"{API}/webhooks/{{webhook_id}}/deliveries": lambda w: Call(path={"webhook_id": w.webhook_id}),
 }
 
 
@@ -867,6 +869,12 @@ async def lists(
         json={"contact_ids": [contact.json()["id"]]},
     )
     assert enrolled.status_code == 201 and enrolled.json()["enrolled"] == 1, enrolled.text
+    hook = await tenant.request(
+        "POST", f"{API}/webhooks", json={"url": HOOK_URL, "events": ["workflow.paused"]}
+    )
+    assert hook.status_code == 201, hook.text
+    ping = await tenant.request("POST", f"{API}/webhooks/{world.webhook_id}/test")
+    assert ping.status_code == 202, ping.text
     # The worker runs the migration and sends the welcome emails: two messages in the outbox.
     worker = Worker(db, settings)
     try:
