@@ -37,24 +37,30 @@ ON_PAGE = problem_responses(*_ALWAYS, 404, 422)
 
 
 async def _subscription(
-    request: Request, webhook_id: str, principal: Admin, session: WriteSession
+    webhook_id: str, principal: Admin, session: ReadSession
 ) -> WebhookSubscription:
     """The path's subscription, resolved as a dependency so that its 404 comes before the
-    body's 422 (SPEC §4's order); locked for a change."""
-    return await service.require_subscription(
-        session, principal.account_id, webhook_id, lock=request.method != "GET"
-    )
+    body's 422 (SPEC §4's order)."""
+    return await service.require_subscription(session, principal.account_id, webhook_id)
+
+
+async def _subscription_to_change(
+    webhook_id: str, principal: Admin, session: WriteSession
+) -> WebhookSubscription:
+    """The path's subscription, locked for a change (404 before the body's 422)."""
+    return await service.require_subscription(session, principal.account_id, webhook_id, lock=True)
 
 
 async def _delivery(
     delivery_id: str,
-    subscription: Annotated[WebhookSubscription, Depends(_subscription)],
+    subscription: Annotated[WebhookSubscription, Depends(_subscription_to_change)],
     session: WriteSession,
 ) -> WebhookDelivery:
     return await service.require_delivery(session, subscription, delivery_id, lock=True)
 
 
 Subscription = Annotated[WebhookSubscription, Depends(_subscription)]
+ChangedSubscription = Annotated[WebhookSubscription, Depends(_subscription_to_change)]
 Delivery = Annotated[WebhookDelivery, Depends(_delivery)]
 
 
@@ -110,7 +116,7 @@ async def get_webhook(webhook_id: str, subscription: Subscription, now: Now) -> 
 async def update_webhook(
     webhook_id: str,
     body: SubscriptionUpdate,
-    subscription: Subscription,
+    subscription: ChangedSubscription,
     principal: Admin,
     session: WriteSession,
     settings: SettingsDep,
@@ -133,7 +139,11 @@ async def update_webhook(
 
 @router.delete("/webhooks/{webhook_id}", status_code=204, responses=ON_ONE)
 async def delete_webhook(
-    webhook_id: str, subscription: Subscription, principal: Admin, session: WriteSession, now: Now
+    webhook_id: str,
+    subscription: ChangedSubscription,
+    principal: Admin,
+    session: WriteSession,
+    now: Now,
 ) -> Response:
     """Delete the subscription and its deliveries."""
     await service.remove(session, principal.actor, subscription, now)
@@ -147,7 +157,11 @@ async def delete_webhook(
     responses=ON_ONE,
 )
 async def rotate_webhook_secret(
-    webhook_id: str, subscription: Subscription, principal: Admin, session: WriteSession, now: Now
+    webhook_id: str,
+    subscription: ChangedSubscription,
+    principal: Admin,
+    session: WriteSession,
+    now: Now,
 ) -> dict[str, Any]:
     """A new secret (in this answer only); the previous one keeps signing for 24 hours, so
     deliveries carry both signatures meanwhile."""
@@ -161,7 +175,11 @@ async def rotate_webhook_secret(
     "/webhooks/{webhook_id}/test", status_code=202, response_model=DeliveryOut, responses=ON_ONE
 )
 async def test_webhook(
-    request: Request, webhook_id: str, subscription: Subscription, session: WriteSession, now: Now
+    request: Request,
+    webhook_id: str,
+    subscription: ChangedSubscription,
+    session: WriteSession,
+    now: Now,
 ) -> dict[str, Any]:
     """Queue a ``ping`` delivery due now; follow it in the deliveries list."""
     delivery = await service.ping(session, subscription, now)
