@@ -24,11 +24,11 @@ from revflow.db import Database
 from revflow.engine.channels import ExternalSender
 from revflow.engine.clock import Clock
 from revflow.engine.runner import BatchResult, EngineRunner, Hook, Outcome
+from revflow.executions.events import executions_failed
 from revflow.executions.reactions import react_to_steps
 from revflow.logging import get_logger
 from revflow.migrations.runner import run_next as run_migration_batch
 from revflow.webhooks.delivery import DeliveryDuty
-from revflow.webhooks.events import executions_failed
 from revflow.workflows.lifecycle import Archivable, archive, check_canaries, claim_archive_run
 
 log = get_logger("revflow.worker")

@@ -41,6 +41,7 @@ from sqlalchemy.sql.elements import ColumnElement as ColumnElementType
 from revflow.audit import service as audit
 from revflow.audit.service import SYSTEM
 from revflow.db import Database
+from revflow.migrations import events as webhook_events
 from revflow.migrations.planning import StepPlan
 from revflow.migrations.schemas import migration_out
 from revflow.models import (
@@ -51,7 +52,6 @@ from revflow.models import (
     MigrationItem,
     Version,
 )
-from revflow.webhooks import events as webhook_events
 
 EXECUTIONS = cast(Table, Execution.__table__)
 ITEMS = cast(Table, MigrationItem.__table__)

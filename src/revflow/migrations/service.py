@@ -21,6 +21,7 @@ from revflow.errors import (
     ValidationFailed,
 )
 from revflow.kit.ids import require_id
+from revflow.migrations import events as webhook_events
 from revflow.migrations import repository as repo
 from revflow.migrations.planning import (
     MappingError,
@@ -31,7 +32,6 @@ from revflow.migrations.planning import (
 )
 from revflow.migrations.schemas import MigrationIn, migration_out
 from revflow.models import MIGRATION_UNFINISHED, Migration, Version, Workflow
-from revflow.webhooks import events as webhook_events
 from revflow.workflows.repository import get_version, get_workflow
 
 

@@ -15,7 +15,7 @@ from revflow.audit import service as audit
 from revflow.audit.service import SYSTEM
 from revflow.config import Settings
 from revflow.models import LIVE_STATUSES, Execution, ScheduledJob, Version, Workflow
-from revflow.webhooks import events as webhook_events
+from revflow.workflows import events as webhook_events
 from revflow.workflows.service import abort_canary, touch
 
 ARCHIVE_JOB = "archive"

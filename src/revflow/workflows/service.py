@@ -37,7 +37,7 @@ from revflow.errors import (
 )
 from revflow.kit.ids import parse_id
 from revflow.models import Version, VersionTag, Workflow, WorkingDraft
-from revflow.webhooks import events as webhook_events
+from revflow.workflows import events as webhook_events
 from revflow.workflows import repository as repo
 from revflow.workflows.schemas import (
     VersionCreate,

@@ -1,26 +1,18 @@
-"""The events of SPEC §8 and their ``data``: built by the features that cause them, inside
-their transactions, through :func:`revflow.webhooks.service.emit`.
-
-Every ``data`` carries ``account_id`` and ``workflow_id`` and the object the event is about
-under its own name, as the API shows it (``version``, ``workflow``, ``migration``,
-``execution``), plus what the change itself says (e.g. ``previous``, ``reason``).
-"""
+"""The webhook events of workflows and versions (SPEC §8), queued inside the change's
+transaction: ``data`` carries ``account_id``, ``workflow_id`` and the version or workflow as the
+API shows it, plus what the change says (e.g. ``previous``, ``reason``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from revflow.executions.schemas import ExecutionOut
 from revflow.kit.etag import make_etag
-from revflow.models import WEBHOOK_EVENTS, Execution, Migration, Version, Workflow
-from revflow.webhooks import repository as repo
-from revflow.webhooks.service import Data, emit, emit_many
+from revflow.models import WEBHOOK_EVENTS, Version, Workflow
+from revflow.webhooks.service import Data, emit
 from revflow.workflows import repository as workflows_repo
 from revflow.workflows.schemas import VersionOut, WorkflowOut
 
@@ -95,47 +87,3 @@ async def workflow_status_event(
     """``workflow.paused`` or ``workflow.resumed``."""
     event = "workflow.paused" if workflow.status == "paused" else "workflow.resumed"
     await emit(session, workflow.account_id, event, workflow_data(workflow), now=now)
-
-
-async def migration_event(
-    session: AsyncSession,
-    migration: Migration,
-    event: str,
-    shown: dict[str, Any],
-    now: dt.datetime,
-) -> None:
-    """``migration.started`` / ``completed`` / ``failed``; ``shown`` is the migration as the
-    API shows it."""
-    data = {"workflow_id": str(migration.workflow_id), "migration": shown}
-    await emit(session, migration.account_id, event, data, now=now)
-
-
-async def executions_failed(
-    session: AsyncSession,
-    failed: Sequence[tuple[uuid.UUID, uuid.UUID]],
-    now: dt.datetime,
-) -> None:
-    """``execution.failed`` for each (account, execution) that failed in this transaction;
-    the executions are read only when one of their accounts listens."""
-    if not failed:
-        return
-    listening = {
-        a for a, _ in await repo.subscribers(session, {a for a, _ in failed}, "execution.failed")
-    }
-    wanted = [execution for account, execution in failed if account in listening]
-    if not wanted:
-        return
-    rows = (await session.scalars(select(Execution).where(Execution.id.in_(wanted)))).all()
-    items: list[tuple[uuid.UUID, Data]] = []
-    for execution in rows:
-        shown = ExecutionOut.model_validate(execution, from_attributes=True)
-        items.append(
-            (
-                execution.account_id,
-                {
-                    "workflow_id": str(execution.workflow_id),
-                    "execution": shown.model_dump(mode="json"),
-                },
-            )
-        )
-    await emit_many(session, "execution.failed", items, now=now)
