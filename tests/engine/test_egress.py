@@ -22,8 +22,8 @@ from revflow.engine.clock import ManualClock
 from revflow.engine.interpreter import ExternalCall
 from revflow.kit.egress import EgressPolicy, EgressRefused, guarded_client, internal_reason
 from revflow.worker import Worker
-from tests.conftest import make_tenant
-from tests.engine.conftest import Engine
+from tests.support.engine import Engine
+from tests.support.tenants import make_tenant
 from tests.webhooks.receiver import Answer, Delivered, Receiver
 
 

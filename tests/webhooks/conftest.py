@@ -18,7 +18,8 @@ from revflow.config import Settings
 from revflow.db import Database
 from revflow.engine.clock import ManualClock
 from revflow.worker import Worker
-from tests.conftest import DatabaseFactory, Tenant, make_tenant
+from tests.support.databases import DatabaseFactory
+from tests.support.tenants import Tenant, make_tenant
 
 API = "/api/v1"
 

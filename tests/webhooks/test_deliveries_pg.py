@@ -24,8 +24,8 @@ from revflow.kit.egress import EgressPolicy
 from revflow.models import WebhookDelivery
 from revflow.webhooks import service as webhooks
 from revflow.webhooks.schemas import SubscriptionCreate
+from tests.support.workers import WorkerProcess
 from tests.webhooks.receiver import Answer, Delivered, Receiver
-from tests.workers import WorkerProcess
 
 DELIVERIES = 400
 CONCURRENCY = 16

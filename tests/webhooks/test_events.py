@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from revflow.models import WEBHOOK_EVENTS, Migration, WebhookDelivery
+from revflow.models import WEBHOOK_EVENTS, Version, WebhookDelivery
 from revflow.webhooks import service as webhooks
 from tests.webhooks.conftest import API, Rig, RigFactory
 from tests.webhooks.receiver import Receiver
@@ -70,15 +70,15 @@ async def cause_every_event(rig: Rig) -> str:
     body = {"from_version": 1, "strategy": "immediate"}
     await ok(rig, "POST", f"{w}/versions/2/migrate", json=body)
     await rig.send()
-    # A migration whose stored plan is unreadable cannot run at all: migration.failed.
+    # A migration whose target version is archived before it runs cannot run: migration.failed.
     await enroll(rig, wf)
     await rig.send()
     broken = await ok(rig, "POST", f"{w}/versions/2/migrate", json=body)
     async with rig.db.session(write=True) as session:
         await session.execute(
-            update(Migration)
-            .where(Migration.id == uuid.UUID(broken["id"]))
-            .values(plan={"pause": "not a plan"})
+            update(Version)
+            .where(Version.workflow_id == uuid.UUID(wf), Version.number == 2)
+            .values(status="archived")
         )
         await session.commit()
     await rig.send()
