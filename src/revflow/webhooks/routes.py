@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from revflow.deps import Admin, Now, ReadSession, SettingsDep, WriteSession, wake_worker
 from revflow.kit.egress import EgressPolicy
-from revflow.kit.openapi import problem_responses
 from revflow.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, time_id_after, time_id_next
 from revflow.kit.transactions import commit
 from revflow.models import WebhookDelivery, WebhookSubscription
@@ -27,13 +26,6 @@ from revflow.webhooks.schemas import (
 router = APIRouter(prefix="/api/v1", tags=["webhooks"])
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-# Every route: the caller (401, 403), the database (503).
-_ALWAYS = (401, 403, 413, 503)
-ON_BODY = problem_responses(*_ALWAYS, 400, 404, 422)
-ON_CREATE = problem_responses(*_ALWAYS, 400, 422)
-ON_LIST = problem_responses(*_ALWAYS, 422)
-ON_ONE = problem_responses(*_ALWAYS, 404)
-ON_PAGE = problem_responses(*_ALWAYS, 404, 422)
 
 
 async def _subscription(
@@ -64,7 +56,7 @@ ChangedSubscription = Annotated[WebhookSubscription, Depends(_subscription_to_ch
 Delivery = Annotated[WebhookDelivery, Depends(_delivery)]
 
 
-@router.post("/webhooks", status_code=201, response_model=SubscriptionCreated, responses=ON_CREATE)
+@router.post("/webhooks", status_code=201, response_model=SubscriptionCreated)
 async def create_webhook(
     body: SubscriptionCreate,
     principal: Admin,
@@ -88,7 +80,7 @@ async def create_webhook(
     return answer
 
 
-@router.get("/webhooks", response_model=SubscriptionList, responses=ON_LIST)
+@router.get("/webhooks", response_model=SubscriptionList)
 async def list_webhooks(
     principal: Admin,
     session: ReadSession,
@@ -107,12 +99,12 @@ async def list_webhooks(
     }
 
 
-@router.get("/webhooks/{webhook_id}", response_model=SubscriptionOut, responses=ON_ONE)
+@router.get("/webhooks/{webhook_id}", response_model=SubscriptionOut)
 async def get_webhook(webhook_id: str, subscription: Subscription, now: Now) -> dict[str, Any]:
     return service.subscription_out(subscription, now)
 
 
-@router.patch("/webhooks/{webhook_id}", response_model=SubscriptionOut, responses=ON_BODY)
+@router.patch("/webhooks/{webhook_id}", response_model=SubscriptionOut)
 async def update_webhook(
     webhook_id: str,
     body: SubscriptionUpdate,
@@ -137,7 +129,7 @@ async def update_webhook(
     return answer
 
 
-@router.delete("/webhooks/{webhook_id}", status_code=204, responses=ON_ONE)
+@router.delete("/webhooks/{webhook_id}", status_code=204)
 async def delete_webhook(
     webhook_id: str,
     subscription: ChangedSubscription,
@@ -154,7 +146,6 @@ async def delete_webhook(
 @router.post(
     "/webhooks/{webhook_id}/rotate-secret",
     response_model=SubscriptionCreated,
-    responses=ON_ONE,
 )
 async def rotate_webhook_secret(
     webhook_id: str,
@@ -171,9 +162,7 @@ async def rotate_webhook_secret(
     return answer
 
 
-@router.post(
-    "/webhooks/{webhook_id}/test", status_code=202, response_model=DeliveryOut, responses=ON_ONE
-)
+@router.post("/webhooks/{webhook_id}/test", status_code=202, response_model=DeliveryOut)
 async def test_webhook(
     request: Request,
     webhook_id: str,
@@ -189,7 +178,7 @@ async def test_webhook(
     return answer
 
 
-@router.get("/webhooks/{webhook_id}/deliveries", response_model=DeliveryList, responses=ON_PAGE)
+@router.get("/webhooks/{webhook_id}/deliveries", response_model=DeliveryList)
 async def list_deliveries(
     webhook_id: str,
     subscription: Subscription,
@@ -217,7 +206,6 @@ async def list_deliveries(
     "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
     status_code=202,
     response_model=DeliveryOut,
-    responses=ON_ONE,
 )
 async def redeliver(
     request: Request,
