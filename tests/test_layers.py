@@ -19,6 +19,7 @@ ORDER: list[set[str]] = [
     {"kit", "problems"},
     {"definition"},
     {"diff"},
+    {"client"},  # the typed HTTP client: imports nothing of the server
     {"engine"},
     {"audit"},
     {"auth"},
