@@ -20,6 +20,7 @@ ORDER: list[set[str]] = [
     {"definition"},
     {"diff"},
     {"client"},  # the typed HTTP client: imports nothing of the server
+    {"apply"},  # workflows as code, through the client
     {"engine"},
     {"audit"},
     {"auth"},

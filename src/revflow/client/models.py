@@ -169,6 +169,7 @@ class MigrationReport(Model):
     movable: int
     unmovable: int
     groups: list[Group]
+    warnings: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class Migration(Model):
