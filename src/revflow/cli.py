@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -81,7 +80,8 @@ def _fail(message: str) -> NoReturn:
 
 
 def _usage(message: str) -> NoReturn:
-    raise click.UsageError(message)
+    _print_error(f"{message} (see --help)")
+    raise typer.Exit(2)
 
 
 def main() -> None:
@@ -453,7 +453,8 @@ def versions_diff(
             f"v{before.get('number', first)} ({before.get('semver', '?')})",
             f"v{after.get('number', second)} ({after.get('semver', '?')})",
             affected=[b.executions_affected for b in comparison.breaking],
-        )
+        ),
+        end="",
     )
 
 
