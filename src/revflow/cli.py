@@ -537,8 +537,6 @@ def _print_report(report: MigrationReport) -> None:
     Console().print(table)
     for warning in report.warnings:
         err.print(f"[yellow]warning:[/yellow] {warning.get('message')}", soft_wrap=True)
-    for warning in report.get("warnings", []):
-        err.print(f"[yellow]warning:[/yellow] {warning['message']}")
 
 
 def _watch(api: Client, migration_id: str, poll: float = 0.5) -> Migration:
