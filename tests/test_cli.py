@@ -222,6 +222,7 @@ def test_versions_diff_and_migrations_through_the_api(
         "3600",
         "--batch-size",
         "1",
+        "--allow-unreleased",
     )
     assert started.exit_code == 0, started.output
     migration = json.loads(started.stdout)["id"]
