@@ -86,6 +86,7 @@ async def test_versions_round_trip_with_typed_answers(api: AsyncClient) -> None:
 
     page = await api.list_versions(workflow.id, limit=1)
     assert [v.number for v in page.items] == [2] and page.next_cursor
+    assert "properties" in await api.definition_schema()
     stats = await api.version_stats(workflow.id, 1)
     assert stats.total == 0 and stats.by_step == {}
 

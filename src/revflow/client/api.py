@@ -121,6 +121,12 @@ class Routes:
         reply = yield Call("GET", "/metrics")
         return str(reply.body)
 
+    @endpoint("GET", f"{API}/schema/definition")
+    def definition_schema(self) -> Plan[dict[str, Any]]:
+        """The JSON Schema of a workflow definition (for editors and validation)."""
+        reply = yield Call("GET", f"{API}/schema/definition")
+        return dict(reply.body)
+
     # -- accounts and keys ---------------------------------------------------------------
 
     @endpoint("POST", f"{API}/accounts")
