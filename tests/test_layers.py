@@ -19,6 +19,8 @@ ORDER: list[set[str]] = [
     {"kit", "problems"},
     {"definition"},
     {"diff"},
+    {"client"},  # the typed HTTP client: imports nothing of the server
+    {"apply"},  # workflows as code, through the client
     {"engine"},
     {"audit"},
     {"auth"},

@@ -1,3 +1,3 @@
-from revflow.cli import app
+from revflow.cli import main
 
-app()
+main()

@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 from rich.text import Text
 
-from revflow.diff import FIRST_SEMVER, compare, next_semver, render_rich, render_text
+from revflow.diff import (
+    FIRST_SEMVER,
+    Comparison,
+    compare,
+    next_semver,
+    render_rich,
+    render_text,
+)
 
 
 def definition() -> dict[str, Any]:
@@ -147,3 +154,17 @@ def test_next_semver_rejects_unknown_bumps() -> None:
 
 def test_bump_of_a_comparison_feeds_next_semver() -> None:
     assert next_semver("1.2.3", compare(definition(), changed()).suggested_bump) == "2.0.0"
+
+
+def test_render_text_says_how_many_live_executions_each_break_reaches() -> None:
+    comparison = compare(definition(), changed())
+    text = render_text(comparison, "v1", "v2", affected=[0, 1, 2, 5])
+    assert "  ! step pause: wait kind changed from duration to event (0 live executions)\n" in text
+    assert "  ! step offer: step removed (1 live execution)\n" in text
+    assert "  ! goal purchased: goal removed (5 live executions)\n" in text
+    assert render_rich(comparison, "v1", "v2", affected=[0, 1, 2, 5]).plain == text
+
+
+def test_a_comparison_reads_back_from_its_json() -> None:
+    comparison = compare(definition(), changed())
+    assert Comparison.from_dict(comparison.to_dict()) == comparison

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -96,6 +97,16 @@ class Summary:
         }
 
 
+_SUMMARY_KEYS = (
+    "steps_added",
+    "steps_removed",
+    "steps_modified",
+    "goals_changed",
+    "trigger_changed",
+    "start_changed",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Comparison:
     """The structured diff of two definitions (SPEC §5), see :func:`revflow.diff.compare`."""
@@ -105,6 +116,35 @@ class Comparison:
     breaking: list[Breaking]
     suggested_bump: Bump
     suggested_mapping: dict[str, str | None]
+
+    @classmethod
+    def from_dict(cls, body: Mapping[str, Any]) -> Comparison:
+        """Read back the JSON body of :meth:`to_dict` (as the API answers it; members the
+        comparison does not hold, such as ``executions_affected``, are ignored)."""
+        return cls(
+            changes=[
+                Change(
+                    entity=c["entity"],
+                    kind=c["kind"],
+                    id=c.get("id"),
+                    before=c.get("before"),
+                    after=c.get("after"),
+                    fields=[
+                        FieldChange(f["path"], f.get("before"), f.get("after"))
+                        for f in c.get("fields", [])
+                    ],
+                    rewired=bool(c.get("rewired", False)),
+                )
+                for c in body["changes"]
+            ],
+            summary=Summary(**{k: body["summary"][k] for k in _SUMMARY_KEYS}),
+            breaking=[
+                Breaking(step=b.get("step"), goal=b.get("goal"), reason=b["reason"])
+                for b in body["breaking"]
+            ],
+            suggested_bump=body["suggested_bump"],
+            suggested_mapping=dict(body.get("suggested_mapping") or {}),
+        )
 
     @property
     def has_changes(self) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.text import Text
@@ -36,6 +36,7 @@ def render_text(
     after_label: str,
     *,
     max_value_chars: int | None = DEFAULT_MAX_VALUE_CHARS,
+    affected: Sequence[int] | None = None,
 ) -> str:
     """Render a comparison as unified, human-readable text.
 
@@ -43,9 +44,11 @@ def render_text(
     breaking changes with their reasons, the suggested mapping of removed steps, then each
     change marked ``+`` (added), ``-`` (removed) or ``~`` (modified) with its field lines
     (``  /subject: "Hi" -> "Hello"``). Values are shown as JSON, cut to ``max_value_chars``
-    characters (``None``: never cut).
+    characters (``None``: never cut). ``affected`` gives, in the order of
+    ``comparison.breaking``, the live executions each breaking change reaches; each breaking
+    line then says how many (``  ! step offer: step removed (3 live executions)``).
     """
-    lines = _lines(comparison, before_label, after_label, max_value_chars)
+    lines = _lines(comparison, before_label, after_label, max_value_chars, affected)
     return "\n".join("".join(text for text, _ in line) for line in lines) + "\n"
 
 
@@ -55,13 +58,14 @@ def render_rich(
     after_label: str,
     *,
     max_value_chars: int | None = DEFAULT_MAX_VALUE_CHARS,
+    affected: Sequence[int] | None = None,
 ) -> Text:
     """Render a comparison as coloured ``rich`` text, line for line the same as :func:`render_text`.
 
     Added things are green, removed red, modified yellow, breaking changes bold red.
     """
     out = Text()
-    for line in _lines(comparison, before_label, after_label, max_value_chars):
+    for line in _lines(comparison, before_label, after_label, max_value_chars, affected):
         for text, style in line:
             out.append(text, style=_STYLES[style] or None)
         out.append("\n")
@@ -69,7 +73,11 @@ def render_rich(
 
 
 def _lines(
-    comparison: Comparison, before_label: str, after_label: str, limit: int | None
+    comparison: Comparison,
+    before_label: str,
+    after_label: str,
+    limit: int | None,
+    affected: Sequence[int] | None,
 ) -> list[_Line]:
     lines: list[_Line] = [
         [(f"--- {before_label}", "header")],
@@ -79,7 +87,9 @@ def _lines(
     if comparison.breaking:
         lines.append([])
         lines.append([(f"breaking changes ({len(comparison.breaking)}):", "breaking")])
-        lines.extend([[(f"  ! {_breaking_text(b)}", "breaking")] for b in comparison.breaking])
+        for i, breaking in enumerate(comparison.breaking):
+            count = affected[i] if affected is not None and i < len(affected) else None
+            lines.append([(f"  ! {_breaking_text(breaking, count)}", "breaking")])
     if comparison.suggested_mapping:
         lines.append([])
         lines.append([("suggested mapping (removed step -> step of the new version):", "mapping")])
@@ -115,10 +125,12 @@ def _summary_text(comparison: Comparison) -> str:
     return f"{', '.join(parts)}; suggested bump: {comparison.suggested_bump}"
 
 
-def _breaking_text(breaking: Breaking) -> str:
-    if breaking.step is not None:
-        return f"step {breaking.step}: {breaking.reason}"
-    return f"goal {breaking.goal}: {breaking.reason}"
+def _breaking_text(breaking: Breaking, affected: int | None) -> str:
+    where = f"step {breaking.step}" if breaking.step is not None else f"goal {breaking.goal}"
+    if affected is None:
+        return f"{where}: {breaking.reason}"
+    plural = "" if affected == 1 else "s"
+    return f"{where}: {breaking.reason} ({affected} live execution{plural})"
 
 
 def _change_lines(change: Change, reason: str | None, limit: int | None) -> list[_Line]:

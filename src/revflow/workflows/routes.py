@@ -208,7 +208,10 @@ async def compare_versions(
     comparison, answer = await compare_versions_with_impact(session, source, target)
     if format == "text":
         text = render_text(
-            comparison, f"v{source.number} ({source.semver})", f"v{target.number} ({target.semver})"
+            comparison,
+            f"v{source.number} ({source.semver})",
+            f"v{target.number} ({target.semver})",
+            affected=[b["executions_affected"] for b in answer["breaking"]],
         )
         return PlainTextResponse(text)
     return JSONResponse(answer)
