@@ -136,3 +136,26 @@ async def test_an_unreachable_server_is_one_error() -> None:
         with pytest.raises(errors.Unreachable) as failure:
             await api.list_workflows()
     assert "127.0.0.1:9" in failure.value.detail
+
+
+async def test_webhook_subscriptions_round_trip_with_typed_answers(api: AsyncClient) -> None:
+    # A public address written as an IP: the egress policy needs no name resolution for it.
+    created = await api.create_webhook(
+        "https://93.184.216.34/hooks", ["version.published"], description="crm"
+    )
+    assert created.secret is not None and created.secret.startswith("whsec_")
+    fetched = await api.get_webhook(created.id)
+    assert (fetched.url, fetched.events, fetched.secret) == (
+        "https://93.184.216.34/hooks",
+        ["version.published"],
+        None,
+    )
+    changed = await api.update_webhook(created.id, events=["canary.aborted"], enabled=False)
+    assert (changed.events, changed.enabled) == (["canary.aborted"], False)
+    rotated = await api.rotate_webhook_secret(created.id)
+    assert rotated.secret not in (None, created.secret)
+    assert [w.id for w in (await api.list_webhooks()).items] == [created.id]
+    assert (await api.list_deliveries(created.id)).items == []
+    await api.delete_webhook(created.id)
+    with pytest.raises(errors.NotFound):
+        await api.get_webhook(created.id)

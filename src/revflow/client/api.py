@@ -35,6 +35,8 @@ from revflow.client.models import (
     Page,
     Version,
     VersionStats,
+    WebhookDelivery,
+    WebhookSubscription,
     Workflow,
 )
 
@@ -793,6 +795,89 @@ class Routes:
         )
         reply = yield Call("GET", f"{API}/audit", params=params)
         return _page(AuditEntry, reply)
+
+    # -- webhooks ------------------------------------------------------------------------
+
+    @endpoint("POST", f"{API}/webhooks")
+    def create_webhook(
+        self, url: str, events: list[str], *, description: str = ""
+    ) -> Plan[WebhookSubscription]:
+        """Subscribe ``url`` to ``events``; the answer's ``secret`` is shown only here."""
+        body = {"url": url, "events": events, "description": description}
+        reply = yield Call("POST", f"{API}/webhooks", json=body)
+        return _one(WebhookSubscription, reply)
+
+    @endpoint("GET", f"{API}/webhooks")
+    def list_webhooks(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Plan[Page[WebhookSubscription]]:
+        reply = yield Call("GET", f"{API}/webhooks", params=_list(limit, cursor))
+        return _page(WebhookSubscription, reply)
+
+    @endpoint("GET", f"{API}/webhooks/{{webhook_id}}")
+    def get_webhook(self, webhook_id: str) -> Plan[WebhookSubscription]:
+        reply = yield Call("GET", f"{API}/webhooks/{{webhook_id}}", path={"webhook_id": webhook_id})
+        return _one(WebhookSubscription, reply)
+
+    @endpoint("PATCH", f"{API}/webhooks/{{webhook_id}}")
+    def update_webhook(
+        self,
+        webhook_id: str,
+        *,
+        url: str | None = None,
+        events: list[str] | None = None,
+        description: str | None = None,
+        enabled: bool | None = None,
+    ) -> Plan[WebhookSubscription]:
+        changes = {"url": url, "events": events, "description": description, "enabled": enabled}
+        body = {k: v for k, v in changes.items() if v is not None}
+        reply = yield Call(
+            "PATCH", f"{API}/webhooks/{{webhook_id}}", path={"webhook_id": webhook_id}, json=body
+        )
+        return _one(WebhookSubscription, reply)
+
+    @endpoint("DELETE", f"{API}/webhooks/{{webhook_id}}")
+    def delete_webhook(self, webhook_id: str) -> Plan[None]:
+        yield Call("DELETE", f"{API}/webhooks/{{webhook_id}}", path={"webhook_id": webhook_id})
+        return None
+
+    @endpoint("POST", f"{API}/webhooks/{{webhook_id}}/rotate-secret")
+    def rotate_webhook_secret(self, webhook_id: str) -> Plan[WebhookSubscription]:
+        """A new secret (in this answer only); the old one keeps signing for 24 hours."""
+        reply = yield Call(
+            "POST", f"{API}/webhooks/{{webhook_id}}/rotate-secret", path={"webhook_id": webhook_id}
+        )
+        return _one(WebhookSubscription, reply)
+
+    @endpoint("POST", f"{API}/webhooks/{{webhook_id}}/test")
+    def test_webhook(self, webhook_id: str) -> Plan[WebhookDelivery]:
+        """Send a ``ping`` event now."""
+        reply = yield Call(
+            "POST", f"{API}/webhooks/{{webhook_id}}/test", path={"webhook_id": webhook_id}
+        )
+        return _one(WebhookDelivery, reply)
+
+    @endpoint("GET", f"{API}/webhooks/{{webhook_id}}/deliveries")
+    def list_deliveries(
+        self, webhook_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Plan[Page[WebhookDelivery]]:
+        reply = yield Call(
+            "GET",
+            f"{API}/webhooks/{{webhook_id}}/deliveries",
+            path={"webhook_id": webhook_id},
+            params=_list(limit, cursor),
+        )
+        return _page(WebhookDelivery, reply)
+
+    @endpoint("POST", f"{API}/webhooks/{{webhook_id}}/deliveries/{{delivery_id}}/redeliver")
+    def redeliver(self, webhook_id: str, delivery_id: str) -> Plan[WebhookDelivery]:
+        """Send a delivery again now (same ``webhook-id``)."""
+        reply = yield Call(
+            "POST",
+            f"{API}/webhooks/{{webhook_id}}/deliveries/{{delivery_id}}/redeliver",
+            path={"webhook_id": webhook_id, "delivery_id": delivery_id},
+        )
+        return _one(WebhookDelivery, reply)
 
 
 def endpoints() -> dict[str, Endpoint[Any, Any]]:

@@ -240,3 +240,36 @@ class Message(Model):
     execution_id: str | None = None
     step: str | None = None
     created_at: dt.datetime
+
+
+class WebhookSubscription(Model):
+    id: str
+    url: str
+    events: list[str]
+    description: str = ""
+    enabled: bool = True
+    disabled_reason: str | None = None
+    created_by: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    secret_rotated_until: str | None = None
+    # In the answers to create and rotate-secret only.
+    secret: str | None = None
+
+
+class WebhookAttempt(Model):
+    at: str
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: int = 0
+
+
+class WebhookDelivery(Model):
+    id: str
+    subscription_id: str
+    event: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: list[WebhookAttempt] = []
+    next_attempt_at: str | None = None
+    created_at: str | None = None
+    finished_at: str | None = None
