@@ -17,29 +17,8 @@ from sqlalchemy import text, update
 
 from revflow.models import Version
 from tests.support.engine import Engine
-
-
-def v1() -> dict[str, Any]:
-    return {
-        "trigger": {"type": "manual"},
-        "steps": [
-            {"id": "hello", "type": "send_email", "subject": "v1", "body": "b", "next": "pause"},
-            {"id": "pause", "type": "wait", "duration": "2d", "next": "old_offer"},
-            {"id": "old_offer", "type": "send_email", "subject": "old", "body": "b"},
-        ],
-    }
-
-
-def v2() -> dict[str, Any]:
-    return {
-        "trigger": {"type": "manual"},
-        "steps": [
-            {"id": "hello", "type": "send_email", "subject": "v2", "body": "b", "next": "pause"},
-            {"id": "pause", "type": "wait", "duration": "1d", "next": "offer"},
-            {"id": "offer", "type": "send_email", "subject": "new", "body": "b"},
-        ],
-    }
-
+from tests.support.workflows import migration_v1 as v1
+from tests.support.workflows import migration_v2 as v2
 
 # The trigger refuses any change of version of the executions it names.
 SQLITE_TRIGGER = """

@@ -5,29 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from tests.support.engine import Engine
-
-
-def v1() -> dict[str, Any]:
-    return {
-        "trigger": {"type": "manual"},
-        "steps": [
-            {"id": "hello", "type": "send_email", "subject": "v1", "body": "b", "next": "pause"},
-            {"id": "pause", "type": "wait", "duration": "2d", "next": "old_offer"},
-            {"id": "old_offer", "type": "send_email", "subject": "old", "body": "b"},
-        ],
-    }
-
-
-def v2() -> dict[str, Any]:
-    # "pause" now waits 1 day; "old_offer" is renamed "offer" with new content.
-    return {
-        "trigger": {"type": "manual"},
-        "steps": [
-            {"id": "hello", "type": "send_email", "subject": "v2", "body": "b", "next": "pause"},
-            {"id": "pause", "type": "wait", "duration": "1d", "next": "offer"},
-            {"id": "offer", "type": "send_email", "subject": "new", "body": "b"},
-        ],
-    }
+from tests.support.workflows import migration_v1 as v1
+from tests.support.workflows import migration_v2 as v2
 
 
 async def setup(engine: Engine, n: int = 6) -> tuple[str, list[str]]:

@@ -69,3 +69,27 @@ async def create_version(
 def manual_workflow(*steps: dict[str, Any], trigger: str = "manual") -> dict[str, Any]:
     """A definition with a manual trigger (re-enrolment after finishing allowed)."""
     return {"trigger": {"type": trigger}, "steps": list(steps)}
+
+
+def migration_v1() -> dict[str, Any]:
+    """Version 1 of the migration tests' workflow: hello, a 2-day pause, an offer."""
+    return {
+        "trigger": {"type": "manual"},
+        "steps": [
+            {"id": "hello", "type": "send_email", "subject": "v1", "body": "b", "next": "pause"},
+            {"id": "pause", "type": "wait", "duration": "2d", "next": "old_offer"},
+            {"id": "old_offer", "type": "send_email", "subject": "old", "body": "b"},
+        ],
+    }
+
+
+def migration_v2() -> dict[str, Any]:
+    # "pause" now waits 1 day; "old_offer" is renamed "offer" with new content.
+    return {
+        "trigger": {"type": "manual"},
+        "steps": [
+            {"id": "hello", "type": "send_email", "subject": "v2", "body": "b", "next": "pause"},
+            {"id": "pause", "type": "wait", "duration": "1d", "next": "offer"},
+            {"id": "offer", "type": "send_email", "subject": "new", "body": "b"},
+        ],
+    }
