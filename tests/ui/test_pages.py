@@ -269,3 +269,32 @@ async def test_a_migration_onto_a_version_never_released_needs_a_tick(
     )
     assert started.status_code == 303 and started.headers["location"].startswith("/ui/migrations/")
     await session.client.aclose()
+
+
+async def test_resuming_from_the_console_applies_what_was_held_while_paused(
+    settings: Settings, db: Database, tenant: Tenant
+) -> None:
+    workflow = await create_workflow(tenant, "Held")
+    definition = {
+        "trigger": {"type": "manual"},
+        "steps": [{"id": "hold", "type": "wait", "duration": "2d"}],
+        "goals": [{"id": "purchased", "event": "purchase"}],
+    }
+    await create_version(tenant, workflow["id"], definition, None, publish=True)
+    contact = await tenant.request("POST", "/api/v1/contacts", json={"email": "h@a.example"})
+    enrolled = await tenant.request(
+        "POST",
+        f"/api/v1/workflows/{workflow['id']}/enrollments",
+        json={"contact_ids": [contact.json()["id"]]},
+    )
+    execution = f"/api/v1/executions/{enrolled.json()['executions'][0]}"
+    session = await console_session(create_app(settings, db), tenant.key)
+    history = f"/ui/workflows/{workflow['id']}"
+    assert (await session.post(f"{history}/pause")).status_code == 303
+    event = {"contact_id": contact.json()["id"], "name": "purchase"}
+    assert (await tenant.request("POST", "/api/v1/events", json=event)).status_code < 300
+    assert (await tenant.request("GET", execution)).json()["status"] == "active"  # held
+    assert (await session.post(f"{history}/resume")).status_code == 303
+    after = (await tenant.request("GET", execution)).json()
+    assert (after["status"], after["outcome"]) == ("completed", "goal:purchased")
+    await session.client.aclose()

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from revflow.deps import wake_worker
 from revflow.errors import RevflowError
 from revflow.migrations import service as migrations
+from revflow.releases import service as releases
 from revflow.ui import repository as ui_repo
 from revflow.ui.page import (
     EditorPage,
@@ -113,7 +114,11 @@ async def _set_status(page: EditorPage, workflow_id: str, status: str) -> Respon
     workflow = await service.require_workflow(
         page.db, page.principal.account_id, workflow_id, lock=True
     )
-    await service.set_status(page.db, page.principal, workflow, status, page.now)
+    if status == "active":
+        # Resume applies what was held for the workflow's executions while it was paused.
+        await releases.resume(page.db, page.principal, workflow, page.now)
+    else:
+        await service.set_status(page.db, page.principal, workflow, status, page.now)
     await commit(page)
     if status == "active":
         wake_worker(page.request)
