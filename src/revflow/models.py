@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     BigInteger,
@@ -491,7 +491,8 @@ class HeldReaction(Base):
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
-WEBHOOK_EVENTS = (
+# The events a webhook subscription can ask for (SPEC §8).
+WebhookEvent = Literal[
     "version.created",
     "version.published",
     "version.rolled_back",
@@ -505,7 +506,8 @@ WEBHOOK_EVENTS = (
     "execution.failed",
     "workflow.paused",
     "workflow.resumed",
-)
+]
+WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = get_args(WebhookEvent)
 
 
 class WebhookSubscription(Base):

@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from revflow.models import WEBHOOK_EVENTS
+from revflow.models import WEBHOOK_EVENTS, WebhookEvent
 
-EventType = Literal[
-    "version.created",
-    "version.published",
-    "version.rolled_back",
-    "version.archived",
-    "canary.started",
-    "canary.promoted",
-    "canary.aborted",
-    "migration.started",
-    "migration.completed",
-    "migration.failed",
-    "execution.failed",
-    "workflow.paused",
-    "workflow.resumed",
-]
-assert set(get_args(EventType)) == set(WEBHOOK_EVENTS)
+EventType = WebhookEvent
 
 
 def _http_url(value: str) -> str:
