@@ -14,7 +14,7 @@ def row(database: str, metric: str, p50: float, p95: float, p99: float) -> dict[
 def collect(script: str, document: dict[str, Any], database: str = "postgresql") -> dict[str, Any]:
     stage = next(s for s in bench.STAGES if s.script == script)
     out: dict[str, Any] = {}
-    bench._collect(stage, database, document, out)
+    stage.collect(database, document, out)
     return out
 
 
@@ -83,7 +83,7 @@ def test_engine_migration_and_enrollment_values() -> None:
 def test_every_issue_key_is_produced_even_when_a_stage_did_not_run() -> None:
     out: dict[str, Any] = {}
     for stage in bench.STAGES:
-        bench._collect(stage, "sqlite", {}, out)
+        stage.collect("sqlite", {}, out)
     for key in (
         "create_version_p95_ms",
         "list_versions_p95_ms",
@@ -98,4 +98,7 @@ def test_every_issue_key_is_produced_even_when_a_stage_did_not_run() -> None:
         "procrastinate_jobs_per_s",
     ):
         assert key in out, key
+    for stage in bench.STAGES:
+        for key in stage.shown:
+            assert key in out, f"{stage.name} shows {key} but does not set it"
     assert bench.table({"database": "sqlite", "quick": True, **out}).row_count > 10

@@ -40,14 +40,71 @@ REQUIREMENTS = {
     "draft_save_p95_ms": 100.0,
     "migration_per_min": 1_000,
 }
-HIGHER_IS_BETTER = {"migration_per_min", "engine_steps_per_s"}
+
+
+def _latency(out: dict[str, Any], key: str, row: dict[str, Any] | None) -> None:
+    for p in ("p50", "p95", "p99"):
+        out[f"{key}_{p}_ms"] = None if row is None else row[f"{p}_ms"]
+
+
+def _row(document: dict[str, Any], database: str, prefix: str) -> dict[str, Any] | None:
+    for row in document.get("results", []):
+        if row["metric"].startswith(prefix) and row["database"] in (database, "in-process"):
+            return dict(row)
+    return None
+
+
+Collector = Callable[[str, dict[str, Any], dict[str, Any]], None]
+
+
+def _collect_api(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
+    _latency(out, "create_version", _row(doc, database, "create version"))
+    _latency(out, "list_versions", _row(doc, database, "list versions"))
+    _latency(out, "get_version", _row(doc, database, "get version"))
+    _latency(out, "publish", _row(doc, database, "publish"))
+
+
+def _collect_compare(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
+    _latency(out, "compare", _row(doc, database, "GET compare"))
+    _latency(out, "compare_pure", _row(doc, database, "revflow.diff.compare"))
+    _latency(out, "compare_deepdiff", _row(doc, database, "DeepDiff"))
+
+
+def _collect_drafts(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
+    _latency(out, "draft_save", _row(doc, database, "save draft"))
+
+
+def _collect_enroll(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
+    row = _row(doc, database, "enroll")
+    out["enroll_10k_ms"] = None if row is None else row["p50_ms"]
+    _latency(out, "enroll_10k", row)
+
+
+def _collect_engine(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
+    out["engine_steps_per_s"] = doc.get("engine_steps_per_s")
+    out["engine_steps_per_s_1"] = doc.get("engine_steps_per_s_1")
+    out["procrastinate_jobs_per_s"] = doc.get("procrastinate_jobs_per_s")
+
+
+def _collect_migration(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
+    out["migration_per_min"] = doc.get("runner", {}).get("executions_per_min")
+    out["migration_naive_per_min"] = doc.get("naive", {}).get("executions_per_min")
 
 
 @dataclass(frozen=True)
 class Stage:
+    """One benchmark script: how to call it and which keys of the result it fills.
+
+    ``collect`` copies the script's JSON into the gathered object and must set every key in
+    ``shown`` (``None`` when the stage did not run), so the table and its readers always find
+    them; latency keys ending in ``_p95_ms`` are shown with their p50 and p99.
+    """
+
     name: str
     script: str
     args: Callable[[str, bool], list[str]]
+    collect: Collector
+    shown: tuple[str, ...]
     postgresql_only: bool = False
 
 
@@ -63,6 +120,13 @@ STAGES = [
             "--samples",
             "100" if quick else "200",
         ],
+        _collect_api,
+        (
+            "create_version_p95_ms",
+            "list_versions_p95_ms",
+            "get_version_p95_ms",
+            "publish_p95_ms",
+        ),
     ),
     Stage(
         "compare",
@@ -75,6 +139,8 @@ STAGES = [
             "--baseline-runs",
             "10" if quick else "30",
         ],
+        _collect_compare,
+        ("compare_p95_ms", "compare_pure_p95_ms", "compare_deepdiff_p95_ms"),
     ),
     Stage(
         "draft saves",
@@ -87,11 +153,15 @@ STAGES = [
             "--recovers",
             "20",
         ],
+        _collect_drafts,
+        ("draft_save_p95_ms",),
     ),
     Stage(
         "enroll 10,000",
         "bench_enroll.py",
         lambda db, quick: ["--database", db, "--calls", "3" if quick else "5"],
+        _collect_enroll,
+        ("enroll_10k_ms", "enroll_10k_p95_ms"),
     ),
     Stage(
         "engine",
@@ -102,6 +172,8 @@ STAGES = [
             "--workers",
             *(["2"] if quick else ["1", "2"]),
         ],
+        _collect_engine,
+        ("engine_steps_per_s", "engine_steps_per_s_1", "procrastinate_jobs_per_s"),
         postgresql_only=True,
     ),
     Stage(
@@ -113,46 +185,11 @@ STAGES = [
             "--naive-executions",
             "2000" if quick else "10000",
         ],
+        _collect_migration,
+        ("migration_per_min", "migration_naive_per_min"),
         postgresql_only=True,
     ),
 ]
-
-
-def _latency(out: dict[str, Any], key: str, row: dict[str, Any] | None) -> None:
-    for p in ("p50", "p95", "p99"):
-        out[f"{key}_{p}_ms"] = None if row is None else row[f"{p}_ms"]
-
-
-def _row(document: dict[str, Any], database: str, prefix: str) -> dict[str, Any] | None:
-    for row in document.get("results", []):
-        if row["metric"].startswith(prefix) and row["database"] in (database, "in-process"):
-            return dict(row)
-    return None
-
-
-def _collect(stage: Stage, database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
-    if stage.script == "bench_api.py":
-        _latency(out, "create_version", _row(doc, database, "create version"))
-        _latency(out, "list_versions", _row(doc, database, "list versions"))
-        _latency(out, "get_version", _row(doc, database, "get version"))
-        _latency(out, "publish", _row(doc, database, "publish"))
-    elif stage.script == "bench_compare_api.py":
-        _latency(out, "compare", _row(doc, database, "GET compare"))
-        _latency(out, "compare_pure", _row(doc, database, "revflow.diff.compare"))
-        _latency(out, "compare_deepdiff", _row(doc, database, "DeepDiff"))
-    elif stage.script == "bench_drafts.py":
-        _latency(out, "draft_save", _row(doc, database, "save draft"))
-    elif stage.script == "bench_enroll.py":
-        row = _row(doc, database, "enroll")
-        out["enroll_10k_ms"] = None if row is None else row["p50_ms"]
-        _latency(out, "enroll_10k", row)
-    elif stage.script == "bench_engine.py":
-        out["engine_steps_per_s"] = doc.get("engine_steps_per_s")
-        out["engine_steps_per_s_1"] = doc.get("engine_steps_per_s_1")
-        out["procrastinate_jobs_per_s"] = doc.get("procrastinate_jobs_per_s")
-    elif stage.script == "bench_migration.py":
-        out["migration_per_min"] = doc.get("runner", {}).get("executions_per_min")
-        out["migration_naive_per_min"] = doc.get("naive", {}).get("executions_per_min")
 
 
 def machine() -> dict[str, Any]:
@@ -187,7 +224,7 @@ def run(database: str, *, quick: bool, console: Console) -> dict[str, Any]:
                     "PostgreSQL only: several worker processes and FOR UPDATE SKIP LOCKED "
                     "batches are the PostgreSQL deployment"
                 )
-                _collect(stage, database, {}, out)
+                stage.collect(database, {}, out)
                 progress.advance(task)
                 continue
             command = [
@@ -202,7 +239,7 @@ def run(database: str, *, quick: bool, console: Console) -> dict[str, Any]:
             except ValueError:
                 document = {}
                 notes[stage.name] = f"failed (exit {done.returncode}): {done.stderr[-500:]}"
-            _collect(stage, database, document, out)
+            stage.collect(database, document, out)
             progress.advance(task)
     out["goals"] = GOALS
     out["original_requirements"] = REQUIREMENTS
@@ -216,19 +253,7 @@ def table(result: dict[str, Any]) -> Table:
     )
     for column in ("metric", "p50", "p95 / value", "p99", "goal", "original requirement"):
         view.add_column(column)
-    for key in sorted(
-        k
-        for k in result
-        if k.endswith("_p95_ms")
-        or k in HIGHER_IS_BETTER
-        or k
-        in (
-            "migration_naive_per_min",
-            "procrastinate_jobs_per_s",
-            "enroll_10k_ms",
-            "engine_steps_per_s_1",
-        )
-    ):
+    for key in (key for stage in STAGES for key in stage.shown):
         base = key.removesuffix("_p95_ms")
         value = result.get(key)
         view.add_row(
