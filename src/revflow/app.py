@@ -272,6 +272,9 @@ def create_app(
         settings.database_url,
         pool_size=settings.db_pool_size,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        pool_timeout_s=settings.db_pool_timeout_seconds,
+        connect_timeout_s=settings.db_connect_timeout_seconds,
+        lock_timeout_ms=0 if with_worker else settings.db_lock_timeout_ms,
     )
 
     @asynccontextmanager

@@ -368,6 +368,7 @@ async def _run_worker(settings: Settings) -> None:
         settings.database_url,
         pool_size=settings.db_pool_size,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        connect_timeout_s=settings.db_connect_timeout_seconds,
     )
     worker = Worker(db, settings)
     loop = asyncio.get_running_loop()

@@ -32,6 +32,22 @@ class Settings(BaseSettings):
     max_definition_bytes: int = Field(default=1_000_000, ge=1)
     max_request_bytes: int = Field(default=4_000_000, ge=1)
     db_pool_size: int = Field(default=10, ge=1)
+    db_pool_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="PostgreSQL, API processes: how long a request waits for a pooled "
+        "connection before the API answers 503 database_busy.",
+    )
+    db_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="PostgreSQL: how long opening a connection may take."
+    )
+    db_lock_timeout_ms: int = Field(
+        default=5000,
+        ge=0,
+        description="PostgreSQL, API processes: how long a statement waits for a row lock held "
+        "by another transaction before the API answers 503 database_busy (0: no limit). "
+        "Workers do not set it.",
+    )
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
     log_level: str = "INFO"
     log_json: bool = True

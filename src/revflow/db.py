@@ -124,12 +124,34 @@ def _refuse_flushes(session: Session, _flush: UOWTransaction, _instances: Any) -
 class Database:
     """One engine and its session factory."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, busy_timeout_ms: int = 30_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        busy_timeout_ms: int = 30_000,
+        pool_timeout_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
+        lock_timeout_ms: int = 0,
+    ) -> None:
+        """``pool_timeout_s``, ``connect_timeout_s`` and ``lock_timeout_ms`` (0: none) bound how
+        long a PostgreSQL session waits for a pooled connection, a new connection and a row lock:
+        past them the caller gets an error (the API answers 503) instead of hanging. Pooled
+        connections are pinged before use, so connections the server closed (a restart, a
+        terminated backend) are replaced instead of failing the request that draws them.
+        """
         self.url = url
         self.is_sqlite = is_sqlite_url(url)
         kwargs: dict[str, Any] = {}
         if not self.is_sqlite:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+            server_settings = {"lock_timeout": str(lock_timeout_ms)} if lock_timeout_ms else {}
+            kwargs.update(
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_timeout=pool_timeout_s,
+                pool_pre_ping=True,
+                connect_args={"timeout": connect_timeout_s, "server_settings": server_settings},
+            )
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine, busy_timeout_ms)

@@ -18,7 +18,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -109,14 +110,44 @@ def install(app: FastAPI) -> None:
             )
         )
 
-    @app.exception_handler(OperationalError)
-    async def _operational(request: Request, exc: OperationalError) -> JSONResponse:
-        log.warning("database_unavailable", path=request.url.path, error=str(exc.orig))
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if not database_unavailable(exc):
+            log.error("unhandled_error", path=request.url.path, exc_info=exc)
+            return problem_response(RevflowError("An unexpected error occurred; it was logged"))
+        log.warning("database_unavailable", path=request.url.path, error=str(exc))
         return problem_response(
             DatabaseBusy("The database is busy or unreachable; retry"), headers={"Retry-After": "1"}
         )
 
+    # The database going away, a connection closed under a request, a pool with no free
+    # connection or a row lock held too long: the request did not happen, and may be retried.
+    for kind in (DBAPIError, PoolTimeout, ConnectionError, TimeoutError):
+        app.add_exception_handler(kind, _unavailable)
+
     app.add_middleware(CatchUnexpected)
+
+
+# SQLSTATE classes and codes after which a retry can succeed: 08 connection exception,
+# 53 insufficient resources, 57 operator intervention (57014 statement timeout, 57P01 admin
+# shutdown, 57P03 cannot connect now), 55P03 lock not available.
+_RETRYABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+_RETRYABLE_SQLSTATES = ("55P03",)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not serve the request now (not that it refused
+    the request's content): a retry later may succeed."""
+    if isinstance(exc, OperationalError | PoolTimeout | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", ""))
+        if sqlstate[:2] in _RETRYABLE_SQLSTATE_CLASSES or sqlstate in _RETRYABLE_SQLSTATES:
+            return True
+        # The driver's "connection is closed" (a backend terminated under the request).
+        return type(exc.orig).__name__ in ("InterfaceError", "ConnectionDoesNotExistError")
+    return False
 
 
 class CatchUnexpected:
