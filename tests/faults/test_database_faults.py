@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -35,7 +36,7 @@ from sqlalchemy.engine import make_url
 from revflow.app import create_app
 from revflow.config import Settings
 from revflow.db import Database
-from revflow.models import Migration
+from revflow.models import MIGRATION_UNFINISHED, Migration
 from tests.support.processes import revflow_command
 from tests.support.servers import RevflowServers
 from tests.support.tenants import Tenant, make_tenant
@@ -299,7 +300,7 @@ async def finish(deployment: Deployment, client: httpx.AsyncClient, migration_id
             migration = await session.get(Migration, uuid.UUID(migration_id))
             assert migration is not None
         done = sum(n for s, n in counts.items() if s not in ("active", "waiting"))
-        if done == CONTACTS and migration.status not in ("pending", "running"):
+        if done == CONTACTS and migration.status not in MIGRATION_UNFINISHED:
             break
         assert time.monotonic() < deadline, (counts, migration.status, migration.migrated)
         deployment.check_alive()
@@ -378,8 +379,12 @@ async def test_terminated_connections_a_held_lock_and_a_dry_pool(
     assert deployment.calls.statuses[201] >= CONTACTS // ENROLL_CHUNK
 
 
-def restart_command() -> list[str] | None:
-    """How this machine restarts its PostgreSQL, or None when the test may not."""
+def control_command() -> list[str] | None:
+    """How to stop and start the PostgreSQL the tests use (``stop`` or ``start`` is appended):
+    ``REVFLOW_TEST_PG_CONTROL`` when set (e.g. ``pg_ctl -D DIR -w -l LOG`` for a private
+    server), else this machine's cluster through ``pg_ctlcluster`` or ``systemctl`` as root."""
+    if os.environ.get("REVFLOW_TEST_PG_CONTROL"):
+        return shlex.split(os.environ["REVFLOW_TEST_PG_CONTROL"])
     if os.geteuid() != 0:
         return None
     if shutil.which("pg_lsclusters") and shutil.which("pg_ctlcluster"):
@@ -387,20 +392,30 @@ def restart_command() -> list[str] | None:
             ["pg_lsclusters", "--no-header"], capture_output=True, text=True, check=False
         ).stdout.split()
         if len(listed) >= 2:
-            return ["pg_ctlcluster", listed[0], listed[1], "restart"]
+            return ["pg_ctlcluster", listed[0], listed[1]]
     if shutil.which("systemctl"):
-        return ["systemctl", "restart", "postgresql"]
+        return ["systemctl"]  # + stop/start: the unit follows
     return None
 
 
+def control(command: list[str], action: str) -> None:
+    argv = [*command, action, "postgresql"] if command == ["systemctl"] else [*command, action]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 async def test_postgresql_restarts_under_the_deployment(deployment: Deployment) -> None:
-    if not (os.environ.get("CI") or os.environ.get("REVFLOW_TEST_RESTART_POSTGRESQL")):
+    if not (
+        os.environ.get("CI")
+        or os.environ.get("REVFLOW_TEST_RESTART_POSTGRESQL")
+        or os.environ.get("REVFLOW_TEST_PG_CONTROL")
+    ):
         # A developer's PostgreSQL serves their other work too; CI's is the run's own.
         pytest.skip(
             "restarts the machine's PostgreSQL: runs under CI, or with "
             "REVFLOW_TEST_RESTART_POSTGRESQL=1"
         )
-    command = restart_command()
+    command = control_command()
     if command is None:
         pytest.fail("restarting PostgreSQL needs root and pg_ctlcluster or systemctl")
     async with httpx.AsyncClient() as client:
@@ -409,10 +424,7 @@ async def test_postgresql_restarts_under_the_deployment(deployment: Deployment) 
         await deployment.engine_moves()
 
         await deployment.db.engine.dispose()
-        stopped = subprocess.run(
-            [*command[:-1], "stop"], capture_output=True, text=True, check=False, timeout=120
-        )
-        assert stopped.returncode == 0, stopped.stderr
+        control(command, "stop")
         try:
             # Away: /readyz says so, and requests answer 503 rather than hang.
             assert await deployment.ready(client) == 503
@@ -426,10 +438,7 @@ async def test_postgresql_restarts_under_the_deployment(deployment: Deployment) 
             await asyncio.sleep(2.0)
             deployment.check_alive()
         finally:
-            started = subprocess.run(
-                [*command[:-1], "start"], capture_output=True, text=True, check=False, timeout=120
-            )
-        assert started.returncode == 0, started.stderr
+            control(command, "start")
         await deployment.wait_ready(client)
         await deployment.engine_moves()
         await asyncio.wait_for(enrolling, RUN_TIMEOUT_S)

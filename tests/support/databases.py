@@ -8,15 +8,20 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from revflow.migrate import upgrade
 
 PG_ADMIN_DSN = os.environ.get("REVFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+_PG = make_url(PG_ADMIN_DSN)
+PG_HOST = _PG.host or "127.0.0.1"
+PG_PORT = _PG.port or 5432
 BACKENDS = ["sqlite", "postgresql"]
 
 
 def pg_available() -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+        with socket.create_connection((PG_HOST, PG_PORT), timeout=2):
             return True
     except OSError:
         return False
@@ -45,7 +50,7 @@ class DatabaseFactory:
         else:
             _psql(f'CREATE DATABASE "{name}"')
             self.created.append(name)
-            url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+            url = f"postgresql+asyncpg://{_PG.username or 'postgres'}@{PG_HOST}:{PG_PORT}/{name}"
         upgrade(url)
         return url
 
