@@ -102,3 +102,21 @@ def test_every_issue_key_is_produced_even_when_a_stage_did_not_run() -> None:
         for key in stage.shown:
             assert key in out, f"{stage.name} shows {key} but does not set it"
     assert bench.table({"database": "sqlite", "quick": True, **out}).row_count > 10
+
+
+def test_load_keeps_every_level_and_the_verdict_numbers() -> None:
+    document = {
+        "levels": [
+            {"clients": 8, "requests_per_s": 300.0, "errors": 0, "server_errors_5xx": 0},
+            {"clients": 128, "requests_per_s": 280.0, "errors": 1, "server_errors_5xx": 0},
+        ],
+        "load_best_requests_per_s": 300.0,
+        "load_best_clients": 8,
+        "load_highest_vs_best": 0.933,
+        "load_upsert_p99_ms_at_32": None,
+        "load_errors": 1,
+        "load_5xx": 0,
+    }
+    out = collect("bench_load.py", document)
+    assert out["load_highest_vs_best"] == 0.933 and out["load_errors"] == 1
+    assert [level["clients"] for level in out["load_levels"]] == [8, 128]

@@ -32,6 +32,10 @@ GOALS = {
     "draft_save_p95_ms": 8.0,
     "migration_per_min": 1_000_000,
     "engine_steps_per_s": 5_000,
+    "load_highest_vs_best": 0.9,
+    "load_upsert_p99_ms_at_32": 50.0,
+    "load_errors": 0,
+    "load_5xx": 0,
 }
 REQUIREMENTS = {
     "create_version_p95_ms": 300.0,
@@ -89,6 +93,25 @@ def _collect_engine(database: str, doc: dict[str, Any], out: dict[str, Any]) -> 
 def _collect_migration(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
     out["migration_per_min"] = doc.get("runner", {}).get("executions_per_min")
     out["migration_naive_per_min"] = doc.get("naive", {}).get("executions_per_min")
+
+
+LOAD_KEYS = (
+    "load_best_requests_per_s",
+    "load_best_clients",
+    "load_highest_vs_best",
+    "load_upsert_p99_ms_at_32",
+    "load_errors",
+    "load_5xx",
+)
+
+
+def _collect_load(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
+    for key in LOAD_KEYS:
+        out[key] = doc.get(key)
+    out["load_levels"] = [
+        {k: level[k] for k in ("clients", "requests_per_s", "errors", "server_errors_5xx")}
+        for level in doc.get("levels", [])
+    ]
 
 
 @dataclass(frozen=True)
@@ -187,6 +210,14 @@ STAGES = [
         ],
         _collect_migration,
         ("migration_per_min", "migration_naive_per_min"),
+        postgresql_only=True,
+    ),
+    Stage(
+        "load (8, 32, 128 clients)",
+        "bench_load.py",
+        lambda db, quick: ["--clients", "8", "32", "128", "--seconds", "5" if quick else "15"],
+        _collect_load,
+        LOAD_KEYS,
         postgresql_only=True,
     ),
 ]

@@ -1,0 +1,498 @@
+"""Many clients at once against two ``revflow serve`` processes and two workers (PostgreSQL).
+
+N concurrent clients (8, 32 and 128 by default) each run a realistic mix for a fixed time —
+contact upserts and events (70 %), version creates, draft saves, compares and version lists
+(25 %), publishes (5 %) — against two API processes on one fresh PostgreSQL database while two
+``revflow worker`` processes run what the events start. Reported per N: requests/s, the error
+rate (transport errors, timeouts, 5xx, and any status the operation does not expect) and
+p50/p95/p99 of each operation.
+
+Goals (SPEC §9 under load): no error and no 5xx at any N; requests/s at the highest N at least
+90 % of the best N (no collapse under overload: the pool queues or answers 503 quickly); contact
+upserts' p99 at most 50 ms at 32 clients.
+
+The clients are one asyncio loop of ``httpx.AsyncClient``s — not Locust: on two cores Locust's
+per-request overhead (gevent, its statistics) would take CPU from the servers being measured,
+and the generator here is a few dozen lines whose cost is reported (the client's CPU share).
+Each client owns a workflow for its version, draft and publish calls (no client waits on
+another's lock), and all clients share one event-triggered workflow and the contact pool.
+
+    python benchmarks/bench_load.py                 # 8, 32, 128 clients, 15 s each
+    python benchmarks/bench_load.py --clients 8 32 --seconds 5 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import (
+    PG_ADMIN_DSN,
+    Stats,
+    environment,
+    fresh_database,
+    load_average,
+    revflow_command,
+    revflow_env,
+    revflow_server,
+    run_revflow,
+    say,
+)
+
+API = "/api/v1"
+CONTACTS = 2_000
+UPSERT_P99_GOAL_MS = 50.0
+UPSERT_P99_AT = 32
+NO_COLLAPSE_RATIO = 0.9
+
+# The mix, by weight (percent).
+MIX = {
+    "upsert_contact": 50,
+    "send_event": 20,
+    "create_version": 8,
+    "save_draft": 7,
+    "compare": 5,
+    "list_versions": 5,
+    "publish": 5,
+}
+EXPECTED = {
+    "upsert_contact": {200, 201},
+    "send_event": {200, 201, 202},
+    "create_version": {201},
+    "save_draft": {200, 201},
+    "compare": {200},
+    "list_versions": {200},
+    "publish": {200},
+}
+
+
+def own_definition(revision: int) -> dict[str, Any]:
+    """A client's workflow at one of its revisions (each differs in content, not shape)."""
+    return {
+        "trigger": {"type": "manual"},
+        "start": "hello",
+        "steps": [
+            {
+                "id": "hello",
+                "type": "send_email",
+                "subject": f"Hello, revision {revision}",
+                "body": "Hi {{contact.fields.first_name}}",
+                "next": "pause",
+            },
+            {"id": "pause", "type": "wait", "duration": "2d", "next": "offer"},
+            {
+                "id": "offer",
+                "type": "condition",
+                "if": {"field": "fields.tier", "op": "eq", "value": "gold"},
+                "then": "gold",
+                "else": "end",
+            },
+            {"id": "gold", "type": "add_tag", "tag": f"offer-{revision % 7}", "next": "end"},
+            {"id": "end", "type": "end"},
+        ],
+    }
+
+
+def purchase_definition() -> dict[str, Any]:
+    """What the events start: stamp the contact, send a receipt, end (the engine's share)."""
+    return {
+        "trigger": {"type": "event", "event": "purchased", "reenroll": "after_finish"},
+        "start": "stamp",
+        "steps": [
+            {
+                "id": "stamp",
+                "type": "update_field",
+                "field": "fields.last_purchase",
+                "value": "now",
+                "next": "receipt",
+            },
+            {
+                "id": "receipt",
+                "type": "send_email",
+                "subject": "Thank you",
+                "body": "Receipt",
+                "next": "end",
+            },
+            {"id": "end", "type": "end"},
+        ],
+    }
+
+
+@dataclass
+class Level:
+    """What N clients did in the measured time."""
+
+    clients: int
+    seconds: float
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    statuses: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    errors: Counter[str] = field(default_factory=Counter)
+    error_samples: list[str] = field(default_factory=list)
+    server_errors: int = 0
+    client_cpu_s: float = 0.0
+
+    @property
+    def requests(self) -> int:
+        return sum(len(v) for v in self.latencies.values()) + sum(self.errors.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(self.errors.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        operations = {}
+        for name, samples in sorted(self.latencies.items()):
+            if len(samples) >= 2:
+                stats = Stats.of(samples)
+                operations[name] = {
+                    "n": stats.n,
+                    "p50_ms": round(stats.p50, 2),
+                    "p95_ms": round(stats.p95, 2),
+                    "p99_ms": round(stats.p99, 2),
+                    "statuses": dict(self.statuses[name]),
+                }
+        return {
+            "clients": self.clients,
+            "seconds": round(self.seconds, 2),
+            "requests": self.requests,
+            "requests_per_s": round(self.requests / self.seconds, 1),
+            "errors": self.failed,
+            "error_rate": round(self.failed / max(1, self.requests), 5),
+            "server_errors_5xx": self.server_errors,
+            "error_kinds": dict(self.errors),
+            "error_samples": self.error_samples,
+            "client_cpu_share": round(self.client_cpu_s / self.seconds, 2),
+            "operations": operations,
+        }
+
+
+@dataclass
+class Own:
+    """One client's workflow: its latest version and its draft's revision."""
+
+    workflow_id: str
+    latest: int = 1
+    draft_revision: int | None = None
+
+
+@dataclass
+class Setup:
+    api_key: str
+    contacts: list[str]  # contact ids
+    owned: list[Own]
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def prepare(urls: list[str], api_key: str, clients: int) -> Setup:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(base_url=urls[0], headers=headers, timeout=60) as http:
+        created = await http.post(
+            f"{API}/workflows",
+            json={"name": "purchases", "definition": purchase_definition(), "change_summary": "v1"},
+        )
+        created.raise_for_status()
+        published = await http.post(f"{API}/workflows/{created.json()['id']}/versions/1/publish")
+        published.raise_for_status()
+        owned = []
+        for i in range(clients):
+            made = await http.post(
+                f"{API}/workflows",
+                json={"name": f"own-{i}", "definition": own_definition(0), "change_summary": "v1"},
+            )
+            made.raise_for_status()
+            owned.append(Own(made.json()["id"]))
+        contacts = []
+        for i in range(CONTACTS):
+            answer = await http.put(
+                f"{API}/contacts/by-external-id/load-{i}",
+                json={"email": f"load{i}@example.com", "fields": {"tier": "gold" if i % 3 else ""}},
+            )
+            answer.raise_for_status()
+            contacts.append(answer.json()["id"])
+    return Setup(api_key, contacts, owned)
+
+
+async def one_client(
+    index: int,
+    http: httpx.AsyncClient,
+    setup: Setup,
+    level: Level,
+    stop_at: float,
+    rng: random.Random,
+) -> None:
+    own = setup.owned[index]
+    names = list(MIX)
+    weights = [MIX[n] for n in names]
+    while time.monotonic() < stop_at:
+        operation = rng.choices(names, weights)[0]
+        method, path, body = "GET", "", None
+        if operation == "upsert_contact":
+            n = rng.randrange(CONTACTS * 2)  # half the calls create, half change
+            method, path = "PUT", f"{API}/contacts/by-external-id/load-{n}"
+            body = {"fields": {"score": rng.randrange(100), "first_name": f"L{n}"}}
+        elif operation == "send_event":
+            method, path = "POST", f"{API}/events"
+            body = {"contact_id": rng.choice(setup.contacts), "name": "purchased", "data": {}}
+        elif operation == "create_version":
+            method, path = "POST", f"{API}/workflows/{own.workflow_id}/versions"
+            body = {
+                "definition": own_definition(own.latest),
+                "change_summary": f"revision {own.latest}",
+                "base_version": own.latest,
+            }
+        elif operation == "save_draft":
+            method, path = "PUT", f"{API}/workflows/{own.workflow_id}/draft"
+            body = {
+                "definition": own_definition(own.latest + 1000),
+                "base_version": own.latest,
+                "revision": own.draft_revision,
+            }
+        elif operation == "compare":
+            path = f"{API}/workflows/{own.workflow_id}/versions/compare"
+            path += f"?from=1&to={own.latest}"
+        elif operation == "list_versions":
+            path = f"{API}/workflows/{own.workflow_id}/versions?limit=50"
+        else:
+            method, path = (
+                "POST",
+                f"{API}/workflows/{own.workflow_id}/versions/{own.latest}/publish",
+            )
+        started = time.perf_counter()
+        try:
+            response = await http.request(method, path, json=body)
+        except httpx.TimeoutException:
+            level.errors[f"{operation}: timeout"] += 1
+            continue
+        except httpx.TransportError as exc:
+            level.errors[f"{operation}: {type(exc).__name__}"] += 1
+            continue
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        level.statuses[operation][response.status_code] += 1
+        if response.status_code >= 500:
+            level.server_errors += 1
+        if response.status_code not in EXPECTED[operation]:
+            level.errors[f"{operation}: {response.status_code}"] += 1
+            if len(level.error_samples) < 5:
+                level.error_samples.append(f"{method} {path}: {response.text[:300]}")
+            continue
+        level.latencies[operation].append(elapsed_ms)
+        if operation == "create_version":
+            own.latest = response.json()["number"]
+            own.draft_revision = None  # a new version replaces its author's working draft
+        elif operation == "save_draft":
+            own.draft_revision = response.json()["revision"]
+
+
+async def run_level(urls: list[str], setup: Setup, clients: int, seconds: float) -> Level:
+    level = Level(clients, seconds)
+    headers = {"Authorization": f"Bearer {setup.api_key}"}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    https = [
+        httpx.AsyncClient(base_url=url, headers=headers, timeout=30, limits=limits) for url in urls
+    ]
+    try:
+        # A short warm-up opens the connections; then the measured window.
+        await asyncio.gather(
+            *(
+                one_client(
+                    i,
+                    https[i % len(https)],
+                    setup,
+                    Level(clients, 1),
+                    time.monotonic() + 1,
+                    random.Random(i),
+                )
+                for i in range(clients)
+            )
+        )
+        cpu_before = _cpu_seconds()
+        started = time.monotonic()
+        await asyncio.gather(
+            *(
+                one_client(
+                    i,
+                    https[i % len(https)],
+                    setup,
+                    level,
+                    started + seconds,
+                    random.Random(1000 + i),
+                )
+                for i in range(clients)
+            )
+        )
+        level.seconds = time.monotonic() - started
+        level.client_cpu_s = _cpu_seconds() - cpu_before
+    finally:
+        for http in https:
+            await http.aclose()
+    return level
+
+
+@contextmanager
+def workers(env: dict[str, str], workdir: Path, count: int) -> Iterator[None]:
+    processes = []
+    for i in range(count):
+        log = (workdir / f"worker-{i}.log").open("wb")
+        processes.append(
+            subprocess.Popen(
+                revflow_command("worker"),
+                env=env,
+                cwd=workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def verdicts(levels: list[dict[str, Any]]) -> dict[str, Any]:
+    best = max(levels, key=lambda lv: lv["requests_per_s"])
+    highest = max(levels, key=lambda lv: lv["clients"])
+    at_32 = next((lv for lv in levels if lv["clients"] == UPSERT_P99_AT), None)
+    upsert_p99 = None
+    if at_32 is not None and "upsert_contact" in at_32["operations"]:
+        upsert_p99 = at_32["operations"]["upsert_contact"]["p99_ms"]
+    ratio = round(highest["requests_per_s"] / best["requests_per_s"], 3)
+    checks = {
+        "no_errors": all(lv["errors"] == 0 and lv["server_errors_5xx"] == 0 for lv in levels),
+        "no_collapse": ratio >= NO_COLLAPSE_RATIO,
+        "upsert_p99_at_32": None if upsert_p99 is None else upsert_p99 <= UPSERT_P99_GOAL_MS,
+    }
+    return {
+        "load_best_requests_per_s": best["requests_per_s"],
+        "load_best_clients": best["clients"],
+        "load_highest_vs_best": ratio,
+        "load_upsert_p99_ms_at_32": upsert_p99,
+        "load_errors": sum(lv["errors"] for lv in levels),
+        "load_5xx": sum(lv["server_errors_5xx"] for lv in levels),
+        "checks": checks,
+        "passed": all(v is not False for v in checks.values()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--clients", type=int, nargs="+", default=[8, 32, 128])
+    parser.add_argument("--seconds", type=float, default=15.0, help="measured time per level")
+    parser.add_argument("--servers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pool-size", type=int, default=10, help="REVFLOW_DB_POOL_SIZE")
+    parser.add_argument("--pg-admin-dsn", default=PG_ADMIN_DSN)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    load_at_start = load_average()
+    with (
+        tempfile.TemporaryDirectory(prefix="revflow-load-") as tmp,
+        fresh_database("postgresql", Path(tmp), args.pg_admin_dsn) as url,
+    ):
+        workdir = Path(tmp)
+        env = revflow_env(
+            url,
+            {
+                "REVFLOW_MAX_VERSIONS": "1000000",
+                "REVFLOW_DB_POOL_SIZE": str(args.pool_size),
+                "REVFLOW_LOG_LEVEL": "WARNING",
+                "REVFLOW_WORKER_POLL_SECONDS": "0.2",
+            },
+        )
+        run_revflow(["db", "upgrade"], env, workdir)
+        created = json.loads(run_revflow(["accounts", "create", "load"], env, workdir))
+        with ExitStack() as stack:
+            servers = [
+                stack.enter_context(revflow_server(env, workdir)) for _ in range(args.servers)
+            ]
+            urls = [server.base_url for server in servers]
+            stack.enter_context(workers(env, workdir, args.workers))
+            say(f"load: {len(urls)} servers, {args.workers} workers on {url.rsplit('/', 1)[1]}")
+            setup = asyncio.run(prepare(urls, created["api_key"], max(args.clients)))
+            levels = []
+            for clients in args.clients:
+                say(f"load: {clients} clients for {args.seconds:g} s")
+                level = asyncio.run(run_level(urls, setup, clients, args.seconds))
+                levels.append(level.to_dict())
+    document = {
+        "benchmark": "bench_load",
+        "config": {
+            "clients": args.clients,
+            "seconds": args.seconds,
+            "servers": args.servers,
+            "workers": args.workers,
+            "pool_size": args.pool_size,
+            "mix_percent": MIX,
+            "generator": "httpx.AsyncClient in one asyncio loop",
+        },
+        "environment": {**environment(), "load_1min": [load_at_start, load_average()]},
+        "goals": {
+            "errors": 0,
+            "highest_vs_best": NO_COLLAPSE_RATIO,
+            "upsert_p99_ms_at_32": UPSERT_P99_GOAL_MS,
+        },
+        "levels": levels,
+        **verdicts(levels),
+    }
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        print_table(document)
+    if not document["passed"]:
+        raise SystemExit(1)
+
+
+def print_table(document: dict[str, Any]) -> None:
+    env = document["environment"]
+    print(f"bench_load: {document['config']}")
+    print(f"environment: cpus={env['cpus']}, load (1 min) {env['load_1min']}")
+    print()
+    print(
+        f"{'clients':>7} {'req/s':>8} {'errors':>7} {'5xx':>5} {'client CPU':>10}  operation p99 ms"
+    )
+    for level in document["levels"]:
+        p99s = ", ".join(f"{k} {v['p99_ms']:.1f}" for k, v in level["operations"].items())
+        print(
+            f"{level['clients']:>7} {level['requests_per_s']:>8.1f} {level['errors']:>7} "
+            f"{level['server_errors_5xx']:>5} {level['client_cpu_share']:>10.2f}  {p99s}"
+        )
+    print()
+    print(
+        f"highest N vs best N: {document['load_highest_vs_best']} (goal >= {NO_COLLAPSE_RATIO}); "
+        f"upsert p99 at {UPSERT_P99_AT} clients: {document['load_upsert_p99_ms_at_32']} ms "
+        f"(goal <= {UPSERT_P99_GOAL_MS}); errors {document['load_errors']}, "
+        f"5xx {document['load_5xx']} (goal 0)"
+    )
+    print(f"verdict: {'PASS' if document['passed'] else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
