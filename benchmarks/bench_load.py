@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import (
     PG_ADMIN_DSN,
     Stats,
+    database_cpu_seconds,
     environment,
     fresh_database,
     load_average,
@@ -148,6 +149,8 @@ class Level:
     error_samples: list[str] = field(default_factory=list)
     server_errors: int = 0
     client_cpu_s: float = 0.0
+    servers: int = 0
+    database_cpu_s: float | None = None
 
     @property
     def requests(self) -> int:
@@ -171,6 +174,7 @@ class Level:
                 }
         return {
             "clients": self.clients,
+            "servers": self.servers,
             "seconds": round(self.seconds, 2),
             "requests": self.requests,
             "requests_per_s": round(self.requests / self.seconds, 1),
@@ -180,6 +184,9 @@ class Level:
             "error_kinds": dict(self.errors),
             "error_samples": self.error_samples,
             "client_cpu_share": round(self.client_cpu_s / self.seconds, 2),
+            "database_cpu_share": None
+            if self.database_cpu_s is None
+            else round(self.database_cpu_s / self.seconds, 2),
             "operations": operations,
         }
 
@@ -305,8 +312,10 @@ async def one_client(
             own.draft_revision = response.json()["revision"]
 
 
-async def run_level(urls: list[str], setup: Setup, clients: int, seconds: float) -> Level:
-    level = Level(clients, seconds)
+async def run_level(
+    urls: list[str], setup: Setup, clients: int, seconds: float, database_url: str
+) -> Level:
+    level = Level(clients, seconds, servers=len(urls))
     headers = {"Authorization": f"Bearer {setup.api_key}"}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     https = [
@@ -328,6 +337,7 @@ async def run_level(urls: list[str], setup: Setup, clients: int, seconds: float)
             )
         )
         cpu_before = _cpu_seconds()
+        database_before = database_cpu_seconds(database_url)
         started = time.monotonic()
         await asyncio.gather(
             *(
@@ -344,6 +354,9 @@ async def run_level(urls: list[str], setup: Setup, clients: int, seconds: float)
         )
         level.seconds = time.monotonic() - started
         level.client_cpu_s = _cpu_seconds() - cpu_before
+        database_after = database_cpu_seconds(database_url)
+        if database_before is not None and database_after is not None:
+            level.database_cpu_s = database_after - database_before
     finally:
         for http in https:
             await http.aclose()
@@ -376,7 +389,10 @@ def workers(env: dict[str, str], workdir: Path, count: int) -> Iterator[None]:
                 process.kill()
 
 
-def verdicts(levels: list[dict[str, Any]]) -> dict[str, Any]:
+def verdicts(all_levels: list[dict[str, Any]]) -> dict[str, Any]:
+    """Judged on the levels with the most servers (the deployment under test); errors on all."""
+    most = max(lv["servers"] for lv in all_levels)
+    levels = [lv for lv in all_levels if lv["servers"] == most]
     best = max(levels, key=lambda lv: lv["requests_per_s"])
     highest = max(levels, key=lambda lv: lv["clients"])
     at_32 = next((lv for lv in levels if lv["clients"] == UPSERT_P99_AT), None)
@@ -385,7 +401,7 @@ def verdicts(levels: list[dict[str, Any]]) -> dict[str, Any]:
         upsert_p99 = at_32["operations"]["upsert_contact"]["p99_ms"]
     ratio = round(highest["requests_per_s"] / best["requests_per_s"], 3)
     checks = {
-        "no_errors": all(lv["errors"] == 0 and lv["server_errors_5xx"] == 0 for lv in levels),
+        "no_errors": all(lv["errors"] == 0 and lv["server_errors_5xx"] == 0 for lv in all_levels),
         "no_collapse": ratio >= NO_COLLAPSE_RATIO,
         "upsert_p99_at_32": None if upsert_p99 is None else upsert_p99 <= UPSERT_P99_GOAL_MS,
     }
@@ -394,8 +410,8 @@ def verdicts(levels: list[dict[str, Any]]) -> dict[str, Any]:
         "load_best_clients": best["clients"],
         "load_highest_vs_best": ratio,
         "load_upsert_p99_ms_at_32": upsert_p99,
-        "load_errors": sum(lv["errors"] for lv in levels),
-        "load_5xx": sum(lv["server_errors_5xx"] for lv in levels),
+        "load_errors": sum(lv["errors"] for lv in all_levels),
+        "load_5xx": sum(lv["server_errors_5xx"] for lv in all_levels),
         "checks": checks,
         "passed": all(v is not False for v in checks.values()),
     }
@@ -405,7 +421,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--clients", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument("--seconds", type=float, default=15.0, help="measured time per level")
-    parser.add_argument("--servers", type=int, default=2)
+    parser.add_argument(
+        "--server-counts",
+        type=int,
+        nargs="+",
+        default=[2],
+        help="run every level with each number of revflow serve processes (e.g. 1 2)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pool-size", type=int, default=10, help="REVFLOW_DB_POOL_SIZE")
     parser.add_argument("--pg-admin-dsn", default=PG_ADMIN_DSN)
@@ -428,25 +450,26 @@ def main() -> None:
         )
         run_revflow(["db", "upgrade"], env, workdir)
         created = json.loads(run_revflow(["accounts", "create", "load"], env, workdir))
-        with ExitStack() as stack:
-            servers = [
-                stack.enter_context(revflow_server(env, workdir)) for _ in range(args.servers)
-            ]
-            urls = [server.base_url for server in servers]
-            stack.enter_context(workers(env, workdir, args.workers))
-            say(f"load: {len(urls)} servers, {args.workers} workers on {url.rsplit('/', 1)[1]}")
-            setup = asyncio.run(prepare(urls, created["api_key"], max(args.clients)))
-            levels = []
-            for clients in args.clients:
-                say(f"load: {clients} clients for {args.seconds:g} s")
-                level = asyncio.run(run_level(urls, setup, clients, args.seconds))
-                levels.append(level.to_dict())
+        levels = []
+        setup: Setup | None = None
+        for count in args.server_counts:
+            with ExitStack() as stack:
+                servers = [stack.enter_context(revflow_server(env, workdir)) for _ in range(count)]
+                urls = [server.base_url for server in servers]
+                stack.enter_context(workers(env, workdir, args.workers))
+                say(f"load: {count} servers, {args.workers} workers")
+                if setup is None:
+                    setup = asyncio.run(prepare(urls, created["api_key"], max(args.clients)))
+                for clients in args.clients:
+                    say(f"load: {clients} clients on {count} servers for {args.seconds:g} s")
+                    level = asyncio.run(run_level(urls, setup, clients, args.seconds, url))
+                    levels.append(level.to_dict())
     document = {
         "benchmark": "bench_load",
         "config": {
             "clients": args.clients,
             "seconds": args.seconds,
-            "servers": args.servers,
+            "server_counts": args.server_counts,
             "workers": args.workers,
             "pool_size": args.pool_size,
             "mix_percent": MIX,
@@ -475,13 +498,15 @@ def print_table(document: dict[str, Any]) -> None:
     print(f"environment: cpus={env['cpus']}, load (1 min) {env['load_1min']}")
     print()
     print(
-        f"{'clients':>7} {'req/s':>8} {'errors':>7} {'5xx':>5} {'client CPU':>10}  operation p99 ms"
+        f"{'servers':>7} {'clients':>7} {'req/s':>8} {'errors':>7} {'5xx':>5} "
+        f"{'client CPU':>10} {'DB CPU':>7}  operation p99 ms"
     )
     for level in document["levels"]:
         p99s = ", ".join(f"{k} {v['p99_ms']:.1f}" for k, v in level["operations"].items())
         print(
-            f"{level['clients']:>7} {level['requests_per_s']:>8.1f} {level['errors']:>7} "
-            f"{level['server_errors_5xx']:>5} {level['client_cpu_share']:>10.2f}  {p99s}"
+            f"{level['servers']:>7} {level['clients']:>7} {level['requests_per_s']:>8.1f} "
+            f"{level['errors']:>7} {level['server_errors_5xx']:>5} "
+            f"{level['client_cpu_share']:>10.2f} {level['database_cpu_share']!s:>7}  {p99s}"
         )
     print()
     print(

@@ -308,6 +308,33 @@ def fresh_database(backend: str, workdir: Path, pg_admin_dsn: str = PG_ADMIN_DSN
         pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', pg_admin_dsn)
 
 
+def database_cpu_seconds(database_url: str) -> float | None:
+    """CPU seconds (user + system) used so far by the PostgreSQL backends connected to the
+    database of ``database_url`` on this machine (Linux ``/proc``; None when unreadable).
+
+    Backends that ended in between are not counted, so take it across a window in which the
+    connections stay open (pooled). The server's own processes (WAL writer, checkpointer) are
+    shared by all databases and left out.
+    """
+    name = make_url(database_url).database
+    total = 0.0
+    found = False
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            words = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().split()
+            if len(words) < 4 or not words[0].startswith("postgres:") or words[3] != name:
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, UnicodeDecodeError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+        found = True
+    return total if found else None
+
+
 def database_version(backend: str, pg_admin_dsn: str = PG_ADMIN_DSN) -> str:
     if backend == "sqlite":
         return f"SQLite {sqlite3.sqlite_version}"

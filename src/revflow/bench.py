@@ -215,7 +215,15 @@ STAGES = [
     Stage(
         "load (8, 32, 128 clients)",
         "bench_load.py",
-        lambda db, quick: ["--clients", "8", "32", "128", "--seconds", "5" if quick else "15"],
+        lambda db, quick: [
+            "--clients",
+            "8",
+            "32",
+            "128",
+            "--seconds",
+            "5" if quick else "15",
+            *([] if quick else ["--server-counts", "1", "2"]),
+        ],
         _collect_load,
         LOAD_KEYS,
         postgresql_only=True,
