@@ -109,7 +109,17 @@ def _collect_load(database: str, doc: dict[str, Any], out: dict[str, Any]) -> No
     for key in LOAD_KEYS:
         out[key] = doc.get(key)
     out["load_levels"] = [
-        {k: level[k] for k in ("clients", "requests_per_s", "errors", "server_errors_5xx")}
+        {
+            k: level.get(k)
+            for k in (
+                "servers",
+                "clients",
+                "requests_per_s",
+                "errors",
+                "server_errors_5xx",
+                "database_cpu_share",
+            )
+        }
         for level in doc.get("levels", [])
     ]
 
