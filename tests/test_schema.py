@@ -1,13 +1,23 @@
 """The migrated schema keeps the tenancy rules the README states (both databases): every tenant
 table carries ``account_id`` and every secondary or unique index leads with it, except the
-workers' indexes that serve every account."""
+workers' indexes that serve every account; on PostgreSQL every tenant table is behind
+row-level security."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from sqlalchemy import inspect
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from revflow.alembic import rls
+from revflow.db import ACCOUNT_SETTING, TENANT_ROLE
+from revflow.migrate import alembic_config, downgrade, upgrade
+
+RLS_REVISION = "0011_row_level_security"
 
 # The operator's tables: no tenant data.
 GLOBAL_TABLES = {"accounts", "scheduled_jobs", "alembic_version"}
@@ -65,3 +75,91 @@ async def test_every_tenant_table_and_index_leads_with_the_account(database_url:
         if columns and columns[0] != "account_id" and name not in WORKER_INDEXES
     ]
     assert against == []
+
+
+async def row_level_security(database_url: str) -> dict[str, Any]:
+    """Per table of the schema: whether row-level security is enabled and forced, its policies
+    (roles, USING and WITH CHECK) and whether the tenant role may read and change it."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text(
+                    "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, t.tableowner, "
+                    "has_table_privilege(:role, c.oid, 'SELECT') AS reads, "
+                    "has_table_privilege(:role, c.oid, 'INSERT,UPDATE,DELETE') AS writes, "
+                    "array(SELECT column_name::text FROM information_schema.columns i "
+                    "      WHERE i.table_schema = t.schemaname AND i.table_name = c.relname) "
+                    "  AS columns "
+                    "FROM pg_class c JOIN pg_tables t "
+                    "  ON t.tablename = c.relname AND t.schemaname = current_schema() "
+                    "WHERE c.relnamespace = current_schema()::regnamespace"
+                ),
+                {"role": TENANT_ROLE},
+            )
+            tables = {row.relname: dict(row._mapping, policies={}) for row in rows}
+            policies = await connection.execute(
+                text(
+                    "SELECT tablename, policyname, roles::text[] AS roles, cmd, qual, with_check "
+                    "FROM pg_policies WHERE schemaname = current_schema()"
+                )
+            )
+            for policy in policies:
+                tables[policy.tablename]["policies"][policy.policyname] = policy
+            return tables
+    finally:
+        await engine.dispose()
+
+
+async def test_every_tenant_table_is_behind_row_level_security(
+    backend: str, database_url: str
+) -> None:
+    """SPEC §1's second wall, checked on the migrated schema so that a later table holding
+    ``account_id`` cannot forget it (``revflow.alembic.rls.enable``)."""
+    if backend != "postgresql":
+        pytest.skip("row-level security is PostgreSQL's")
+    tables = await row_level_security(database_url)
+    walled = {t: "account_id" for t, info in tables.items() if "account_id" in info["columns"]}
+    walled["accounts"] = "id"
+    assert len(walled) > 15
+    problems = []
+    for table, column in walled.items():
+        info = tables[table]
+        if not (info["relrowsecurity"] and info["relforcerowsecurity"]):
+            problems.append(f"{table}: row-level security is not enabled and forced")
+        tenant = info["policies"].get(rls.TENANT_POLICY)
+        mine = f"({column} = (NULLIF(current_setting('{ACCOUNT_SETTING}'::text, true)"
+        if tenant is None or tenant.roles != [TENANT_ROLE] or tenant.cmd != "ALL":
+            problems.append(f"{table}: no {rls.TENANT_POLICY} policy for {TENANT_ROLE}")
+        elif not (tenant.qual.startswith(mine) and tenant.with_check == tenant.qual):
+            problems.append(f"{table}: {rls.TENANT_POLICY} is {tenant.qual} / {tenant.with_check}")
+        owner = info["policies"].get(rls.OWNER_POLICY)
+        if owner is None or owner.roles != [info["tableowner"]]:
+            problems.append(f"{table}: no {rls.OWNER_POLICY} policy for its owner")
+        if set(info["policies"]) != {rls.TENANT_POLICY, rls.OWNER_POLICY}:
+            problems.append(f"{table}: unexpected policies {sorted(info['policies'])}")
+        if not info["reads"] or info["writes"] != (table != "accounts"):
+            problems.append(f"{table}: {TENANT_ROLE} may not read and change it as it should")
+    for table in tables.keys() - walled.keys():
+        if tables[table]["reads"] or tables[table]["writes"]:
+            problems.append(f"{table}: an operator's table open to {TENANT_ROLE}")
+    assert problems == []
+
+
+async def test_the_row_level_security_revision_goes_down_and_up(
+    backend: str, fresh_database_url: str
+) -> None:
+    script = ScriptDirectory.from_config(alembic_config(fresh_database_url))
+    revision = script.get_revision(RLS_REVISION)
+    assert revision is not None and isinstance(revision.down_revision, str)
+    # Alembic starts event loops of its own: run it beside this test's loop.
+    await asyncio.to_thread(downgrade, fresh_database_url, revision.down_revision)
+    if backend == "postgresql":
+        tables = await row_level_security(fresh_database_url)
+        assert not any(info["relrowsecurity"] or info["policies"] for info in tables.values())
+        assert not any(info["reads"] or info["writes"] for info in tables.values())
+    await asyncio.to_thread(upgrade, fresh_database_url)
+    if backend == "postgresql":
+        tables = await row_level_security(fresh_database_url)
+        assert tables["contacts"]["relforcerowsecurity"] and tables["contacts"]["writes"]
+        assert set(tables["contacts"]["policies"]) == {rls.TENANT_POLICY, rls.OWNER_POLICY}
