@@ -3,6 +3,10 @@
 SQLite runs in WAL mode with a busy timeout; write transactions start with ``BEGIN IMMEDIATE`` so
 two writers queue on the database lock instead of failing on a read-to-write upgrade.
 PostgreSQL uses row locks (``SELECT … FOR UPDATE``) taken by the services.
+
+On PostgreSQL a session that ``enter_account`` was called on runs every transaction as the
+tenant role with the account set: row-level security then shows it that account's rows only
+(SPEC §1's second wall; the policies are made by ``revflow/alembic/rls.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, event
+from sqlalchemy import JSON, DateTime, MetaData, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import (
@@ -22,8 +26,19 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, UOWTransaction
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    ORMExecuteState,
+    Session,
+    SessionTransaction,
+    UOWTransaction,
+)
 from sqlalchemy.types import TypeDecorator
+
+# The role the API's transactions run as, and the setting that names their account; the
+# row-level security policies compare every tenant row's account_id with the setting.
+TENANT_ROLE = "revflow_tenant"
+ACCOUNT_SETTING = "app.account_id"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -119,6 +134,39 @@ def _refuse_flushes(session: Session, _flush: UOWTransaction, _instances: Any) -
         session.new or session.deleted or any(session.is_modified(o) for o in session.dirty)
     ):
         raise ReadOnlyViolation("a read-only session cannot add, change or delete rows")
+
+
+async def enter_account(session: AsyncSession, account_id: uuid.UUID) -> None:
+    """Hold ``session`` to ``account_id`` for the rest of its life: on PostgreSQL its current
+    transaction (if one is open) and every later one run ``SET LOCAL ROLE revflow_tenant`` and
+    set ``app.account_id``, so row-level security shows and accepts that account's rows only.
+    Called once the request's account is known; a session never leaves its account."""
+    session.info["account_id"] = account_id
+    if session.in_transaction():
+        connection = await session.connection()
+        await connection.run_sync(_run_as_tenant, account_id)
+
+
+def _run_as_tenant(connection: Connection, account_id: uuid.UUID) -> None:
+    if connection.dialect.name != "postgresql":
+        return
+    # Both are local to the transaction: a pooled connection goes back as its login role.
+    connection.exec_driver_sql(f"SET LOCAL ROLE {TENANT_ROLE}")
+    connection.execute(
+        text("SELECT set_config(:name, :value, true)"),
+        {"name": ACCOUNT_SETTING, "value": str(account_id)},
+    )
+
+
+@event.listens_for(GuardedSession, "after_begin")
+def _begin_as_tenant(
+    session: Session, _transaction: SessionTransaction, connection: Connection
+) -> None:
+    """Every transaction after a commit (or rollback) of an entered session runs as the tenant
+    too. Fires for the outermost transaction only: a savepoint's rollback cannot undo it."""
+    account_id = session.info.get("account_id")
+    if account_id is not None:
+        _run_as_tenant(connection, account_id)
 
 
 class Database:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.auth.service import Principal, authenticate
 from revflow.config import Settings
-from revflow.db import Database, ReadOnlyViolation, mark_read_only
+from revflow.db import Database, ReadOnlyViolation, enter_account, mark_read_only
 from revflow.engine.clock import Clock
 from revflow.errors import ConcurrentChange, DatabaseBusy, Forbidden, Unauthorized
 from revflow.kit.bearer import bearer_token
@@ -62,7 +62,8 @@ async def request_session(
     request: Request, db: Annotated[Database, Depends(get_db)]
 ) -> AsyncIterator[AsyncSession]:
     """The request's one session: authentication and the work share it. Requests that may
-    change something open a write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
+    change something open a write transaction (``BEGIN IMMEDIATE`` on SQLite). Once the key
+    names the account, ``current_principal`` holds the session to it (``enter_account``)."""
     write = request.method not in READ_METHODS
     async with db.session(write=write) as session:
         yield session
@@ -77,9 +78,13 @@ async def current_principal(
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise Unauthorized("Send Authorization: Bearer <api key>")
+    # Finding the key by its hash runs before the account is known: one of the documented
+    # cross-account paths (README, "PostgreSQL"). From here on the session is the
+    # account's alone (on PostgreSQL, under row-level security).
     principal = await authenticate(session, token)
     if principal is None:
         raise Unauthorized("The API key is unknown or revoked")
+    await enter_account(session, principal.account_id)
     request.state.principal = principal
     return principal
 

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow import problems
 from revflow.auth.service import Principal
-from revflow.db import Database, mark_read_only
+from revflow.db import Database, enter_account, mark_read_only
 from revflow.engine.clock import Clock
 from revflow.errors import (
     ConcurrentChange,
@@ -158,6 +158,7 @@ async def _page(request: Request, db: DbSession) -> Page:
     principal = await principal_of(db, session) if session else None
     if session is None or principal is None:
         raise SignInRequired("Your session ended; sign in again")
+    await enter_account(db, principal.account_id)  # as the API's requests: deps.py
     page = Page(request, db, principal, session)
     request.state.page = page
     if request.method not in ("GET", "HEAD"):

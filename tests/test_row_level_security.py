@@ -1,0 +1,304 @@
+"""Row-level security, SPEC §1's second wall (PostgreSQL): the API's and the console's
+transactions run as ``revflow_tenant`` with their account set, so a query that forgets its
+account filter still reads and writes that account's rows only. Two real accounts with data
+in every table are crossed. SQLite has no such wall: these tests skip there."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import insert, text, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from revflow.app import create_app
+from revflow.auth.service import authenticate
+from revflow.config import Settings
+from revflow.db import TENANT_ROLE, Database, enter_account
+from revflow.deps import ReadSession, Viewer, WriteSession
+from revflow.engine.clock import ManualClock
+from revflow.models import Contact
+from revflow.ui.page import ViewerPage
+from revflow.worker import Worker
+from tests.support.console import console_session
+from tests.support.routes import API, World, build_world
+from tests.support.tenants import Tenant, make_tenant
+
+
+@pytest.fixture
+def pg(backend: str) -> None:
+    if backend != "postgresql":
+        pytest.skip("row-level security is PostgreSQL's; SQLite relies on the account filters")
+
+
+async def tenant_tables(session: AsyncSession) -> dict[str, str]:
+    """Every table under the wall and its account column (``accounts``: its own ``id``)."""
+    rows = await session.execute(
+        text(
+            "SELECT table_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND column_name = 'account_id'"
+        )
+    )
+    return {"accounts": "id", **{row.table_name: "account_id" for row in rows}}
+
+
+async def accounts_seen(session: AsyncSession, tables: dict[str, str]) -> dict[str, set[str]]:
+    """The accounts each table shows this session, read with no WHERE at all."""
+    seen = {}
+    for table, column in tables.items():
+        rows = await session.execute(text(f"SELECT DISTINCT {column} FROM {table}"))
+        seen[table] = {str(value) for (value,) in rows}
+    return seen
+
+
+def probed_app(settings: Settings, db: Database, tables: dict[str, str]) -> FastAPI:
+    """The real application with three more routes on its own session dependencies (API key
+    and console cookie) that deliberately forget the account filter."""
+    app = create_app(settings, db)
+
+    @app.get("/probe/unfiltered")
+    async def unfiltered(principal: Viewer, session: ReadSession) -> dict[str, Any]:
+        del principal
+        return await _report(session, tables)
+
+    @app.post("/probe/after-a-commit")
+    async def after_a_commit(principal: Viewer, session: WriteSession) -> dict[str, Any]:
+        del principal
+        await session.execute(text("SELECT 1"))
+        await session.commit()  # the next transaction is the account's too
+        return await _report(session, tables)
+
+    @app.get("/ui/probe/unfiltered")
+    async def console_unfiltered(page: ViewerPage) -> dict[str, Any]:
+        return await _report(page.db, tables)
+
+    # Ahead of the console's catch-all page (its 404).
+    app.router.routes.insert(0, app.router.routes.pop())
+    return app
+
+
+async def _report(session: AsyncSession, tables: dict[str, str]) -> dict[str, Any]:
+    user = await session.scalar(text("SELECT current_user"))
+    seen = await accounts_seen(session, tables)
+    return {"user": user, "seen": {table: sorted(ids) for table, ids in seen.items()}}
+
+
+class Crossing:
+    """Two accounts with rows in every table that the API and the worker write."""
+
+    def __init__(self, a: Tenant, b: Tenant, worlds: list[World], tables: dict[str, str]):
+        self.a, self.b, self.worlds, self.tables = a, b, worlds, tables
+
+
+@pytest.fixture
+async def crossing(
+    pg: None, fresh_database_url: str, tmp_path: Any
+) -> AsyncIterator[tuple[Crossing, FastAPI, Database]]:
+    settings = Settings(
+        database_url=fresh_database_url, admin_token="operator-secret", log_json=False
+    )
+    db = Database(fresh_database_url, pool_size=3)
+    async with db.session() as session:
+        tables = await tenant_tables(session)
+    app = probed_app(settings, db, tables)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://revflow.test") as client:
+        a = await make_tenant(db, client, "tenant-a")
+        b = await make_tenant(db, client, "tenant-b")
+        worlds = [await build_world(a), await build_world(b)]
+        for tenant in (a, b):
+            created = await tenant.request(
+                "POST",
+                f"{API}/contacts",
+                json={"email": "lead@example.com", "tags": ["lead"]},
+                headers={"Idempotency-Key": "lead"},
+            )
+            assert created.status_code == 201, created.text
+        # The worker runs the enrolled executions' first steps: history and outbox messages.
+        clock = ManualClock(dt.datetime.now(dt.UTC))
+        worker = Worker(db, settings, clock=clock)
+        await worker.drain()
+        await worker.sender.aclose()
+        yield Crossing(a, b, worlds, tables), app, db
+    await db.dispose()
+
+
+async def test_an_unfiltered_select_through_the_api_session_sees_only_its_account(
+    crossing: tuple[Crossing, FastAPI, Database],
+) -> None:
+    world, _app, db = crossing
+    # The connecting role (the worker's path) sees both accounts in every table that both
+    # accounts wrote to, so the filter below is the wall's doing, not an empty table.
+    async with db.session() as session:
+        everything = await accounts_seen(session, world.tables)
+    both = {world.a.account_id, world.b.account_id}
+    written = {table for table, ids in everything.items() if ids == both}
+    assert {
+        "accounts",
+        "api_keys",
+        "audit_entries",
+        "contacts",
+        "executions",
+        "execution_history",
+        "idempotency_records",
+        "messages",
+        "migration_items",
+        "migrations",
+        "versions",
+        "version_tags",
+        "webhook_deliveries",
+        "webhook_subscriptions",
+        "workflows",
+        "working_drafts",
+    } <= written
+
+    for tenant, path in ((world.a, "/probe/unfiltered"), (world.b, "/probe/after-a-commit")):
+        method = "GET" if path == "/probe/unfiltered" else "POST"
+        response = await tenant.request(method, path)
+        assert response.status_code == 200, response.text
+        report = response.json()
+        assert report["user"] == TENANT_ROLE
+        for table in written:
+            assert report["seen"][table] == [tenant.account_id], table
+        for table, ids in report["seen"].items():
+            assert set(ids) <= {tenant.account_id}, table
+
+
+async def test_the_console_session_is_under_the_wall_too(
+    crossing: tuple[Crossing, FastAPI, Database],
+) -> None:
+    world, app, _db = crossing
+    console = await console_session(app, world.a.key)
+    try:
+        response = await console.get("/ui/probe/unfiltered")
+    finally:
+        await console.client.aclose()
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["user"] == TENANT_ROLE
+    assert report["seen"]["contacts"] == [world.a.account_id]
+    assert report["seen"]["executions"] == [world.a.account_id]
+
+
+@asynccontextmanager
+async def entered(db: Database, tenant: Tenant) -> AsyncIterator[AsyncSession]:
+    """A write session held to ``tenant``'s account as ``deps.current_principal`` does it."""
+    async with db.session(write=True) as session:
+        principal = await authenticate(session, tenant.key)
+        assert principal is not None
+        await enter_account(session, principal.account_id)
+        yield session
+
+
+async def test_writing_another_accounts_rows_is_refused(
+    crossing: tuple[Crossing, FastAPI, Database],
+) -> None:
+    world, _app, db = crossing
+    theirs = uuid.UUID(world.worlds[1].contact_id)
+    mine = uuid.UUID(world.worlds[0].contact_id)
+    b = uuid.UUID(world.b.account_id)
+    async with entered(db, world.a) as session:
+        # A row of another account cannot be inserted (WITH CHECK) ...
+        with pytest.raises(DBAPIError, match="row-level security"):
+            await session.execute(
+                insert(Contact).values(
+                    id=uuid.uuid4(), account_id=b, email="planted@example.com", fields={}, tags=[]
+                )
+            )
+        await session.rollback()
+        # ... nor can one's own row be handed over to it ...
+        with pytest.raises(DBAPIError, match="row-level security"):
+            await session.execute(update(Contact).where(Contact.id == mine).values(account_id=b))
+        await session.rollback()
+        # ... and its rows are not there to change or delete, even named by their id.
+        changed = await session.execute(
+            text("UPDATE contacts SET email = 'taken@example.com' WHERE id = :id"), {"id": theirs}
+        )
+        deleted = await session.execute(
+            text("DELETE FROM executions WHERE contact_id = :id"), {"id": theirs}
+        )
+        assert (changed.rowcount, deleted.rowcount) == (0, 0)  # type: ignore[attr-defined]
+        await session.commit()
+    async with db.session() as session:
+        email = await session.scalar(
+            text("SELECT email FROM contacts WHERE id = :id"), {"id": theirs}
+        )
+        executions = await session.scalar(
+            text("SELECT count(*) FROM executions WHERE contact_id = :id"), {"id": theirs}
+        )
+    assert email != "taken@example.com" and executions == 1
+
+
+async def test_the_account_holds_across_savepoints_and_commits_and_leaves_with_the_session(
+    crossing: tuple[Crossing, FastAPI, Database],
+) -> None:
+    world, _app, db = crossing
+    async with entered(db, world.a) as session:
+        with pytest.raises(RuntimeError):
+            async with session.begin_nested():
+                raise RuntimeError("rolled back")
+        assert await session.scalar(text("SELECT current_user")) == TENANT_ROLE
+        await session.commit()
+        assert await session.scalar(text("SELECT current_user")) == TENANT_ROLE
+        accounts = await session.scalars(text("SELECT DISTINCT account_id FROM contacts"))
+        assert [str(a) for a in accounts] == [world.a.account_id]
+    # The pooled connection goes back as its login role: the next session is the worker's
+    # cross-account path again.
+    async with db.session() as session:
+        assert await session.scalar(text("SELECT current_user")) != TENANT_ROLE
+        accounts = await session.scalars(text("SELECT DISTINCT account_id FROM contacts"))
+        assert {str(a) for a in accounts} == {world.a.account_id, world.b.account_id}
+
+
+async def test_the_tenant_role_cannot_bypass_row_level_security(pg: None, db: Database) -> None:
+    async with db.session() as session:
+        role = (
+            await session.execute(
+                text(
+                    "SELECT rolsuper, rolbypassrls, rolcanlogin, rolcreaterole, rolinherit "
+                    "FROM pg_roles WHERE rolname = :name"
+                ),
+                {"name": TENANT_ROLE},
+            )
+        ).one()
+        # Nor does it gain those powers through a role it belongs to.
+        powers = await session.scalar(
+            text(
+                "SELECT count(*) FROM pg_roles r WHERE (r.rolsuper OR r.rolbypassrls) "
+                "AND pg_has_role(:name, r.oid, 'MEMBER')"
+            ),
+            {"name": TENANT_ROLE},
+        )
+    assert not role.rolsuper and not role.rolbypassrls and not role.rolcanlogin
+    assert not role.rolcreaterole
+    assert powers == 0
+
+
+async def test_without_the_account_setting_the_tenant_role_sees_nothing(
+    crossing: tuple[Crossing, FastAPI, Database],
+) -> None:
+    """A transaction that took the role but not the account (no code does) fails closed."""
+    world, _app, db = crossing
+    async with db.session() as session:
+        await session.execute(text(f"SET LOCAL ROLE {TENANT_ROLE}"))
+        seen = await accounts_seen(session, world.tables)
+    assert all(ids == set() for ids in seen.values()), seen
+
+
+async def test_sqlite_takes_the_account_without_a_role(backend: str, db: Database) -> None:
+    """On SQLite entering an account only records it on the session."""
+    if backend != "sqlite":
+        pytest.skip("PostgreSQL's side is the tests above")
+    async with db.session() as session:
+        account = uuid.uuid4()
+        await session.execute(text("SELECT 1"))
+        await enter_account(session, account)
+        assert session.info["account_id"] == account
+        assert await session.scalar(text("SELECT 1")) == 1
