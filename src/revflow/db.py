@@ -141,6 +141,9 @@ async def enter_account(session: AsyncSession, account_id: uuid.UUID) -> None:
     transaction (if one is open) and every later one run ``SET LOCAL ROLE revflow_tenant`` and
     set ``app.account_id``, so row-level security shows and accepts that account's rows only.
     Called once the request's account is known; a session never leaves its account."""
+    if session.in_nested_transaction():
+        # A savepoint's rollback would undo the role: enter at the outermost level only.
+        raise RuntimeError("enter_account inside a savepoint")
     session.info["account_id"] = account_id
     if session.in_transaction():
         connection = await session.connection()
@@ -160,12 +163,13 @@ def _run_as_tenant(connection: Connection, account_id: uuid.UUID) -> None:
 
 @event.listens_for(GuardedSession, "after_begin")
 def _begin_as_tenant(
-    session: Session, _transaction: SessionTransaction, connection: Connection
+    session: Session, transaction: SessionTransaction, connection: Connection
 ) -> None:
     """Every transaction after a commit (or rollback) of an entered session runs as the tenant
-    too. Fires for the outermost transaction only: a savepoint's rollback cannot undo it."""
+    too. Only the outermost transaction takes the role: a savepoint inherits it, and rolling
+    the savepoint back leaves it in place."""
     account_id = session.info.get("account_id")
-    if account_id is not None:
+    if account_id is not None and not transaction.nested:
         _run_as_tenant(connection, account_id)
 
 
@@ -217,3 +221,17 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def login_outside_tenant_role(db: Database) -> str | None:
+    """On PostgreSQL, the connecting login when it may not ``SET ROLE revflow_tenant``."""
+    if db.is_sqlite:
+        return None
+    async with db.session() as session:
+        row = (
+            await session.execute(
+                text("SELECT current_user AS login, pg_has_role(current_user, :role, 'MEMBER')"),
+                {"role": TENANT_ROLE},
+            )
+        ).one()
+    return None if row[1] else str(row.login)
