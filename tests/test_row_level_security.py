@@ -5,29 +5,35 @@ in every table are crossed. SQLite has no such wall: these tests skip there."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import insert, text, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.app import create_app
 from revflow.auth.service import authenticate
 from revflow.config import Settings
-from revflow.db import TENANT_ROLE, Database, enter_account
+from revflow.db import TENANT_ROLE, Database, enter_account, login_outside_tenant_role
 from revflow.deps import ReadSession, Viewer, WriteSession
 from revflow.engine.clock import ManualClock
 from revflow.models import Contact
 from revflow.ui.page import ViewerPage
 from revflow.worker import Worker
 from tests.support.console import console_session
+from tests.support.processes import free_port, revflow_command
 from tests.support.routes import API, World, build_world
 from tests.support.tenants import Tenant, make_tenant
 
@@ -302,3 +308,45 @@ async def test_sqlite_takes_the_account_without_a_role(backend: str, db: Databas
         await enter_account(session, account)
         assert session.info["account_id"] == account
         assert await session.scalar(text("SELECT 1")) == 1
+
+
+async def test_serve_refuses_a_login_outside_the_tenant_role(
+    pg: None, fresh_database_url: str, tmp_path: Path
+) -> None:
+    """Every authenticated request of such a login would fail: ``revflow serve`` says so and
+    what an administrator runs, in one line, before serving."""
+    login = f"revflow_outsider_{uuid.uuid4().hex[:8]}"
+    db = Database(fresh_database_url, pool_size=1)
+    async with db.session() as session:
+        await session.execute(text(f'CREATE ROLE "{login}" LOGIN'))
+        await session.execute(text(f'GRANT SELECT ON alembic_version TO "{login}"'))
+        await session.commit()
+    url = make_url(fresh_database_url).set(username=login).render_as_string(False)
+    try:
+        outsider = Database(url, pool_size=1)
+        try:
+            assert await login_outside_tenant_role(outsider) == login
+        finally:
+            await outsider.dispose()
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("REVFLOW_")}
+        served = await asyncio.to_thread(
+            subprocess.run,
+            [*revflow_command(), "serve", "--port", str(free_port())],
+            env={**environment, "REVFLOW_DATABASE_URL": url},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert served.returncode == 1, served.stderr
+        assert f"not a member of {TENANT_ROLE}" in served.stderr
+        assert f'GRANT {TENANT_ROLE} TO "{login}"' in served.stderr
+        assert len(served.stderr.strip().splitlines()) == 1, served.stderr
+        # The login that ran the migration was made a member by it.
+        assert await login_outside_tenant_role(db) is None
+    finally:
+        async with db.session() as session:
+            await session.execute(text(f'REVOKE ALL ON alembic_version FROM "{login}"'))
+            await session.execute(text(f'DROP ROLE "{login}"'))
+            await session.commit()
+        await db.dispose()

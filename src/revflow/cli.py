@@ -339,13 +339,25 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the API (and, on SQLite or with --with-worker, run the worker in-process)."""
-    asyncio.run(_check_database())
+    asyncio.run(_check_database(serves_api=True))
     _serve(host, port, with_worker)
 
 
-async def _check_database() -> None:
+async def _check_database(*, serves_api: bool = False) -> None:
+    """The database is there and migrated; an API process's login may also take the role its
+    requests run as (PostgreSQL), or every authenticated request would fail."""
+    from revflow.db import TENANT_ROLE, login_outside_tenant_role
+
     db = await _open_database()
-    await db.dispose()
+    try:
+        login = await login_outside_tenant_role(db) if serves_api else None
+    finally:
+        await db.dispose()
+    if login is not None:
+        _fail(
+            f"the login {login} is not a member of {TENANT_ROLE}, which API requests run as: "
+            f'an administrator runs GRANT {TENANT_ROLE} TO "{login}"'
+        )
 
 
 @app.command()
