@@ -49,6 +49,7 @@ class Cluster:
         self.tag = uuid.uuid4().hex[:8]
         self.roles = [f"revflow_worker_{self.tag}_{i}" for i in range(count)]
         url = make_url(database_url)
+        self.owner = url.username  # the login that owns the tables
         self.workers = [
             WorkerProcess(url.set(username=role).render_as_string(False), logs, role)
             for role in self.roles
@@ -64,6 +65,8 @@ class Cluster:
                 await session.execute(
                     text(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
                 )
+                # A worker sees every account as the tables' owner does (README, PostgreSQL).
+                await session.execute(text(f'GRANT "{self.owner}" TO "{role}"'))
             await session.execute(
                 text(
                     "ALTER TABLE execution_history "
@@ -77,7 +80,8 @@ class Cluster:
             worker.stop()
         async with self.db.session(write=True) as session:
             for role in self.roles:
-                await session.execute(text(f'DROP OWNED BY "{role}"'))
+                for grant in ("ALL TABLES IN SCHEMA", "ALL SEQUENCES IN SCHEMA", "SCHEMA"):
+                    await session.execute(text(f'REVOKE ALL ON {grant} public FROM "{role}"'))
                 await session.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
             await session.commit()
         await self.db.dispose()

@@ -16,6 +16,11 @@ PG_ADMIN_DSN = os.environ.get("REVFLOW_TEST_PG", "postgresql://postgres@127.0.0.
 _PG = make_url(PG_ADMIN_DSN)
 PG_HOST = _PG.host or "127.0.0.1"
 PG_PORT = _PG.port or 5432
+# The login the tests connect as: it owns their databases and is not a superuser, like a
+# deployment's login, so row-level security holds the tests exactly as it holds revflow.
+# CREATEROLE: the first migration on a server creates revflow_tenant, and some tests create
+# logins of their own.
+TEST_LOGIN = "revflow_test"
 BACKENDS = ["sqlite", "postgresql"]
 
 
@@ -35,6 +40,26 @@ def _psql(sql: str) -> None:
     )
 
 
+def _ensure_test_login() -> None:
+    _psql(
+        f"""
+        DO $$
+        BEGIN
+            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{TEST_LOGIN}') THEN
+                CREATE ROLE {TEST_LOGIN} LOGIN CREATEROLE NOSUPERUSER NOBYPASSRLS;
+            ELSIF EXISTS (SELECT FROM pg_roles WHERE rolname = '{TEST_LOGIN}'
+                          AND (rolsuper OR rolbypassrls OR NOT rolcreaterole)) THEN
+                RAISE EXCEPTION 'the role {TEST_LOGIN} must be LOGIN CREATEROLE and neither '
+                    'SUPERUSER nor BYPASSRLS';
+            END IF;
+        EXCEPTION WHEN duplicate_object THEN
+            NULL;  -- another test session made it meanwhile
+        END
+        $$
+        """
+    )
+
+
 class DatabaseFactory:
     """Creates migrated databases on one backend and drops them at the end of the session."""
 
@@ -48,9 +73,11 @@ class DatabaseFactory:
         if self.backend == "sqlite":
             url = f"sqlite+aiosqlite:///{self.tmp / (name + '.db')}"
         else:
-            _psql(f'CREATE DATABASE "{name}"')
+            if not self.created:
+                _ensure_test_login()
+            _psql(f'CREATE DATABASE "{name}" OWNER {TEST_LOGIN}')
             self.created.append(name)
-            url = f"postgresql+asyncpg://{_PG.username or 'postgres'}@{PG_HOST}:{PG_PORT}/{name}"
+            url = f"postgresql+asyncpg://{TEST_LOGIN}@{PG_HOST}:{PG_PORT}/{name}"
         upgrade(url)
         return url
 
