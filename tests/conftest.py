@@ -3,8 +3,8 @@
 Every database-touching test runs twice: on SQLite and on PostgreSQL. Each backend gets one
 database per test session, migrated with Alembic; tests isolate themselves by creating their own
 accounts (tenancy is the product's own isolation). On PostgreSQL the databases belong to a login
-that is no superuser, so row-level security holds the tests as it holds a deployment. Tests that need a database of their own use
-``fresh_database_url``.
+that is no superuser, so row-level security holds the tests as it holds a deployment. Tests that
+need a database of their own use ``fresh_database_url``.
 """
 
 from __future__ import annotations

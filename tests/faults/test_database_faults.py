@@ -198,13 +198,15 @@ class Deployment:
             await asyncio.sleep(0.1)
 
     async def terminate_connections(self) -> int:
-        """``pg_terminate_backend`` on every connection to this database but the test's own."""
+        """``pg_terminate_backend`` on every connection to this database but the test's own
+        (revflow's, made by the test's login: it may not end the server's own processes)."""
         name = make_url(self.database_url).database
         async with self.db.session() as session:
             killed = await session.scalar(
                 text(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                    "WHERE datname = :name AND usename = current_user "
+                    "AND pid <> pg_backend_pid()"
                 ),
                 {"name": name},
             )
