@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from revflow.alembic import rls
 from revflow.app import create_app
 from revflow.auth.service import authenticate
 from revflow.config import Settings
@@ -33,6 +34,7 @@ from revflow.models import Contact
 from revflow.ui.page import ViewerPage
 from revflow.worker import Worker
 from tests.support.console import console_session
+from tests.support.databases import admin_psql
 from tests.support.processes import free_port, revflow_command
 from tests.support.routes import API, World, build_world
 from tests.support.tenants import Tenant, make_tenant
@@ -350,3 +352,48 @@ async def test_serve_refuses_a_login_outside_the_tenant_role(
             await session.execute(text(f'DROP ROLE "{login}"'))
             await session.commit()
         await db.dispose()
+
+
+async def test_the_migration_makes_the_tenant_role_or_says_what_an_administrator_runs(
+    pg: None, fresh_database_url: str
+) -> None:
+    """``ensure_tenant_role`` on roles of this test's own (the real one is the server's)."""
+    tag = uuid.uuid4().hex[:8]
+    made, missing, bypassing = (f"revflow_{kind}_{tag}" for kind in ("made", "missing", "bypass"))
+    plain = f"revflow_plain_{tag}"  # a login that may not create roles
+    admin_psql(f"CREATE ROLE {bypassing} NOLOGIN BYPASSRLS; CREATE ROLE {plain} LOGIN")
+    url = make_url(fresh_database_url)
+    owner = Database(fresh_database_url, pool_size=1)
+    other = Database(url.set(username=plain).render_as_string(False), pool_size=1)
+    try:
+        # The tests' login has CREATEROLE: the role is made, safe, and the login joins it.
+        async with owner.session() as session:
+            await session.execute(text(rls.tenant_role_statement(made)))
+            await session.commit()
+            role = (
+                await session.execute(
+                    text(
+                        "SELECT rolcanlogin, rolbypassrls, rolsuper, "
+                        "pg_has_role(current_user, rolname, 'MEMBER') AS joined "
+                        "FROM pg_roles WHERE rolname = :name"
+                    ),
+                    {"name": made},
+                )
+            ).one()
+        assert not role.rolcanlogin and not role.rolbypassrls and not role.rolsuper
+        assert role.joined
+        # Without CREATEROLE the migration stops and names what to run.
+        async with other.session() as session:
+            with pytest.raises(DBAPIError) as refused:
+                await session.execute(text(rls.tenant_role_statement(missing)))
+        reason = str(refused.value.orig).splitlines()[0]
+        assert f"the role {missing} does not exist and {plain} may not create roles" in reason
+        assert f"CREATE ROLE {missing} NOLOGIN; GRANT {missing} TO {plain};" in reason
+        # A role of that name that would slip past the policies is refused.
+        async with owner.session() as session:
+            with pytest.raises(DBAPIError, match="superuser or has BYPASSRLS"):
+                await session.execute(text(rls.tenant_role_statement(bypassing)))
+    finally:
+        await owner.dispose()
+        await other.dispose()
+        admin_psql(f"DROP ROLE IF EXISTS {made}, {missing}, {bypassing}, {plain}")

@@ -32,7 +32,8 @@ def pg_available() -> bool:
         return False
 
 
-def _psql(sql: str) -> None:
+def admin_psql(sql: str) -> None:
+    """Run ``sql`` as the server's administrator (``REVFLOW_TEST_PG``)."""
     subprocess.run(
         ["psql", PG_ADMIN_DSN, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
         check=True,
@@ -41,7 +42,7 @@ def _psql(sql: str) -> None:
 
 
 def _ensure_test_login() -> None:
-    _psql(
+    admin_psql(
         f"""
         DO $$
         BEGIN
@@ -75,7 +76,7 @@ class DatabaseFactory:
         else:
             if not self.created:
                 _ensure_test_login()
-            _psql(f'CREATE DATABASE "{name}" OWNER {TEST_LOGIN}')
+            admin_psql(f'CREATE DATABASE "{name}" OWNER {TEST_LOGIN}')
             self.created.append(name)
             url = f"postgresql+asyncpg://{TEST_LOGIN}@{PG_HOST}:{PG_PORT}/{name}"
         upgrade(url)
@@ -83,4 +84,4 @@ class DatabaseFactory:
 
     def drop_all(self) -> None:
         for name in self.created:
-            _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin_psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -41,49 +41,46 @@ def ensure_tenant_role() -> None:
     CREATEROLE; without it, and without the role, the migration stops and says what an
     administrator runs. A role of that name that could bypass the policies is refused.
     """
-    if not on_postgresql():
-        return
-    op.execute(
-        f"""
+    if on_postgresql():
+        op.execute(tenant_role_statement(TENANT_ROLE))
+
+
+def tenant_role_statement(role: str) -> str:
+    """The statement of ``ensure_tenant_role`` for ``role`` (a parameter for its tests)."""
+    return f"""
         DO $rls$
         DECLARE
             existing pg_roles%ROWTYPE;
         BEGIN
-            SELECT * INTO existing FROM pg_roles WHERE rolname = '{TENANT_ROLE}';
+            SELECT * INTO existing FROM pg_roles WHERE rolname = '{role}';
             IF NOT FOUND THEN
                 BEGIN
-                    CREATE ROLE {TENANT_ROLE} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE
+                    CREATE ROLE {role} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE
                         NOREPLICATION NOBYPASSRLS;
                 EXCEPTION
                     WHEN duplicate_object THEN
                         NULL;  -- the migration of another database created it meanwhile
                     WHEN insufficient_privilege THEN
-                        RAISE EXCEPTION 'the role {TENANT_ROLE} does not exist and % may not '
-                            'create roles', current_user
-                            USING HINT = format(
-                                'As a superuser run: CREATE ROLE {TENANT_ROLE} NOLOGIN; '
-                                'GRANT {TENANT_ROLE} TO %I; then revflow db upgrade again',
-                                current_user);
+                        RAISE EXCEPTION 'the role {role} does not exist and % may not create '
+                            'roles: as a superuser run CREATE ROLE {role} NOLOGIN; GRANT {role} '
+                            'TO %; then revflow db upgrade again',
+                            current_user, quote_ident(current_user);
                 END;
             ELSIF existing.rolsuper OR existing.rolbypassrls THEN
-                RAISE EXCEPTION 'the role {TENANT_ROLE} is a superuser or has BYPASSRLS: '
-                    'row-level security would not hold it'
-                    USING HINT = 'ALTER ROLE {TENANT_ROLE} NOSUPERUSER NOBYPASSRLS';
+                RAISE EXCEPTION 'the role {role} is a superuser or has BYPASSRLS, so row-level '
+                    'security would not hold it: run ALTER ROLE {role} NOSUPERUSER NOBYPASSRLS';
             END IF;
-            IF NOT pg_has_role(current_user, '{TENANT_ROLE}', 'MEMBER') THEN
+            IF NOT pg_has_role(current_user, '{role}', 'MEMBER') THEN
                 BEGIN
-                    EXECUTE format('GRANT {TENANT_ROLE} TO %I', current_user);
+                    EXECUTE format('GRANT {role} TO %I', current_user);
                 EXCEPTION WHEN insufficient_privilege THEN
-                    RAISE WARNING '% is not a member of {TENANT_ROLE}; the API needs it',
-                        current_user
-                        USING HINT = format('As a superuser run: GRANT {TENANT_ROLE} TO %I',
-                                            current_user);
+                    RAISE WARNING '% is not a member of {role}, which the API needs: as a '
+                        'superuser run GRANT {role} TO %', current_user, quote_ident(current_user);
                 END;
             END IF;
         END
         $rls$
-        """
-    )
+    """
 
 
 def enable(table: str, column: str = "account_id", privileges: str = DML) -> None:
