@@ -153,11 +153,11 @@ async def enter_account(session: AsyncSession, account_id: uuid.UUID) -> None:
 def _run_as_tenant(connection: Connection, account_id: uuid.UUID) -> None:
     if connection.dialect.name != "postgresql":
         return
-    # Both are local to the transaction: a pooled connection goes back as its login role.
-    connection.exec_driver_sql(f"SET LOCAL ROLE {TENANT_ROLE}")
+    # SET LOCAL ROLE and the account in one round trip; both are local to the transaction,
+    # so a pooled connection goes back as its login role.
     connection.execute(
-        text("SELECT set_config(:name, :value, true)"),
-        {"name": ACCOUNT_SETTING, "value": str(account_id)},
+        text("SELECT set_config('role', :role, true), set_config(:name, :value, true)"),
+        {"role": TENANT_ROLE, "name": ACCOUNT_SETTING, "value": str(account_id)},
     )
 
 
