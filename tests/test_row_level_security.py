@@ -12,6 +12,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,17 +99,21 @@ async def _report(session: AsyncSession, tables: dict[str, str]) -> dict[str, An
     return {"user": user, "seen": {table: sorted(ids) for table, ids in seen.items()}}
 
 
+@dataclass
 class Crossing:
-    """Two accounts with rows in every table that the API and the worker write."""
+    """Two accounts with rows in every table that the API and the worker write, the probed
+    application and the database (its sessions are the connecting login's)."""
 
-    def __init__(self, a: Tenant, b: Tenant, worlds: list[World], tables: dict[str, str]):
-        self.a, self.b, self.worlds, self.tables = a, b, worlds, tables
+    a: Tenant
+    b: Tenant
+    worlds: list[World]
+    tables: dict[str, str]
+    app: FastAPI
+    db: Database
 
 
 @pytest.fixture
-async def crossing(
-    pg: None, fresh_database_url: str, tmp_path: Any
-) -> AsyncIterator[tuple[Crossing, FastAPI, Database]]:
+async def crossing(pg: None, fresh_database_url: str) -> AsyncIterator[Crossing]:
     settings = Settings(
         database_url=fresh_database_url, admin_token="operator-secret", log_json=False
     )
@@ -134,19 +139,18 @@ async def crossing(
         worker = Worker(db, settings, clock=clock)
         await worker.drain()
         await worker.sender.aclose()
-        yield Crossing(a, b, worlds, tables), app, db
+        yield Crossing(a, b, worlds, tables, app, db)
     await db.dispose()
 
 
 async def test_an_unfiltered_select_through_the_api_session_sees_only_its_account(
-    crossing: tuple[Crossing, FastAPI, Database],
+    crossing: Crossing,
 ) -> None:
-    world, _app, db = crossing
     # The connecting role (the worker's path) sees both accounts in every table that both
     # accounts wrote to, so the filter below is the wall's doing, not an empty table.
-    async with db.session() as session:
-        everything = await accounts_seen(session, world.tables)
-    both = {world.a.account_id, world.b.account_id}
+    async with crossing.db.session() as session:
+        everything = await accounts_seen(session, crossing.tables)
+    both = {crossing.a.account_id, crossing.b.account_id}
     written = {table for table, ids in everything.items() if ids == both}
     assert {
         "accounts",
@@ -167,7 +171,7 @@ async def test_an_unfiltered_select_through_the_api_session_sees_only_its_accoun
         "working_drafts",
     } <= written
 
-    for tenant, path in ((world.a, "/probe/unfiltered"), (world.b, "/probe/after-a-commit")):
+    for tenant, path in ((crossing.a, "/probe/unfiltered"), (crossing.b, "/probe/after-a-commit")):
         method = "GET" if path == "/probe/unfiltered" else "POST"
         response = await tenant.request(method, path)
         assert response.status_code == 200, response.text
@@ -180,10 +184,9 @@ async def test_an_unfiltered_select_through_the_api_session_sees_only_its_accoun
 
 
 async def test_the_console_session_is_under_the_wall_too(
-    crossing: tuple[Crossing, FastAPI, Database],
+    crossing: Crossing,
 ) -> None:
-    world, app, _db = crossing
-    console = await console_session(app, world.a.key)
+    console = await console_session(crossing.app, crossing.a.key)
     try:
         response = await console.get("/ui/probe/unfiltered")
     finally:
@@ -191,8 +194,8 @@ async def test_the_console_session_is_under_the_wall_too(
     assert response.status_code == 200, response.text
     report = response.json()
     assert report["user"] == TENANT_ROLE
-    assert report["seen"]["contacts"] == [world.a.account_id]
-    assert report["seen"]["executions"] == [world.a.account_id]
+    assert report["seen"]["contacts"] == [crossing.a.account_id]
+    assert report["seen"]["executions"] == [crossing.a.account_id]
 
 
 @asynccontextmanager
@@ -206,13 +209,12 @@ async def entered(db: Database, tenant: Tenant) -> AsyncIterator[AsyncSession]:
 
 
 async def test_writing_another_accounts_rows_is_refused(
-    crossing: tuple[Crossing, FastAPI, Database],
+    crossing: Crossing,
 ) -> None:
-    world, _app, db = crossing
-    theirs = uuid.UUID(world.worlds[1].contact_id)
-    mine = uuid.UUID(world.worlds[0].contact_id)
-    b = uuid.UUID(world.b.account_id)
-    async with entered(db, world.a) as session:
+    theirs = uuid.UUID(crossing.worlds[1].contact_id)
+    mine = uuid.UUID(crossing.worlds[0].contact_id)
+    b = uuid.UUID(crossing.b.account_id)
+    async with entered(crossing.db, crossing.a) as session:
         # A row of another account cannot be inserted (WITH CHECK) ...
         with pytest.raises(DBAPIError, match="row-level security"):
             await session.execute(
@@ -234,7 +236,7 @@ async def test_writing_another_accounts_rows_is_refused(
         )
         assert (changed.rowcount, deleted.rowcount) == (0, 0)  # type: ignore[attr-defined]
         await session.commit()
-    async with db.session() as session:
+    async with crossing.db.session() as session:
         email = await session.scalar(
             text("SELECT email FROM contacts WHERE id = :id"), {"id": theirs}
         )
@@ -245,10 +247,9 @@ async def test_writing_another_accounts_rows_is_refused(
 
 
 async def test_the_account_holds_across_savepoints_and_commits_and_leaves_with_the_session(
-    crossing: tuple[Crossing, FastAPI, Database],
+    crossing: Crossing,
 ) -> None:
-    world, _app, db = crossing
-    async with entered(db, world.a) as session:
+    async with entered(crossing.db, crossing.a) as session:
         with pytest.raises(RuntimeError):
             async with session.begin_nested():
                 raise RuntimeError("rolled back")
@@ -256,13 +257,13 @@ async def test_the_account_holds_across_savepoints_and_commits_and_leaves_with_t
         await session.commit()
         assert await session.scalar(text("SELECT current_user")) == TENANT_ROLE
         accounts = await session.scalars(text("SELECT DISTINCT account_id FROM contacts"))
-        assert [str(a) for a in accounts] == [world.a.account_id]
+        assert [str(a) for a in accounts] == [crossing.a.account_id]
     # The pooled connection goes back as its login role: the next session is the worker's
     # cross-account path again.
-    async with db.session() as session:
+    async with crossing.db.session() as session:
         assert await session.scalar(text("SELECT current_user")) != TENANT_ROLE
         accounts = await session.scalars(text("SELECT DISTINCT account_id FROM contacts"))
-        assert {str(a) for a in accounts} == {world.a.account_id, world.b.account_id}
+        assert {str(a) for a in accounts} == {crossing.a.account_id, crossing.b.account_id}
 
 
 async def test_the_tenant_role_cannot_bypass_row_level_security(pg: None, db: Database) -> None:
@@ -290,13 +291,12 @@ async def test_the_tenant_role_cannot_bypass_row_level_security(pg: None, db: Da
 
 
 async def test_without_the_account_setting_the_tenant_role_sees_nothing(
-    crossing: tuple[Crossing, FastAPI, Database],
+    crossing: Crossing,
 ) -> None:
     """A transaction that took the role but not the account (no code does) fails closed."""
-    world, _app, db = crossing
-    async with db.session() as session:
+    async with crossing.db.session() as session:
         await session.execute(text(f"SET LOCAL ROLE {TENANT_ROLE}"))
-        seen = await accounts_seen(session, world.tables)
+        seen = await accounts_seen(session, crossing.tables)
     assert all(ids == set() for ids in seen.values()), seen
 
 
