@@ -842,7 +842,8 @@ async def _prune(url: str | None, dry_run: bool) -> tuple[dict[str, int], dict[s
     db = await _open_database(url)
     try:
         now = SystemClock().now()
-        counts: dict[str, int] = dict(await prunable(db, settings, now))
+        found = await prunable(db, settings, now)
+        counts = {str(kind): count for kind, count in found.items()}
         removed = dict.fromkeys(counts, 0)
         if dry_run:
             return counts, removed

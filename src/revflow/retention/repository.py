@@ -1,8 +1,10 @@
 """Pruning's SQL, one account at a time: what may go, and the batched deletes.
 
-Every delete picks its rows with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite runs one
-writer at a time), so runs that overlap split the rows between them and none is deleted
-twice. Each statement is bounded by ``limit`` and committed by the caller as its own
+Every delete first picks its rows' keys with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite
+runs one writer at a time), then deletes those keys, so runs that overlap split the rows
+between them and none is deleted twice. The pick is its own statement: as a subquery of the
+DELETE, PostgreSQL may run a ``LIMIT`` sub-select more than once and delete more than the
+batch. Each statement is bounded by ``limit`` and committed by the caller as its own
 transaction: a run that dies leaves whole batches behind, and the next one goes on from there.
 """
 
@@ -142,8 +144,9 @@ async def delete_messages(
     limit: int,
 ) -> tuple[int, MessageKey | None]:
     """Delete up to ``limit`` messages, oldest first after ``after``; answers how many and
-    the last one's key, where the next batch starts (past messages that must stay)."""
-    pick = select(Message.id).where(*_messages_prunable(account_id, before))
+    the last one's key, where the next batch starts (past messages that must stay), or None
+    when none was left."""
+    pick = select(Message.id, Message.created_at).where(*_messages_prunable(account_id, before))
     if after is not None:
         pick = pick.where(tuple_(Message.created_at, Message.id) > tuple_(*after))
     pick = (
@@ -151,15 +154,14 @@ async def delete_messages(
         .limit(limit)
         .with_for_update(of=Message, skip_locked=True)
     )
-    rows = (
-        await session.execute(
-            delete(Message)
-            .where(Message.account_id == account_id, Message.id.in_(pick))
-            .returning(Message.created_at, Message.id)
-        )
-    ).all()
-    keys = [(row[0], row[1]) for row in rows]
-    return len(keys), max(keys) if keys else None
+    picked = (await session.execute(pick)).all()
+    if not picked:
+        return 0, None
+    ids = [row[0] for row in picked]
+    deleted = await _deleted(
+        session, delete(Message).where(Message.account_id == account_id, Message.id.in_(ids))
+    )
+    return deleted, (picked[-1][1], picked[-1][0])
 
 
 async def count_messages(session: AsyncSession, account_id: uuid.UUID, before: dt.datetime) -> int:
@@ -222,8 +224,11 @@ async def delete_items(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    ids = list(await session.scalars(pick))
+    if not ids:
+        return 0
     return await _deleted(
-        session, delete(MigrationItem).where(*where, MigrationItem.execution_id.in_(pick))
+        session, delete(MigrationItem).where(*where, MigrationItem.execution_id.in_(ids))
     )
 
 
@@ -256,11 +261,14 @@ async def delete_records(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    keys = [(row[0], row[1]) for row in (await session.execute(pick)).all()]
+    if not keys:
+        return 0
     return await _deleted(
         session,
         delete(IdempotencyRecord).where(
             IdempotencyRecord.account_id == account_id,
-            tuple_(IdempotencyRecord.scope, IdempotencyRecord.key).in_(pick),
+            tuple_(IdempotencyRecord.scope, IdempotencyRecord.key).in_(keys),
         ),
     )
 
@@ -314,10 +322,13 @@ async def delete_deliveries(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    ids = list(await session.scalars(pick))
+    if not ids:
+        return 0
     return await _deleted(
         session,
         delete(WebhookDelivery).where(
-            WebhookDelivery.account_id == account_id, WebhookDelivery.id.in_(pick)
+            WebhookDelivery.account_id == account_id, WebhookDelivery.id.in_(ids)
         ),
     )
 

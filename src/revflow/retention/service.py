@@ -156,7 +156,7 @@ class Run:
                     session, account_id, before, after, self.limit
                 )
                 await session.commit()
-            if deleted == 0:
+            if last is None:
                 return
             yield deleted
             after = last
