@@ -3,9 +3,10 @@
 Every delete first picks its rows' keys with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite
 runs one writer at a time), then deletes those keys, so runs that overlap split the rows
 between them and none is deleted twice. The pick is its own statement: as a subquery of the
-DELETE, PostgreSQL may run a ``LIMIT`` sub-select more than once and delete more than the
-batch. Each statement is bounded by ``limit`` and committed by the caller as its own
-transaction: a run that dies leaves whole batches behind, and the next one goes on from there.
+DELETE, PostgreSQL may rescan a locking ``LIMIT`` sub-select, which then skips the rows the
+DELETE already removed and hands out more, so one statement deleted more than its batch.
+Each statement is bounded by ``limit`` and committed by the caller as its own transaction: a
+run that dies leaves whole batches behind, and the next one goes on from there.
 """
 
 from __future__ import annotations

@@ -130,10 +130,13 @@ class Run:
     async def _history(self, account_id: uuid.UUID, before: dt.datetime) -> AsyncIterator[int]:
         """Executions a batch at a time, each with its whole history: an execution's history
         is either all there or all gone, with ``history_pruned_at`` set in that transaction.
-        A batch takes executions until their entries reach the batch size (at least one)."""
+        A batch takes executions until their entries reach the batch size (at least one). It
+        locks twice as many candidates as the last batch took (up to the batch size), so it
+        does not lock thousands of executions to prune a few hundred."""
+        pick = self.limit
         while True:
             async with self.db.session(write=True) as session:
-                picked = await repo.pick_executions(session, account_id, before, self.limit)
+                picked = await repo.pick_executions(session, account_id, before, pick)
                 if not picked:
                     return
                 sizes = await repo.history_sizes(session, account_id, picked)
@@ -146,6 +149,7 @@ class Run:
                     rows += size
                 deleted = await repo.delete_history(session, account_id, taken, self.now)
                 await session.commit()
+            pick = min(self.limit, 2 * len(taken))
             yield deleted
 
     async def _messages(self, account_id: uuid.UUID, before: dt.datetime) -> AsyncIterator[int]:
