@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +24,7 @@ from revflow.db import Database
 from revflow.engine.clock import ManualClock
 from revflow.worker import Worker
 from tests.support.databases import BACKENDS, DatabaseFactory, pg_available
-from tests.support.engine import Engine
+from tests.support.engine import Engine, EngineFactory, WorkflowEngine
 from tests.support.tenants import Tenant, make_tenant
 
 
@@ -112,3 +114,38 @@ async def engine(engine_settings: Settings) -> AsyncIterator[Engine]:
         yield Engine(tenant, worker, clock)
     await worker.sender.aclose()
     await db.dispose()
+
+
+@pytest.fixture
+def make_engine() -> EngineFactory:
+    """``async with make_engine(database_url, **settings) as e:`` — an engine on those settings.
+
+    Retries are fast (``retry_base_seconds`` 0.01, ``max_attempts`` 3) unless overridden.
+    """
+
+    @asynccontextmanager
+    async def build(database_url: str, **overrides: Any) -> AsyncIterator[WorkflowEngine]:
+        # Steps call servers on loopback: the egress policy must let them.
+        values: dict[str, Any] = {
+            "retry_base_seconds": 0.01,
+            "max_attempts": 3,
+            "egress_allow": "127.0.0.0/8",
+            **overrides,
+        }
+        settings = Settings(database_url=database_url, log_json=False, **values)
+        clock = ManualClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
+        db = Database(settings.database_url, pool_size=5)
+        app = create_app(settings, db, clock=clock)
+        worker = Worker(db, settings, clock=clock, worker_id="worker-1")
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://revflow.test"
+            ) as client:
+                tenant: Tenant = await make_tenant(db, client, "lifecycle")
+                yield WorkflowEngine(tenant, worker, clock, db, settings)
+        finally:
+            await worker.sender.aclose()
+            await db.dispose()
+
+    return build

@@ -2,8 +2,8 @@
 
 Commands that act on workflows go through the API with :mod:`revflow.client` (``--url`` /
 ``REVFLOW_URL``, ``--key`` / ``REVFLOW_API_KEY``); the operator's commands (``db``, ``accounts``,
-``audit``, ``archive``, ``serve``, ``worker``) use the database. Every error is one line saying
-what to do, with exit code 1 (2 for a usage error).
+``audit``, ``archive``, ``prune``, ``serve``, ``worker``) use the database. Every error is one
+line saying what to do, with exit code 1 (2 for a usage error).
 """
 
 from __future__ import annotations
@@ -171,9 +171,9 @@ def _missing_sqlite_file(url: str) -> str | None:
     return None
 
 
-async def _open_database() -> Database:
-    """The database of REVFLOW_DATABASE_URL, checked to exist and to be migrated; never
-    creates one."""
+async def _open_database(url: str | None = None) -> Database:
+    """The database of ``url`` (default: REVFLOW_DATABASE_URL), checked to exist and to be
+    migrated; never creates one."""
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
@@ -182,7 +182,7 @@ async def _open_database() -> Database:
     from revflow.migrate import head_revision
 
     settings = get_settings()
-    url = settings.database_url
+    url = url or settings.database_url
     upgrade = "run `revflow db upgrade` (or set REVFLOW_DATABASE_URL to revflow's database)"
     missing = _missing_sqlite_file(url) if is_sqlite_url(url) else None
     if missing is not None:
@@ -841,6 +841,72 @@ def archive_command(
         table.add_column(column)
     for item in items:
         table.add_row(str(item.workflow_id), str(item.number))
+    Console().print(table)
+
+
+async def _prune(url: str | None, dry_run: bool) -> tuple[dict[str, int], dict[str, int]]:
+    """What a pruning run would remove, and (without ``dry_run``) what it removed, by kind."""
+    from revflow.config import get_settings
+    from revflow.engine.clock import SystemClock
+    from revflow.retention.service import Run, prunable
+
+    settings = get_settings()
+    db = await _open_database(url)
+    try:
+        now = SystemClock().now()
+        found = await prunable(db, settings, now)
+        counts = {str(kind): count for kind, count in found.items()}
+        removed = dict.fromkeys(counts, 0)
+        if dry_run:
+            return counts, removed
+        with Progress(
+            TextColumn("{task.description:<20}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+        ) as progress:
+            tasks = {kind: progress.add_task(kind, total=total) for kind, total in counts.items()}
+            async for batch in Run(db, settings, now).batches():
+                removed[batch.kind] += batch.rows
+                # Another run may remove rows meanwhile, or rows may age in: keep the bar true.
+                total = max(counts[batch.kind], removed[batch.kind])
+                progress.update(tasks[batch.kind], completed=removed[batch.kind], total=total)
+            for kind, task in tasks.items():
+                progress.update(task, total=removed[kind], completed=removed[kind])
+        return counts, removed
+    finally:
+        await db.dispose()
+
+
+@app.command("prune")
+def prune_command(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count what would be removed.")
+    ] = False,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            show_default=False,
+            help="The database (default: REVFLOW_DATABASE_URL).",
+        ),
+    ] = None,
+) -> None:
+    """Remove what finished work left behind, past its retention, in batches.
+
+    Finished executions' history and finished migrations' records after
+    REVFLOW_HISTORY_RETENTION_DAYS; outbox messages and finished webhook deliveries after
+    REVFLOW_MESSAGE_RETENTION_DAYS; idempotency records after REVFLOW_IDEMPOTENCY_TTL_HOURS.
+    Live executions are never touched. Stopping it midway is safe: run it again.
+    """
+    counts, removed = asyncio.run(_prune(database_url, dry_run))
+    title = "would be removed" if dry_run else "removed"
+    table = Table(title=f"{sum(counts.values() if dry_run else removed.values())} row(s) {title}")
+    table.add_column("kind")
+    table.add_column(title, justify="right")
+    for kind, count in counts.items():
+        table.add_row(kind, str(count if dry_run else removed[kind]))
     Console().print(table)
 
 

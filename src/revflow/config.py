@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     archive_after_days: float = Field(default=90, ge=0)
     keep_versions: int = Field(default=10, ge=0)
     archive_interval_hours: float = Field(default=24, gt=0)
+    # Pruning: what finished work leaves behind is deleted after these many days (0: kept
+    # forever). History covers finished executions' history and finished migrations' records;
+    # messages cover the outbox and finished webhook deliveries.
+    history_retention_days: int = Field(default=180, ge=0)
+    message_retention_days: int = Field(default=180, ge=0)
+    prune_interval_hours: float = Field(default=24, gt=0)
+    prune_batch_size: int = Field(default=5000, ge=1, le=100_000)
 
     # Worker.
     worker_batch_size: int = Field(default=200, ge=1, le=1000)

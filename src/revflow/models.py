@@ -24,6 +24,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from revflow.db import Base, JSONType, UTCDateTime, new_id, utcnow
 
 LIVE_STATUSES = ("active", "waiting")
+FINISHED_STATUSES = ("completed", "failed", "cancelled")
+HISTORY_UNPRUNED = "status IN ('completed', 'failed', 'cancelled') AND history_pruned_at IS NULL"
 ROLES = ("viewer", "editor", "admin")
 VERSION_STATUSES = ("draft", "published", "canary", "retired", "archived")
 
@@ -224,6 +226,14 @@ class Execution(Base):
         ),
         Index(None, "account_id", "workflow_id", "started_at", "id"),
         Index(None, "account_id", "contact_id"),
+        # What pruning looks for: finished executions whose history is still there.
+        Index(
+            "ix_executions_history_unpruned",
+            "account_id",
+            "finished_at",
+            sqlite_where=text(HISTORY_UNPRUNED),
+            postgresql_where=text(HISTORY_UNPRUNED),
+        ),
         # What workers claim: live executions by the time they are due. The only index that
         # does not lead with account_id: workers serve every account.
         Index(
@@ -251,6 +261,8 @@ class Execution(Base):
     # Set while a worker performs an external call for this execution outside a transaction.
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # When pruning deleted the history of this finished execution (the row itself is kept).
+    history_pruned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 HistoryId = BigInteger().with_variant(Integer(), "sqlite")
@@ -458,6 +470,8 @@ class IdempotencyRecord(Base):
     """The first answer to a creating POST, replayed to a retry with the same key and body."""
 
     __tablename__ = "idempotency_records"
+    # Pruning deletes the records past ``idempotency_ttl_hours`` oldest first.
+    __table_args__ = (Index(None, "account_id", "created_at"),)
 
     account_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True

@@ -1,10 +1,10 @@
 """The worker: one loop that runs every duty of revflow's background work.
 
 This is where the duties are listed (the engine's batches of due executions, migration
-batches, archival, canary judgement) and handed to one loop; webhook deliveries run beside it in
-a loop of their own, so that a slow receiver never holds it up. The engine and the features
-know nothing of each other. Any number of workers share the work on PostgreSQL; on SQLite one
-runs inside the server process.
+batches, archival, pruning, canary judgement) and handed to one loop; webhook deliveries run
+beside it in a loop of their own, so that a slow receiver never holds it up. The engine and the
+features know nothing of each other. Any number of workers share the work on PostgreSQL; on
+SQLite one runs inside the server process.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import DBAPIError
@@ -26,8 +27,11 @@ from revflow.engine.clock import Clock
 from revflow.engine.runner import BatchResult, EngineRunner, Hook, Outcome
 from revflow.executions.events import executions_failed
 from revflow.executions.reactions import react_to_steps
+from revflow.kit.schedule import claim_run
 from revflow.logging import get_logger
 from revflow.migrations.runner import run_next as run_migration_batch
+from revflow.retention.service import PRUNE_JOB, Batch
+from revflow.retention.service import Run as PruningRun
 from revflow.webhooks.delivery import DeliveryDuty
 from revflow.workflows.lifecycle import Archivable, archive, check_canaries, claim_archive_run
 
@@ -97,8 +101,14 @@ class Worker:
         self._wake = asyncio.Event()
         self._next_schedule_check = 0.0
         # Besides the engine's batches, every round runs these, in this order; scheduled
-        # work (archival) runs between rounds, at most once a minute.
-        self.duties: list[tuple[str, Duty]] = [("migrations", self._migration_batch)]
+        # work (archival, and starting a pruning run) runs between rounds, at most once a
+        # minute. A pruning run goes on one batch a round, so due executions never wait on it.
+        self.duties: list[tuple[str, Duty]] = [
+            ("migrations", self._migration_batch),
+            ("pruning", self._pruning_batch),
+        ]
+        self._pruning: AsyncGenerator[Batch] | None = None
+        self._pruned: Counter[str] = Counter()
         self.deliveries = DeliveryDuty(db, settings, clock=self.clock, worker_id=self.id)
 
     def stop(self) -> None:
@@ -136,6 +146,7 @@ class Worker:
         finally:
             self._stop.set()
             await asyncio.gather(deliveries, return_exceptions=True)
+            await self._end_pruning()
             await self.engine.finish()
             log.info("worker_stopped", worker=self.id)
 
@@ -155,6 +166,31 @@ class Worker:
 
     async def _migration_batch(self) -> int:
         return await run_migration_batch(self.db, self.clock.now())
+
+    async def _pruning_batch(self) -> int:
+        """One batch of this worker's pruning run, if it claimed one; a run that dies with
+        the worker leaves whole batches, and the next run (any worker's) goes on from there."""
+        if self._pruning is None:
+            return 0
+        try:
+            batch = await anext(self._pruning)
+        except StopAsyncIteration:
+            await self._end_pruning()
+            return 0
+        except BaseException:
+            await self._end_pruning()
+            raise
+        self._pruned[batch.kind] += batch.rows
+        return 1 + batch.rows
+
+    async def _end_pruning(self) -> None:
+        if self._pruning is None:
+            return
+        running, self._pruning = self._pruning, None
+        with contextlib.suppress(Exception):
+            await running.aclose()
+        log.info("pruned", worker=self.id, **self._pruned)
+        self._pruned.clear()
 
     async def run_once(self, *, wait_external: bool = False) -> BatchResult:
         """Claim and run one batch of due executions."""
@@ -179,13 +215,15 @@ class Worker:
         return total
 
     async def run_scheduled(self, *, force: bool = False) -> list[Archivable] | None:
-        """Archival, once per ``archive_interval_hours`` across every worker (checked at most
-        once a minute per worker). Answers what was archived, or None when not this run."""
+        """Archival, once per ``archive_interval_hours`` across every worker, and the start of
+        a pruning run, once per ``prune_interval_hours`` (checked at most once a minute per
+        worker). Answers what was archived, or None when archival did not run."""
         moment = time.monotonic()
         if not force and moment < self._next_schedule_check:
             return None
         self._next_schedule_check = moment + 60
         now = self.clock.now()
+        await self.claim_pruning(now)
         async with self.db.session(write=True) as session:
             if not await claim_archive_run(session, self.settings, now, self.id):
                 return None
@@ -194,6 +232,19 @@ class Worker:
         if archived:
             log.info("archived", worker=self.id, versions=len(archived))
         return archived
+
+    async def claim_pruning(self, now: dt.datetime) -> bool:
+        """Start a pruning run on this worker when it is due (one worker per interval)."""
+        if self._pruning is not None:
+            return False
+        interval = dt.timedelta(hours=self.settings.prune_interval_hours)
+        async with self.db.session(write=True) as session:
+            claimed = await claim_run(session, PRUNE_JOB, interval, now, self.id)
+            await session.commit()
+        if claimed:
+            log.info("pruning_started", worker=self.id)
+            self._pruning = PruningRun(self.db, self.settings, now).batches()
+        return claimed
 
 
 @dataclass

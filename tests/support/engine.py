@@ -1,7 +1,7 @@
 """An API client and an in-process worker sharing one database and one manual clock.
 
 The ``engine`` fixture (tests/conftest.py) hands out an ``Engine``; ``make_engine``
-(tests/workflows/conftest.py) a ``WorkflowEngine`` on settings of the test's choosing.
+(tests/conftest.py) a ``WorkflowEngine`` on settings of the test's choosing.
 """
 
 from __future__ import annotations

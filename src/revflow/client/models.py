@@ -153,6 +153,7 @@ class Execution(Model):
     started_at: dt.datetime
     finished_at: dt.datetime | None = None
     history: list[dict[str, Any]] | None = None
+    history_pruned: bool | None = None
 
 
 class Group(Model):

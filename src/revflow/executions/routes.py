@@ -110,6 +110,7 @@ async def _detail(session: Any, account_id: uuid.UUID, execution: Execution) -> 
         }
         for h in await service.history(session, account_id, execution.id)
     ]
+    answer["history_pruned"] = execution.history_pruned_at is not None
     return answer
 
 

@@ -51,6 +51,10 @@ class ExecutionOut(BaseModel):
 
 class ExecutionDetail(ExecutionOut):
     history: list[HistoryOut]
+    history_pruned: bool = Field(
+        description="True once the execution's history was pruned (it finished more than "
+        "REVFLOW_HISTORY_RETENTION_DAYS ago): `history` is then empty."
+    )
 
 
 class ExecutionList(BaseModel):

@@ -259,6 +259,12 @@ async def revert(
     session.add(back)
     await session.flush()
     back.total = await repo.copy_moved_items(session, migration, back)
+    if back.total == 0:
+        # It moved some, but its records were pruned: none of those executions is live.
+        raise NothingToRevert(
+            f"Migration {migration.id} has no records left to revert: every execution it "
+            "moved has finished and its records were pruned"
+        )
     back.report = revert_report(await repo.revert_groups(session, migration))
     await _audit(session, principal, migration, "reverted", now, revert_migration=str(back.id))
     await session.flush()

@@ -8,13 +8,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import exists, func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.audit import service as audit
 from revflow.audit.service import SYSTEM
 from revflow.config import Settings
-from revflow.models import LIVE_STATUSES, Execution, ScheduledJob, Version, Workflow
+from revflow.kit.schedule import claim_run
+from revflow.models import LIVE_STATUSES, Execution, Version, Workflow
 from revflow.workflows import events as webhook_events
 from revflow.workflows.service import abort_canary, touch
 
@@ -148,23 +148,4 @@ async def claim_archive_run(
 ) -> bool:
     """True for exactly one caller per ``archive_interval_hours`` across all workers."""
     interval = dt.timedelta(hours=settings.archive_interval_hours)
-    job = await session.get(ScheduledJob, ARCHIVE_JOB)
-    if job is None:
-        # Added inside the savepoint: begin_nested() flushes pending objects before it starts,
-        # so a row added outside would be inserted outside the savepoint, and the duplicate
-        # of a worker racing us would roll back the whole transaction.
-        try:
-            async with session.begin_nested():
-                session.add(ScheduledJob(name=ARCHIVE_JOB, last_run_at=None))
-        except IntegrityError:
-            pass  # another worker created it meanwhile; the UPDATE below decides
-    result = await session.execute(
-        update(ScheduledJob)
-        .where(
-            ScheduledJob.name == ARCHIVE_JOB,
-            (ScheduledJob.last_run_at.is_(None)) | (ScheduledJob.last_run_at <= now - interval),
-        )
-        .values(last_run_at=now, last_run_by=runner)
-        .returning(ScheduledJob.name)
-    )
-    return result.first() is not None
+    return await claim_run(session, ARCHIVE_JOB, interval, now, runner)
