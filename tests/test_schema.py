@@ -17,7 +17,7 @@ from revflow.alembic import rls
 from revflow.db import ACCOUNT_SETTING, TENANT_ROLE
 from revflow.migrate import alembic_config, downgrade, upgrade
 
-RLS_REVISION = "0011_row_level_security"
+RLS_REVISION = "0011"
 
 # The operator's tables: no tenant data.
 GLOBAL_TABLES = {"accounts", "scheduled_jobs", "alembic_version"}

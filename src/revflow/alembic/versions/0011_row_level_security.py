@@ -11,8 +11,8 @@ from alembic import op
 
 from revflow.alembic import rls
 
-revision = "0011_row_level_security"
-down_revision = "0008"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
