@@ -31,6 +31,7 @@ ORDER: list[set[str]] = [
     {"contacts"},
     {"migrations"},
     {"releases"},
+    {"simulations"},
     {"routes"},
     {"ui"},
     {"worker", "app", "cli", "bench", "__main__", "__init__", "alembic"},
