@@ -12,6 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from revflow.contacts.schemas import ContactCreate, Email, EventName, Phone, Tag
 from revflow.definition import MAX_DURATION, parse_datetime, parse_duration
+from revflow.engine.simulation import MAX_SIMULATED_STEPS
 from revflow.kit.times import UTCInstant
 
 MAX_TIMELINE = 1000
@@ -195,5 +196,6 @@ class SimulationOut(BaseModel):
     steps: int = Field(description="Steps run.")
     stopped_reason: Literal["finished", "until", "step_limit"] = Field(
         description="`finished`: the execution finished; `until`: the clock reached `until` "
-        "(or nothing more could happen); `step_limit`: 10,000 steps ran first."
+        f"(or nothing more could happen); `step_limit`: {MAX_SIMULATED_STEPS:,} steps ran "
+        "first."
     )
