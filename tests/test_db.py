@@ -12,7 +12,7 @@ from sqlalchemy import insert, update
 from revflow.app import create_app
 from revflow.config import Settings
 from revflow.db import Database, ReadOnlyViolation, mark_read_only
-from revflow.deps import read_session, request_session, write_session
+from revflow.deps import is_reading, read_session, request_session, write_session
 from revflow.models import Account
 
 
@@ -53,15 +53,16 @@ def _api_routes(routes: Iterable[object]) -> Iterator[APIRoute]:
 def test_read_routes_take_read_sessions_and_changing_routes_write_sessions(
     settings: Settings,
 ) -> None:
-    """Every GET route that touches the database holds a ReadSession; every other one a
-    WriteSession — so a read route cannot write by mistake."""
+    """Every GET route that touches the database holds a ReadSession, and so does every route
+    marked ``reads_only`` (a read asked with a POST); every other one a WriteSession — so a
+    read route cannot write by mistake."""
     checked = 0
     for route in _api_routes(create_app(settings).routes):
         calls = _calls(route.dependant)
         if request_session not in calls:
             continue
         checked += 1
-        reads = route.methods <= {"GET", "HEAD"}
+        reads = route.methods <= {"GET", "HEAD"} or is_reading(route.endpoint)
         wanted, unwanted = (read_session, write_session) if reads else (write_session, read_session)
         assert wanted in calls, f"{route.methods} {route.path} lacks {wanted.__name__}"
         assert unwanted not in calls, f"{route.methods} {route.path} takes {unwanted.__name__}"

@@ -31,7 +31,7 @@ ORDER: list[set[str]] = [
     {"contacts"},
     {"migrations"},
     {"releases"},
-    {"retention"},
+    {"retention", "simulations"},
     {"routes"},
     {"ui"},
     {"worker", "app", "cli", "bench", "__main__", "__init__", "alembic"},

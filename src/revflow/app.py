@@ -33,6 +33,7 @@ from revflow.kit import strictjson
 from revflow.logging import get_logger
 from revflow.migrations.routes import router as migrations_router
 from revflow.releases.routes import router as releases_router
+from revflow.simulations.routes import router as simulations_router
 from revflow.ui import install as install_console
 from revflow.webhooks.routes import router as webhooks_router
 from revflow.worker import Worker, WorkerHealth, supervise
@@ -320,6 +321,7 @@ def create_app(
     app.include_router(auth_router)
     app.include_router(workflows_router)
     app.include_router(releases_router)
+    app.include_router(simulations_router)
     app.include_router(audit_router)
     app.include_router(contacts_router)
     app.include_router(executions_router)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -19,6 +19,9 @@ from revflow.kit.bearer import bearer_token
 from revflow.problems import raises
 
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
+
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
+_READING_ROUTES: set[Callable[..., Any]] = set()
 
 # Documents the scheme (the Authorize button of /docs); the header itself is read below, so
 # that a missing or malformed one answers revflow's own 401 problem.
@@ -57,6 +60,25 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
+def reads_only(route: _Fn) -> _Fn:
+    """Mark a route that is asked with a POST (its input does not fit a query) but changes
+    nothing: its request opens no write transaction, and it takes a ``ReadSession``."""
+    _READING_ROUTES.add(route)
+    return route
+
+
+def is_reading(endpoint: Callable[..., Any]) -> bool:
+    """Whether ``endpoint`` is a route marked with :func:`reads_only`."""
+    return endpoint in _READING_ROUTES
+
+
+def _may_write(request: Request) -> bool:
+    if request.method in READ_METHODS:
+        return False
+    endpoint = getattr(request.scope.get("route"), "endpoint", None)
+    return endpoint is None or not is_reading(endpoint)
+
+
 @raises(DatabaseBusy)
 async def request_session(
     request: Request, db: Annotated[Database, Depends(get_db)]
@@ -64,8 +86,7 @@ async def request_session(
     """The request's one session: authentication and the work share it. Requests that may
     change something open a write transaction (``BEGIN IMMEDIATE`` on SQLite). Once the key
     names the account, ``current_principal`` holds the session to it (``enter_account``)."""
-    write = request.method not in READ_METHODS
-    async with db.session(write=write) as session:
+    async with db.session(write=_may_write(request)) as session:
         yield session
 
 
@@ -119,7 +140,7 @@ async def write_session(
     request: Request, session: Annotated[AsyncSession, Depends(request_session)]
 ) -> AsyncSession:
     """The session of a changing route: a write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
-    if request.method in READ_METHODS:
+    if not _may_write(request):
         raise ReadOnlyViolation(f"{request.method} {request.url.path} asks for a write session")
     return session
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 from collections.abc import AsyncIterator
 from typing import Any
@@ -159,3 +160,35 @@ async def test_webhook_subscriptions_round_trip_with_typed_answers(api: AsyncCli
     await api.delete_webhook(created.id)
     with pytest.raises(errors.NotFound):
         await api.get_webhook(created.id)
+
+
+async def test_a_simulation_comes_back_typed(api: AsyncClient) -> None:
+    workflow = await api.create_workflow(
+        "Client simulation", definition=simple_definition(), change_summary="first"
+    )
+    start = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    contact = await api.create_contact(email="ada@example.com", fields={"first_name": "Ada"})
+    run = await api.simulate(
+        workflow.id,
+        1,
+        contact_id=contact.id,
+        start=start,
+        until="10d",
+        timeline=[{"after": "1d", "add_tags": ["vip"]}, {"after": "3d", "name": "purchase"}],
+    )
+    assert [(e.step, e.result) for e in run.path][3:5] == [
+        ("is_vip", "branch"),
+        ("vip_offer", "skipped"),
+    ]
+    # The purchase comes after the execution finished (no phone for the VIP offer's SMS).
+    assert run.goals == []
+    assert [m.subject for m in run.messages] == ["Hi Ada"]
+    assert (run.final.status, run.stopped_reason, run.until) == (
+        "completed",
+        "finished",
+        start + dt.timedelta(days=10),
+    )
+    assert run.final.contact["tags"] == ["vip"]
+    with pytest.raises(errors.ValidationError) as invalid:
+        await api.simulate(workflow.id, 1, contact_id=contact.id, contact={"email": "x@y.z"})
+    assert [e["pointer"] for e in invalid.value.errors] == ["/contact"]

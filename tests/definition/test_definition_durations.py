@@ -63,6 +63,20 @@ def test_invalid_durations(text: str, message: str) -> None:
         parse_duration(text)
 
 
+@pytest.mark.parametrize("text", ["0s", "PT0S", "0d", "P0D"])
+def test_an_offset_may_be_zero(text: str) -> None:
+    assert parse_duration(text, allow_zero=True) == timedelta(0)
+
+
+@pytest.mark.parametrize("text", ["-5m", "-P1D", "-0s"])
+def test_an_offset_is_never_negative(text: str) -> None:
+    with pytest.raises(ValueError, match="must be zero or positive"):
+        parse_duration(text, allow_zero=True)
+    # The cache keeps the two readings apart.
+    with pytest.raises(ValueError, match="must be positive"):
+        parse_duration(text)
+
+
 def test_a_duration_must_be_a_string() -> None:
     with pytest.raises(ValueError, match="must be a string"):
         parse_duration(60)  # type: ignore[arg-type]

@@ -485,6 +485,24 @@ def test_a_run_is_bounded() -> None:
     assert effects.steps_run == 6
 
 
+def test_a_run_takes_a_smaller_step_budget_and_stays_due() -> None:
+    defn = definition(
+        [
+            {"id": "a", "type": "add_tag", "tag": "a", "next": "b"},
+            {"id": "b", "type": "add_tag", "tag": "b", "next": "c"},
+            {"id": "c", "type": "add_tag", "tag": "c"},
+        ]
+    )
+    person = contact()
+    ex = execution(person)
+    effects = Effects()
+    advance(defn, ex, person, NOW, effects, max_steps=2)
+    assert effects.steps_run == 2
+    assert (ex.status, ex.current_step, ex.wake_at) == ("active", "c", NOW)
+    advance(defn, ex, person, NOW, effects, max_steps=2)
+    assert (effects.steps_run, ex.status, person.tags) == (3, "completed", ["a", "b", "c"])
+
+
 # --- waits ------------------------------------------------------------------------------------
 
 

@@ -56,6 +56,9 @@ class Route:
     # The route answers the caller's own object (a working draft is per user): another user of
     # the same account, e.g. a viewer, gets 404 on a GET.
     mine: bool = False
+    # A POST that changes nothing (its input does not fit a query): it is a read, which a
+    # viewer may ask.
+    reads: bool = False
 
 
 def _wf(w: World, **more: str) -> dict[str, str]:
@@ -153,6 +156,20 @@ ROUTES: dict[tuple[str, str], Route] = {
                 "dry_run": True,
             },
         ),
+    ),
+    ("POST", f"{API}/workflows/{{workflow_id}}/versions/{{number}}/simulate"): Route(
+        "viewer",
+        lambda w: Call(
+            path=_wf(w, number=str(w.published)),
+            json={
+                "contact_id": w.contact_id,
+                "timeline": [
+                    {"after": "1d", "add_tags": ["vip"]},
+                    {"after": "3d", "name": "purchase", "data": {}},
+                ],
+            },
+        ),
+        reads=True,
     ),
     ("POST", f"{API}/workflows/{{workflow_id}}/canary/promote"): Route(
         "editor", lambda w: Call(path=_wf(w))

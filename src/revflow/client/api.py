@@ -7,6 +7,7 @@ same methods with the same arguments, the async ones to be awaited.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 from collections.abc import Mapping, Sequence
@@ -33,6 +34,7 @@ from revflow.client.models import (
     Migration,
     MigrationReport,
     Page,
+    Simulation,
     Version,
     VersionStats,
     WebhookDelivery,
@@ -432,6 +434,39 @@ class Routes:
             headers=_changes(if_match),
         )
         return _one(Version, reply)
+
+    @endpoint("POST", f"{API}/workflows/{{workflow_id}}/versions/{{number}}/simulate")
+    def simulate(
+        self,
+        workflow_id: str,
+        number: int,
+        *,
+        contact_id: str | None = None,
+        contact: Mapping[str, Any] | None = None,
+        timeline: Sequence[Mapping[str, Any]] = (),
+        start: dt.datetime | str | None = None,
+        until: dt.datetime | str | None = None,
+    ) -> Plan[Simulation]:
+        """Run version ``number`` for a stored contact (``contact_id``) or one that is not
+        stored (``contact``) on a simulated clock, along ``timeline`` — events
+        (``{"after": "2d", "name": "purchase"}``) and contact changes (``{"after": "1d",
+        "add_tags": ["vip"]}``) — up to ``until`` (a duration such as ``"30d"`` or an instant;
+        default 90 days). Nothing is stored and nothing is sent."""
+        body: dict[str, Any] = {"timeline": [dict(entry) for entry in timeline]}
+        if contact_id is not None:
+            body["contact_id"] = contact_id
+        if contact is not None:
+            body["contact"] = dict(contact)
+        for name, value in (("start", start), ("until", until)):
+            if value is not None:
+                body[name] = value.isoformat() if isinstance(value, dt.datetime) else value
+        reply = yield Call(
+            "POST",
+            f"{API}/workflows/{{workflow_id}}/versions/{{number}}/simulate",
+            path={"workflow_id": workflow_id, "number": number},
+            json=body,
+        )
+        return _one(Simulation, reply)
 
     @endpoint("PUT", f"{API}/workflows/{{workflow_id}}/versions/{{number}}/tags")
     def set_tags(

@@ -201,6 +201,72 @@ class Migration(Model):
         return self.status in ("pending", "in_progress")
 
 
+class HistoryEntry(Model):
+    at: dt.datetime
+    step: str
+    result: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+
+
+class SimulatedMessage(Model):
+    """A message a simulated execution would send; ``id`` is its entry's ``message_id``."""
+
+    at: dt.datetime
+    id: str
+    step: str
+    channel: str
+    kind: Literal["email", "sms"]
+    to: str
+    subject: str | None = None
+    body: str
+
+
+class SimulatedRequest(Model):
+    """An ``http_request`` a simulated execution would make (none is made)."""
+
+    at: dt.datetime
+    step: str
+    method: str
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = None
+
+
+class GoalReached(Model):
+    at: dt.datetime
+    goal: str
+    then: str | None = None
+
+
+class SimulatedState(Model):
+    """Where a simulated execution ended, and its contact then."""
+
+    status: Literal["active", "waiting", "completed", "failed", "cancelled"]
+    outcome: str | None = None
+    current_step: str | None = None
+    wake_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    error: str | None = None
+    contact: dict[str, Any]
+
+
+class Simulation(Model):
+    """A version run for one contact on a simulated clock (nothing stored, nothing sent)."""
+
+    workflow_id: str
+    version: int
+    start: dt.datetime
+    until: dt.datetime
+    path: list[HistoryEntry]
+    messages: list[SimulatedMessage]
+    http_requests: list[SimulatedRequest]
+    goals: list[GoalReached]
+    final: SimulatedState
+    steps: int
+    stopped_reason: Literal["finished", "until", "step_limit"]
+
+
 class Contact(Model):
     id: str
     external_id: str | None = None

@@ -12,10 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.contacts import repository as repo
 from revflow.contacts.schemas import ContactCreate, ContactPatch, ContactUpsert, EventIn
-from revflow.engine import store
-from revflow.engine.interpreter import Effects
+from revflow.engine import changes, store
+from revflow.engine.changes import ContactChange
+from revflow.engine.interpreter import ContactState, Effects
 from revflow.errors import ExternalIdTaken, NotFound
-from revflow.executions.enrollment import ContactChange
 from revflow.executions.reactions import react
 from revflow.kit.ids import require_id
 from revflow.models import Contact
@@ -104,40 +104,32 @@ async def change_contact(
     # Lock order: executions before contacts, as the worker does (no deadlock between them).
     executions = await store.live_executions_of_contacts(session, account_id, [contact.id])
     await session.refresh(contact, with_for_update=True)
-    change = ContactChange(contact.id)
-    if email is not None and email != contact.email:
-        contact.email = email
-        change.changed_fields.append("email")
-    if phone is not None and phone != contact.phone:
-        contact.phone = phone
-        change.changed_fields.append("phone")
-    if fields:
-        merged = dict(contact.fields)
-        for key, value in fields.items():
-            if merged.get(key, _MISSING) != value:
-                change.changed_fields.append(f"fields.{key}")
-            merged[key] = value
-        contact.fields = merged
-    tags = list(contact.tags)
-    if set_tags is not None:
-        add_tags = [t for t in set_tags if t not in tags]
-        remove_tags = [t for t in tags if t not in set_tags]
-    for tag in add_tags:
-        if tag not in tags:
-            tags.append(tag)
-            change.added_tags.append(tag)
-    removed = [t for t in remove_tags if t in tags]
-    tags = [t for t in tags if t not in removed]
-    change.removed_tags = removed
-    if change.added_tags or removed or change.changed_fields:
-        contact.tags = tags
+    state = ContactState(
+        id=contact.id,
+        email=contact.email,
+        phone=contact.phone,
+        external_id=contact.external_id,
+        fields=dict(contact.fields),
+        tags=list(contact.tags),
+    )
+    change = changes.change_contact(
+        state,
+        email=email,
+        phone=phone,
+        fields=fields,
+        add_tags=add_tags,
+        remove_tags=remove_tags,
+        set_tags=set_tags,
+    )
+    if change.changes_contact:
+        contact.email = state.email
+        contact.phone = state.phone
+        contact.fields = state.fields
+        contact.tags = state.tags
         contact.updated_at = now
         await session.flush()
         await react(session, account_id, [change], now, executions=executions)
     return change
-
-
-_MISSING = object()
 
 
 async def patch_contact(

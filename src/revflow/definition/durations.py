@@ -24,25 +24,27 @@ _FORMAT_HINT = (
 )
 
 
-def parse_duration(text: str) -> timedelta:
+def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
     """Parse a duration such as ``30s``, ``15m``, ``2h``, ``3d``, ``1w``, ``P2D`` or ``PT1H30M``.
 
     ISO 8601 years and months are refused because their length varies. The result is always
-    positive and at most :data:`MAX_DURATION`; anything else raises :class:`ValueError` with a
-    message fit to show to the author of the definition.
+    positive (or zero, with ``allow_zero``: an offset from a moment rather than a wait) and at
+    most :data:`MAX_DURATION`; anything else raises :class:`ValueError` with a message fit to
+    show to the author of the definition.
     """
     if not isinstance(text, str):
         raise ValueError(f"a duration must be a string; {_FORMAT_HINT}")
-    return _parse_duration(text)
+    return _parse_duration(text, allow_zero)
 
 
 # Definitions repeat the same few durations and instants; results are immutable, so caching them
 # is safe and saves most of the parsing when a large definition is validated.
 @lru_cache(maxsize=4096)
-def _parse_duration(text: str) -> timedelta:
+def _parse_duration(text: str, allow_zero: bool) -> timedelta:
+    sign = "zero or positive" if allow_zero else "positive"
     value = text.strip()
     if value.startswith("-"):
-        raise ValueError(f"duration '{text}' must be positive")
+        raise ValueError(f"duration '{text}' must be {sign}")
     if any(len(digits) > _MAX_DIGITS for digits in re.findall(r"[0-9]+", value)):
         raise ValueError(f"duration '{text}' is too long; the maximum is {MAX_DURATION.days} days")
     short = _SHORT_RE.fullmatch(value)
@@ -51,8 +53,8 @@ def _parse_duration(text: str) -> timedelta:
         result = timedelta(**{_SHORT_UNITS[unit]: int(amount)})
     else:
         result = _parse_iso(text, value)
-    if result <= timedelta(0):
-        raise ValueError(f"duration '{text}' must be positive")
+    if result < timedelta(0) or (result == timedelta(0) and not allow_zero):
+        raise ValueError(f"duration '{text}' must be {sign}")
     if result > MAX_DURATION:
         raise ValueError(f"duration '{text}' is too long; the maximum is {MAX_DURATION.days} days")
     return result

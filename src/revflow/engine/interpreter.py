@@ -445,8 +445,11 @@ def advance(
     now: dt.datetime,
     effects: Effects,
     channels: Channels = Channels(),
+    *,
+    max_steps: int = MAX_STEPS_PER_RUN,
 ) -> None:
-    """Run a due execution until it waits, finishes, or needs an external call."""
+    """Run a due execution until it waits, finishes, needs an external call, or has run
+    ``max_steps`` steps (then it stays due, to go on in the next run)."""
     steps = definition.step_map()
     if ex.current_step is None:
         ex.current_step = definition.start_step_id()
@@ -459,7 +462,7 @@ def advance(
                 _leave_wait(step, ex, now, effects)
         else:
             ex.status = "active"
-    for _ in range(MAX_STEPS_PER_RUN):
+    for _ in range(max_steps):
         if not ex.live or ex.status == "waiting":
             return
         if check_condition_goals(definition, ex, contact, now, effects):

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.definition import Definition
 from revflow.engine import store
+from revflow.engine.changes import ContactChange
 from revflow.models import Contact, Execution, Version, Workflow
 
 CHUNK = 1000
@@ -169,24 +170,6 @@ async def _reenroll_blocked(
             elif isinstance(policy, dt.timedelta) and last_started > now - policy:
                 blocked[contact] = "reenroll_cooldown"
     return blocked
-
-
-@dataclass
-class ContactChange:
-    """What happened to a contact, for the triggers it may fire."""
-
-    contact_id: uuid.UUID
-    created: bool = False
-    added_tags: list[str] = field(default_factory=list)
-    changed_fields: list[str] = field(default_factory=list)
-    events: list[str] = field(default_factory=list)
-    # Fire no trigger, but goals' `if` conditions are evaluated on every change.
-    removed_tags: list[str] = field(default_factory=list)
-
-    @property
-    def changes_contact(self) -> bool:
-        """Tags or fields changed: the contact's goal conditions are evaluated again."""
-        return bool(self.added_tags or self.removed_tags or self.changed_fields)
 
 
 # A new contact fires its contact_created triggers first, then tag_added for its tags.

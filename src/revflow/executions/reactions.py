@@ -11,18 +11,12 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from revflow.definition import Definition
 from revflow.engine import store
-from revflow.engine.interpreter import (
-    ContactState,
-    Effects,
-    ExecutionState,
-    check_condition_goals,
-    deliver_event,
-)
+from revflow.engine.changes import ContactChange, deliver_change
+from revflow.engine.interpreter import ContactState, Effects, ExecutionState
 from revflow.engine.runner import Outcome
 from revflow.executions import repository as repo
-from revflow.executions.enrollment import ContactChange, fire_triggers
+from revflow.executions.enrollment import fire_triggers
 from revflow.models import Workflow
 
 
@@ -76,7 +70,8 @@ async def react(
             definition = defs.get((ex.workflow_id, ex.version))
             if contact is None or definition is None:
                 continue
-            if _apply(definition, ex, contact, change.events, change.changes_contact, now, effects):
+            events, changed = change.events, change.changes_contact
+            if deliver_change(definition, ex, contact, events, changed, now, effects):
                 touched.append(ex)
         await store.write_effects(
             session, {ex.id: account_id for ex in touched}, touched, [], effects, now
@@ -108,26 +103,6 @@ async def react_to_steps(session: AsyncSession, outcome: Outcome, now: dt.dateti
         # own executions (already written, and locked by this transaction) are included: one
         # that began a wait before another changed the contact must see it.
         await react(session, account_id, changes, now, contacts=contacts, skip_locked=True)
-
-
-def _apply(
-    definition: Definition,
-    ex: ExecutionState,
-    contact: ContactState,
-    events: Sequence[str],
-    contact_changed: bool,
-    now: dt.datetime,
-    effects: Effects,
-) -> bool:
-    """Events (goals, event waits), then the condition goals of a changed contact."""
-    fired = False
-    for name in events:
-        fired = deliver_event(definition, ex, contact, name, now, effects) or fired
-        if not ex.live:
-            return fired
-    if ex.live and contact_changed:
-        fired = check_condition_goals(definition, ex, contact, now, effects) or fired
-    return fired
 
 
 async def _hold(
@@ -175,7 +150,7 @@ async def release_held(session: AsyncSession, workflow: Workflow, now: dt.dateti
         if definition is None or contact is None:
             continue
         events = [entry.name] if entry.kind == "event" and entry.name else []
-        if _apply(definition, ex, contact, events, entry.kind == "change", now, effects):
+        if deliver_change(definition, ex, contact, events, entry.kind == "change", now, effects):
             touched[ex.id] = ex
     await store.write_effects(
         session,
