@@ -1,7 +1,7 @@
 """row-level security on every tenant table (PostgreSQL): the second wall of SPEC §1
 
 Revision ID: 0011_row_level_security
-Revises: 0008
+Revises: 0010
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 from revflow.alembic import rls
 
 revision = "0011_row_level_security"
-down_revision = "0008"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
