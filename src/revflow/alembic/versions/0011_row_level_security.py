@@ -1,6 +1,6 @@
 """row-level security on every tenant table (PostgreSQL): the second wall of SPEC §1
 
-Revision ID: 0011_row_level_security
+Revision ID: 0011
 Revises: 0008
 """
 
