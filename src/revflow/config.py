@@ -82,6 +82,12 @@ class Settings(BaseSettings):
 
     # Worker.
     worker_batch_size: int = Field(default=200, ge=1, le=1000)
+    worker_account_share: int = Field(
+        default=50,
+        ge=1,
+        description="Due executions of one account a batch takes before the next account's; "
+        "room left is filled oldest first.",
+    )
     worker_poll_seconds: float = Field(default=0.5, gt=0)
     lease_seconds: int = Field(default=300, ge=1)
     max_attempts: int = Field(default=5, ge=1, le=20)

@@ -234,8 +234,16 @@ class Execution(Base):
             sqlite_where=text(HISTORY_UNPRUNED),
             postgresql_where=text(HISTORY_UNPRUNED),
         ),
-        # What workers claim: live executions by the time they are due. The only index that
-        # does not lead with account_id: workers serve every account.
+        # What workers claim: each account's share of its due executions (fair claims) …
+        Index(
+            "ix_executions_due_by_account",
+            "account_id",
+            "wake_at",
+            sqlite_where=text("status IN ('active', 'waiting')"),
+            postgresql_where=text("status IN ('active', 'waiting')"),
+        ),
+        # … and the rest of a batch oldest first. The only index that does not lead with
+        # account_id: it serves every account.
         Index(
             "ix_executions_due",
             "wake_at",

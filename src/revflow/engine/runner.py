@@ -89,6 +89,8 @@ class EngineRunner:
         self.channels = Channels(email=settings.email_channel, sms=settings.sms_channel)
         self._on_recorded = on_recorded
         self._external_tasks: set[asyncio.Task[None]] = set()
+        # Fair claims take the accounts in turn: the next claim starts after this one.
+        self._claim_after: uuid.UUID | None = None
 
     async def finish(self) -> None:
         """On shutdown: let running external calls finish and record them."""
@@ -104,7 +106,15 @@ class EngineRunner:
         """Claim and run one batch of due executions."""
         now = self.clock.now()
         async with self.db.session(write=True) as session:
-            claimed = await store.claim_due(session, now, self.settings.worker_batch_size)
+            claim = await store.claim_due(
+                session,
+                now,
+                self.settings.worker_batch_size,
+                share=self.settings.worker_account_share,
+                after=self._claim_after,
+            )
+            self._claim_after = claim.next_after
+            claimed = claim.executions
             if not claimed:
                 return BatchResult()
             accounts = {ex.id: account for account, ex in claimed}

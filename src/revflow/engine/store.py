@@ -8,16 +8,31 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Subquery,
+    Table,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.definition import Definition
 from revflow.engine.interpreter import ContactState, Effects, ExecutionState
 from revflow.models import (
     LIVE_STATUSES,
+    Account,
     Contact,
     Execution,
     HistoryEntry,
@@ -66,23 +81,123 @@ def _state(row: Any) -> ExecutionState:
     )
 
 
-async def claim_due(
-    session: AsyncSession, now: dt.datetime, limit: int
-) -> list[tuple[uuid.UUID, ExecutionState]]:
-    """Lock up to ``limit`` due executions of active workflows (skipping rows others hold).
+@dataclass
+class Claimed:
+    """One claim: the executions locked (with their accounts), and the account the next claim
+    starts after (round robin)."""
 
-    Due means live with ``wake_at`` reached and no unexpired lease. Answers (account, state).
-    """
+    executions: list[tuple[uuid.UUID, ExecutionState]]
+    next_after: uuid.UUID | None
+
+
+def _due(now: dt.datetime) -> list[ColumnElement[bool]]:
+    """Live, ``wake_at`` reached, no unexpired lease, its workflow not paused."""
     paused = exists().where(Workflow.id == Execution.workflow_id, Workflow.status == "paused")
-    query = (
-        select(*EXECUTION_STATE_COLUMNS)
-        .where(
-            Execution.status.in_(LIVE_STATUSES),
-            Execution.wake_at <= now,
-            or_(Execution.lease_expires_at.is_(None), Execution.lease_expires_at < now),
-            ~paused,
+    return [
+        Execution.status.in_(LIVE_STATUSES),
+        Execution.wake_at <= now,
+        or_(Execution.lease_expires_at.is_(None), Execution.lease_expires_at < now),
+        ~paused,
+    ]
+
+
+async def claim_due(
+    session: AsyncSession,
+    now: dt.datetime,
+    limit: int,
+    *,
+    share: int,
+    after: uuid.UUID | None = None,
+) -> Claimed:
+    """Lock up to ``limit`` due executions (skipping rows others hold), fairly across accounts.
+
+    First each account's share: up to ``share`` of its oldest due executions, accounts taken in
+    turn starting after ``after`` until the batch is full; then, when room is left and some
+    account had more than its share, the rest oldest first. So one account's backlog fills the
+    batch when it is alone, and another account's due executions wait for no more than one
+    round of the accounts ahead of it — not for the backlog to drain.
+    """
+    share = min(share, limit)
+    if session.get_bind().dialect.name == "postgresql":
+        rows = await _claim_shares_postgresql(session, now, limit, share, after)
+    else:
+        rows = await _claim_shares_sqlite(session, now, limit, share, after)
+    claimed = [(row.account_id, _state(row)) for row in rows]
+    next_after = claimed[-1][0] if claimed else after
+    per_account = Counter(account for account, _ in claimed)
+    if len(claimed) < limit and any(n >= share for n in per_account.values()):
+        rest = await claim_oldest(
+            session, now, limit - len(claimed), exclude=[ex.id for _, ex in claimed]
         )
+        claimed += rest
+    return Claimed(claimed, next_after)
+
+
+def _accounts_in_turn(after: uuid.UUID | None) -> Subquery:
+    """Every account, those after ``after`` first (by id), then the others (round robin)."""
+    wrapped = [] if after is None else [Account.id <= after]
+    return select(Account.id).order_by(*wrapped, Account.id).subquery("turn")
+
+
+async def _claim_shares_postgresql(
+    session: AsyncSession, now: dt.datetime, limit: int, share: int, after: uuid.UUID | None
+) -> Sequence[Any]:
+    # A lateral subquery per account reads its oldest due executions from
+    # ix_executions_due_by_account and locks them (FOR UPDATE SKIP LOCKED), so that the
+    # conditions are rechecked on the locked rows and other workers' rows are skipped; the
+    # outer LIMIT stops the accounts' loop once the batch is full, so nothing more is locked.
+    turn = _accounts_in_turn(after)
+    shares = (
+        select(*EXECUTION_STATE_COLUMNS)
+        .where(Execution.account_id == turn.c.id, *_due(now))
         .order_by(Execution.wake_at)
+        .limit(share)
+        .with_for_update(skip_locked=True, of=Execution)
+        .lateral("share")
+    )
+    query = select(shares).select_from(turn.join(shares, true())).limit(limit)
+    return (await session.execute(query)).all()
+
+
+async def _claim_shares_sqlite(
+    session: AsyncSession, now: dt.datetime, limit: int, share: int, after: uuid.UUID | None
+) -> Sequence[Any]:
+    # SQLite has no LATERAL and needs no row locks (its one worker holds the write lock): the
+    # due executions are numbered per account and the first ``share`` of each taken in turn.
+    ranked = (
+        select(
+            *EXECUTION_STATE_COLUMNS,
+            func.row_number()
+            .over(partition_by=Execution.account_id, order_by=(Execution.wake_at, Execution.id))
+            .label("rank"),
+        )
+        .where(*_due(now))
+        .subquery("ranked")
+    )
+    wrapped = [] if after is None else [ranked.c.account_id <= after]
+    query = (
+        select(ranked)
+        .where(ranked.c.rank <= share)
+        .order_by(*wrapped, ranked.c.account_id, ranked.c.rank)
+        .limit(limit)
+    )
+    return (await session.execute(query)).all()
+
+
+async def claim_oldest(
+    session: AsyncSession,
+    now: dt.datetime,
+    limit: int,
+    *,
+    exclude: Sequence[uuid.UUID] = (),
+) -> list[tuple[uuid.UUID, ExecutionState]]:
+    """Lock up to ``limit`` due executions of any account, oldest first (skipping rows others
+    hold and ``exclude``, rows this transaction already holds)."""
+    query = select(*EXECUTION_STATE_COLUMNS).where(*_due(now))
+    if exclude:
+        query = query.where(Execution.id.not_in(exclude))
+    query = (
+        query.order_by(Execution.wake_at)
         .limit(limit)
         .with_for_update(skip_locked=True, of=Execution)
     )
