@@ -94,6 +94,22 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=1.0, ge=0)
     http_timeout_seconds: float = Field(default=10.0, gt=0)
 
+    # The bulkhead of http_request steps (calls in flight at once, per worker process).
+    http_concurrency: int = Field(
+        default=100, ge=1, description="In all; also the size of the connection pool."
+    )
+    http_concurrency_per_host: int = Field(default=32, ge=1, description="To one host.")
+    http_concurrency_per_account: int = Field(default=16, ge=1, description="Of one account.")
+    http_concurrency_per_account_host: int = Field(
+        default=8, ge=1, description="Of one account to one host."
+    )
+    http_slot_wait_seconds: float = Field(
+        default=0.5, ge=0, description="How long a call waits for room before it is deferred."
+    )
+    http_defer_seconds: float = Field(
+        default=5.0, gt=0, description="How much later a deferred call's execution is due again."
+    )
+
     # Egress policy (SPEC §9): exceptions to the refusal of internal addresses.
     egress_allow: str = Field(
         default="",

@@ -54,10 +54,16 @@ class ExternalSender:
         self.client = client or httpx.AsyncClient(timeout=settings.http_timeout_seconds)
         # The tenants' targets (http_request steps): judged by the egress policy on connect,
         # redirects followed only through it.
+        # Its pool holds as many connections as the bulkhead admits calls (the runner's), so
+        # an admitted call never queues for a connection behind another account's.
         self.tenant_client = tenant_client or guarded_client(
             EgressPolicy.parse(settings.egress_allow),
             timeout=settings.http_timeout_seconds,
             follow_redirects=True,
+            limits=httpx.Limits(
+                max_connections=settings.http_concurrency,
+                max_keepalive_connections=min(20, settings.http_concurrency),
+            ),
         )
 
     async def aclose(self) -> None:

@@ -6,7 +6,11 @@ contact changes and new positions are written before the commit — after a cras
 either wholly done or not done at all. A step that calls the outside world is handed a lease,
 committed, performed outside any transaction, and recorded in a second transaction fenced by
 that lease; a worker that dies mid-call loses its lease when it expires and another worker
-repeats the call (at least once, with the same idempotency key).
+repeats the call (at least once, with the same idempotency key). Each call is recorded as soon
+as it is done, so a slow call holds up no other execution; ``http_request`` calls run only
+with a slot of the bulkhead (``revflow.kit.bulkhead``: per account and host, account, host and
+in all), and one that finds no slot within ``http_slot_wait_seconds`` is not made: its
+execution is due again ``http_defer_seconds`` later (deferred, not failed).
 
 The engine knows no feature: what a batch sets off elsewhere (triggers and goals of changed
 contacts, canary judgement) is done by the hooks it is handed (``revflow.worker`` lists them),
@@ -22,7 +26,10 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
 
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.config import Settings
@@ -39,6 +46,21 @@ from revflow.engine.interpreter import (
     advance,
     external_done,
     fail,
+)
+from revflow.kit.bulkhead import Bulkhead, BulkheadLimits
+
+
+class Deferred:
+    """An ``http_request`` that found no slot in the bulkhead: it was not made."""
+
+
+DEFERRED = Deferred()
+# What one external call came to: (error or None, detail for the history), or deferred.
+CallResult = tuple[str | None, dict[str, Any]] | Deferred
+
+DEFERRED_CALLS = Counter(
+    "revflow_http_calls_deferred_total",
+    "http_request calls deferred because their account, host or worker had no free slot",
 )
 
 
@@ -79,12 +101,21 @@ class EngineRunner:
         sender: ExternalSender | None = None,
         worker_id: str | None = None,
         on_recorded: Callable[[], None] | None = None,
+        bulkhead: Bulkhead | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.hooks = list(hooks)
         self.clock = clock or SystemClock()
         self.sender = sender or ExternalSender(settings)
+        self.bulkhead = bulkhead or Bulkhead(
+            BulkheadLimits(
+                per_account_host=settings.http_concurrency_per_account_host,
+                per_account=settings.http_concurrency_per_account,
+                per_host=settings.http_concurrency_per_host,
+                total=settings.http_concurrency,
+            )
+        )
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.channels = Channels(email=settings.email_channel, sms=settings.sms_channel)
         self._on_recorded = on_recorded
@@ -150,11 +181,41 @@ class EngineRunner:
     async def _perform(
         self, calls: list[ExternalCall], accounts: dict[uuid.UUID, uuid.UUID]
     ) -> None:
-        results = await asyncio.gather(*(self.sender.perform(call) for call in calls))
+        """Make the calls at once and record each as soon as it is done (those done together
+        in one transaction), so that a slow call holds up no other call's execution."""
+        tasks = {
+            asyncio.create_task(self._call(call, accounts[call.execution_id])): call
+            for call in calls
+        }
+        pending = set(tasks)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                await self._record([(tasks[task], task.result()) for task in done], accounts)
+        finally:
+            # Recording failed (the database): the leases expire and the calls are made again.
+            for task in pending:
+                task.cancel()
+
+    async def _call(self, call: ExternalCall, account: uuid.UUID) -> CallResult:
+        """Perform one call; an ``http_request`` only with a slot of the bulkhead."""
+        if call.kind != "http_request":
+            return await self.sender.perform(call)
+        host = urlsplit(str(call.request["url"])).hostname or ""
+        wait = self.settings.http_slot_wait_seconds
+        async with self.bulkhead.slot(account, host, wait=wait) as admitted:
+            if not admitted:
+                DEFERRED_CALLS.inc()
+                return DEFERRED
+            return await self.sender.perform(call)
+
+    async def _record(
+        self, results: list[tuple[ExternalCall, CallResult]], accounts: dict[uuid.UUID, uuid.UUID]
+    ) -> None:
         now = self.clock.now()
         async with self.db.session(write=True) as session:
             locked = await store.lock_executions(
-                session, [call.execution_id for call in calls], lease_owner=self.id
+                session, [call.execution_id for call, _ in results], lease_owner=self.id
             )
             states: dict[uuid.UUID, ExecutionState] = {ex.id: ex for _, ex in locked}
             definitions = await store.definitions(
@@ -162,15 +223,21 @@ class EngineRunner:
             )
             effects = Effects()
             written: list[ExecutionState] = []
-            for call, (error, detail) in zip(calls, results, strict=True):
+            for call, result in results:
                 ex = states.get(call.execution_id)
                 if ex is None or ex.current_step != call.step_id:
                     continue  # the lease was lost or a goal moved the execution meanwhile
+                written.append(ex)
+                if isinstance(result, Deferred):
+                    # Not made: due again a little later, without a history entry; its lease
+                    # is cleared like every written execution's.
+                    ex.wake_at = now + dt.timedelta(seconds=self.settings.http_defer_seconds)
+                    continue
+                error, detail = result
                 definition = definitions[(ex.workflow_id, ex.version)]
                 if error is None and call.kind in ("email", "sms"):
                     effects.messages.append({**call.request, "channel": self._channel(call)})
                 external_done(definition, ex, call, now, effects, error=error, detail=detail)
-                written.append(ex)
             await store.write_effects(session, accounts, written, [], effects, now)
             await self._run_hooks(session, Outcome(written, accounts), now)
             await session.commit()
