@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import text
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from revflow import problems
@@ -30,6 +31,7 @@ from revflow.engine.clock import Clock, SystemClock
 from revflow.errors import BadRequest, PayloadTooLarge, ValidationFailed
 from revflow.executions.routes import router as executions_router
 from revflow.kit import strictjson
+from revflow.kit.ratelimit import Decision, TokenBuckets
 from revflow.logging import get_logger
 from revflow.migrations.routes import router as migrations_router
 from revflow.releases.routes import router as releases_router
@@ -177,6 +179,34 @@ class BodyLimit:
         await problems.problem_response(error)(scope, receive, send)
 
 
+class RateLimitFields:
+    """The RateLimit header fields of draft-ietf-httpapi-ratelimit-headers-06 on every answer
+    to a request that paid its account's rate limit (``RateLimit-Limit``, ``-Remaining``,
+    ``-Reset``, ``-Policy``), and ``Retry-After`` on a refusal (429)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_fields(message: Message) -> None:
+            decision = scope.get("state", {}).get("rate_limit")
+            if message["type"] == "http.response.start" and isinstance(decision, Decision):
+                headers = MutableHeaders(scope=message)
+                headers["RateLimit-Limit"] = str(decision.limit)
+                headers["RateLimit-Remaining"] = str(decision.remaining)
+                headers["RateLimit-Reset"] = str(decision.reset_seconds)
+                headers["RateLimit-Policy"] = f"{decision.limit};w={decision.window_seconds}"
+                if not decision.allowed:
+                    headers["Retry-After"] = str(decision.retry_after_seconds)
+            await send(message)
+
+        await self.app(scope, receive, with_fields)
+
+
 class Observe:
     """Request metrics by route template, and one log line per request (pure ASGI): method,
     route template (never the raw path or query, which may hold personal data such as an
@@ -315,6 +345,8 @@ def create_app(
     app.state.settings = settings
     app.state.db = database
     app.state.clock = clock or SystemClock()
+    limit = settings.rate_limit()
+    app.state.rate_limiter = None if limit is None else TokenBuckets(*limit)
     app.state.worker = None
     app.state.worker_health = WorkerHealth() if with_worker else None
     problems.install(app)
@@ -367,6 +399,7 @@ def create_app(
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(RateLimitFields)
     app.add_middleware(Observe)
     app.add_middleware(StrictRequest)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)

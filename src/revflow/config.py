@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Literal
 
@@ -52,6 +53,27 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     idempotency_ttl_hours: int = Field(default=24, ge=1)
+
+    # The API's rate limit per account (a token bucket per account and process); off unless
+    # a rate is set.
+    rate_limit_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        description="Tokens an account's bucket gains a second (a request costs one; an "
+        "enrollment one per contact). Unset: no limit.",
+    )
+    rate_limit_burst: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tokens the bucket holds at most. Unset: two seconds' worth of the rate.",
+    )
+
+    def rate_limit(self) -> tuple[float, int] | None:
+        """(rate per second, burst) of the API's rate limit, or None when it is off."""
+        if self.rate_limit_per_second is None:
+            return None
+        rate = self.rate_limit_per_second
+        return rate, self.rate_limit_burst or max(1, math.ceil(2 * rate))
 
     # Channels: where send_email / send_sms go.
     email_channel: Literal["outbox", "smtp", "http"] = "outbox"

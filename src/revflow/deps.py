@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Security
@@ -14,8 +14,9 @@ from revflow.auth.service import Principal, authenticate
 from revflow.config import Settings
 from revflow.db import Database, ReadOnlyViolation, enter_account, mark_read_only
 from revflow.engine.clock import Clock
-from revflow.errors import ConcurrentChange, DatabaseBusy, Forbidden, Unauthorized
+from revflow.errors import ConcurrentChange, DatabaseBusy, Forbidden, RateLimited, Unauthorized
 from revflow.kit.bearer import bearer_token
+from revflow.kit.ratelimit import TokenBuckets
 from revflow.problems import raises
 
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -90,7 +91,41 @@ async def request_session(
         yield session
 
 
-@raises(Unauthorized)
+# What a request costs in tokens of its account's rate limit, when it is not one: by endpoint
+# (an enrollment costs one per contact).
+RequestCost = Callable[[Request], Awaitable[int]]
+_COSTS: dict[object, RequestCost] = {}
+
+
+def costs(cost: RequestCost) -> Callable[[_Fn], _Fn]:
+    """Declare what a route's request costs in rate-limit tokens (default: one)."""
+
+    def declare(fn: _Fn) -> _Fn:
+        _COSTS[fn] = cost
+        return fn
+
+    return declare
+
+
+async def _rate_limit(request: Request, principal: Principal) -> None:
+    """Pay for the request from the account's token bucket, or refuse it (429)."""
+    buckets: TokenBuckets | None = request.app.state.rate_limiter
+    if buckets is None:
+        return
+    cost_of = _COSTS.get(request.scope.get("endpoint"))
+    cost = await cost_of(request) if cost_of is not None else 1
+    clock: Clock = request.app.state.clock
+    decision = buckets.take(principal.account_id, cost, clock.now().timestamp())
+    request.state.rate_limit = decision  # the RateLimit-* header fields are added on the way out
+    if not decision.allowed:
+        raise RateLimited(
+            f"This request costs {cost} of the account's {decision.limit} requests per "
+            f"{decision.window_seconds} s; retry in {decision.retry_after_seconds} s",
+            retry_after=decision.retry_after_seconds,
+        )
+
+
+@raises(Unauthorized, RateLimited)
 async def current_principal(
     request: Request,
     session: Annotated[AsyncSession, Depends(request_session)],
@@ -107,6 +142,7 @@ async def current_principal(
         raise Unauthorized("The API key is unknown or revoked")
     await enter_account(session, principal.account_id)
     request.state.principal = principal
+    await _rate_limit(request, principal)
     return principal
 
 

@@ -201,6 +201,14 @@ class ConcurrentChange(Conflict):
     title = "A concurrent change won; read the object again and retry"
 
 
+class RateLimited(RevflowError):
+    """429: the account's token bucket cannot pay for the request; ``retry_after`` seconds."""
+
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests for this account"
+
+
 class DatabaseBusy(RevflowError):
     status = 503
     code = "database_busy"

@@ -225,6 +225,18 @@ _Fn = TypeVar("_Fn", bound=Callable[..., Any])
 _RAISES: dict[Callable[..., Any], tuple[type[RevflowError], ...]] = {}
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
+    429: {
+        "Retry-After": {"description": "Seconds to wait", "schema": {"type": "string"}},
+        **{
+            f"RateLimit-{name}": {"description": what, "schema": {"type": "string"}}
+            for name, what in (
+                ("Limit", "Requests (tokens) the account's bucket holds at most"),
+                ("Remaining", "Tokens left in the bucket"),
+                ("Reset", "Seconds until the bucket is full again"),
+                ("Policy", "`<limit>;w=<seconds the bucket takes to fill>`"),
+            )
+        },
+    },
     503: {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "string"}}},
 }
 _SCHEMA_REF = "#/components/schemas/Problem"

@@ -8,12 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from revflow.deps import Editor, Now, ReadSession, Viewer, WriteSession, wake_worker
+from revflow.deps import Editor, Now, ReadSession, Viewer, WriteSession, costs, wake_worker
 from revflow.engine import store
 from revflow.errors import ExecutionFinished, NotPublished, WorkflowPaused
 from revflow.executions import service
 from revflow.executions.enrollment import enroll
 from revflow.executions.schemas import (
+    MAX_ENROLLMENT,
     EnrollmentIn,
     EnrollmentOut,
     ExecutionDetail,
@@ -45,8 +46,22 @@ def execution_out(execution: Execution) -> dict[str, Any]:
     return ExecutionOut.model_validate(execution, from_attributes=True).model_dump(mode="json")
 
 
+async def contacts_to_enroll(request: Request) -> int:
+    """An enrollment costs one rate-limit token per contact; a body that will not validate
+    (the route answers 400 or 422) costs one."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return 1
+    ids = body.get("contact_ids") if isinstance(body, dict) else None
+    if isinstance(ids, list) and 0 < len(ids) <= MAX_ENROLLMENT:
+        return len(ids)
+    return 1
+
+
 @router.post("/workflows/{workflow_id}/enrollments", status_code=201, response_model=EnrollmentOut)
 @raises(NotPublished, WorkflowPaused)
+@costs(contacts_to_enroll)
 async def enroll_contacts(
     request: Request, body: EnrollmentIn, change: Change, now: Now
 ) -> JSONResponse:

@@ -11,9 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 ExecutionStatus = Literal["active", "waiting", "completed", "failed", "cancelled"]
 
 
+MAX_ENROLLMENT = 10_000
+
+
 class EnrollmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    contact_ids: list[uuid.UUID] = Field(min_length=1, max_length=10_000)
+    contact_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_ENROLLMENT)
 
 
 class Skipped(BaseModel):
