@@ -80,6 +80,41 @@ def test_engine_migration_and_enrollment_values() -> None:
     assert enroll["enroll_10k_ms"] == 900 and enroll["enroll_10k_p95_ms"] == 1000
 
 
+def test_fair_claims_keep_the_oldest_first_baseline_beside_them() -> None:
+    out = collect(
+        "bench_fair.py",
+        {
+            "results": [
+                {
+                    "database": "sqlite",
+                    "fair_small_tenant_p95_delay_ms": 90.0,
+                    "fair_throughput_drop_pct": 1.0,
+                },
+                {
+                    "database": "postgresql",
+                    "fair_small_tenant_p95_delay_ms": 250.5,
+                    "fair_baseline_small_tenant_p95_delay_ms": 2600.0,
+                    "fair_big_tenant_steps_per_s": 14000.0,
+                    "fair_baseline_big_tenant_steps_per_s": 14500.0,
+                    "fair_throughput_drop_pct": 3.45,
+                    "passed": True,
+                },
+            ]
+        },
+    )
+    assert out == {
+        "fair_small_tenant_p95_delay_ms": 250.5,
+        "fair_baseline_small_tenant_p95_delay_ms": 2600.0,
+        "fair_big_tenant_steps_per_s": 14000.0,
+        "fair_baseline_big_tenant_steps_per_s": 14500.0,
+        "fair_throughput_drop_pct": 3.45,
+    }
+    sqlite = collect("bench_fair.py", {"results": [{"database": "sqlite"}]}, "sqlite")
+    assert set(sqlite) == set(bench.FAIR_KEYS) and set(sqlite.values()) == {None}
+    assert bench.GOALS["fair_small_tenant_p95_delay_ms"] == 1000
+    assert bench.GOALS["fair_throughput_drop_pct"] == 10
+
+
 def test_every_issue_key_is_produced_even_when_a_stage_did_not_run() -> None:
     out: dict[str, Any] = {}
     for stage in bench.STAGES:
@@ -96,6 +131,9 @@ def test_every_issue_key_is_produced_even_when_a_stage_did_not_run() -> None:
         "compare_deepdiff_p95_ms",
         "migration_naive_per_min",
         "procrastinate_jobs_per_s",
+        "fair_small_tenant_p95_delay_ms",
+        "fair_big_tenant_steps_per_s",
+        "fair_throughput_drop_pct",
     ):
         assert key in out, key
     for stage in bench.STAGES:

@@ -36,6 +36,8 @@ GOALS = {
     "load_upsert_p99_ms_at_32": 50.0,
     "load_errors": 0,
     "load_5xx": 0,
+    "fair_small_tenant_p95_delay_ms": 1_000.0,
+    "fair_throughput_drop_pct": 10.0,
 }
 REQUIREMENTS = {
     "create_version_p95_ms": 300.0,
@@ -124,6 +126,22 @@ def _collect_load(database: str, doc: dict[str, Any], out: dict[str, Any]) -> No
     ]
 
 
+FAIR_KEYS = (
+    "fair_small_tenant_p95_delay_ms",
+    "fair_baseline_small_tenant_p95_delay_ms",
+    "fair_big_tenant_steps_per_s",
+    "fair_baseline_big_tenant_steps_per_s",
+    "fair_throughput_drop_pct",
+)
+
+
+def _collect_fair(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
+    rows: list[dict[str, Any]] = doc.get("results", [])
+    row = next((r for r in rows if r.get("database") == database), {})
+    for key in FAIR_KEYS:
+        out[key] = row.get(key)
+
+
 @dataclass(frozen=True)
 class Stage:
     """One benchmark script: how to call it and which keys of the result it fills.
@@ -208,6 +226,22 @@ STAGES = [
         _collect_engine,
         ("engine_steps_per_s", "engine_steps_per_s_1", "procrastinate_jobs_per_s"),
         postgresql_only=True,
+    ),
+    Stage(
+        "fair claims",
+        "bench_fair.py",
+        lambda db, quick: [
+            "--database",
+            db,
+            "--big",
+            "3000" if quick else "10000",
+            "--small",
+            "25" if quick else "50",
+            "--rounds",
+            "1" if quick else "2",
+        ],
+        _collect_fair,
+        FAIR_KEYS,
     ),
     Stage(
         "migration",
