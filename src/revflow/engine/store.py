@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Subquery,
     Table,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from revflow.definition import Definition
 from revflow.engine.interpreter import ContactState, Effects, ExecutionState
@@ -90,13 +92,21 @@ class Claimed:
     next_after: uuid.UUID | None
 
 
-def _due(now: dt.datetime) -> list[ColumnElement[bool]]:
-    """Live, ``wake_at`` reached, no unexpired lease, its workflow not paused."""
-    paused = exists().where(Workflow.id == Execution.workflow_id, Workflow.status == "paused")
+def _due(now: dt.datetime, execution: Any = Execution) -> list[ColumnElement[bool]]:
+    """Live, ``wake_at`` reached, no unexpired lease, its workflow not paused.
+
+    The statuses are written into the statement (not bound): the claims read partial indexes
+    of the live executions, which a planner uses only for a condition it can prove from the
+    statement itself (SQLite never does with bound values; PostgreSQL not in a generic plan).
+    """
+    paused = exists().where(Workflow.id == execution.workflow_id, Workflow.status == "paused")
+    live: BindParameter[Any] = bindparam(
+        "live", LIVE_STATUSES, expanding=True, literal_execute=True, unique=True
+    )
     return [
-        Execution.status.in_(LIVE_STATUSES),
-        Execution.wake_at <= now,
-        or_(Execution.lease_expires_at.is_(None), Execution.lease_expires_at < now),
+        execution.status.in_(live),
+        execution.wake_at <= now,
+        or_(execution.lease_expires_at.is_(None), execution.lease_expires_at < now),
         ~paused,
     ]
 
@@ -162,23 +172,22 @@ async def _claim_shares_postgresql(
 async def _claim_shares_sqlite(
     session: AsyncSession, now: dt.datetime, limit: int, share: int, after: uuid.UUID | None
 ) -> Sequence[Any]:
-    # SQLite has no LATERAL and needs no row locks (its one worker holds the write lock): the
-    # due executions are numbered per account and the first ``share`` of each taken in turn.
-    ranked = (
-        select(
-            *EXECUTION_STATE_COLUMNS,
-            func.row_number()
-            .over(partition_by=Execution.account_id, order_by=(Execution.wake_at, Execution.id))
-            .label("rank"),
-        )
-        .where(*_due(now))
-        .subquery("ranked")
+    # SQLite has no LATERAL and needs no row locks (its one worker holds the write lock): for
+    # each account a correlated subquery reads the ids of its share from
+    # ix_executions_due_by_account, and the rows are looked up by id.
+    candidate = aliased(Execution, name="candidate")
+    share_ids = (
+        select(candidate.id)
+        .where(candidate.account_id == Account.id, *_due(now, candidate))
+        .order_by(candidate.wake_at)
+        .limit(share)
     )
-    wrapped = [] if after is None else [ranked.c.account_id <= after]
+    wrapped = [] if after is None else [Account.id <= after]
     query = (
-        select(ranked)
-        .where(ranked.c.rank <= share)
-        .order_by(*wrapped, ranked.c.account_id, ranked.c.rank)
+        select(*EXECUTION_STATE_COLUMNS)
+        .select_from(Account)
+        .join(Execution, Execution.id.in_(share_ids))
+        .order_by(*wrapped, Account.id, Execution.wake_at)
         .limit(limit)
     )
     return (await session.execute(query)).all()
