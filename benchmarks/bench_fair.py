@@ -28,8 +28,9 @@ on every write) and all due executions claimed oldest first
 (``revflow.engine.store.claim_oldest``, which the workers of this script put in place of
 ``claim_due``: ``python bench_fair.py worker --claim oldest``; its statuses are written into the
 statement, so on SQLite it is faster than the claim it replaces: a stricter baseline).
-Runs alternate baseline, fair, baseline, fair …; throughputs are the median of the rounds,
-delays are pooled over them. The drop is the total throughput lost to fair claims, in percent.
+Each round runs the baseline and then fair claims; throughputs are the medians of the rounds,
+delays are pooled over them. The drop is the total throughput lost to fair claims, in percent:
+the median of the rounds' drops (each round's pair ran back to back, under the same load).
 Beside the wall-clock numbers, which other work on the machine moves, the CPU time of the
 workers and of their PostgreSQL backends per 1,000 steps (from /proc) shows what the claims
 cost whatever else runs.
@@ -424,7 +425,14 @@ def summary(runs: list[Run], database: str) -> dict[str, Any]:
 
     fair_big, fair_total, fair_p95, fair_p50, fair_cpu = of("fair")
     base_big, base_total, base_p95, base_p50, base_cpu = of("oldest")
-    drop = 100 * (base_total - fair_total) / base_total
+    # Each round ran the baseline and then fair claims back to back: the drop is the median of
+    # the rounds' drops, so that a change of the machine's load between rounds cancels out.
+    pairs = zip(
+        [r for r in runs if r.database == database and r.claim == "oldest"],
+        [r for r in runs if r.database == database and r.claim == "fair"],
+        strict=True,
+    )
+    drop = statistics.median(100 * (1 - f.total_per_s / b.total_per_s) for b, f in pairs)
     return {
         "database": database,
         "fair_small_tenant_p95_delay_ms": round(fair_p95, 1),
@@ -522,7 +530,7 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=10_000)
     parser.add_argument("--small", type=int, default=50)
     parser.add_argument("--small-every", type=float, default=0.02)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--pg-admin-dsn", default=PG_ADMIN_DSN, help="where to CREATE DATABASE")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()

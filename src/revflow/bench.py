@@ -238,7 +238,7 @@ STAGES = [
             "--small",
             "25" if quick else "50",
             "--rounds",
-            "1" if quick else "3",
+            "1" if quick else "5",
         ],
         _collect_fair,
         FAIR_KEYS,
