@@ -33,7 +33,7 @@ delays are pooled over them. The drop is the total throughput lost to fair claim
 the median of the rounds' drops (each round's pair ran back to back, under the same load).
 Beside the wall-clock numbers, which other work on the machine moves, the CPU time of the
 workers and of their PostgreSQL backends per 1,000 steps (from /proc) shows what the claims
-cost whatever else runs.
+cost whatever else runs (``fair_cpu_increase_pct``: the median of the rounds' increases).
 
 Goals: the small account's p95 delay <= 1 s, and a drop <= 10 %. Exits 1 on a miss.
 """
@@ -432,7 +432,11 @@ def summary(runs: list[Run], database: str) -> dict[str, Any]:
         [r for r in runs if r.database == database and r.claim == "fair"],
         strict=True,
     )
-    drop = statistics.median(100 * (1 - f.total_per_s / b.total_per_s) for b, f in pairs)
+    paired = list(pairs)
+    drop = statistics.median(100 * (1 - f.total_per_s / b.total_per_s) for b, f in paired)
+    cpu_increase = statistics.median(
+        100 * (f.cpu_ms_per_1000_steps / b.cpu_ms_per_1000_steps - 1) for b, f in paired
+    )
     return {
         "database": database,
         "fair_small_tenant_p95_delay_ms": round(fair_p95, 1),
@@ -446,6 +450,7 @@ def summary(runs: list[Run], database: str) -> dict[str, Any]:
         "fair_baseline_engine_steps_per_s": round(base_total, 1),
         "fair_baseline_cpu_ms_per_1000_steps": round(base_cpu, 1),
         "fair_throughput_drop_pct": round(drop, 2),
+        "fair_cpu_increase_pct": round(cpu_increase, 2),
         "passed": fair_p95 <= GOAL_P95_DELAY_MS and drop <= GOAL_DROP_PCT,
     }
 
@@ -498,7 +503,8 @@ def report(args: argparse.Namespace, runs: list[Run], facts: dict[str, Any]) -> 
                 f"{r[prefix + 'cpu_ms_per_1000_steps']:>15,.1f}"
             )
         print(
-            f"{r['database']:<11} throughput drop {r['fair_throughput_drop_pct']:.2f} % "
+            f"{r['database']:<11} CPU per step {r['fair_cpu_increase_pct']:+.2f} %; "
+            f"throughput drop {r['fair_throughput_drop_pct']:.2f} % "
             f"(goal <= {GOAL_DROP_PCT:g} %); small p95 goal <= {GOAL_P95_DELAY_MS:,.0f} ms: "
             f"{'PASS' if r['passed'] else 'FAIL'}"
         )

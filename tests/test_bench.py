@@ -97,6 +97,7 @@ def test_fair_claims_keep_the_oldest_first_baseline_beside_them() -> None:
                     "fair_big_tenant_steps_per_s": 14000.0,
                     "fair_baseline_big_tenant_steps_per_s": 14500.0,
                     "fair_throughput_drop_pct": 3.45,
+                    "fair_cpu_increase_pct": 4.2,
                     "passed": True,
                 },
             ]
@@ -108,6 +109,7 @@ def test_fair_claims_keep_the_oldest_first_baseline_beside_them() -> None:
         "fair_big_tenant_steps_per_s": 14000.0,
         "fair_baseline_big_tenant_steps_per_s": 14500.0,
         "fair_throughput_drop_pct": 3.45,
+        "fair_cpu_increase_pct": 4.2,
     }
     sqlite = collect("bench_fair.py", {"results": [{"database": "sqlite"}]}, "sqlite")
     assert set(sqlite) == set(bench.FAIR_KEYS) and set(sqlite.values()) == {None}

@@ -132,6 +132,7 @@ FAIR_KEYS = (
     "fair_big_tenant_steps_per_s",
     "fair_baseline_big_tenant_steps_per_s",
     "fair_throughput_drop_pct",
+    "fair_cpu_increase_pct",
 )
 
 

@@ -130,17 +130,16 @@ async def claim_due(
     share = min(share, limit)
     if session.get_bind().dialect.name == "postgresql":
         rows = await _claim_shares_postgresql(session, now, limit, share, after)
-    else:
-        rows = await _claim_shares_sqlite(session, now, limit, share, after)
-    claimed = [(row.account_id, _state(row)) for row in rows]
-    next_after = claimed[-1][0] if claimed else after
-    per_account = Counter(account for account, _ in claimed)
-    if len(claimed) < limit and any(n >= share for n in per_account.values()):
-        rest = await claim_oldest(
-            session, now, limit - len(claimed), exclude=[ex.id for _, ex in claimed]
-        )
-        claimed += rest
-    return Claimed(claimed, next_after)
+        claimed = [(row.account_id, _state(row)) for row in rows]
+        next_after = claimed[-1][0] if claimed else after
+        per_account = Counter(account for account, _ in claimed)
+        if len(claimed) < limit and any(n >= share for n in per_account.values()):
+            exclude = [ex.id for _, ex in claimed]
+            claimed += await claim_oldest(session, now, limit - len(claimed), exclude=exclude)
+        return Claimed(claimed, next_after)
+    shares, rest = await _claim_sqlite(session, now, limit, share, after)
+    claimed = [(row.account_id, _state(row)) for row in (*shares, *rest)]
+    return Claimed(claimed, shares[-1].account_id if shares else after)
 
 
 def _accounts_in_turn(after: uuid.UUID | None) -> Subquery:
@@ -169,28 +168,40 @@ async def _claim_shares_postgresql(
     return (await session.execute(query)).all()
 
 
-async def _claim_shares_sqlite(
+async def _claim_sqlite(
     session: AsyncSession, now: dt.datetime, limit: int, share: int, after: uuid.UUID | None
-) -> Sequence[Any]:
-    # SQLite has no LATERAL and needs no row locks (its one worker holds the write lock): for
-    # each account a correlated subquery reads the ids of its share from
-    # ix_executions_due_by_account, and the rows are looked up by id.
+) -> tuple[list[Any], list[Any]]:
+    """(the shares in turn, the rest oldest first) on SQLite, in one query.
+
+    SQLite has no LATERAL and needs no row locks (its one worker holds the write lock): for
+    each account a correlated subquery reads the ids of its oldest due executions, up to a
+    batch, from ix_executions_due_by_account; the shares and the filling are picked from those.
+    """
     candidate = aliased(Execution, name="candidate")
-    share_ids = (
+    oldest_of_account = (
         select(candidate.id)
         .where(candidate.account_id == Account.id, *_due(now, candidate))
         .order_by(candidate.wake_at)
-        .limit(share)
+        .limit(limit)
     )
     wrapped = [] if after is None else [Account.id <= after]
     query = (
         select(*EXECUTION_STATE_COLUMNS)
         .select_from(Account)
-        .join(Execution, Execution.id.in_(share_ids))
+        .join(Execution, Execution.id.in_(oldest_of_account))
         .order_by(*wrapped, Account.id, Execution.wake_at)
-        .limit(limit)
     )
-    return (await session.execute(query)).all()
+    shares: list[Any] = []
+    rest: list[Any] = []
+    taken: Counter[uuid.UUID] = Counter()
+    for row in (await session.execute(query)).all():
+        if len(shares) < limit and taken[row.account_id] < share:
+            taken[row.account_id] += 1
+            shares.append(row)
+        else:
+            rest.append(row)
+    rest.sort(key=lambda row: row.wake_at)
+    return shares, rest[: limit - len(shares)]
 
 
 async def claim_oldest(
