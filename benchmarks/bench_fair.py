@@ -23,7 +23,7 @@ temporary SQLite file), migrated with ``revflow.migrate.upgrade``:
   per second of the window; the engine's total steps (both accounts) per second.
 
 The baseline, in the same run: the same workload as revflow ran it before fair claims — the
-schema of the revision before them (``0008``: no ``ix_executions_due_by_account`` to keep up
+schema of the revision before them (``0011``: no ``ix_executions_due_by_account`` to keep up
 on every write) and all due executions claimed oldest first
 (``revflow.engine.store.claim_oldest``, which the workers of this script put in place of
 ``claim_due``: ``python bench_fair.py worker --claim oldest``; its statuses are written into the
@@ -100,7 +100,7 @@ POLL_S = 0.05
 LEAD_S = 0.5  # t0 is this far after the commit that makes the work due
 RUN_TIMEOUT_S = 600.0
 ENROLL_CHUNK = 10_000
-BEFORE_FAIR_CLAIMS = "0008"  # the schema revision of the baseline
+BEFORE_FAIR_CLAIMS = "0011"  # the schema revision of the baseline
 
 SMALL_WORKLOAD: dict[str, Any] = {
     "trigger": {"type": "manual"},
