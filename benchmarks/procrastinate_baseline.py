@@ -1,4 +1,10 @@
-"""The baseline of ``bench_engine.py``: the five-step workload as one procrastinate job per step.
+"""The procrastinate peer of ``bench_engine.py``: the five-step workload as procrastinate jobs.
+
+Two ways, each as procrastinate's documentation has tasks written (a task does its work on its
+own connection and defers what comes next), chosen when the jobs are deferred
+(``prepare(dsn, executions, mode)``): ``step``, one job per step (``bench_step``), each
+deferring the next step's job; ``execution``, one job per execution running its five steps in
+one transaction (``bench_execution``, the same statements). A worker runs either.
 
 What it does, exactly (``bench_engine.py`` drives it; this module is also the worker program):
 
@@ -43,6 +49,8 @@ from procrastinate import App, PsycopgConnector
 from psycopg_pool import AsyncConnectionPool
 
 TASK_NAME = "bench_step"
+EXECUTION_TASK_NAME = "bench_execution"
+MODES = ("step", "execution")
 STEPS = 5
 READY_MARKER = "READY"
 
@@ -119,53 +127,65 @@ def make_app(dsn: str, *, max_size: int = 10) -> App:
     )
 
 
-def register(app: App, work_pool: AsyncConnectionPool | None) -> Any:
-    """Register ``bench_step`` on ``app``; ``work_pool`` is the jobs' own connection pool."""
+async def run_step(conn: psycopg.AsyncConnection[Any], execution_id: int, step: int) -> None:
+    """Step ``step`` of one execution on ``conn``, inside the caller's transaction."""
+    statement, result, detail = STEP_SQL[step]
+    params = {"execution": execution_id, "contact": execution_id}
+    if statement is not None:
+        cursor = await conn.execute(statement, params)
+        if step == 3:
+            row = await cursor.fetchone()
+            branch = "then" if row and row[0] else "else"
+            detail = f'{{"result": "{branch}"}}'
+    await conn.execute(
+        "INSERT INTO bench_history (execution_id, at, step, result, detail) "
+        "VALUES (%(execution)s, now(), %(step)s, %(result)s, %(detail)s)",
+        {**params, "step": STEP_IDS[step - 1], "result": result, "detail": detail},
+    )
+    if step < STEPS:
+        await conn.execute(
+            "UPDATE bench_executions SET status = 'active', current_step = %(next)s "
+            "WHERE id = %(execution)s",
+            {**params, "next": STEP_IDS[step]},
+        )
+    else:
+        await conn.execute(
+            "UPDATE bench_executions SET status = 'completed', current_step = %(step)s, "
+            "finished_at = now() WHERE id = %(execution)s",
+            {**params, "step": STEP_IDS[step - 1]},
+        )
+
+
+def register(app: App, work_pool: AsyncConnectionPool | None) -> tuple[Any, Any]:
+    """Register both tasks on ``app``; ``work_pool`` is the jobs' own connection pool."""
 
     @app.task(name=TASK_NAME)
     async def bench_step(execution_id: int, step: int) -> None:
         assert work_pool is not None, "the worker opens the jobs' pool"
-        statement, result, detail = STEP_SQL[step]
-        params = {"execution": execution_id, "contact": execution_id}
         async with work_pool.connection() as conn, conn.transaction():
-            if statement is not None:
-                cursor = await conn.execute(statement, params)
-                if step == 3:
-                    row = await cursor.fetchone()
-                    branch = "then" if row and row[0] else "else"
-                    detail = f'{{"result": "{branch}"}}'
-            await conn.execute(
-                "INSERT INTO bench_history (execution_id, at, step, result, detail) "
-                "VALUES (%(execution)s, now(), %(step)s, %(result)s, %(detail)s)",
-                {**params, "step": STEP_IDS[step - 1], "result": result, "detail": detail},
-            )
-            if step < STEPS:
-                await conn.execute(
-                    "UPDATE bench_executions SET status = 'active', current_step = %(next)s "
-                    "WHERE id = %(execution)s",
-                    {**params, "next": STEP_IDS[step]},
-                )
-            else:
-                await conn.execute(
-                    "UPDATE bench_executions SET status = 'completed', current_step = %(step)s, "
-                    "finished_at = now() WHERE id = %(execution)s",
-                    {**params, "step": STEP_IDS[step - 1]},
-                )
+            await run_step(conn, execution_id, step)
         if step < STEPS:
             await bench_step.defer_async(execution_id=execution_id, step=step + 1)
 
-    return bench_step
+    @app.task(name=EXECUTION_TASK_NAME)
+    async def bench_execution(execution_id: int) -> None:
+        assert work_pool is not None, "the worker opens the jobs' pool"
+        async with work_pool.connection() as conn, conn.transaction():
+            for step in range(1, STEPS + 1):
+                await run_step(conn, execution_id, step)
+
+    return bench_step, bench_execution
 
 
 # --- set-up and measurement helpers (called by bench_engine.py) -------------------------------
 
 
-async def prepare(dsn: str, executions: int) -> None:
+async def prepare(dsn: str, executions: int, mode: str = "step") -> None:
     """Apply procrastinate's schema, create the contacts and executions, defer every first
-    step (one batch defer), then ``VACUUM ANALYZE``: the planner knows the jobs table as it is
-    when the workers start (analysed empty, procrastinate's fetch sorts every waiting job)."""
+    job (one batch defer: the first step's, or the whole execution's), then ``VACUUM
+    ANALYZE``: the planner knows the jobs table as it is when the workers start."""
     app = make_app(dsn, max_size=2)
-    task = register(app, None)
+    step_task, execution_task = register(app, None)
     async with app.open_async():
         await app.schema_manager.apply_schema_async()
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
@@ -182,9 +202,14 @@ async def prepare(dsn: str, executions: int) -> None:
                 "SELECT i, i, 'active', %s FROM generate_series(1, %s) AS i",
                 (STEP_IDS[0], executions),
             )
-            await task.batch_defer_async(
-                *({"execution_id": i, "step": 1} for i in range(1, executions + 1))
-            )
+            if mode == "step":
+                await step_task.batch_defer_async(
+                    *({"execution_id": i, "step": 1} for i in range(1, executions + 1))
+                )
+            else:
+                await execution_task.batch_defer_async(
+                    *({"execution_id": i} for i in range(1, executions + 1))
+                )
             await conn.execute("VACUUM ANALYZE")
 
 
