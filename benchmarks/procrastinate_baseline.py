@@ -9,12 +9,13 @@ one transaction (``bench_execution``, the same statements). A worker runs either
 What it does, exactly (``bench_engine.py`` drives it; this module is also the worker program):
 
 - A database of its own with procrastinate's schema (``App.schema_manager.apply_schema_async``)
-  and four small tables mirroring what a revflow step touches: ``bench_contacts`` (``fields`` and
-  ``tags`` as JSONB), ``bench_executions`` (``status``, ``current_step``, ``finished_at``),
+  and the workload's tables of ``peer_workload.py``: ``bench_contacts`` (``fields`` and ``tags``
+  as JSONB), ``bench_executions`` (``status``, ``current_step``, ``finished_at``),
   ``bench_history`` and ``bench_messages``; one contact and one execution per workload item.
-- One task, ``bench_step(execution_id, step)``. A job runs step ``step`` of its execution in ONE
+- ``bench_step(execution_id, step)``: a job runs step ``step`` of its execution in ONE
   transaction on a connection of the worker process's own psycopg pool (autocommit connections,
-  ``BEGIN`` … ``COMMIT`` around the statements):
+  ``BEGIN`` … ``COMMIT`` around the statements); ``bench_execution(execution_id)`` runs the five
+  in one transaction:
 
   1. ``update_field``: ``UPDATE bench_contacts SET fields = fields || {"stage": "engaged"}``
   2. ``add_tag``: ``UPDATE bench_contacts SET tags = tags || ["engaged"]`` (when not yet there)
@@ -27,7 +28,7 @@ What it does, exactly (``bench_engine.py`` drives it; this module is also the wo
   the job of the next step (``defer_async``, procrastinate's own connection pool); procrastinate
   itself fetches (``FOR UPDATE SKIP LOCKED``) and finishes every job in the jobs table, with
   LISTEN/NOTIFY on.
-- Set-up: the first step of every execution is deferred (one ``batch_defer_async``) before the
+- Set-up: the first job of every execution is deferred (one ``batch_defer_async``) before the
   workers start, and the database analysed.
 - Worker processes: ``python benchmarks/procrastinate_baseline.py worker --dsn DSN
   --concurrency N`` (``App.run_worker_async``, LISTEN/NOTIFY on; job logs off, as a production
@@ -42,82 +43,23 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from procrastinate import App, PsycopgConnector
 from psycopg_pool import AsyncConnectionPool
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import peer_workload
+from benchmarks.peer_workload import run_step
+
 TASK_NAME = "bench_step"
 EXECUTION_TASK_NAME = "bench_execution"
 MODES = ("step", "execution")
-STEPS = 5
+STEPS = peer_workload.STEPS
 READY_MARKER = "READY"
-
-TABLES_SQL = """
-CREATE TABLE bench_contacts (
-    id integer PRIMARY KEY,
-    email text NOT NULL,
-    fields jsonb NOT NULL DEFAULT '{}',
-    tags jsonb NOT NULL DEFAULT '[]',
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE bench_executions (
-    id integer PRIMARY KEY,
-    contact_id integer NOT NULL REFERENCES bench_contacts (id),
-    status text NOT NULL,
-    current_step text,
-    finished_at timestamptz
-);
-CREATE INDEX bench_executions_live ON bench_executions (id) WHERE status <> 'completed';
-CREATE TABLE bench_history (
-    id bigserial PRIMARY KEY,
-    execution_id integer NOT NULL REFERENCES bench_executions (id),
-    at timestamptz NOT NULL,
-    step text NOT NULL,
-    result text NOT NULL,
-    detail jsonb NOT NULL DEFAULT '{}'
-);
-CREATE INDEX bench_history_execution ON bench_history (execution_id, id);
-CREATE TABLE bench_messages (
-    id bigserial PRIMARY KEY,
-    execution_id integer NOT NULL,
-    contact_id integer NOT NULL,
-    "to" text NOT NULL,
-    subject text,
-    body text,
-    created_at timestamptz NOT NULL
-);
-"""
-
-# The step ids of the workload, in order (the same names as revflow's definition).
-STEP_IDS = ("set_stage", "tag_engaged", "is_engaged", "welcome", "done")
-
-# (step-specific statements, history result, history detail) of each step, 1-based.
-STEP_SQL: dict[int, tuple[str | None, str, str]] = {
-    1: (
-        'UPDATE bench_contacts SET fields = fields || \'{"stage": "engaged"}\', '
-        "updated_at = now() WHERE id = %(contact)s",
-        "done",
-        '{"field": "fields.stage", "changed": true}',
-    ),
-    2: (
-        "UPDATE bench_contacts SET tags = tags || '[\"engaged\"]', updated_at = now() "
-        "WHERE id = %(contact)s AND NOT tags ? 'engaged'",
-        "done",
-        '{"tag": "engaged", "changed": true}',
-    ),
-    3: ("SELECT tags ? 'engaged' FROM bench_contacts WHERE id = %(contact)s", "branch", "{}"),
-    4: (
-        'INSERT INTO bench_messages (execution_id, contact_id, "to", subject, body, created_at) '
-        "SELECT %(execution)s, id, email, 'Welcome ' || (fields ->> 'first_name'), "
-        "'Hello ' || (fields ->> 'first_name') || ', thanks for joining.', now() "
-        "FROM bench_contacts WHERE id = %(contact)s",
-        "sent",
-        '{"channel": "outbox"}',
-    ),
-    5: (None, "completed", "{}"),
-}
 
 
 def make_app(dsn: str, *, max_size: int = 10) -> App:
@@ -125,35 +67,6 @@ def make_app(dsn: str, *, max_size: int = 10) -> App:
     return App(
         connector=PsycopgConnector(conninfo=dsn, min_size=1, max_size=max_size),
     )
-
-
-async def run_step(conn: psycopg.AsyncConnection[Any], execution_id: int, step: int) -> None:
-    """Step ``step`` of one execution on ``conn``, inside the caller's transaction."""
-    statement, result, detail = STEP_SQL[step]
-    params = {"execution": execution_id, "contact": execution_id}
-    if statement is not None:
-        cursor = await conn.execute(statement, params)
-        if step == 3:
-            row = await cursor.fetchone()
-            branch = "then" if row and row[0] else "else"
-            detail = f'{{"result": "{branch}"}}'
-    await conn.execute(
-        "INSERT INTO bench_history (execution_id, at, step, result, detail) "
-        "VALUES (%(execution)s, now(), %(step)s, %(result)s, %(detail)s)",
-        {**params, "step": STEP_IDS[step - 1], "result": result, "detail": detail},
-    )
-    if step < STEPS:
-        await conn.execute(
-            "UPDATE bench_executions SET status = 'active', current_step = %(next)s "
-            "WHERE id = %(execution)s",
-            {**params, "next": STEP_IDS[step]},
-        )
-    else:
-        await conn.execute(
-            "UPDATE bench_executions SET status = 'completed', current_step = %(step)s, "
-            "finished_at = now() WHERE id = %(execution)s",
-            {**params, "step": STEP_IDS[step - 1]},
-        )
 
 
 def register(app: App, work_pool: AsyncConnectionPool | None) -> tuple[Any, Any]:
@@ -189,19 +102,7 @@ async def prepare(dsn: str, executions: int, mode: str = "step") -> None:
     async with app.open_async():
         await app.schema_manager.apply_schema_async()
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            await conn.execute(TABLES_SQL)
-            await conn.execute(
-                "INSERT INTO bench_contacts (id, email, fields) "
-                "SELECT i, 'contact' || i || '@example.com', "
-                "jsonb_build_object('first_name', 'Contact' || i) "
-                "FROM generate_series(1, %s) AS i",
-                (executions,),
-            )
-            await conn.execute(
-                "INSERT INTO bench_executions (id, contact_id, status, current_step) "
-                "SELECT i, i, 'active', %s FROM generate_series(1, %s) AS i",
-                (STEP_IDS[0], executions),
-            )
+            await peer_workload.create_workload(conn, executions)
             if mode == "step":
                 await step_task.batch_defer_async(
                     *({"execution_id": i, "step": 1} for i in range(1, executions + 1))
@@ -214,25 +115,15 @@ async def prepare(dsn: str, executions: int, mode: str = "step") -> None:
 
 
 async def outcome(dsn: str) -> dict[str, int]:
-    """What the run wrote: jobs by status, history rows, messages, completed executions."""
+    """What the run wrote: jobs by status, and the workload's rows (:func:`outcome`)."""
+    counts = await peer_workload.outcome(dsn)
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        counts: dict[str, int] = {}
         cursor = await conn.execute(
             "SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY 1"
         )
         for status, count in await cursor.fetchall():
             counts[f"jobs_{status}"] = int(count)
-        for key, sql in (
-            ("history", "SELECT count(*) FROM bench_history"),
-            ("messages", "SELECT count(*) FROM bench_messages"),
-            ("completed", "SELECT count(*) FROM bench_executions WHERE status = 'completed'"),
-            ("tagged", "SELECT count(*) FROM bench_contacts WHERE tags ? 'engaged'"),
-        ):
-            cursor = await conn.execute(sql)
-            row = await cursor.fetchone()
-            assert row is not None
-            counts[key] = int(row[0])
-        return counts
+    return counts
 
 
 # --- the worker program ------------------------------------------------------------------------
