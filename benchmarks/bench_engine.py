@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import importlib
 import json
 import os
 import shutil
@@ -171,6 +172,8 @@ class Run:
 
     @property
     def label(self) -> str:
+        if self.system == "dbos":
+            return f"dbos, workflow per execution, {self.workers} x conc. {self.concurrency}"
         if self.system == "procrastinate":
             return f"procrastinate, job per {self.mode}, {self.workers} x conc. {self.concurrency}"
         plural = "s" if self.workers > 1 else ""
@@ -564,13 +567,73 @@ async def _remaining_baseline(conn: asyncpg.Connection) -> int:
     )
 
 
-def peer_missing() -> str | None:
-    """Why the procrastinate peer cannot run here (``None`` when it can)."""
+def peer_missing(module: str) -> str | None:
+    """Why the peer of ``benchmarks.<module>`` cannot run here (``None`` when it can)."""
     try:
-        import benchmarks.procrastinate_baseline  # noqa: F401
+        importlib.import_module(f"benchmarks.{module}")
     except ImportError as error:
         return f"not installed ({error}): pip install 'revflow[peers]'"
     return None
+
+
+def run_dbos(args: argparse.Namespace, concurrency: int) -> Run:
+    """The DBOS peer: ``--baseline-workers`` processes with ``worker_concurrency``
+    ``concurrency``, one workflow per execution enqueued beforehand."""
+    from benchmarks import dbos_peer, peer_workload
+
+    workers, executions = args.baseline_workers, args.baseline_executions or args.executions
+    label = f"dbos, {workers} workers x worker_concurrency {concurrency}"
+    script = str(Path(dbos_peer.__file__).resolve())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVFLOW_")}
+    with (
+        tempfile.TemporaryDirectory(prefix="revflow-bench-dbos-") as tmp,
+        fresh_database("postgresql", Path(tmp), args.pg_admin_dsn) as url,
+    ):
+        workdir = Path(tmp)
+        dsn = libpq_dsn(url)
+        say(f"[bold]{label}[/bold]: set up {executions} executions, enqueue their workflows")
+        common = ["--dsn", dsn, "--concurrency", str(concurrency)]
+        subprocess.run(
+            [sys.executable, script, "prepare", *common, "--executions", str(executions)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        procs = [
+            launch([sys.executable, script, "worker", *common], env, workdir, f"dbos-{i}")
+            for i in range(workers)
+        ]
+        with running(procs):
+            startup = wait_started(procs, dbos_peer.READY_MARKER)
+            t0 = min(p.launched + s for p, s in zip(procs, startup, strict=True))
+            meter = CpuMeter([p.process.pid for p in procs], dsn, local_db(args))
+            t1 = asyncio.run(wait_done(dsn, executions, _remaining_baseline, procs, label))
+            cpu_s, db_cpu_s, busy = meter.stop()
+        checks = asyncio.run(peer_workload.outcome(dsn))
+    run = Run(
+        "dbos",
+        workers,
+        concurrency,
+        checks["history"],
+        t1 - t0,
+        startup,
+        cpu_s,
+        db_cpu_s,
+        busy,
+        checks,
+        mode="execution",
+        problems=[
+            f"{key}: {checks.get(key, 0)}, expected {value}"
+            for key, value in (
+                ("history", executions * STEPS_PER_EXECUTION),
+                ("completed", executions),
+                ("messages", executions),
+            )
+            if checks.get(key, 0) != value
+        ],
+    )
+    say(f"[bold]{label}[/bold]: {run.units} steps in {run.wall_s:.2f} s = {run.per_s:,.0f}/s")
+    return run
 
 
 def run_baseline(args: argparse.Namespace, mode: str, concurrency: int) -> Run:
@@ -872,7 +935,7 @@ def summary(runs: list[Run], missing: dict[str, str]) -> dict[str, Any]:
     floor, the strongest peer configuration and the ratios, with the goals' verdicts."""
     revflow = {r.workers: r for r in runs if r.system == "revflow"}
     floor = next((r for r in runs if r.system == "floor"), None)
-    peers = [r for r in runs if r.system == "procrastinate"]
+    peers = [r for r in runs if r.system in ("procrastinate", "dbos")]
     per_step = [r for r in peers if r.mode == "step"]
     one, two = revflow.get(1), revflow.get(2)
     engine = None if two is None else two.rate
@@ -1011,7 +1074,8 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
         else f"procrastinate, {args.baseline_workers} workers, job per "
         f"{' / '.join(args.baseline_modes)}, concurrency "
         f"{' / '.join(str(c) for c in args.baseline_concurrency)}, "
-        f"{args.baseline_executions or args.executions} executions",
+        f"{args.baseline_executions or args.executions} executions; dbos, workflow per "
+        f"execution, worker_concurrency {' / '.join(str(c) for c in args.dbos_concurrency)}",
     }
 
 
@@ -1048,6 +1112,13 @@ def main() -> None:
         help="procrastinate: one job per step, one job per execution",
     )
     parser.add_argument(
+        "--dbos-concurrency",
+        type=int,
+        nargs="+",
+        default=[5, 20],
+        help="the DBOS sweep: worker_concurrency of each worker process",
+    )
+    parser.add_argument(
         "--baseline-executions",
         type=int,
         default=None,
@@ -1074,7 +1145,7 @@ def main() -> None:
     if not args.no_floor:
         runs.append(run_revflow(args, 2, floor=True))
     if not args.no_baseline:
-        why = peer_missing()
+        why = peer_missing("procrastinate_baseline")
         if why is not None:
             missing["procrastinate"] = why
         else:
@@ -1083,6 +1154,11 @@ def main() -> None:
                 for mode in args.baseline_modes
                 for concurrency in args.baseline_concurrency
             ]
+        why = peer_missing("dbos_peer")
+        if why is not None:
+            missing["dbos"] = why
+        else:
+            runs += [run_dbos(args, concurrency) for concurrency in args.dbos_concurrency]
     facts["load average (1 min)"] = f"{load_at_start} at start, {load_average()} at end"
     profile = None
     if args.profile is not None:
