@@ -143,9 +143,8 @@ async def create_version(
     version = await service.create_version(
         change.session, change.principal, change.workflow, body, settings, now=change.now
     )
-    return await change.respond(
-        await service.version_detail(change.session, change.workflow, version), 201
-    )
+    # A version made by this request has no executions yet: nothing to count.
+    return await change.respond(version_out(version, 0, with_definition=True), 201)
 
 
 @router.get("/workflows/{workflow_id}/versions", response_model=VersionList)
