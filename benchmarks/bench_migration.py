@@ -75,6 +75,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import structlog
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -96,6 +97,7 @@ from revflow.audit.service import Actor
 from revflow.auth import service as auth_service
 from revflow.config import Settings
 from revflow.db import Database
+from revflow.logging import configure as configure_logging
 from revflow.migrate import upgrade
 from revflow.migrations.runner import claim_runnable, run_batch, run_next
 from revflow.models import Execution, HistoryEntry
@@ -1014,6 +1016,9 @@ def main() -> None:
         "database": database_version("postgresql", args.pg_admin_dsn),
     }
     env = {**environment(), "load_1min_at_start": load_average()}
+    # The in-process app logs: warnings only, and on stderr (stdout holds the result).
+    configure_logging("WARNING", json=False)
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     with fresh_database("postgresql", Path("."), args.pg_admin_dsn) as url:
         say(f"database {make_url(url).database}: revflow.migrate.upgrade")
         upgrade(url)
