@@ -285,7 +285,8 @@ STAGES = [
         "bench_engine.py",
         lambda db, quick: [
             "--executions",
-            "2000" if quick else "10000",
+            # Enough that the floor's window is many worker polls long.
+            "5000" if quick else "10000",
             "--workers",
             *(["2"] if quick else ["1", "2"]),
             "--baseline-executions",
