@@ -4,6 +4,12 @@ Each measurement is one of the scripts in the repository's ``benchmarks/`` folde
 own process with ``--json`` (so one cannot warm or slow down the next) against a fresh database
 it creates and drops; this module runs them in turn, shows progress, and gathers their numbers
 into one object with the original requirements and the baselines beside them.
+
+On a shared machine absolute milliseconds move from run to run, so each stage also measures
+its floor (the least any implementation pays for the same work, in the same run on the same
+database) and, where one exists, its strongest peer; the ratios (``RATIOS``) lead the object,
+and each stage's own correctness check goes into ``checks`` (a number whose check failed is
+``None``).
 """
 
 from __future__ import annotations
