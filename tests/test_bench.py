@@ -278,3 +278,22 @@ def test_run_puts_the_ratios_and_each_stage_check_at_the_top(
     assert out["checks"]["versioning API"] == {"passed": True, "problems": []}
     assert out["checks"]["engine"]["passed"] is False
     assert "the script broke" in out["checks"]["engine"]["problems"][0]
+
+
+def test_the_engine_stands_without_its_peers_and_a_failed_check_is_null() -> None:
+    """Without procrastinate and DBOS (not installed) the engine's own numbers stand."""
+    from benchmarks import bench_engine
+
+    def run(system: str, steps_per_s: float, problems: list[str]) -> Any:
+        return bench_engine.Run(
+            system, 2, 1, int(steps_per_s), 1.0, [0.1], 0.5, None, 1.0, problems=problems
+        )
+
+    missing = {"procrastinate": "not installed", "dbos": "not installed"}
+    numbers = bench_engine.summary([run("revflow", 6000, []), run("floor", 10000, [])], missing)
+    assert numbers["engine_steps_per_s"] == 6000 and numbers["engine_vs_floor"] == 0.6
+    assert numbers["engine_vs_best_peer"] is None and numbers["peers_missing"] == missing
+    assert numbers["goals"]["engine_vs_floor_passed"] is True
+    failed = bench_engine.summary([run("revflow", 6000, ["history: 9, expected 10"])], {})
+    assert failed["engine_steps_per_s"] is None and failed["passed"] is False
+    assert failed["problems"] == ["revflow, 2 workers: history: 9, expected 10"]
