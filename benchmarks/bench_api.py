@@ -16,6 +16,10 @@ exactly full); one keep-alive ``httpx`` client sending one request at a time. It
 - publish: ``POST …/versions/{n}/publish`` of the ``--samples`` newest drafts, oldest first
   (every created version is a draft, so publishing needs no versions beyond the limit).
 
+On PostgreSQL each create and each list request is followed by its floor's (``floor_app.py``
+on the same database, the same client): one ``INSERT`` of the same bytes and a commit; one
+indexed ``SELECT`` of the same 50 rows of ``versions``. Their p95 ratio is the number to read.
+
 The goals are p95 bounds on PostgreSQL (create <= 15 ms, list <= 10 ms); the original
 requirement (create <= 300 ms, list <= 200 ms) applies to both databases. Exits 1 on a miss.
 A warm-up on another workflow of the account runs first and is not measured.
@@ -41,7 +45,9 @@ from benchmarks.common import (
     backends,
     database_version,
     encode,
+    floor_ratio,
     running_service,
+    sample_paired,
     sample_server,
     say,
     timed_request,
@@ -124,6 +130,8 @@ class Measured:
     listing: Phase
     get: Phase
     publish: Phase
+    create_floor: Phase | None = None
+    list_floor: Phase | None = None
 
 
 def measure(service: Service, args: argparse.Namespace) -> Measured:
@@ -132,17 +140,27 @@ def measure(service: Service, args: argparse.Namespace) -> Measured:
     versions = f"/api/v1/workflows/{workflow_id}/versions"
     client = service.client
     editor = DefinitionEditor(args.steps, seed=args.seed)
+    floor = service.floor
+    sent = [b""]
 
     def create_one(i: int) -> float:
         number = i + 1
         body = version_body(editor.revision(number), number)
+        sent[0] = body
         response, ms = timed_request(client, "POST", versions, expect=201, content=body)
         if response.json()["number"] != number:
             raise RuntimeError(f"created {response.json()['number']}, expected {number}")
         return ms
 
+    def create_floor(_i: int) -> float:
+        # The same bytes, stored by one INSERT and a commit.
+        assert floor is not None
+        return timed_request(floor.client, "POST", "/versions", expect=201, content=sent[0])[1]
+
     server = service.server
-    create = sample_server(server, f"{service.database}: create", args.versions, create_one)
+    create, create_floored = sample_paired(
+        service, floor, f"{service.database}: create", args.versions, create_one, create_floor
+    )
 
     over = args.versions + 1
     response, _ = timed_request(
@@ -165,7 +183,22 @@ def measure(service: Service, args: argparse.Namespace) -> Measured:
         cursor = page["next_cursor"]
         return ms
 
-    listed = sample_server(server, f"{service.database}: list", args.samples, list_one)
+    floor_before = [args.versions + 1]
+    floor_params = {"account": service.account_id, "workflow": workflow_id}
+
+    def list_floor(_i: int) -> float:
+        # The same page of revflow's versions table, by one indexed SELECT.
+        assert floor is not None
+        params = {**floor_params, "before": floor_before[0]}
+        response, ms = timed_request(floor.client, "GET", "/versions", expect=200, params=params)
+        items = response.json()["items"]
+        last = items[-1]["number"] if items else 1
+        floor_before[0] = last if last > 1 else args.versions + 1
+        return ms
+
+    listed, listed_floor = sample_paired(
+        service, floor, f"{service.database}: list", args.samples, list_one, list_floor
+    )
 
     rng = random.Random(args.seed)
 
@@ -187,7 +220,7 @@ def measure(service: Service, args: argparse.Namespace) -> Measured:
         return ms
 
     published = sample_server(server, f"{service.database}: publish", len(drafts), publish_one)
-    return Measured(create, listed, got, published)
+    return Measured(create, listed, got, published, create_floored, listed_floor)
 
 
 def results(database: str, measured: Measured, args: argparse.Namespace) -> list[Result]:
@@ -198,6 +231,23 @@ def results(database: str, measured: Measured, args: argparse.Namespace) -> list
     create, create_cpu = measured.create
     window = min(WINDOW, len(create))
     last = f"versions {len(create) - window + 1}-{len(create)}"
+    floors = []
+    for name, measured_phase, floor_phase, work in (
+        ("create version", measured.create, measured.create_floor, "one INSERT + commit"),
+        ("list versions", measured.listing, measured.list_floor, "one indexed SELECT of 50"),
+    ):
+        if floor_phase is None:
+            continue
+        ratio = floor_ratio(Stats.of(measured_phase[0]), Stats.of(floor_phase[0]))
+        floors.append(
+            Result(
+                database,
+                f"floor: {name}",
+                Stats.of(floor_phase[0]),
+                server_cpu_ms=floor_phase[1],
+                note=f"{work}; revflow p95 = {ratio}x this",
+            )
+        )
     return [
         Result(
             database,
@@ -233,6 +283,7 @@ def results(database: str, measured: Measured, args: argparse.Namespace) -> list
             Stats.of(measured.publish[0]),
             server_cpu_ms=measured.publish[1],
         ),
+        *floors,
     ]
 
 
@@ -245,6 +296,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--pg-admin-dsn", default=PG_ADMIN_DSN, help="where to CREATE DATABASE")
     parser.add_argument("--json", action="store_true", help="print a JSON document")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="PostgreSQL: do not measure the floor server"
+    )
     args = parser.parse_args()
     if args.versions < 2 or args.samples < 2:
         parser.error("--versions and --samples must be at least 2")
@@ -268,6 +322,7 @@ def main() -> None:
             database,
             server_env={"REVFLOW_MAX_VERSIONS": str(args.versions)},
             pg_admin_dsn=args.pg_admin_dsn,
+            floor=not args.no_floor,
         ) as service:
             measured = measure(service, args)
         report.results.extend(results(database, measured, args))

@@ -8,8 +8,13 @@ two versions created through the API — a ``--steps``-step definition and an ed
 about 10 % of the steps changed (content edits, a few type changes, a few steps removed and as
 many added, their neighbours rewired) — then ``--runs`` sequential requests of
 ``GET /workflows/{id}/versions/compare?from=1&to=2`` on one keep-alive client.
-In the same run, on the two definitions as the server stored them: the pure
-``revflow.diff.compare`` and a plain ``deepdiff.DeepDiff(before, after)`` as the baseline.
+Version 1 is published and 1,000 contacts are enrolled in it first, so the compare counts the
+live executions its breaking changes reach. On PostgreSQL each request is followed by its
+floor's (``floor_app.py`` on the same database, the same client): two ``SELECT``s of the two
+stored definitions. In the same run, on the two definitions as the server stored them: the pure
+``revflow.diff.compare``, a plain ``deepdiff.DeepDiff(before, after)`` as the baseline, and the
+peer — ``DeepDiff`` of the steps keyed by id (``{s["id"]: s}``), as a competent user calls it,
+checked to find the same changed steps as revflow's diff (a difference is a problem).
 
 Goals: API p95 <= 25 ms on each database; the pure compare faster than DeepDiff (p50 and p95).
 Exits 1 on a miss. A few unmeasured requests warm the server up first.
@@ -18,10 +23,12 @@ Exits 1 on a miss. A few unmeasured requests warm the server up first.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import random
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,7 @@ from deepdiff import DeepDiff
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.bench_enroll import insert_contacts
 from benchmarks.common import (
     PG_ADMIN_DSN,
     Report,
@@ -38,9 +46,10 @@ from benchmarks.common import (
     backends,
     database_version,
     encode,
+    floor_ratio,
     running_service,
     sample,
-    sample_server,
+    sample_paired,
     timed_request,
 )
 from revflow.definition.samples import make_definition
@@ -48,6 +57,7 @@ from revflow.diff import Comparison, compare
 
 API_GOAL_P95_MS = 25.0
 WARMUP_REQUESTS = 5
+LIVE_EXECUTIONS = 1_000  # enrolled into version 1: the compare counts whom its breaks reach
 # Steps with one `next` and no other wiring: removing one means pointing its callers onward.
 LINEAR_TYPES = frozenset(
     {"send_email", "send_sms", "add_tag", "remove_tag", "update_field", "http_request"}
@@ -143,18 +153,49 @@ def describe(comparison: Comparison) -> str:
     )
 
 
+def changed_steps(comparison: Comparison) -> set[str]:
+    """The ids of the steps revflow's diff reports added, removed or modified."""
+    return {c.id for c in comparison.changes if c.entity == "step" and c.id is not None}
+
+
+def keyed(definition: dict[str, Any]) -> dict[str, Any]:
+    """The steps by id: how DeepDiff is called to compare definitions (a list of steps compared
+    by position reports every step after an insertion as changed)."""
+    return {step["id"]: step for step in definition["steps"]}
+
+
+def deepdiff_changed_steps(answer: Any) -> set[str]:
+    """The step ids a DeepDiff of :func:`keyed` steps reports changed (``root['id']…`` paths)."""
+    found: set[str] = set()
+    for paths in answer.values():
+        for path in paths:
+            text = str(path)
+            if text.startswith("root['"):
+                found.add(text[len("root['") :].split("'", 1)[0])
+    return found
+
+
+@dataclass
+class ApiRun:
+    samples: list[float]
+    cpu: float | None
+    floor: tuple[list[float], float | None] | None
+    stored: tuple[dict[str, Any], dict[str, Any]]
+    live: int
+    affected: int
+
+
 def measure_api(
     service: Service, before: dict[str, Any], after: dict[str, Any], runs: int
-) -> tuple[list[float], float | None, dict[str, Any], dict[str, Any]]:
-    """Create the two versions and time the compare.
-
-    Returns the samples, the server's CPU ms per compare and the two definitions as stored.
-    """
+) -> ApiRun:
+    """Create the two versions, publish the first and enroll contacts in it, time the compare
+    (each request followed by its floor's on PostgreSQL)."""
     client = service.client
     response, _ = timed_request(
         client, "POST", "/api/v1/workflows", expect=201, content=encode({"name": "compare"})
     )
-    versions = f"/api/v1/workflows/{response.json()['id']}/versions"
+    workflow_id = response.json()["id"]
+    versions = f"/api/v1/workflows/{workflow_id}/versions"
     for number, definition in ((1, before), (2, after)):
         body = {
             "definition": definition,
@@ -167,11 +208,28 @@ def measure_api(
         for n in (1, 2)
     ]
     expected = compare(stored[0], stored[1]).to_dict()["summary"]
+    timed_request(client, "POST", f"{versions}/1/publish", expect=200)
+    contacts = asyncio.run(insert_contacts(service.database_url, LIVE_EXECUTIONS))
+    enrolled, _ = timed_request(
+        client,
+        "POST",
+        f"/api/v1/workflows/{workflow_id}/enrollments",
+        expect=201,
+        content=encode({"contact_ids": contacts}),
+    )
+    if enrolled.json()["enrolled"] != LIVE_EXECUTIONS:
+        raise RuntimeError(f"enrolled {enrolled.json()['enrolled']} of {LIVE_EXECUTIONS}")
+    live = timed_request(client, "GET", f"{versions}/1", expect=200)[0].json()["live_executions"]
+    if not live:
+        raise RuntimeError("version 1 has no live executions to compare against")
     params = {"from": 1, "to": 2}
     path = f"{versions}/compare"
 
     for _ in range(WARMUP_REQUESTS):
-        timed_request(client, "GET", path, expect=200, params=params)
+        answer = timed_request(client, "GET", path, expect=200, params=params)[0].json()
+    affected = sum(b.get("executions_affected", 0) for b in answer["breaking"])
+    floor = service.floor
+    floor_params = {"account": service.account_id, "workflow": workflow_id, **params}
 
     def compare_once(_i: int) -> float:
         response, ms = timed_request(client, "GET", path, expect=200, params=params)
@@ -179,10 +237,15 @@ def measure_api(
             raise RuntimeError(f"the API's summary {response.json()['summary']} != {expected}")
         return ms
 
-    samples, cpu = sample_server(
-        service.server, f"{service.database}: GET compare", runs, compare_once
+    def compare_floor(_i: int) -> float:
+        # The same two stored definitions, by two SELECTs.
+        assert floor is not None
+        return timed_request(floor.client, "GET", "/compare", expect=200, params=floor_params)[1]
+
+    (samples, cpu), floored = sample_paired(
+        service, floor, f"{service.database}: GET compare", runs, compare_once, compare_floor
     )
-    return samples, cpu, stored[0], stored[1]
+    return ApiRun(samples, cpu, floored, (stored[0], stored[1]), live, affected)
 
 
 def measure_call(label: str, call: Callable[[], object], runs: int) -> list[float]:
@@ -205,6 +268,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--pg-admin-dsn", default=PG_ADMIN_DSN, help="where to CREATE DATABASE")
     parser.add_argument("--json", action="store_true", help="print a JSON document")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="PostgreSQL: do not measure the floor server"
+    )
     args = parser.parse_args()
     if not 100 <= args.steps <= 500 or args.runs < 2 or args.baseline_runs < 2:
         # 500: the server's default max_steps; below 100 steps "10 % changed" loses its meaning.
@@ -222,26 +288,63 @@ def main() -> None:
         },
         facts={"diff": describe(compare(before, after))},
     )
-    stored = [before, after]
+    stored = (before, after)
     for database in backends(args.database):
         report.facts[database] = database_version(database, args.pg_admin_dsn)
-        with running_service(database, pg_admin_dsn=args.pg_admin_dsn) as service:
-            samples, cpu, *stored = measure_api(service, before, after, args.runs)
+        with running_service(
+            database, pg_admin_dsn=args.pg_admin_dsn, floor=not args.no_floor
+        ) as service:
+            run = measure_api(service, before, after, args.runs)
+        stored = run.stored
+        measured = Stats.of(run.samples)
+        report.facts[f"{database} live executions of version 1"] = run.live
+        report.facts[f"{database} live executions its breaking changes reach"] = run.affected
         report.results.append(
             Result(
                 database,
                 f"GET compare ({args.steps} steps)",
-                Stats.of(samples),
+                measured,
                 goal_p95_ms=API_GOAL_P95_MS,
-                server_cpu_ms=cpu,
+                server_cpu_ms=run.cpu,
             )
         )
+        if run.floor is not None:
+            floor = Stats.of(run.floor[0])
+            report.results.append(
+                Result(
+                    database,
+                    "floor: compare",
+                    floor,
+                    server_cpu_ms=run.floor[1],
+                    note=f"two SELECTs; revflow p95 = {floor_ratio(measured, floor)}x this",
+                )
+            )
 
     old, new = stored
     pure = Stats.of(measure_call("revflow.diff.compare", lambda: compare(old, new), args.runs))
     baseline = Stats.of(
         measure_call("DeepDiff(before, after)", lambda: DeepDiff(old, new), args.baseline_runs)
     )
+    old_steps, new_steps = keyed(old), keyed(new)
+    peer = Stats.of(
+        measure_call(
+            "DeepDiff of steps keyed by id",
+            lambda: DeepDiff(old_steps, new_steps),
+            args.baseline_runs,
+        )
+    )
+    revflow_found = changed_steps(compare(old, new))
+    peer_found = deepdiff_changed_steps(DeepDiff(old_steps, new_steps))
+    if peer_found != revflow_found:
+        report.problems.append(
+            f"DeepDiff keyed by id found other changed steps than revflow's diff: "
+            f"only DeepDiff {sorted(peer_found - revflow_found)[:5]}, "
+            f"only revflow {sorted(revflow_found - peer_found)[:5]}"
+        )
+    report.facts["changed steps (revflow's diff, DeepDiff keyed by id)"] = [
+        len(revflow_found),
+        len(peer_found),
+    ]
     faster = pure.p50 < baseline.p50 and pure.p95 < baseline.p95
     report.results += [
         Result(
@@ -252,6 +355,12 @@ def main() -> None:
             note="" if faster else "FAIL: not faster than DeepDiff at p50",
         ),
         Result("in-process", "DeepDiff(before, after) baseline", baseline),
+        Result(
+            "in-process",
+            "DeepDiff keyed by id (peer)",
+            peer,
+            note=f"revflow's pure diff is {peer.p95 / pure.p95:.1f}x faster at p95",
+        ),
     ]
     report.facts["pure vs DeepDiff"] = (
         f"{baseline.p50 / pure.p50:.0f}x faster at p50, {baseline.p95 / pure.p95:.0f}x at p95"

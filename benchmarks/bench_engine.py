@@ -1,7 +1,9 @@
-"""Benchmark the engine: steps per second of ``revflow worker`` processes on PostgreSQL.
+"""Benchmark the engine: steps per second of ``revflow worker`` processes on PostgreSQL, beside
+its floor and its peers measured in the same run.
 
 Run: ``python benchmarks/bench_engine.py [--executions 10000] [--workers 1 2] [--batch-size N]
-[--poll-seconds S] [--baseline-concurrency N] [--no-baseline] [--profile DIR] [--json]``.
+[--poll-seconds S] [--no-floor] [--baseline-concurrency 1 2 5 10 20] [--baseline-modes step
+execution] [--baseline-executions N] [--no-baseline] [--profile DIR] [--json]``.
 
 For each worker count of ``--workers``, on a fresh PostgreSQL database (``CREATE DATABASE`` with a
 unique name on ``--pg-admin-dsn``, migrated with ``revflow.migrate.upgrade``, dropped at the end):
@@ -14,24 +16,34 @@ unique name on ``--pg-admin-dsn``, migrated with ``revflow.migrate.upgrade``, dr
 - the workers: N ``revflow worker`` subprocesses (default durability, the default
   ``REVFLOW_WORKER_BATCH_SIZE`` unless ``--batch-size``); their start-up (process launch until
   each logs ``worker_started``) is measured separately and is not part of the timed window;
-- the timed window: from the commit that resumes the workflow until a poll (every 0.2 s) of the
-  live executions finds none left; steps = the history rows written, counted afterwards. The
-  result is exact to one poll interval.
+- the timed window: from the commit that resumes the workflow until a poll (every 0.05 s) of the
+  live executions finds none left; steps = the history rows written, counted afterwards and
+  checked (every execution completed with five history rows, a message and the tag; a rate
+  whose check failed is reported as null).
 
-The baseline (``procrastinate_baseline.py`` says exactly what it does): the same executions x 5
-steps as one procrastinate job per step, each job doing its step's internal writes (the step's
-own statement, a history row, the execution's new position) in one transaction on its own
-connection and deferring the next step's job; ``--baseline-workers`` (2) procrastinate worker
-processes with ``--baseline-concurrency`` each, on a separate fresh database with procrastinate's
-schema, on the same PostgreSQL server. The first-step jobs are deferred (one batch defer) and
-the database analysed before the workers start; its timed window runs from the moment the first
-worker is ready (procrastinate logs the worker's start right before its first fetch) to the
-poll that finds no unfinished execution; jobs = succeeded jobs.
+The floor (``engine_floor.py`` says exactly what it does): the same set-up on a fresh database,
+then two processes of raw SQL with no interpreter — claim 200 due executions ``FOR UPDATE SKIP
+LOCKED``, one statement writing the same contact, outbox and history rows and completing them,
+commit — timed and checked the same way. ``engine_vs_floor`` is revflow's two workers over it.
 
-Goals: >= 5,000 steps/s with two workers, and >= 3x the baseline's jobs/s. Exits 1 on a miss.
-``--profile DIR`` adds two runs of one worker that are not in the table: a ``revflow worker``
-under ``py-spy record`` (idle samples included: the share spent waiting for PostgreSQL), and
-an in-process worker with timers on its phases and on every SQL statement.
+The peers (``procrastinate_baseline.py`` says exactly what they do): the same executions on a
+separate fresh database with procrastinate's schema, on the same PostgreSQL server, run by
+``--baseline-workers`` (2) procrastinate worker processes, for each concurrency of the sweep
+``--baseline-concurrency`` and each way of writing the task ``--baseline-modes``: one job per
+step (each doing its step's statements, a history row and the execution's new position in one
+transaction, then deferring the next step's job) or one job per execution (the five steps'
+statements in one transaction). The jobs are deferred (one batch defer) and the database
+analysed before the workers start; the timed window runs from the moment the first worker is
+ready to the poll that finds no unfinished execution; steps = history rows. With many
+executions, ``--baseline-executions`` runs the peers on fewer (rates are per second).
+procrastinate and psycopg are optional (``pip install 'revflow[peers]'``): without them the
+peers are reported missing and revflow's own numbers stand.
+
+Goals: >= 5,000 steps/s with two workers, >= 60 % of the floor, >= 10x the strongest peer
+configuration. Exits 1 on a miss or a failed check. ``--profile DIR`` adds two runs of one
+worker that are not in the table: a ``revflow worker`` under ``py-spy record`` (idle samples
+included: the share spent waiting for PostgreSQL), and an in-process worker with timers on its
+phases and on every SQL statement.
 """
 
 from __future__ import annotations
@@ -39,6 +51,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import importlib
 import json
 import os
 import shutil
@@ -62,7 +75,7 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import procrastinate_baseline as baseline
+from benchmarks import engine_floor
 from benchmarks.common import (
     PG_ADMIN_DSN,
     database_version,
@@ -87,10 +100,12 @@ from revflow.workflows import service as workflows
 from revflow.workflows.schemas import WorkflowCreate
 
 GOAL_STEPS_PER_S = 5_000.0  # with two workers
-GOAL_RATIO = 3.0  # two workers' steps/s over the baseline's jobs/s
+GOAL_RATIO = 3.0  # two workers' steps/s over the per-step baseline's jobs/s (the old goal)
+GOAL_VS_FLOOR = 0.6  # two workers' steps/s over the floor's, two processes each
+GOAL_VS_BEST_PEER = 10.0  # two workers' steps/s over the strongest peer configuration's
 STEPS_PER_EXECUTION = 5
 ENROLL_CHUNK = 10_000
-POLL_S = 0.2
+POLL_S = 0.05
 START_TIMEOUT_S = 60.0
 RUN_TIMEOUT_S = 1_800.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -133,20 +148,36 @@ WORKLOAD: dict[str, Any] = {
 class Run:
     """One timed run: what was measured and what it wrote."""
 
-    system: str
+    system: str  # revflow, floor, procrastinate
     workers: int
     concurrency: int
-    units: int  # history rows (revflow) or succeeded jobs (procrastinate)
+    units: int  # steps: history rows written
     wall_s: float
     startup_s: list[float]
     worker_cpu_s: float
     db_cpu_s: float | None  # the database backends serving the workers
     machine_cpu_busy: float  # fraction of all CPUs busy during the window
     checks: dict[str, int] = field(default_factory=dict)
+    mode: str = ""  # procrastinate: one job per "step" or per "execution"
+    problems: list[str] = field(default_factory=list)
 
     @property
     def per_s(self) -> float:
         return self.units / self.wall_s
+
+    @property
+    def rate(self) -> float | None:
+        """Steps per second, or ``None`` when the run's own check failed."""
+        return None if self.problems else round(self.per_s, 1)
+
+    @property
+    def label(self) -> str:
+        if self.system == "dbos":
+            return f"dbos, workflow per execution, {self.workers} x conc. {self.concurrency}"
+        if self.system == "procrastinate":
+            return f"procrastinate, job per {self.mode}, {self.workers} x conc. {self.concurrency}"
+        plural = "s" if self.workers > 1 else ""
+        return f"{self.system}, {self.workers} worker{plural}"
 
 
 def _proc_cpu_s(pid: int) -> float | None:
@@ -276,7 +307,7 @@ async def wait_done(
     procs: Sequence[Proc],
     label: str,
 ) -> float:
-    """Poll every 0.2 s until ``remaining`` is 0; the ``perf_counter`` at that poll."""
+    """Poll every 0.05 s until ``remaining`` is 0; the ``perf_counter`` at that poll."""
     conn = await asyncpg.connect(dsn)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     interactive = stderr.is_terminal
@@ -453,8 +484,32 @@ async def revflow_outcome(dsn: str) -> dict[str, int]:
         await conn.close()
 
 
-def run_revflow(args: argparse.Namespace, workers: int, profile_dir: Path | None = None) -> Run:
-    label = f"revflow, {workers} worker{'s' if workers > 1 else ''}"
+def revflow_problems(checks: dict[str, int], executions: int) -> list[str]:
+    """What is wrong with the rows a run of the workload wrote (empty: all as expected)."""
+    expected = {
+        "history": executions * STEPS_PER_EXECUTION,
+        "executions_completed": executions,
+        "messages": executions,
+        "contacts_tagged": executions,
+    }
+    return [
+        f"{key}: {checks.get(key, 0)}, expected {value}"
+        for key, value in expected.items()
+        if checks.get(key, 0) != value
+    ]
+
+
+def run_revflow(
+    args: argparse.Namespace,
+    workers: int,
+    profile_dir: Path | None = None,
+    *,
+    floor: bool = False,
+) -> Run:
+    """``workers`` revflow workers (or, with ``floor``, as many ``engine_floor.py`` processes)
+    on a fresh database set up by :func:`prepare_revflow`, timed from the resume."""
+    system = "floor" if floor else "revflow"
+    label = f"{system}, {workers} worker{'s' if workers > 1 else ''}"
     with (
         tempfile.TemporaryDirectory(prefix="revflow-bench-engine-") as tmp,
         fresh_database("postgresql", Path(tmp), args.pg_admin_dsn) as url,
@@ -467,11 +522,24 @@ def run_revflow(args: argparse.Namespace, workers: int, profile_dir: Path | None
         if args.batch_size is not None:
             extra["REVFLOW_WORKER_BATCH_SIZE"] = str(args.batch_size)
         env = revflow_env(url, extra)
-        procs = [
-            launch(revflow_command("worker"), env, workdir, f"worker-{i}") for i in range(workers)
-        ]
+        command, marker = revflow_command("worker"), "worker_started"
+        if floor:
+            batch = args.batch_size or Settings().worker_batch_size
+            command = [
+                sys.executable,
+                str(Path(engine_floor.__file__).resolve()),
+                "worker",
+                "--dsn",
+                libpq_dsn(url),
+                "--batch-size",
+                str(batch),
+                "--poll-seconds",
+                str(args.poll_seconds),
+            ]
+            marker = engine_floor.READY_MARKER
+        procs = [launch(command, env, workdir, f"{system}-{i}") for i in range(workers)]
         with running(procs):
-            startup = wait_started(procs, "worker_started")
+            startup = wait_started(procs, marker)
             spy = start_profiler(procs[0], profile_dir) if profile_dir else None
             meter = CpuMeter([p.process.pid for p in procs], libpq_dsn(url), local_db(args))
             t0 = asyncio.run(resume(url, principal, workflow_id))
@@ -482,12 +550,10 @@ def run_revflow(args: argparse.Namespace, workers: int, profile_dir: Path | None
         if spy is not None:
             spy.wait(timeout=60)
         checks = asyncio.run(revflow_outcome(libpq_dsn(url)))
-    expected = args.executions * STEPS_PER_EXECUTION
-    if checks["history"] != expected or checks.get("executions_completed") != args.executions:
-        raise RuntimeError(f"{label}: unexpected outcome {checks}")
     run = Run(
-        "revflow", workers, 1, checks["history"], t1 - t0, startup, cpu_s, db_cpu_s, busy, checks
+        system, workers, 1, checks["history"], t1 - t0, startup, cpu_s, db_cpu_s, busy, checks
     )
+    run.problems = revflow_problems(checks, args.executions)
     say(f"[bold]{label}[/bold]: {run.units} steps in {run.wall_s:.2f} s = {run.per_s:,.0f}/s")
     return run
 
@@ -501,20 +567,91 @@ async def _remaining_baseline(conn: asyncpg.Connection) -> int:
     )
 
 
-def run_baseline(args: argparse.Namespace) -> Run:
-    workers, concurrency = args.baseline_workers, args.baseline_concurrency
-    label = f"procrastinate, {workers} workers x concurrency {concurrency}"
+def peer_missing(module: str) -> str | None:
+    """Why the peer of ``benchmarks.<module>`` cannot run here (``None`` when it can)."""
+    try:
+        importlib.import_module(f"benchmarks.{module}")
+    except ImportError as error:
+        return f"not installed ({error}): pip install 'revflow[peers]'"
+    return None
+
+
+def run_dbos(args: argparse.Namespace, concurrency: int) -> Run:
+    """The DBOS peer: ``--baseline-workers`` processes with ``worker_concurrency``
+    ``concurrency``, one workflow per execution enqueued beforehand."""
+    from benchmarks import dbos_peer, peer_workload
+
+    workers, executions = args.baseline_workers, args.baseline_executions or args.executions
+    label = f"dbos, {workers} workers x worker_concurrency {concurrency}"
+    script = str(Path(dbos_peer.__file__).resolve())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVFLOW_")}
+    with (
+        tempfile.TemporaryDirectory(prefix="revflow-bench-dbos-") as tmp,
+        fresh_database("postgresql", Path(tmp), args.pg_admin_dsn) as url,
+    ):
+        workdir = Path(tmp)
+        dsn = libpq_dsn(url)
+        say(f"[bold]{label}[/bold]: set up {executions} executions, enqueue their workflows")
+        common = ["--dsn", dsn, "--concurrency", str(concurrency)]
+        subprocess.run(
+            [sys.executable, script, "prepare", *common, "--executions", str(executions)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        procs = [
+            launch([sys.executable, script, "worker", *common], env, workdir, f"dbos-{i}")
+            for i in range(workers)
+        ]
+        with running(procs):
+            startup = wait_started(procs, dbos_peer.READY_MARKER)
+            t0 = min(p.launched + s for p, s in zip(procs, startup, strict=True))
+            meter = CpuMeter([p.process.pid for p in procs], dsn, local_db(args))
+            t1 = asyncio.run(wait_done(dsn, executions, _remaining_baseline, procs, label))
+            cpu_s, db_cpu_s, busy = meter.stop()
+        checks = asyncio.run(peer_workload.outcome(dsn))
+    run = Run(
+        "dbos",
+        workers,
+        concurrency,
+        checks["history"],
+        t1 - t0,
+        startup,
+        cpu_s,
+        db_cpu_s,
+        busy,
+        checks,
+        mode="execution",
+        problems=[
+            f"{key}: {checks.get(key, 0)}, expected {value}"
+            for key, value in (
+                ("history", executions * STEPS_PER_EXECUTION),
+                ("completed", executions),
+                ("messages", executions),
+            )
+            if checks.get(key, 0) != value
+        ],
+    )
+    say(f"[bold]{label}[/bold]: {run.units} steps in {run.wall_s:.2f} s = {run.per_s:,.0f}/s")
+    return run
+
+
+def run_baseline(args: argparse.Namespace, mode: str, concurrency: int) -> Run:
+    """The procrastinate peer: ``--baseline-workers`` processes of ``concurrency`` each, the
+    jobs deferred one per ``mode`` (step or execution) beforehand."""
+    from benchmarks import procrastinate_baseline as baseline
+
+    workers, executions = args.baseline_workers, args.baseline_executions or args.executions
+    label = f"procrastinate, job per {mode}, {workers} workers x concurrency {concurrency}"
+    jobs_expected = executions * (baseline.STEPS if mode == "step" else 1)
     with (
         tempfile.TemporaryDirectory(prefix="revflow-bench-baseline-") as tmp,
         fresh_database("postgresql", Path(tmp), args.pg_admin_dsn) as url,
     ):
         workdir = Path(tmp)
         dsn = libpq_dsn(url)
-        say(
-            f"[bold]{label}[/bold]: apply_schema, set up {args.executions} executions, "
-            "defer their first steps"
-        )
-        asyncio.run(baseline.prepare(dsn, args.executions))
+        say(f"[bold]{label}[/bold]: apply_schema, set up {executions} executions, defer jobs")
+        asyncio.run(baseline.prepare(dsn, executions, mode))
         command = [
             sys.executable,
             str(Path(baseline.__file__).resolve()),
@@ -531,33 +668,42 @@ def run_baseline(args: argparse.Namespace) -> Run:
             # The work starts when the first worker is ready (its first fetch follows at once).
             t0 = min(p.launched + s for p, s in zip(procs, startup, strict=True))
             meter = CpuMeter([p.process.pid for p in procs], dsn, local_db(args))
-            t1 = asyncio.run(wait_done(dsn, args.executions, _remaining_baseline, procs, label))
+            t1 = asyncio.run(wait_done(dsn, executions, _remaining_baseline, procs, label))
             cpu_s, db_cpu_s, busy = meter.stop()
             # The last jobs' own "finish" may still be in flight; let them land before counting.
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 checks = asyncio.run(baseline.outcome(dsn))
-                if checks.get("jobs_succeeded", 0) + checks.get("jobs_failed", 0) >= (
-                    args.executions * baseline.STEPS
-                ):
+                finished = checks.get("jobs_succeeded", 0) + checks.get("jobs_failed", 0)
+                if finished >= jobs_expected:
                     break
                 time.sleep(0.1)
-    expected = args.executions * baseline.STEPS
-    if checks.get("jobs_succeeded") != expected or checks["history"] != expected:
-        raise RuntimeError(f"{label}: unexpected outcome {checks}")
+    steps_expected = executions * baseline.STEPS
+    problems = [
+        f"{key}: {checks.get(key, 0)}, expected {value}"
+        for key, value in (
+            ("jobs_succeeded", jobs_expected),
+            ("history", steps_expected),
+            ("completed", executions),
+            ("messages", executions),
+        )
+        if checks.get(key, 0) != value
+    ]
     run = Run(
         "procrastinate",
         workers,
         concurrency,
-        checks["jobs_succeeded"],
+        checks["history"],
         t1 - t0,
         startup,
         cpu_s,
         db_cpu_s,
         busy,
         checks,
+        mode=mode,
+        problems=problems,
     )
-    say(f"[bold]{label}[/bold]: {run.units} jobs in {run.wall_s:.2f} s = {run.per_s:,.0f}/s")
+    say(f"[bold]{label}[/bold]: {run.units} steps in {run.wall_s:.2f} s = {run.per_s:,.0f}/s")
     return run
 
 
@@ -780,86 +926,139 @@ def _cpu(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else round(a / b, 3)
+
+
+def summary(runs: list[Run], missing: dict[str, str]) -> dict[str, Any]:
+    """The numbers ``revflow bench`` reads: rates (``None`` when their check failed), the
+    floor, the strongest peer configuration and the ratios, with the goals' verdicts."""
+    revflow = {r.workers: r for r in runs if r.system == "revflow"}
+    floor = next((r for r in runs if r.system == "floor"), None)
+    peers = [r for r in runs if r.system in ("procrastinate", "dbos")]
+    per_step = [r for r in peers if r.mode == "step"]
+    one, two = revflow.get(1), revflow.get(2)
+    engine = None if two is None else two.rate
+    floor_rate = None if floor is None else floor.rate
+    best = max((r for r in peers if r.rate is not None), key=lambda r: r.per_s, default=None)
+    best_rate = None if best is None else best.rate
+    legacy = max((r for r in per_step if r.rate is not None), key=lambda r: r.per_s, default=None)
+    vs_floor = _ratio(engine, floor_rate)
+    vs_peer = _ratio(engine, best_rate)
+    verdicts = {
+        "engine_steps_per_s_passed": None if engine is None else engine >= GOAL_STEPS_PER_S,
+        "engine_vs_floor_passed": None if vs_floor is None else vs_floor >= GOAL_VS_FLOOR,
+        "engine_vs_best_peer_passed": None if vs_peer is None else vs_peer >= GOAL_VS_BEST_PEER,
+    }
+    problems = [f"{r.label}: {problem}" for r in runs for problem in r.problems]
+    return {
+        "engine_steps_per_s_1": None if one is None else one.rate,
+        "engine_steps_per_s": engine,
+        "engine_floor_steps_per_s": floor_rate,
+        "engine_vs_floor": vs_floor,
+        "engine_best_peer": None if best is None else best.label,
+        "engine_best_peer_steps_per_s": best_rate,
+        "engine_vs_best_peer": vs_peer,
+        "procrastinate_jobs_per_s": None if legacy is None else legacy.rate,
+        "ratio_vs_baseline": _ratio(engine, None if legacy is None else legacy.rate),
+        "peers": [
+            {
+                "system": r.system,
+                "mode": r.mode,
+                "workers": r.workers,
+                "concurrency": r.concurrency,
+                "steps_per_s": r.rate,
+                "problems": r.problems,
+            }
+            for r in peers
+        ],
+        "peers_missing": missing,
+        "goals": {
+            "engine_steps_per_s": GOAL_STEPS_PER_S,
+            "engine_vs_floor": GOAL_VS_FLOOR,
+            "engine_vs_best_peer": GOAL_VS_BEST_PEER,
+            **verdicts,
+        },
+        "problems": problems,
+        "passed": not problems and all(v is not False for v in verdicts.values()),
+    }
+
+
 def report(
     args: argparse.Namespace,
     runs: list[Run],
     facts: dict[str, Any],
     profile: dict[str, Any] | None,
+    missing: dict[str, str],
 ) -> bool:
-    by_workers = {r.workers: r for r in runs if r.system == "revflow"}
-    base = next((r for r in runs if r.system == "procrastinate"), None)
-    one, two = by_workers.get(1), by_workers.get(2)
-    ratio = two.per_s / base.per_s if two and base else None
-    goal_rate = None if two is None else two.per_s >= GOAL_STEPS_PER_S
-    goal_ratio = None if ratio is None else ratio >= GOAL_RATIO
-    passed = goal_rate is not False and goal_ratio is not False
+    numbers = summary(runs, missing)
     if args.json:
         document = {
-            "engine_steps_per_s_1": None if one is None else round(one.per_s, 1),
-            "engine_steps_per_s": None if two is None else round(two.per_s, 1),
-            "procrastinate_jobs_per_s": None if base is None else round(base.per_s, 1),
-            "ratio_vs_baseline": None if ratio is None else round(ratio, 3),
-            "goals": {
-                "engine_steps_per_s": GOAL_STEPS_PER_S,
-                "ratio_vs_baseline": GOAL_RATIO,
-                "engine_steps_per_s_passed": goal_rate,
-                "ratio_passed": goal_ratio,
-            },
-            "passed": passed,
+            **numbers,
             "config": config(args),
             "environment": environment(),
             "facts": facts,
-            "runs": [{**asdict(r), "per_s": round(r.per_s, 1)} for r in runs],
+            "runs": [
+                {**asdict(r), "label": r.label, "per_s": round(r.per_s, 1), "rate": r.rate}
+                for r in runs
+            ],
             "profile": profile,
         }
         print(json.dumps(document, indent=2))
-        return passed
+        return bool(numbers["passed"])
     print("bench_engine: " + ", ".join(f"{k}={v}" for k, v in config(args).items()))
     print("environment: " + ", ".join(f"{k}={v}" for k, v in environment().items()))
     for key, value in facts.items():
         print(f"{key}: {value}")
     print()
     header = (
-        f"{'system':<36} {'units':>6} {'wall s':>7} {'per s':>7} {'start-up s':>10} "
-        f"{'wrk CPU s':>9} {'DB CPU s':>8} {'busy':>5} {'goal':>9}  verdict"
+        f"{'system':<50} {'steps':>6} {'wall s':>7} {'steps/s':>8} {'start-up s':>10} "
+        f"{'wrk CPU s':>9} {'DB CPU s':>8} {'busy':>5}  check"
     )
     rule = "-" * len(header)
     print(header)
     print(rule)
     for r in runs:
-        if r.system == "revflow":
-            name = f"revflow, {r.workers} worker{'s' if r.workers > 1 else ''} (steps)"
-            goal = f">= {GOAL_STEPS_PER_S:,.0f}" if r.workers == 2 else "-"
-            ok = (r.per_s >= GOAL_STEPS_PER_S) if r.workers == 2 else None
-        else:
-            name = f"procrastinate, {r.workers} x conc. {r.concurrency} (jobs)"
-            goal, ok = "-", None
         startup = "/".join(f"{s:.1f}" for s in r.startup_s)
         print(
-            f"{name:<36} {r.units:>6} {r.wall_s:>7.2f} {r.per_s:>7,.0f} {startup:>10} "
-            f"{r.worker_cpu_s:>9.1f} {_cpu(r.db_cpu_s):>8} {100 * r.machine_cpu_busy:>4.0f}% "
-            f"{goal:>9}  {verdict(ok)}"
-        )
-    if ratio is not None:
-        print(
-            f"{'revflow 2 workers / baseline':<36} {'':>6} {'':>7} {ratio:>6.2f}x {'':>10} "
-            f"{'':>9} {'':>8} {'':>5} {f'>= {GOAL_RATIO:g}x':>9}  {verdict(goal_ratio)}"
+            f"{r.label:<50} {r.units:>6} {r.wall_s:>7.2f} {r.per_s:>8,.0f} {startup:>10} "
+            f"{r.worker_cpu_s:>9.1f} {_cpu(r.db_cpu_s):>8} {100 * r.machine_cpu_busy:>4.0f}%  "
+            + ("OK" if not r.problems else "; ".join(r.problems))
         )
     print(rule)
+    goals = numbers["goals"]
+    for name, value, goal, passed in (
+        ("revflow, 2 workers, steps/s", numbers["engine_steps_per_s"], GOAL_STEPS_PER_S, "rate"),
+        ("revflow / floor", numbers["engine_vs_floor"], GOAL_VS_FLOOR, "vs_floor"),
+        (
+            f"revflow / best peer ({numbers['engine_best_peer']})",
+            numbers["engine_vs_best_peer"],
+            GOAL_VS_BEST_PEER,
+            "vs_best_peer",
+        ),
+    ):
+        key = "engine_steps_per_s_passed" if passed == "rate" else f"engine_{passed}_passed"
+        print(f"{name:<76} {_fmt(value):>10}  goal >= {goal:g}  {verdict(goals[key])}")
+    for peer, why in missing.items():
+        print(f"peer {peer}: missing — {why}")
     print(
-        "units: history rows written (revflow) or succeeded jobs (procrastinate). wall s: from "
-        "the commit resuming the workflow (revflow) or the first worker ready (procrastinate, "
-        "jobs deferred beforehand) to the 0.2 s poll that finds no unfinished execution. "
-        "start-up: launch to ready, per worker, not in wall s. wrk / DB CPU s: user+system CPU "
-        "in the window of "
-        "the worker processes / of the PostgreSQL backends connected to the run's database. "
-        "busy: share of all CPUs of the machine busy in the window (anything running on it)."
+        "steps: history rows written. wall s: from the commit resuming the workflow (revflow, "
+        "floor) or the first worker ready (procrastinate, jobs deferred beforehand) to the 0.05 s "
+        "poll that finds no unfinished execution. start-up: launch to ready, per worker, not in "
+        "wall s. wrk / DB CPU s: user+system CPU in the window of the worker processes / of the "
+        "PostgreSQL backends connected to the run's database. busy: share of all CPUs of the "
+        "machine busy in the window (anything running on it). A rate whose check failed counts "
+        "as missing (null)."
     )
     print()
-    print(f"verdict: {verdict(passed)}")
+    print(f"verdict: {verdict(bool(numbers['passed']))}")
     if profile is not None:
         print_profile(profile)
-    return passed
+    return bool(numbers["passed"])
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
 
 
 def config(args: argparse.Namespace) -> dict[str, Any]:
@@ -869,10 +1068,14 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
         "workers": " ".join(str(w) for w in args.workers),
         "REVFLOW_WORKER_BATCH_SIZE": args.batch_size or Settings().worker_batch_size,
         "REVFLOW_WORKER_POLL_SECONDS": args.poll_seconds,
-        "baseline": "none"
+        "floor": "none" if args.no_floor else "engine_floor.py, 2 processes",
+        "peers": "none"
         if args.no_baseline
-        else f"{args.baseline_workers} procrastinate workers x concurrency "
-        f"{args.baseline_concurrency}",
+        else f"procrastinate, {args.baseline_workers} workers, job per "
+        f"{' / '.join(args.baseline_modes)}, concurrency "
+        f"{' / '.join(str(c) for c in args.baseline_concurrency)}, "
+        f"{args.baseline_executions or args.executions} executions; dbos, workflow per "
+        f"execution, worker_concurrency {' / '.join(str(c) for c in args.dbos_concurrency)}",
     }
 
 
@@ -892,9 +1095,36 @@ def main() -> None:
         default=0.1,
         help="REVFLOW_WORKER_POLL_SECONDS: how long an idle worker sleeps before looking again",
     )
+    parser.add_argument("--no-floor", action="store_true", help="do not run the floor")
     parser.add_argument("--baseline-workers", type=int, default=2)
-    parser.add_argument("--baseline-concurrency", type=int, default=10)
-    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--baseline-concurrency",
+        type=int,
+        nargs="+",
+        default=[1, 2, 5, 10, 20],
+        help="the procrastinate sweep: concurrency of each worker process",
+    )
+    parser.add_argument(
+        "--baseline-modes",
+        nargs="+",
+        choices=["step", "execution"],
+        default=["step", "execution"],
+        help="procrastinate: one job per step, one job per execution",
+    )
+    parser.add_argument(
+        "--dbos-concurrency",
+        type=int,
+        nargs="+",
+        default=[5, 20],
+        help="the DBOS sweep: worker_concurrency of each worker process",
+    )
+    parser.add_argument(
+        "--baseline-executions",
+        type=int,
+        default=None,
+        help="executions of each peer run (default: --executions); rates are per second",
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="do not run the peers")
     parser.add_argument(
         "--profile",
         type=Path,
@@ -910,9 +1140,25 @@ def main() -> None:
 
     load_at_start = load_average()
     facts: dict[str, Any] = {"database": database_version("postgresql", args.pg_admin_dsn)}
+    missing: dict[str, str] = {}
     runs = [run_revflow(args, workers) for workers in args.workers]
+    if not args.no_floor:
+        runs.append(run_revflow(args, 2, floor=True))
     if not args.no_baseline:
-        runs.append(run_baseline(args))
+        why = peer_missing("procrastinate_baseline")
+        if why is not None:
+            missing["procrastinate"] = why
+        else:
+            runs += [
+                run_baseline(args, mode, concurrency)
+                for mode in args.baseline_modes
+                for concurrency in args.baseline_concurrency
+            ]
+        why = peer_missing("dbos_peer")
+        if why is not None:
+            missing["dbos"] = why
+        else:
+            runs += [run_dbos(args, concurrency) for concurrency in args.dbos_concurrency]
     facts["load average (1 min)"] = f"{load_at_start} at start, {load_average()} at end"
     profile = None
     if args.profile is not None:
@@ -922,7 +1168,7 @@ def main() -> None:
             "py_spy_run": {**asdict(profiled), "per_s": round(profiled.per_s, 1)},
             "timed": statement_profile(args),
         }
-    if not report(args, runs, facts, profile):
+    if not report(args, runs, facts, profile, missing):
         raise SystemExit(1)
 
 

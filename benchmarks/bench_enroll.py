@@ -6,8 +6,9 @@ Run: ``python benchmarks/bench_enroll.py [--database sqlite|postgresql|both] [--
 For each database: a fresh database with one account and ``revflow serve`` on loopback; the
 contacts are inserted in bulk beforehand (their creation is not what is measured); then
 ``--calls`` workflows are each published and sent ONE ``POST …/enrollments`` of all the
-contacts, timed from the first byte sent to the last byte of the answer. Every answer must
-enroll every contact.
+contacts, timed from the first byte sent to the last byte of the answer (at least 10 calls).
+Every answer must enroll every contact, and the database must then hold one live execution of
+version 1 per contact (checked after each call, not timed; a difference is a problem).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from benchmarks.common import (
     PG_ADMIN_DSN,
@@ -37,7 +38,7 @@ from benchmarks.common import (
     timed_request,
 )
 from revflow.db import Database
-from revflow.models import Account, Contact
+from revflow.models import LIVE_STATUSES, Account, Contact, Execution
 
 DEFINITION = {
     "trigger": {"type": "manual"},
@@ -45,7 +46,8 @@ DEFINITION = {
 }
 
 
-async def _insert_contacts(url: str, count: int) -> list[str]:
+async def insert_contacts(url: str, count: int) -> list[str]:
+    """``count`` contacts of the ``bench`` account, inserted in bulk; their ids."""
     db = Database(url)
     try:
         async with db.session(write=True) as session:
@@ -71,8 +73,26 @@ async def _insert_contacts(url: str, count: int) -> list[str]:
         await db.dispose()
 
 
-def measure(service: Service, contacts: int, calls: int) -> list[float]:
-    ids = asyncio.run(_insert_contacts(service.database_url, contacts))
+async def enrolled_rows(url: str, workflow_id: str) -> tuple[int, int]:
+    """(executions of the workflow, those of them live on version 1) in the database."""
+    db = Database(url)
+    try:
+        async with db.session() as session:
+            of_workflow = Execution.workflow_id == uuid.UUID(workflow_id)
+            total = await session.scalar(select(func.count()).where(of_workflow))
+            live = await session.scalar(
+                select(func.count()).where(
+                    of_workflow, Execution.version == 1, Execution.status.in_(LIVE_STATUSES)
+                )
+            )
+        return int(total or 0), int(live or 0)
+    finally:
+        await db.dispose()
+
+
+def measure(service: Service, contacts: int, calls: int, problems: list[str]) -> list[float]:
+    """Time ``calls`` enrollments; what the database holds afterwards is checked, not timed."""
+    ids = asyncio.run(insert_contacts(service.database_url, contacts))
     body = encode({"contact_ids": ids})
     samples = []
     for call in range(calls):
@@ -97,7 +117,13 @@ def measure(service: Service, contacts: int, calls: int) -> list[float]:
             content=body,
         )
         if answer.json()["enrolled"] != contacts:
-            raise RuntimeError(f"enrolled {answer.json()['enrolled']} of {contacts}")
+            problems.append(f"call {call + 1} answered {answer.json()['enrolled']} of {contacts}")
+        total, live = asyncio.run(enrolled_rows(service.database_url, workflow))
+        if (total, live) != (contacts, contacts):
+            problems.append(
+                f"call {call + 1}: {total} executions in the database, {live} live on "
+                f"version 1, expected {contacts}"
+            )
         samples.append(elapsed)
         say(f"enrollment {call + 1}/{calls}: {elapsed:.0f} ms")
     return samples
@@ -107,7 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--contacts", type=int, default=10_000)
-    parser.add_argument("--calls", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=10, help="enrollment calls (>= 10)")
     parser.add_argument("--pg-admin-dsn", default=PG_ADMIN_DSN)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -115,11 +141,13 @@ def main() -> None:
     for database in backends(args.database):
         report.facts[database] = database_version(database, args.pg_admin_dsn)
         with running_service(database, pg_admin_dsn=args.pg_admin_dsn) as service:
-            samples = measure(service, args.contacts, max(args.calls, 2))
+            samples = measure(service, args.contacts, max(args.calls, 10), report.problems)
         report.results.append(
             Result(database, f"enroll {args.contacts:,} contacts (one call)", Stats.of(samples))
         )
     report.print(args.json)
+    if report.problems:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,20 @@ during the batches is printed, so the output says where the time goes. ``--expla
 EXPLAIN ANALYZE of every statement of the middle batch (``auto_explain`` sent to this client;
 needs a superuser for ``LOAD``; that batch's time includes the instrumentation).
 
-Goal: >= 1,000,000 executions/min, start + batches. Exits 1 on a miss or a failed check.
+The floor, timed in the same run on the same database (a third workflow of ``--executions``
+executions, set up the same way, run before the runner, then ``VACUUM ANALYZE`` so the runner
+starts from the same steady state): the same move as set-based SQL batches of ``--batch-size``
+on one asyncpg connection — one statement per batch locks the next executions of version 1 in
+id order, moves them (mapping, restart), writes their ``migrated`` history entries and their
+restore records (``migration_items``, under a migration row of its own) — checked like the
+runner. ``migration_vs_floor`` is the runner's rate over the floor's.
+
+The ORM peer: the ORM loop of the naive baseline with a commit every 1,000 executions, on a
+fourth workflow of ``--naive-executions``; by default it runs first, on the freshly set-up
+database (``--peer-order last`` runs it after the runner: alternate between runs).
+
+Goals: >= 1,000,000 executions/min, start + batches, and >= 70 % of the floor. Exits 1 on a
+miss or a failed check.
 """
 
 from __future__ import annotations
@@ -60,7 +73,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
+import structlog
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -72,6 +87,7 @@ from benchmarks.common import (
     database_version,
     environment,
     fresh_database,
+    libpq_dsn,
     load_average,
     say,
     stderr,
@@ -81,11 +97,14 @@ from revflow.audit.service import Actor
 from revflow.auth import service as auth_service
 from revflow.config import Settings
 from revflow.db import Database
+from revflow.logging import configure as configure_logging
 from revflow.migrate import upgrade
 from revflow.migrations.runner import claim_runnable, run_batch, run_next
 from revflow.models import Execution, HistoryEntry
 
 GOAL_PER_MIN = 1_000_000
+GOAL_VS_FLOOR = 0.7
+ORM_COMMIT_EVERY = 1_000
 RUN_TIMEOUT_S = 1_800.0
 DAY = 86_400
 
@@ -499,6 +518,7 @@ async def run_runner(
                 "mapping": MAPPING,
                 "wait_policy": "restart",
                 "batch_size": batch_size,
+                "allow_unreleased": True,  # version 2 stays a draft: nothing enrolls into it
             },
         )
     start_s = time.perf_counter() - started
@@ -545,8 +565,9 @@ async def run_runner(
 # --- the naive baseline ------------------------------------------------------------------------
 
 
-async def run_naive(db: Database, population: Population) -> float:
-    """One execution per transaction through the ORM; answers the seconds it took."""
+async def run_naive(db: Database, population: Population, commit_every: int = 1) -> float:
+    """The ORM way: ``commit_every`` executions per transaction (1: one per transaction);
+    answers the seconds it took."""
     async with db.session() as session:
         rows = await session.execute(
             text("SELECT id FROM executions WHERE workflow_id = :w ORDER BY id"),
@@ -555,39 +576,131 @@ async def run_naive(db: Database, population: Population) -> float:
         ids = list(rows.scalars())
     migration_id = str(uuid.uuid4())  # the naive way has no migration row; a label only
     started = time.perf_counter()
-    with progress("naive", len(ids)) as bar:
-        task = bar.add_task("naive", total=len(ids))
-        for execution_id in ids:
+    with progress("ORM", len(ids)) as bar:
+        task = bar.add_task("ORM", total=len(ids))
+        for first in range(0, len(ids), commit_every):
             async with db.session(write=True) as session:
-                execution = await session.get(Execution, execution_id)
-                assert execution is not None and execution.current_step is not None
-                now = dt.datetime.now(dt.UTC)
-                before = execution.current_step
-                target = MAPPING.get(before, before)
-                execution.version = 2
-                execution.current_step = target
-                if before in NEW_DURATION_S:
-                    execution.wake_at = now + dt.timedelta(seconds=NEW_DURATION_S[before])
-                    execution.wait_started_at = now
-                session.add(
-                    HistoryEntry(
-                        account_id=execution.account_id,
-                        execution_id=execution.id,
-                        at=now,
-                        step=target,
-                        result="migrated",
-                        detail={
-                            "migration_id": migration_id,
-                            "from": 1,
-                            "to": 2,
-                            "from_step": before,
-                            "step": target,
-                        },
+                for execution_id in ids[first : first + commit_every]:
+                    execution = await session.get(Execution, execution_id)
+                    assert execution is not None and execution.current_step is not None
+                    now = dt.datetime.now(dt.UTC)
+                    before = execution.current_step
+                    target = MAPPING.get(before, before)
+                    execution.version = 2
+                    execution.current_step = target
+                    if before in NEW_DURATION_S:
+                        execution.wake_at = now + dt.timedelta(seconds=NEW_DURATION_S[before])
+                        execution.wait_started_at = now
+                    session.add(
+                        HistoryEntry(
+                            account_id=execution.account_id,
+                            execution_id=execution.id,
+                            at=now,
+                            step=target,
+                            result="migrated",
+                            detail={
+                                "migration_id": migration_id,
+                                "from": 1,
+                                "to": 2,
+                                "from_step": before,
+                                "step": target,
+                            },
+                        )
                     )
-                )
+                    # A restart's wake time is the move's time + the new duration, the same
+                    # ``now`` as its history entry (the check compares the two).
                 await session.commit()
-            bar.advance(task)
+            bar.advance(task, min(commit_every, len(ids) - first))
     return time.perf_counter() - started
+
+
+# --- the floor ---------------------------------------------------------------------------------
+
+FLOOR_MIGRATION = """
+INSERT INTO migrations (id, account_id, workflow_id, from_version, to_version, strategy, status,
+    mapping, plan, batch_size, interval_seconds, wait_policy, halt_failure_rate, total, migrated,
+    skipped, failed, batches, report, errors, skips, created_by, created_at)
+VALUES ($1, $2, $3, 1, 2, 'immediate', 'completed', $4::jsonb, '{}', $5, 0, 'restart', 0.2, 0,
+    0, 0, 0, 0, '{}', '[]', '[]', 'floor', now())
+"""
+
+# One statement per batch: lock the next executions of version 1 in id order, move them, and
+# write their history entries and restore records. $1 account, $2 workflow, $3 migration,
+# $4 the last id of the previous batch, $5 the batch size.
+FLOOR_BATCH = (
+    """
+WITH batch AS (
+  SELECT e.id, e.account_id, e.current_step, e.status, e.wake_at FROM executions e
+  WHERE e.account_id = $1 AND e.workflow_id = $2 AND e.version = 1
+    AND e.status IN ('active', 'waiting') AND e.id > $4
+  ORDER BY e.id LIMIT $5 FOR UPDATE
+), moved AS (
+  UPDATE executions e
+  SET version = 2, current_step = CASE b.current_step """
+    + " ".join(f"WHEN '{old}' THEN '{new}'" for old, new in MAPPING.items())
+    + """ ELSE b.current_step END,
+      wake_at = CASE b.current_step """
+    + " ".join(
+        f"WHEN '{step}' THEN now() + make_interval(secs => {secs})"
+        for step, secs in NEW_DURATION_S.items()
+    )
+    + """ ELSE e.wake_at END,
+      wait_started_at = CASE WHEN b.current_step IN ("""
+    + ", ".join(f"'{step}'" for step in NEW_DURATION_S)
+    + """) THEN now() ELSE e.wait_started_at END
+  FROM batch b WHERE e.id = b.id
+  RETURNING e.id, e.account_id, b.current_step AS from_step, b.status AS from_status,
+            b.wake_at AS from_wake_at, e.current_step AS to_step
+), history AS (
+  INSERT INTO execution_history (account_id, execution_id, at, step, result, detail)
+  SELECT account_id, id, now(), to_step, 'migrated',
+         jsonb_build_object('migration_id', $3::uuid::text, 'from', 1, 'to', 2,
+                            'from_step', from_step, 'step', to_step)
+  FROM moved ORDER BY id
+), items AS (
+  INSERT INTO migration_items (migration_id, execution_id, account_id, state, from_step,
+                               from_status, from_wake_at, to_step, moved_at)
+  SELECT $3::uuid, id, account_id, 'migrated', from_step, from_status, from_wake_at, to_step,
+         now()
+  FROM moved
+)
+SELECT count(*) AS moved, (SELECT id FROM batch ORDER BY id DESC LIMIT 1) AS last FROM batch
+"""
+)
+
+
+async def run_floor(
+    url: str, account_id: uuid.UUID, population: Population, batch_size: int
+) -> tuple[str, float, int]:
+    """The same move as set-based SQL batches of ``batch_size``, one transaction each, on one
+    asyncpg connection; answers the migration's id, the seconds and the batches."""
+    conn = await asyncpg.connect(libpq_dsn(url))
+    try:
+        migration_id = uuid.uuid4()
+        await conn.execute(
+            FLOOR_MIGRATION,
+            migration_id,
+            account_id,
+            population.workflow_id,
+            json.dumps(MAPPING),
+            batch_size,
+        )
+        last = uuid.UUID(int=0)
+        batches = 0
+        started = time.perf_counter()
+        while True:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    FLOOR_BATCH, account_id, population.workflow_id, migration_id, last, batch_size
+                )
+            assert row is not None
+            if not row["moved"]:
+                break
+            batches += 1
+            last = row["last"]
+        return str(migration_id), time.perf_counter() - started, batches
+    finally:
+        await conn.close()
 
 
 # --- the check ---------------------------------------------------------------------------------
@@ -671,6 +784,17 @@ async def check(db: Database, population: Population, migration_id: str | None) 
 # --- main --------------------------------------------------------------------------------------
 
 
+async def vacuum_analyze(db: Database) -> None:
+    async with db.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text("VACUUM ANALYZE"))
+
+
+async def run_batched(db: Database, population: Population) -> float:
+    say(f"ORM peer: {population.executions:,} executions, a commit every {ORM_COMMIT_EVERY:,}")
+    return await run_naive(db, population, ORM_COMMIT_EVERY)
+
+
 async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings(database_url=url, log_json=False)
     db = Database(url, pool_size=2)
@@ -689,23 +813,36 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
             say(f"set-up: {args.executions:,} waiting executions (+ {args.naive_executions:,})")
             setup_started = time.perf_counter()
             main = await populate(db, api, account.id, args.executions, "migration benchmark")
+            floor = await populate(db, api, account.id, args.executions, "floor copy")
+            batched = await populate(db, api, account.id, args.naive_executions, "ORM batched")
             naive = await populate(db, api, account.id, args.naive_executions, "naive copy")
-            for population in (main, naive):
+            for population in (main, floor, batched, naive):
                 await snapshot_positions(db, population)
-            async with db.engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(text("VACUUM ANALYZE"))
+            await vacuum_analyze(db)
             setup_s = time.perf_counter() - setup_started
+            if args.peer_order == "first":
+                batched_s = await run_batched(db, batched)
+            say(f"floor: set-based SQL batches of {args.batch_size:,}")
+            floor_id, floor_s, floor_batches = await run_floor(
+                url, account.id, floor, args.batch_size
+            )
+            await vacuum_analyze(db)  # the runner starts from the same steady state
             say(f"runner: batches of {args.batch_size:,}, run_next in a loop in-process")
             runner = await run_runner(db, api, main, args.batch_size, args.explain)
-        say("checking the runner's result")
+            if args.peer_order == "last":
+                batched_s = await run_batched(db, batched)
+        say("checking the results")
         runner_problems = await check(db, main, runner.migration_id)
+        floor_problems = await check(db, floor, floor_id)
+        batched_problems = await check(db, batched, None)
         say(f"naive baseline: {args.naive_executions:,} executions, one transaction each")
         naive_s = await run_naive(db, naive)
         naive_problems = await check(db, naive, None)
     finally:
         await db.dispose()
     runner_rate = args.executions / runner.total_s * 60
+    floor_rate = args.executions / floor_s * 60
+    batched_rate = args.naive_executions / batched_s * 60
     naive_rate = args.naive_executions / naive_s * 60
     return {
         "setup_s": round(setup_s, 1),
@@ -731,6 +868,26 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
             "plans": [plan_summary(plan) for plan in runner.plans],
             "problems": runner_problems,
         },
+        "floor": {
+            "mode": "set-based SQL batches on one asyncpg connection: one statement per batch "
+            "locks the next executions, moves them, writes history and restore records",
+            "executions": args.executions,
+            "batch_size": args.batch_size,
+            "batches": floor_batches,
+            "seconds": round(floor_s, 3),
+            "executions_per_min": round(floor_rate),
+            "problems": floor_problems,
+        },
+        "migration_vs_floor": round(runner_rate / floor_rate, 3),
+        "orm_batched": {
+            "mode": f"the ORM, a commit every {ORM_COMMIT_EVERY:,} executions, run "
+            f"{args.peer_order} on a freshly set-up database, measured on "
+            f"{args.naive_executions:,} executions",
+            "executions": args.naive_executions,
+            "seconds": round(batched_s, 3),
+            "executions_per_min": round(batched_rate),
+            "problems": batched_problems,
+        },
         "naive": {
             "mode": "one execution per transaction through the ORM, measured on "
             f"{args.naive_executions:,} executions and extrapolated",
@@ -742,7 +899,9 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
         },
         "speedup": round(runner_rate / naive_rate, 1),
         "goal_per_min": GOAL_PER_MIN,
-        "passed": runner_rate >= GOAL_PER_MIN and not runner_problems and not naive_problems,
+        "passed": runner_rate >= GOAL_PER_MIN
+        and runner_rate / floor_rate >= GOAL_VS_FLOOR
+        and not any((runner_problems, floor_problems, batched_problems, naive_problems)),
     }
 
 
@@ -792,6 +951,22 @@ def print_text(config: dict[str, Any], env: dict[str, Any], result: dict[str, An
         for plan in runner["plans"]:
             for line in plan:
                 print(f"    {line}")
+    floor, batched = result["floor"], result["orm_batched"]
+    print()
+    print(f"floor ({floor['mode']}):")
+    print(
+        f"  {floor['executions']:,} in {floor['seconds']:.3f} s ({floor['batches']} batches): "
+        f"{floor['executions_per_min']:,} executions/min; the runner is "
+        f"{result['migration_vs_floor']:.2f}x of it (goal >= {GOAL_VS_FLOOR:g})"
+    )
+    print(f"  check: {'OK' if not floor['problems'] else floor['problems']}")
+    print()
+    print(f"ORM peer ({batched['mode']}):")
+    print(
+        f"  {batched['executions']:,} in {batched['seconds']:.3f} s: "
+        f"{batched['executions_per_min']:,} executions/min"
+    )
+    print(f"  check: {'OK' if not batched['problems'] else batched['problems']}")
     print()
     print(f"naive baseline ({naive['mode']}):")
     print(
@@ -822,6 +997,13 @@ def main() -> None:
         help="print EXPLAIN ANALYZE of every statement of the middle batch (needs a superuser "
         "for LOAD 'auto_explain')",
     )
+    parser.add_argument(
+        "--peer-order",
+        choices=["first", "last"],
+        default="first",
+        help="run the ORM peer (a commit every 1,000) before the floor and the runner, on the "
+        "freshly set-up database, or after them (alternate between runs)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()
     if args.executions < 10 or args.naive_executions < 10:
@@ -834,6 +1016,9 @@ def main() -> None:
         "database": database_version("postgresql", args.pg_admin_dsn),
     }
     env = {**environment(), "load_1min_at_start": load_average()}
+    # The in-process app logs: warnings only, and on stderr (stdout holds the result).
+    configure_logging("WARNING", json=False)
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     with fresh_database("postgresql", Path("."), args.pg_admin_dsn) as url:
         say(f"database {make_url(url).database}: revflow.migrate.upgrade")
         upgrade(url)

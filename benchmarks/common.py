@@ -171,6 +171,8 @@ class Report:
     results: list[Result] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     load_at_start: float = field(default_factory=load_average)
+    problems: list[str] = field(default_factory=list)
+    """What the run's own correctness checks found wrong (empty: every check held)."""
 
     @property
     def passed(self) -> bool:
@@ -186,6 +188,7 @@ class Report:
                 "facts": self.facts,
                 "results": [r.to_dict() for r in self.results],
                 "passed": self.passed,
+                "problems": self.problems,
             }
             print(json.dumps(document, indent=2))
             return
@@ -198,6 +201,7 @@ class Report:
         print()
         print(format_table(self.results))
         print()
+        print(f"checks: {'OK' if not self.problems else '; '.join(self.problems)}")
         print(f"verdict: {'PASS' if self.passed else 'FAIL'}")
 
 
@@ -457,6 +461,9 @@ class Service:
     database_url: str
     server: Server
     client: httpx.Client
+    account_id: str = ""
+    floor: Floor | None = None
+    """The floor server on the same database (PostgreSQL, when asked for)."""
 
 
 @contextmanager
@@ -465,11 +472,13 @@ def running_service(
     *,
     server_env: Mapping[str, str] | None = None,
     pg_admin_dsn: str = PG_ADMIN_DSN,
+    floor: bool = False,
 ) -> Iterator[Service]:
     """Fresh database → ``revflow db upgrade`` → ``revflow accounts create`` → ``revflow serve``.
 
-    ``server_env`` adds ``REVFLOW_*`` settings for the server. Everything is torn down at the
-    end: the client, the server, the database and the temporary folder.
+    ``server_env`` adds ``REVFLOW_*`` settings for the server; ``floor`` also starts the floor
+    server (``floor_app.py``) on the same database when it is PostgreSQL. Everything is torn
+    down at the end: the clients, the servers, the database and the temporary folder.
     """
     with (
         tempfile.TemporaryDirectory(prefix="revflow-bench-") as tmp,
@@ -487,4 +496,100 @@ def running_service(
                 ready = client.get("/readyz").json()
                 if ready.get("database") != backend:
                     raise RuntimeError(f"the server runs on {ready}, expected {backend}")
-                yield Service(backend, url, server, client)
+                service = Service(backend, url, server, client, created["account"]["id"])
+                if not (floor and backend == "postgresql"):
+                    yield service
+                    return
+                with floor_server(url, workdir) as floor_service:
+                    say(f"[bold]{backend}[/bold]: floor on {floor_service.server.base_url}")
+                    service.floor = floor_service
+                    yield service
+
+
+# --- the floor ---------------------------------------------------------------------------------
+
+FLOOR_APP = Path(__file__).resolve().parent / "floor_app.py"
+
+
+def libpq_dsn(sqlalchemy_url: str) -> str:
+    """The libpq form of a SQLAlchemy PostgreSQL URL (for asyncpg and psycopg)."""
+    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(False)
+
+
+@dataclass
+class Floor:
+    """The floor server (``floor_app.py``) on the measured database, and a client of it built
+    like the measured server's: one keep-alive ``httpx.Client``, one request at a time."""
+
+    server: Server
+    client: httpx.Client
+
+
+@contextmanager
+def floor_server(database_url: str, cwd: Path) -> Iterator[Floor]:
+    """Start ``floor_app.py`` on the PostgreSQL database of ``database_url``; stop it after."""
+    port = free_port()
+    log_path = cwd / f"floor-{port}.log"
+    command = [
+        sys.executable,
+        str(FLOOR_APP),
+        "--dsn",
+        libpq_dsn(database_url),
+        "--port",
+        str(port),
+    ]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    server = Server(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        _wait_ready(server)
+        with httpx.Client(base_url=server.base_url, timeout=60) as client:
+            yield Floor(server, client)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def sample_paired(
+    service: Service,
+    floor: Floor | None,
+    label: str,
+    count: int,
+    measure_one: Callable[[int], float],
+    floor_one: Callable[[int], float],
+) -> tuple[tuple[list[float], float | None], tuple[list[float], float | None] | None]:
+    """:func:`sample_server` of ``measure_one``, each request followed by its floor's.
+
+    Interleaving puts both under the same load at the same moments, so their ratio holds
+    while the machine's load moves. Answers the measured and the floor's (samples, CPU ms);
+    the floor's is ``None`` without a floor.
+    """
+    if floor is None:
+        return sample_server(service.server, label, count, measure_one), None
+    floor_samples: list[float] = []
+
+    def both(i: int) -> float:
+        ms = measure_one(i)
+        floor_samples.append(floor_one(i))
+        return ms
+
+    cpu0, floor_cpu0 = service.server.cpu_seconds(), floor.server.cpu_seconds()
+    samples = sample(label, count, both)
+    cpu1, floor_cpu1 = service.server.cpu_seconds(), floor.server.cpu_seconds()
+    return (samples, _per_request(cpu0, cpu1, count)), (
+        floor_samples,
+        _per_request(floor_cpu0, floor_cpu1, count),
+    )
+
+
+def _per_request(before: float | None, after: float | None, count: int) -> float | None:
+    return None if before is None or after is None else (after - before) * 1000 / count
+
+
+def floor_ratio(measured: Stats, floor: Stats | None) -> float | None:
+    """The measured p95 over its floor's p95 (``None`` without a floor)."""
+    return None if floor is None or floor.p95 <= 0 else round(measured.p95 / floor.p95, 3)

@@ -1,14 +1,21 @@
-"""The baseline of ``bench_engine.py``: the five-step workload as one procrastinate job per step.
+"""The procrastinate peer of ``bench_engine.py``: the five-step workload as procrastinate jobs.
+
+Two ways, each as procrastinate's documentation has tasks written (a task does its work on its
+own connection and defers what comes next), chosen when the jobs are deferred
+(``prepare(dsn, executions, mode)``): ``step``, one job per step (``bench_step``), each
+deferring the next step's job; ``execution``, one job per execution running its five steps in
+one transaction (``bench_execution``, the same statements). A worker runs either.
 
 What it does, exactly (``bench_engine.py`` drives it; this module is also the worker program):
 
 - A database of its own with procrastinate's schema (``App.schema_manager.apply_schema_async``)
-  and four small tables mirroring what a revflow step touches: ``bench_contacts`` (``fields`` and
-  ``tags`` as JSONB), ``bench_executions`` (``status``, ``current_step``, ``finished_at``),
+  and the workload's tables of ``peer_workload.py``: ``bench_contacts`` (``fields`` and ``tags``
+  as JSONB), ``bench_executions`` (``status``, ``current_step``, ``finished_at``),
   ``bench_history`` and ``bench_messages``; one contact and one execution per workload item.
-- One task, ``bench_step(execution_id, step)``. A job runs step ``step`` of its execution in ONE
+- ``bench_step(execution_id, step)``: a job runs step ``step`` of its execution in ONE
   transaction on a connection of the worker process's own psycopg pool (autocommit connections,
-  ``BEGIN`` … ``COMMIT`` around the statements):
+  ``BEGIN`` … ``COMMIT`` around the statements); ``bench_execution(execution_id)`` runs the five
+  in one transaction:
 
   1. ``update_field``: ``UPDATE bench_contacts SET fields = fields || {"stage": "engaged"}``
   2. ``add_tag``: ``UPDATE bench_contacts SET tags = tags || ["engaged"]`` (when not yet there)
@@ -21,7 +28,7 @@ What it does, exactly (``bench_engine.py`` drives it; this module is also the wo
   the job of the next step (``defer_async``, procrastinate's own connection pool); procrastinate
   itself fetches (``FOR UPDATE SKIP LOCKED``) and finishes every job in the jobs table, with
   LISTEN/NOTIFY on.
-- Set-up: the first step of every execution is deferred (one ``batch_defer_async``) before the
+- Set-up: the first job of every execution is deferred (one ``batch_defer_async``) before the
   workers start, and the database analysed.
 - Worker processes: ``python benchmarks/procrastinate_baseline.py worker --dsn DSN
   --concurrency N`` (``App.run_worker_async``, LISTEN/NOTIFY on; job logs off, as a production
@@ -36,80 +43,23 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from procrastinate import App, PsycopgConnector
 from psycopg_pool import AsyncConnectionPool
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import peer_workload
+from benchmarks.peer_workload import run_step
+
 TASK_NAME = "bench_step"
-STEPS = 5
+EXECUTION_TASK_NAME = "bench_execution"
+MODES = ("step", "execution")
+STEPS = peer_workload.STEPS
 READY_MARKER = "READY"
-
-TABLES_SQL = """
-CREATE TABLE bench_contacts (
-    id integer PRIMARY KEY,
-    email text NOT NULL,
-    fields jsonb NOT NULL DEFAULT '{}',
-    tags jsonb NOT NULL DEFAULT '[]',
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE bench_executions (
-    id integer PRIMARY KEY,
-    contact_id integer NOT NULL REFERENCES bench_contacts (id),
-    status text NOT NULL,
-    current_step text,
-    finished_at timestamptz
-);
-CREATE INDEX bench_executions_live ON bench_executions (id) WHERE status <> 'completed';
-CREATE TABLE bench_history (
-    id bigserial PRIMARY KEY,
-    execution_id integer NOT NULL REFERENCES bench_executions (id),
-    at timestamptz NOT NULL,
-    step text NOT NULL,
-    result text NOT NULL,
-    detail jsonb NOT NULL DEFAULT '{}'
-);
-CREATE INDEX bench_history_execution ON bench_history (execution_id, id);
-CREATE TABLE bench_messages (
-    id bigserial PRIMARY KEY,
-    execution_id integer NOT NULL,
-    contact_id integer NOT NULL,
-    "to" text NOT NULL,
-    subject text,
-    body text,
-    created_at timestamptz NOT NULL
-);
-"""
-
-# The step ids of the workload, in order (the same names as revflow's definition).
-STEP_IDS = ("set_stage", "tag_engaged", "is_engaged", "welcome", "done")
-
-# (step-specific statements, history result, history detail) of each step, 1-based.
-STEP_SQL: dict[int, tuple[str | None, str, str]] = {
-    1: (
-        'UPDATE bench_contacts SET fields = fields || \'{"stage": "engaged"}\', '
-        "updated_at = now() WHERE id = %(contact)s",
-        "done",
-        '{"field": "fields.stage", "changed": true}',
-    ),
-    2: (
-        "UPDATE bench_contacts SET tags = tags || '[\"engaged\"]', updated_at = now() "
-        "WHERE id = %(contact)s AND NOT tags ? 'engaged'",
-        "done",
-        '{"tag": "engaged", "changed": true}',
-    ),
-    3: ("SELECT tags ? 'engaged' FROM bench_contacts WHERE id = %(contact)s", "branch", "{}"),
-    4: (
-        'INSERT INTO bench_messages (execution_id, contact_id, "to", subject, body, created_at) '
-        "SELECT %(execution)s, id, email, 'Welcome ' || (fields ->> 'first_name'), "
-        "'Hello ' || (fields ->> 'first_name') || ', thanks for joining.', now() "
-        "FROM bench_contacts WHERE id = %(contact)s",
-        "sent",
-        '{"channel": "outbox"}',
-    ),
-    5: (None, "completed", "{}"),
-}
 
 
 def make_app(dsn: str, *, max_size: int = 10) -> App:
@@ -119,95 +69,61 @@ def make_app(dsn: str, *, max_size: int = 10) -> App:
     )
 
 
-def register(app: App, work_pool: AsyncConnectionPool | None) -> Any:
-    """Register ``bench_step`` on ``app``; ``work_pool`` is the jobs' own connection pool."""
+def register(app: App, work_pool: AsyncConnectionPool | None) -> tuple[Any, Any]:
+    """Register both tasks on ``app``; ``work_pool`` is the jobs' own connection pool."""
 
     @app.task(name=TASK_NAME)
     async def bench_step(execution_id: int, step: int) -> None:
         assert work_pool is not None, "the worker opens the jobs' pool"
-        statement, result, detail = STEP_SQL[step]
-        params = {"execution": execution_id, "contact": execution_id}
         async with work_pool.connection() as conn, conn.transaction():
-            if statement is not None:
-                cursor = await conn.execute(statement, params)
-                if step == 3:
-                    row = await cursor.fetchone()
-                    branch = "then" if row and row[0] else "else"
-                    detail = f'{{"result": "{branch}"}}'
-            await conn.execute(
-                "INSERT INTO bench_history (execution_id, at, step, result, detail) "
-                "VALUES (%(execution)s, now(), %(step)s, %(result)s, %(detail)s)",
-                {**params, "step": STEP_IDS[step - 1], "result": result, "detail": detail},
-            )
-            if step < STEPS:
-                await conn.execute(
-                    "UPDATE bench_executions SET status = 'active', current_step = %(next)s "
-                    "WHERE id = %(execution)s",
-                    {**params, "next": STEP_IDS[step]},
-                )
-            else:
-                await conn.execute(
-                    "UPDATE bench_executions SET status = 'completed', current_step = %(step)s, "
-                    "finished_at = now() WHERE id = %(execution)s",
-                    {**params, "step": STEP_IDS[step - 1]},
-                )
+            await run_step(conn, execution_id, step)
         if step < STEPS:
             await bench_step.defer_async(execution_id=execution_id, step=step + 1)
 
-    return bench_step
+    @app.task(name=EXECUTION_TASK_NAME)
+    async def bench_execution(execution_id: int) -> None:
+        assert work_pool is not None, "the worker opens the jobs' pool"
+        async with work_pool.connection() as conn, conn.transaction():
+            for step in range(1, STEPS + 1):
+                await run_step(conn, execution_id, step)
+
+    return bench_step, bench_execution
 
 
 # --- set-up and measurement helpers (called by bench_engine.py) -------------------------------
 
 
-async def prepare(dsn: str, executions: int) -> None:
+async def prepare(dsn: str, executions: int, mode: str = "step") -> None:
     """Apply procrastinate's schema, create the contacts and executions, defer every first
-    step (one batch defer), then ``VACUUM ANALYZE``: the planner knows the jobs table as it is
-    when the workers start (analysed empty, procrastinate's fetch sorts every waiting job)."""
+    job (one batch defer: the first step's, or the whole execution's), then ``VACUUM
+    ANALYZE``: the planner knows the jobs table as it is when the workers start."""
     app = make_app(dsn, max_size=2)
-    task = register(app, None)
+    step_task, execution_task = register(app, None)
     async with app.open_async():
         await app.schema_manager.apply_schema_async()
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            await conn.execute(TABLES_SQL)
-            await conn.execute(
-                "INSERT INTO bench_contacts (id, email, fields) "
-                "SELECT i, 'contact' || i || '@example.com', "
-                "jsonb_build_object('first_name', 'Contact' || i) "
-                "FROM generate_series(1, %s) AS i",
-                (executions,),
-            )
-            await conn.execute(
-                "INSERT INTO bench_executions (id, contact_id, status, current_step) "
-                "SELECT i, i, 'active', %s FROM generate_series(1, %s) AS i",
-                (STEP_IDS[0], executions),
-            )
-            await task.batch_defer_async(
-                *({"execution_id": i, "step": 1} for i in range(1, executions + 1))
-            )
+            await peer_workload.create_workload(conn, executions)
+            if mode == "step":
+                await step_task.batch_defer_async(
+                    *({"execution_id": i, "step": 1} for i in range(1, executions + 1))
+                )
+            else:
+                await execution_task.batch_defer_async(
+                    *({"execution_id": i} for i in range(1, executions + 1))
+                )
             await conn.execute("VACUUM ANALYZE")
 
 
 async def outcome(dsn: str) -> dict[str, int]:
-    """What the run wrote: jobs by status, history rows, messages, completed executions."""
+    """What the run wrote: jobs by status, and the workload's rows (:func:`outcome`)."""
+    counts = await peer_workload.outcome(dsn)
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        counts: dict[str, int] = {}
         cursor = await conn.execute(
             "SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY 1"
         )
         for status, count in await cursor.fetchall():
             counts[f"jobs_{status}"] = int(count)
-        for key, sql in (
-            ("history", "SELECT count(*) FROM bench_history"),
-            ("messages", "SELECT count(*) FROM bench_messages"),
-            ("completed", "SELECT count(*) FROM bench_executions WHERE status = 'completed'"),
-            ("tagged", "SELECT count(*) FROM bench_contacts WHERE tags ? 'engaged'"),
-        ):
-            cursor = await conn.execute(sql)
-            row = await cursor.fetchone()
-            assert row is not None
-            counts[key] = int(row[0])
-        return counts
+    return counts
 
 
 # --- the worker program ------------------------------------------------------------------------

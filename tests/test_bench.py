@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import json
+import subprocess
+from pathlib import Path
 from typing import Any
+
+import pytest
+from rich.console import Console
 
 from revflow import bench
 
@@ -60,19 +67,36 @@ def test_engine_migration_and_enrollment_values() -> None:
         {
             "engine_steps_per_s": 9000.0,
             "engine_steps_per_s_1": 7000.0,
+            "engine_floor_steps_per_s": 12000.0,
+            "engine_vs_floor": 0.75,
+            "engine_best_peer": "procrastinate, job per execution, 2 x conc. 10",
+            "engine_best_peer_steps_per_s": 600.0,
+            "engine_vs_best_peer": 15.0,
             "procrastinate_jobs_per_s": 250.0,
+            "peers": [{"system": "procrastinate", "mode": "step", "steps_per_s": 250.0}],
+            "peers_missing": {"dbos": "not installed"},
         },
     )
-    assert engine == {
-        "engine_steps_per_s": 9000.0,
-        "engine_steps_per_s_1": 7000.0,
-        "procrastinate_jobs_per_s": 250.0,
-    }
+    assert engine["engine_steps_per_s"] == 9000.0 and engine["engine_vs_floor"] == 0.75
+    assert engine["engine_vs_best_peer"] == 15.0 and engine["procrastinate_jobs_per_s"] == 250.0
+    assert engine["engine_peers_missing"] == {"dbos": "not installed"}
+    assert [peer["mode"] for peer in engine["engine_peers"]] == ["step"]
     migration = collect(
         "bench_migration.py",
-        {"runner": {"executions_per_min": 2_000_000}, "naive": {"executions_per_min": 30_000}},
+        {
+            "runner": {"executions_per_min": 2_000_000, "problems": []},
+            "floor": {"executions_per_min": 2_500_000, "problems": []},
+            "orm_batched": {"executions_per_min": 90_000, "problems": []},
+            "naive": {"executions_per_min": 30_000},
+        },
     )
-    assert migration == {"migration_per_min": 2_000_000, "migration_naive_per_min": 30_000}
+    assert migration == {
+        "migration_per_min": 2_000_000,
+        "migration_floor_per_min": 2_500_000,
+        "migration_vs_floor": 0.8,
+        "migration_orm_batched_per_min": 90_000,
+        "migration_naive_per_min": 30_000,
+    }
     enroll = collect(
         "bench_enroll.py",
         {"results": [row("postgresql", "enroll 10,000 contacts (one call)", 900, 1000, 1100)]},
@@ -117,6 +141,106 @@ def test_fair_claims_keep_the_oldest_first_baseline_beside_them() -> None:
     assert bench.GOALS["fair_throughput_drop_pct"] == 10
 
 
+def test_api_stages_stand_beside_their_floors_as_p95_ratios() -> None:
+    api = collect(
+        "bench_api.py",
+        {
+            "results": [
+                row("postgresql", "create version (200 steps)", 10, 12, 14),
+                row("postgresql", "list versions (limit=50)", 4, 6, 7),
+                row("postgresql", "floor: create version", 3, 4, 5),
+                row("postgresql", "floor: list versions", 2, 3, 4),
+            ]
+        },
+    )
+    assert api["create_version_floor_p95_ms"] == 4 and api["create_version_vs_floor"] == 3.0
+    assert api["list_versions_vs_floor"] == 2.0
+    drafts = collect(
+        "bench_drafts.py",
+        {
+            "results": [
+                row("postgresql", "save draft (200 steps)", 8, 9, 10),
+                row("postgresql", "floor: save draft", 3, 6, 7),
+            ]
+        },
+    )
+    assert drafts["draft_save_vs_floor"] == 1.5
+    compare = collect(
+        "bench_compare_api.py",
+        {
+            "results": [
+                row("postgresql", "GET compare (500 steps)", 7, 10, 12),
+                row("postgresql", "floor: compare", 3, 4, 5),
+                row("in-process", "DeepDiff keyed by id (peer)", 20, 25, 30),
+                row("in-process", "DeepDiff(before, after) baseline", 140, 170, 175),
+            ]
+        },
+    )
+    assert compare["compare_vs_floor"] == 2.5
+    assert compare["compare_deepdiff_keyed_p95_ms"] == 25
+    assert compare["compare_deepdiff_p95_ms"] == 170
+
+
+def test_a_stage_without_its_floor_has_no_ratio() -> None:
+    sqlite = collect(
+        "bench_api.py",
+        {"results": [row("sqlite", "create version (200 steps)", 10, 12, 14)]},
+        database="sqlite",
+    )
+    assert sqlite["create_version_p95_ms"] == 12
+    assert sqlite["create_version_floor_p95_ms"] is None
+    assert sqlite["create_version_vs_floor"] is None
+
+
+def test_a_number_whose_check_failed_is_null() -> None:
+    migration = collect(
+        "bench_migration.py",
+        {
+            "runner": {"executions_per_min": 2_000_000, "problems": ["executions: 3"]},
+            "floor": {"executions_per_min": 2_500_000, "problems": []},
+        },
+    )
+    assert migration["migration_per_min"] is None and migration["migration_vs_floor"] is None
+    assert migration["migration_floor_per_min"] == 2_500_000
+    compare = collect(
+        "bench_compare_api.py",
+        {
+            "results": [row("in-process", "DeepDiff keyed by id (peer)", 20, 25, 30)],
+            "problems": ["DeepDiff keyed by id found other changed steps"],
+        },
+    )
+    assert compare["compare_deepdiff_keyed_p95_ms"] is None
+    enroll = collect(
+        "bench_enroll.py",
+        {
+            "results": [row("postgresql", "enroll 10,000 contacts (one call)", 900, 1000, 1100)],
+            "problems": ["call 3: 9999 executions in the database"],
+        },
+    )
+    assert enroll["enroll_10k_ms"] is None
+
+
+def test_each_stage_check_gathers_the_problems_of_every_part() -> None:
+    document = {
+        "problems": ["top"],
+        "runner": {"problems": ["runner"]},
+        "naive": {"problems": []},
+        "config": {"executions": 10},
+    }
+    assert bench.stage_check(document, None) == {"passed": False, "problems": ["top", "runner"]}
+    assert bench.stage_check({"results": []}, None) == {"passed": True, "problems": []}
+    assert bench.stage_check({}, "failed (exit 1): boom") == {
+        "passed": False,
+        "problems": ["failed (exit 1): boom"],
+    }
+
+
+def test_every_ratio_is_a_stage_key_and_has_a_goal() -> None:
+    shown = {key for stage in bench.STAGES for key in stage.shown}
+    assert set(bench.RATIOS) <= shown
+    assert set(bench.RATIOS) <= set(bench.GOALS)
+
+
 def test_every_issue_key_is_produced_even_when_a_stage_did_not_run() -> None:
     out: dict[str, Any] = {}
     for stage in bench.STAGES:
@@ -136,6 +260,7 @@ def test_every_issue_key_is_produced_even_when_a_stage_did_not_run() -> None:
         "fair_small_tenant_p95_delay_ms",
         "fair_big_tenant_steps_per_s",
         "fair_throughput_drop_pct",
+        *bench.RATIOS,
     ):
         assert key in out, key
     for stage in bench.STAGES:
@@ -160,3 +285,55 @@ def test_load_keeps_every_level_and_the_verdict_numbers() -> None:
     out = collect("bench_load.py", document)
     assert out["load_highest_vs_best"] == 0.933 and out["load_errors"] == 1
     assert [level["clients"] for level in out["load_levels"]] == [8, 128]
+
+
+def test_run_puts_the_ratios_and_each_stage_check_at_the_top(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``bench --json`` on PostgreSQL: each script's JSON gathered, one failing to print any."""
+    documents: dict[str, dict[str, Any]] = {
+        "bench_api.py": {
+            "results": [
+                row("postgresql", "create version (200 steps)", 10, 12, 14),
+                row("postgresql", "floor: create version", 3, 4, 5),
+            ]
+        },
+        "bench_migration.py": {
+            "runner": {"executions_per_min": 900_000, "problems": []},
+            "floor": {"executions_per_min": 1_000_000, "problems": []},
+        },
+    }
+
+    def fake_run(command: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        script = Path(command[1]).name
+        if script not in documents:
+            return subprocess.CompletedProcess(command, 1, "", "the script broke")
+        return subprocess.CompletedProcess(command, 0, json.dumps(documents[script]), "")
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    out = bench.run("postgresql", quick=True, console=Console(file=io.StringIO()))
+    assert out["create_version_vs_floor"] == 3.0 and out["migration_vs_floor"] == 0.9
+    assert out["engine_vs_floor"] is None and out["engine_vs_best_peer"] is None
+    assert list(out)[3 : 3 + len(bench.RATIOS)] == list(bench.RATIOS)
+    assert out["checks"]["versioning API"] == {"passed": True, "problems": []}
+    assert out["checks"]["engine"]["passed"] is False
+    assert "the script broke" in out["checks"]["engine"]["problems"][0]
+
+
+def test_the_engine_stands_without_its_peers_and_a_failed_check_is_null() -> None:
+    """Without procrastinate and DBOS (not installed) the engine's own numbers stand."""
+    from benchmarks import bench_engine
+
+    def run(system: str, steps_per_s: float, problems: list[str]) -> Any:
+        return bench_engine.Run(
+            system, 2, 1, int(steps_per_s), 1.0, [0.1], 0.5, None, 1.0, problems=problems
+        )
+
+    missing = {"procrastinate": "not installed", "dbos": "not installed"}
+    numbers = bench_engine.summary([run("revflow", 6000, []), run("floor", 10000, [])], missing)
+    assert numbers["engine_steps_per_s"] == 6000 and numbers["engine_vs_floor"] == 0.6
+    assert numbers["engine_vs_best_peer"] is None and numbers["peers_missing"] == missing
+    assert numbers["goals"]["engine_vs_floor_passed"] is True
+    failed = bench_engine.summary([run("revflow", 6000, ["history: 9, expected 10"])], {})
+    assert failed["engine_steps_per_s"] is None and failed["passed"] is False
+    assert failed["problems"] == ["revflow, 2 workers: history: 9, expected 10"]

@@ -4,6 +4,12 @@ Each measurement is one of the scripts in the repository's ``benchmarks/`` folde
 own process with ``--json`` (so one cannot warm or slow down the next) against a fresh database
 it creates and drops; this module runs them in turn, shows progress, and gathers their numbers
 into one object with the original requirements and the baselines beside them.
+
+On a shared machine absolute milliseconds move from run to run, so each stage also measures
+its floor (the least any implementation pays for the same work, in the same run on the same
+database) and, where one exists, its strongest peer; the ratios (``RATIOS``) lead the object,
+and each stage's own correctness check goes into ``checks`` (a number whose check failed is
+``None``).
 """
 
 from __future__ import annotations
@@ -24,8 +30,16 @@ from rich.table import Table
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
-# p95 goals (this machine) and the original requirements, in milliseconds.
+# p95 goals (this machine) and the original requirements, in milliseconds; the ratio goals
+# (``*_vs_floor``: at most for latencies, at least for rates; ``engine_vs_best_peer``: at least).
 GOALS = {
+    "create_version_vs_floor": 2.0,
+    "draft_save_vs_floor": 2.0,
+    "list_versions_vs_floor": 1.5,
+    "compare_vs_floor": 2.0,
+    "engine_vs_floor": 0.6,
+    "engine_vs_best_peer": 10.0,
+    "migration_vs_floor": 0.7,
     "create_version_p95_ms": 15.0,
     "list_versions_p95_ms": 10.0,
     "compare_p95_ms": 25.0,
@@ -53,6 +67,17 @@ def _latency(out: dict[str, Any], key: str, row: dict[str, Any] | None) -> None:
         out[f"{key}_{p}_ms"] = None if row is None else row[f"{p}_ms"]
 
 
+def _vs_floor(out: dict[str, Any], key: str, row: dict[str, Any] | None) -> None:
+    """The floor's latencies beside ``key``'s, and ``key_vs_floor``: p95 over the floor's p95."""
+    _latency(out, f"{key}_floor", row)
+    measured, floor = out.get(f"{key}_p95_ms"), out[f"{key}_floor_p95_ms"]
+    out[f"{key}_vs_floor"] = round(measured / floor, 3) if measured and floor else None
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return round(numerator / denominator, 3) if numerator and denominator else None
+
+
 def _row(document: dict[str, Any], database: str, prefix: str) -> dict[str, Any] | None:
     for row in document.get("results", []):
         if row["metric"].startswith(prefix) and row["database"] in (database, "in-process"):
@@ -68,33 +93,87 @@ def _collect_api(database: str, doc: dict[str, Any], out: dict[str, Any]) -> Non
     _latency(out, "list_versions", _row(doc, database, "list versions"))
     _latency(out, "get_version", _row(doc, database, "get version"))
     _latency(out, "publish", _row(doc, database, "publish"))
+    _vs_floor(out, "create_version", _row(doc, database, "floor: create version"))
+    _vs_floor(out, "list_versions", _row(doc, database, "floor: list versions"))
 
 
 def _collect_compare(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
     _latency(out, "compare", _row(doc, database, "GET compare"))
     _latency(out, "compare_pure", _row(doc, database, "revflow.diff.compare"))
-    _latency(out, "compare_deepdiff", _row(doc, database, "DeepDiff"))
+    _latency(out, "compare_deepdiff", _row(doc, database, "DeepDiff(before"))
+    _vs_floor(out, "compare", _row(doc, database, "floor: compare"))
+    # The peer: DeepDiff keyed by id, null when it did not find revflow's changed steps.
+    peer = None if doc.get("problems") else _row(doc, database, "DeepDiff keyed by id")
+    _latency(out, "compare_deepdiff_keyed", peer)
 
 
 def _collect_drafts(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
     _latency(out, "draft_save", _row(doc, database, "save draft"))
+    _vs_floor(out, "draft_save", _row(doc, database, "floor: save draft"))
 
 
 def _collect_enroll(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
-    row = _row(doc, database, "enroll")
+    row = None if doc.get("problems") else _row(doc, database, "enroll")
     out["enroll_10k_ms"] = None if row is None else row["p50_ms"]
     _latency(out, "enroll_10k", row)
 
 
+ENGINE_KEYS = (
+    "engine_steps_per_s",
+    "engine_steps_per_s_1",
+    "engine_floor_steps_per_s",
+    "engine_vs_floor",
+    "engine_best_peer",
+    "engine_best_peer_steps_per_s",
+    "engine_vs_best_peer",
+    "procrastinate_jobs_per_s",
+)
+
+
 def _collect_engine(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
-    out["engine_steps_per_s"] = doc.get("engine_steps_per_s")
-    out["engine_steps_per_s_1"] = doc.get("engine_steps_per_s_1")
-    out["procrastinate_jobs_per_s"] = doc.get("procrastinate_jobs_per_s")
+    for key in ENGINE_KEYS:
+        out[key] = doc.get(key)
+    out["engine_peers"] = doc.get("peers", [])
+    out["engine_peers_missing"] = doc.get("peers_missing", {})
+
+
+def _checked_rate(part: dict[str, Any], key: str) -> Any:
+    """``part[key]``, or ``None`` when the part's own check found problems."""
+    return None if part.get("problems") else part.get(key)
 
 
 def _collect_migration(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
-    out["migration_per_min"] = doc.get("runner", {}).get("executions_per_min")
-    out["migration_naive_per_min"] = doc.get("naive", {}).get("executions_per_min")
+    out["migration_per_min"] = _checked_rate(doc.get("runner", {}), "executions_per_min")
+    out["migration_naive_per_min"] = _checked_rate(doc.get("naive", {}), "executions_per_min")
+    out["migration_orm_batched_per_min"] = _checked_rate(
+        doc.get("orm_batched", {}), "executions_per_min"
+    )
+    out["migration_floor_per_min"] = _checked_rate(doc.get("floor", {}), "executions_per_min")
+    out["migration_vs_floor"] = _ratio(out["migration_per_min"], out["migration_floor_per_min"])
+
+
+def stage_check(document: dict[str, Any], failure: str | None) -> dict[str, Any]:
+    """A stage's own correctness verdict: ``passed`` and the ``problems`` its checks found
+    (every part's), or the failure of a stage that printed no result."""
+    if failure is not None:
+        return {"passed": False, "problems": [failure]}
+    problems = list(document.get("problems") or [])
+    for part in document.values():
+        if isinstance(part, dict):
+            problems += [str(p) for p in part.get("problems") or []]
+    return {"passed": not problems, "problems": problems}
+
+
+# The ratios ``bench --json`` prints at its top level; each stage's collector sets its own.
+RATIOS = (
+    "create_version_vs_floor",
+    "draft_save_vs_floor",
+    "list_versions_vs_floor",
+    "compare_vs_floor",
+    "engine_vs_floor",
+    "engine_vs_best_peer",
+    "migration_vs_floor",
+)
 
 
 LOAD_KEYS = (
@@ -175,7 +254,11 @@ STAGES = [
         _collect_api,
         (
             "create_version_p95_ms",
+            "create_version_floor_p95_ms",
+            "create_version_vs_floor",
             "list_versions_p95_ms",
+            "list_versions_floor_p95_ms",
+            "list_versions_vs_floor",
             "get_version_p95_ms",
             "publish_p95_ms",
         ),
@@ -192,7 +275,14 @@ STAGES = [
             "10" if quick else "30",
         ],
         _collect_compare,
-        ("compare_p95_ms", "compare_pure_p95_ms", "compare_deepdiff_p95_ms"),
+        (
+            "compare_p95_ms",
+            "compare_floor_p95_ms",
+            "compare_vs_floor",
+            "compare_pure_p95_ms",
+            "compare_deepdiff_keyed_p95_ms",
+            "compare_deepdiff_p95_ms",
+        ),
     ),
     Stage(
         "draft saves",
@@ -206,12 +296,12 @@ STAGES = [
             "20",
         ],
         _collect_drafts,
-        ("draft_save_p95_ms",),
+        ("draft_save_p95_ms", "draft_save_floor_p95_ms", "draft_save_vs_floor"),
     ),
     Stage(
         "enroll 10,000",
         "bench_enroll.py",
-        lambda db, quick: ["--database", db, "--calls", "3" if quick else "5"],
+        lambda db, quick: ["--database", db, "--calls", "10"],
         _collect_enroll,
         ("enroll_10k_ms", "enroll_10k_p95_ms"),
     ),
@@ -220,12 +310,15 @@ STAGES = [
         "bench_engine.py",
         lambda db, quick: [
             "--executions",
-            "2000" if quick else "10000",
+            # Enough that the floor's window is many worker polls long.
+            "5000" if quick else "10000",
             "--workers",
             *(["2"] if quick else ["1", "2"]),
+            "--baseline-executions",
+            "500" if quick else "2000",
         ],
         _collect_engine,
-        ("engine_steps_per_s", "engine_steps_per_s_1", "procrastinate_jobs_per_s"),
+        ENGINE_KEYS,
         postgresql_only=True,
     ),
     Stage(
@@ -254,7 +347,13 @@ STAGES = [
             "2000" if quick else "10000",
         ],
         _collect_migration,
-        ("migration_per_min", "migration_naive_per_min"),
+        (
+            "migration_per_min",
+            "migration_floor_per_min",
+            "migration_vs_floor",
+            "migration_orm_batched_per_min",
+            "migration_naive_per_min",
+        ),
         postgresql_only=True,
     ),
     Stage(
@@ -292,7 +391,9 @@ def run(database: str, *, quick: bool, console: Console) -> dict[str, Any]:
             f"{BENCHMARKS} not found: revflow bench runs from a clone of the repository"
         )
     out: dict[str, Any] = {"database": database, "quick": quick, "machine": machine()}
+    out.update(dict.fromkeys(RATIOS))
     notes: dict[str, str] = {}
+    checks: dict[str, dict[str, Any]] = {}
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -308,6 +409,7 @@ def run(database: str, *, quick: bool, console: Console) -> dict[str, Any]:
                     "PostgreSQL only: several worker processes and FOR UPDATE SKIP LOCKED "
                     "batches are the PostgreSQL deployment"
                 )
+                checks[stage.name] = {"passed": None, "problems": []}
                 stage.collect(database, {}, out)
                 progress.advance(task)
                 continue
@@ -318,13 +420,17 @@ def run(database: str, *, quick: bool, console: Console) -> dict[str, Any]:
                 *stage.args(database, quick),
             ]
             done = subprocess.run(command, capture_output=True, text=True, check=False)
+            failure = None
             try:
                 document = json.loads(done.stdout)
             except ValueError:
                 document = {}
-                notes[stage.name] = f"failed (exit {done.returncode}): {done.stderr[-500:]}"
+                failure = f"failed (exit {done.returncode}): {done.stderr[-500:]}"
+                notes[stage.name] = failure
+            checks[stage.name] = stage_check(document, failure)
             stage.collect(database, document, out)
             progress.advance(task)
+    out["checks"] = checks
     out["goals"] = GOALS
     out["original_requirements"] = REQUIREMENTS
     out["notes"] = notes

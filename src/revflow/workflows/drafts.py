@@ -103,8 +103,14 @@ async def save(
                 user,
                 "You have a saved draft; send its revision to overwrite it",
             ) from None
-    else:
-        result = await session.execute(
+        draft = await get(session, workflow, user)
+        assert draft is not None
+        await session.refresh(draft)
+        return draft
+    # One conditional UPDATE … RETURNING decides a lost update and answers the new revision;
+    # the rest of the answer is what was just written, so nothing is read back.
+    saved = (
+        await session.execute(
             update(WorkingDraft)
             .where(
                 WorkingDraft.account_id == workflow.account_id,
@@ -113,15 +119,22 @@ async def save(
                 WorkingDraft.revision == revision,
             )
             .values(revision=WorkingDraft.revision + 1, **values)
+            .returning(WorkingDraft.id, WorkingDraft.revision)
+            .execution_options(synchronize_session=False)
         )
-        if not (result.rowcount if isinstance(result, CursorResult) else 0):
-            raise await _stale(
-                session, workflow, user, f"Revision {revision} is not the draft's current one"
-            )
-    draft = await get(session, workflow, user)
-    assert draft is not None
-    await session.refresh(draft)
-    return draft
+    ).first()
+    if saved is None:
+        raise await _stale(
+            session, workflow, user, f"Revision {revision} is not the draft's current one"
+        )
+    return WorkingDraft(
+        id=saved.id,
+        account_id=workflow.account_id,
+        workflow_id=workflow.id,
+        user=user,
+        revision=saved.revision,
+        **values,
+    )
 
 
 async def discard(session: AsyncSession, workflow: Workflow, user: str) -> None:

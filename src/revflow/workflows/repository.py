@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Row, and_, exists, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from revflow.models import LIVE_STATUSES, Execution, Version, VersionTag, Workflow
 
@@ -51,15 +52,33 @@ async def version_status_counts(
 
 
 async def get_version(
-    session: AsyncSession, account_id: uuid.UUID, workflow_id: uuid.UUID, number: int
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    workflow_id: uuid.UUID,
+    number: int,
+    *,
+    with_definition: bool = True,
 ) -> Version | None:
-    return await session.scalar(
-        select(Version).where(
-            Version.account_id == account_id,
-            Version.workflow_id == workflow_id,
-            Version.number == number,
-        )
+    """One version; without its definition (not loadable later) when ``with_definition`` is
+    false."""
+    query = select(Version).where(
+        Version.account_id == account_id,
+        Version.workflow_id == workflow_id,
+        Version.number == number,
     )
+    if not with_definition:
+        query = query.options(defer(Version.definition, raiseload=True))
+    return await session.scalar(query)
+
+
+async def definitions(
+    session: AsyncSession, version_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, Any]]:
+    """The definitions of versions already found (so already scoped by account), by id."""
+    rows = await session.execute(
+        select(Version.id, Version.definition).where(Version.id.in_(version_ids))
+    )
+    return {row.id: row.definition for row in rows}
 
 
 async def get_version_by_status(

@@ -143,9 +143,8 @@ async def create_version(
     version = await service.create_version(
         change.session, change.principal, change.workflow, body, settings, now=change.now
     )
-    return await change.respond(
-        await service.version_detail(change.session, change.workflow, version), 201
-    )
+    # A version made by this request has no executions yet: nothing to count.
+    return await change.respond(version_out(version, 0, with_definition=True), 201)
 
 
 @router.get("/workflows/{workflow_id}/versions", response_model=VersionList)
@@ -203,8 +202,9 @@ async def compare_versions(
 ) -> Response:
     """Structured diff of two versions (either order, archived included) with live impact."""
     workflow = await service.require_workflow(session, principal.account_id, workflow_id)
-    source = await service.require_version(session, workflow, from_)
-    target = await service.require_version(session, workflow, to)
+    # The definitions are read only when this process has not compared the two versions yet.
+    source = await service.require_version(session, workflow, from_, with_definition=False)
+    target = await service.require_version(session, workflow, to, with_definition=False)
     comparison, answer = await compare_versions_with_impact(session, source, target)
     if format == "text":
         text = render_text(

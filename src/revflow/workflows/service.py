@@ -100,11 +100,15 @@ async def require_workflow(
     return workflow
 
 
-async def require_version(session: AsyncSession, workflow: Workflow, number: int) -> Version:
+async def require_version(
+    session: AsyncSession, workflow: Workflow, number: int, *, with_definition: bool = True
+) -> Version:
     # A number beyond the column's 32-bit range cannot exist (and would overflow the driver).
     in_range = 1 <= number <= 2**31 - 1
     version = (
-        await repo.get_version(session, workflow.account_id, workflow.id, number)
+        await repo.get_version(
+            session, workflow.account_id, workflow.id, number, with_definition=with_definition
+        )
         if in_range
         else None
     )
