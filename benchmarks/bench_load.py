@@ -355,8 +355,10 @@ async def run_level(
         level.seconds = time.monotonic() - started
         level.client_cpu_s = _cpu_seconds() - cpu_before
         database_after = database_cpu_seconds(database_url)
+        # A backend that ended in the window takes its CPU with it: no number then.
         if database_before is not None and database_after is not None:
-            level.database_cpu_s = database_after - database_before
+            spent = database_after - database_before
+            level.database_cpu_s = spent if spent >= 0 else None
     finally:
         for http in https:
             await http.aclose()
