@@ -316,6 +316,7 @@ def run_deliveries(args: argparse.Namespace) -> DeliveryRun:
     received: dict[str, int] = report["ids"]
     checks.update(
         received_requests=report["requests"],
+        receiver_connections=report["connections"] - 1,  # less the report's own
         received_ids=len(received),
         missing_ids=len(ids - received.keys()),
         unknown_ids=len(received.keys() - ids),
@@ -562,7 +563,8 @@ def print_table(
             f"  checks: {c.get('deliveries_delivered', 0)} delivered, {c['attempts']} attempts, "
             f"{c['received_ids']} webhook-ids received ({c['missing_ids']} missing, "
             f"{c['unknown_ids']} unknown), {c['duplicate_ids']} received more than once "
-            f"({c['duplicate_requests']} extra requests), signatures: "
+            f"({c['duplicate_requests']} extra requests) on {c['receiver_connections']} "
+            "connections, signatures: "
             f"{c['signatures_verified']} verified, {c['signatures_failed']} failed"
         )
     for i, p in enumerate(pairs, 1):

@@ -11,8 +11,9 @@ subscription, e.g. ``/hooks/0``) to that subscription's secret.
 - It counts every ``webhook-id`` it receives, and checks the first request of every path and
   then one in ``--verify-every`` with the reference library's ``Webhook(secret).verify(body,
   headers)``: what the benchmark counts are correctly signed deliveries.
-- ``GET /_report`` answers what it saw, as JSON: ``requests``, ``ids`` (webhook-id → times
-  received), ``verified``, ``verify_failed`` (with the first few errors) and ``paths``.
+- ``GET /_report`` answers what it saw, as JSON: ``requests``, ``connections`` (this one's
+  included), ``ids`` (webhook-id → times received), ``verified``, ``verify_failed`` (with the
+  first few errors) and ``paths``.
 - It prints ``receiver_ready`` on stdout once it listens.
 """
 
@@ -38,6 +39,7 @@ class Tally:
         self.hooks = {path: Webhook(secret) for path, secret in secrets.items()}
         self.verify_every = verify_every
         self.requests = 0
+        self.connections = 0
         self.ids: Counter[str] = Counter()
         self.paths: Counter[str] = Counter()
         self.verified = 0
@@ -67,6 +69,7 @@ class Tally:
     def report(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
+            "connections": self.connections,
             "ids": dict(self.ids),
             "paths": dict(self.paths),
             "verified": self.verified,
@@ -87,6 +90,7 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not subclasses of asyncio's, but they write the same.
         self.transport = cast(asyncio.WriteTransport, transport)
+        self.tally.connections += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None

@@ -7,8 +7,9 @@ deliveries — and records each outcome in a later transaction fenced by the lea
 died mid-send loses its lease when it expires and another worker sends again, with the same
 ``webhook-id`` (at least once).
 
-Requests are signed per Standard Webhooks with the ``standardwebhooks`` library, go through
-the egress policy (``revflow.kit.egress``), and are never redirected. Retries follow
+Requests are signed per Standard Webhooks with the ``standardwebhooks`` library and sent by
+:class:`revflow.webhooks.sender.Sender` over kept-alive connections that go through the egress
+policy (``revflow.kit.egress``); redirects are never followed. Retries follow
 :func:`retry_delay` (exponential with jitter) on a timeout, a connection error, 429 (honouring
 ``Retry-After``) and 5xx; 410 disables the subscription; another 4xx, a 3xx or an egress
 refusal fails the delivery.
@@ -25,7 +26,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from sqlalchemy.exc import DBAPIError
 from standardwebhooks import Webhook
 
@@ -34,10 +34,11 @@ from revflow.audit.service import SYSTEM
 from revflow.config import Settings
 from revflow.db import Database
 from revflow.engine.clock import Clock, SystemClock
-from revflow.kit.egress import EgressPolicy, Resolver, guarded_client, refused_in, system_resolver
+from revflow.kit.egress import EgressPolicy, EgressRefused, Resolver, system_resolver
 from revflow.logging import get_logger
 from revflow.webhooks import repository as repo
 from revflow.webhooks.repository import Claimed
+from revflow.webhooks.sender import Sender, SendFailed
 
 log = get_logger("revflow.webhooks")
 
@@ -126,19 +127,18 @@ class DeliveryDuty:
         *,
         worker_id: str,
         clock: Clock | None = None,
-        client: httpx.AsyncClient | None = None,
+        sender: Sender | None = None,
         resolver: Resolver = system_resolver,
     ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock or SystemClock()
         self.id = worker_id
-        concurrency = settings.webhook_concurrency
-        self.client = client or guarded_client(
+        self.sender = sender or Sender(
             EgressPolicy.parse(settings.egress_allow),
             timeout=settings.webhook_timeout_seconds,
             resolver=resolver,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            max_idle=settings.webhook_concurrency,
         )
         self.signer = Signer()
         self.in_flight: set[asyncio.Task[Outcome]] = set()
@@ -169,7 +169,7 @@ class DeliveryDuty:
             done, _ = await asyncio.wait(self.in_flight)
             self.in_flight.clear()
             await self._record([task.result() for task in done])
-        await self.client.aclose()
+        await self.sender.aclose()
 
     async def cycle(self) -> bool:
         """Claim what there is room for, start sending it, and record what finished. Answers
@@ -222,14 +222,14 @@ class DeliveryDuty:
         # The signed timestamp is the wall clock's: receivers compare it with their own.
         headers = self.signer.headers(delivery, dt.datetime.now(dt.UTC))
         try:
-            response = await self.client.post(delivery.url, content=delivery.body, headers=headers)
+            response = await self.sender.post(delivery.url, delivery.body.encode(), headers)
+        except EgressRefused as exc:
+            outcome.error = str(exc)
+        except SendFailed as exc:
+            outcome.error = str(exc)[:ERROR_CHARS]
+            outcome.retry = True
         except Exception as exc:
-            refused = refused_in(exc)
-            if refused is not None:
-                outcome.error = str(refused)
-            else:
-                outcome.error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
-                outcome.retry = isinstance(exc, httpx.TransportError)
+            outcome.error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
         else:
             outcome.status_code = code = response.status_code
             if 200 <= code < 300:
