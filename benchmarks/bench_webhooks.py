@@ -291,6 +291,7 @@ def run_deliveries(args: argparse.Namespace) -> DeliveryRun:
             {
                 "REVFLOW_EGRESS_ALLOW": EGRESS_ALLOW,
                 "REVFLOW_WORKER_POLL_SECONDS": str(args.poll_seconds),
+                **webhook_settings(args),
             },
         )
         with receiver(secrets, port, 0.0, args.verify_every, workdir) as proc:
@@ -417,7 +418,7 @@ def run_engine_pairs(args: argparse.Namespace) -> list[EnginePair]:
         batch_size=None,
         pg_admin_dsn=args.pg_admin_dsn,
     )
-    env = {"REVFLOW_EGRESS_ALLOW": EGRESS_ALLOW}
+    env = {"REVFLOW_EGRESS_ALLOW": EGRESS_ALLOW, **webhook_settings(args)}
     pairs = []
     for i in range(args.pairs):
         n = f"{i + 1}/{args.pairs}"
@@ -594,6 +595,16 @@ def print_profile(profile: dict[str, Any]) -> None:
             print(f"    {pct:6.2f}  {frame}")
 
 
+def webhook_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The workers' webhook settings that the command line changes (else their defaults)."""
+    settings = {}
+    if args.concurrency is not None:
+        settings["REVFLOW_WEBHOOK_CONCURRENCY"] = str(args.concurrency)
+    if args.batch_size is not None:
+        settings["REVFLOW_WEBHOOK_BATCH_SIZE"] = str(args.batch_size)
+    return settings
+
+
 def config(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "deliveries": 0 if args.no_deliveries else args.deliveries,
@@ -603,8 +614,8 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
         "pairs": 0 if args.no_engine else args.pairs,
         "slow_delay_s": args.slow_delay,
         "slow_backlog": args.slow_backlog,
-        "REVFLOW_WEBHOOK_CONCURRENCY": Settings().webhook_concurrency,
-        "REVFLOW_WEBHOOK_BATCH_SIZE": Settings().webhook_batch_size,
+        "REVFLOW_WEBHOOK_CONCURRENCY": args.concurrency or Settings().webhook_concurrency,
+        "REVFLOW_WEBHOOK_BATCH_SIZE": args.batch_size or Settings().webhook_batch_size,
         "REVFLOW_WORKER_POLL_SECONDS": args.poll_seconds,
         "verify_every": args.verify_every,
     }
@@ -623,6 +634,18 @@ def main() -> None:
     parser.add_argument("--no-deliveries", action="store_true", help="the engine pairs only")
     parser.add_argument(
         "--verify-every", type=int, default=10, help="the receiver verifies 1 request in N"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="REVFLOW_WEBHOOK_CONCURRENCY (default: its default)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="REVFLOW_WEBHOOK_BATCH_SIZE (default: its default)",
     )
     parser.add_argument(
         "--poll-seconds",
