@@ -36,6 +36,9 @@ GOALS = {
     "load_upsert_p99_ms_at_32": 50.0,
     "load_errors": 0,
     "load_5xx": 0,
+    "webhook_deliveries_per_s": 1_000,
+    # At most: the engine's steps/s beside a receiver answering in 2 s, against it alone.
+    "engine_drop_with_slow_receiver_pct": 10.0,
 }
 REQUIREMENTS = {
     "create_version_p95_ms": 300.0,
@@ -122,6 +125,19 @@ def _collect_load(database: str, doc: dict[str, Any], out: dict[str, Any]) -> No
         }
         for level in doc.get("levels", [])
     ]
+
+
+WEBHOOK_KEYS = (
+    "webhook_deliveries_per_s",
+    "engine_steps_per_s_without_receiver",
+    "engine_steps_per_s_with_slow_receiver",
+    "engine_drop_with_slow_receiver_pct",
+)
+
+
+def _collect_webhooks(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
+    for key in WEBHOOK_KEYS:
+        out[key] = doc.get(key)
 
 
 @dataclass(frozen=True)
@@ -236,6 +252,21 @@ STAGES = [
         ],
         _collect_load,
         LOAD_KEYS,
+        postgresql_only=True,
+    ),
+    Stage(
+        "webhooks",
+        "bench_webhooks.py",
+        lambda db, quick: [
+            "--deliveries",
+            "5000" if quick else "20000",
+            "--executions",
+            "10000" if quick else "20000",
+            "--pairs",
+            "2" if quick else "3",
+        ],
+        _collect_webhooks,
+        WEBHOOK_KEYS,
         postgresql_only=True,
     ),
 ]
