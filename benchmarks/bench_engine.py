@@ -454,8 +454,9 @@ async def revflow_outcome(dsn: str) -> dict[str, int]:
         await conn.close()
 
 
-# Entered beside a run, with its database URL and account (see :func:`run_revflow`).
-Around = Callable[[str, Principal], AbstractContextManager[object]]
+# Entered beside a run, with its database URL and account; it may yield what to wait for once
+# the workers are ready, before the timed window starts (see :func:`run_revflow`).
+Around = Callable[[str, Principal], AbstractContextManager[Callable[[], None] | None]]
 
 
 def run_revflow(
@@ -472,7 +473,8 @@ def run_revflow(
 
     ``env`` adds settings for the workers; ``around(url, principal)`` is entered once the
     executions are set up, before the workers start, and left after they stopped (another
-    benchmark puts other work beside the engine's there); ``poll_s`` is how often the end is
+    benchmark puts other work beside the engine's there); what it yields, if anything, is called
+    once the workers are ready and before the window starts; ``poll_s`` is how often the end is
     looked for.
     """
     label = label or f"revflow, {workers} worker{'s' if workers > 1 else ''}"
@@ -492,8 +494,10 @@ def run_revflow(
             launch(revflow_command("worker"), worker_env, workdir, f"worker-{i}")
             for i in range(workers)
         ]
-        with around(url, principal) if around else nullcontext(), running(procs):
+        with around(url, principal) if around else nullcontext() as settle, running(procs):
             startup = wait_started(procs, "worker_started")
+            if settle is not None:
+                settle()
             spy = start_profiler(procs[0], profile_dir) if profile_dir else None
             meter = CpuMeter([p.process.pid for p in procs], libpq_dsn(url), local_db(args))
             t0 = asyncio.run(resume(url, principal, workflow_id))

@@ -3,12 +3,16 @@ loopback receiver, and the engine's steps per second beside a receiver that answ
 
 Run: ``python benchmarks/bench_webhooks.py [--deliveries 20000] [--subscriptions 4]
 [--workers 2] [--executions 20000] [--pairs 3] [--slow-delay 2] [--slow-backlog 2000]
-[--no-engine] [--json]``.
+[--concurrency N] [--batch-size N] [--verify-every 10] [--no-engine | --no-deliveries]
+[--profile DIR] [--json]``.
 
 Both parts run on fresh PostgreSQL databases (``CREATE DATABASE`` with a unique name on
 ``--pg-admin-dsn``, migrated with ``revflow.migrate.upgrade``, dropped at the end); the workers
 are ``revflow worker`` subprocesses with ``REVFLOW_EGRESS_ALLOW=127.0.0.0/8`` (the receiver is on
-loopback, which the egress policy refuses by default) and otherwise default webhook settings.
+loopback, which the egress policy refuses by default) and otherwise default webhook settings
+(``--concurrency`` and ``--batch-size`` change ``REVFLOW_WEBHOOK_CONCURRENCY`` and
+``REVFLOW_WEBHOOK_BATCH_SIZE``). ``--profile DIR`` records the first worker of part 1 with
+``py-spy`` (idle samples included) and prints its top functions.
 The receiver is ``webhook_receiver.py``, a process of its own answering ``204`` on keep-alive
 connections; it verifies the first request of every subscription and one in ``--verify-every``
 with ``standardwebhooks``' ``Webhook(secret).verify``.
@@ -30,7 +34,11 @@ with ``standardwebhooks``' ``Webhook(secret).verify``.
    request after ``--slow-delay`` seconds and ``--slow-backlog`` deliveries due for it before
    the workers start (so each worker holds its full ``REVFLOW_WEBHOOK_CONCURRENCY`` of sends
    open for the whole run; the backlog must still be pending at the end, which is checked).
+   The window starts once the slow receiver got its second round of requests from both
+   workers: the sends are in their steady state, not opening their first connections.
    The end of each run is polled every 0.05 s. The drop is ``1 - median(with) / median(alone)``.
+   Beside it, for information, the workers' CPU per step with and without the slow receiver
+   (CPU time moves far less than wall time when other work shares the machine).
 
 Goals: >= 1,000 deliveries/s with two workers; the engine's steps/s drop by <= 10 % beside the
 slow receiver. Exits 1 on a miss.
@@ -47,7 +55,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -92,6 +100,7 @@ EGRESS_ALLOW = "127.0.0.0/8"
 EVENT = "workflow.paused"
 HELD_BACK = dt.timedelta(days=1)
 ENGINE_POLL_S = 0.05
+SETTLE_TIMEOUT_S = 120.0
 
 
 # --- the receiver ------------------------------------------------------------------------------
@@ -376,7 +385,7 @@ def slow_receiver(args: argparse.Namespace, facts: dict[str, Any]) -> engine.Aro
     of deliveries due for it; what it saw goes to ``facts``."""
 
     @contextmanager
-    def around(url: str, principal: Principal) -> Iterator[object]:
+    def around(url: str, principal: Principal) -> Iterator[Callable[[], None]]:
         port = free_port()
         secrets = asyncio.run(
             subscribe_and_queue(url, principal, port, 1, args.slow_backlog, held=False)
@@ -385,7 +394,18 @@ def slow_receiver(args: argparse.Namespace, facts: dict[str, Any]) -> engine.Aro
             tempfile.TemporaryDirectory(prefix="revflow-bench-slow-") as tmp,
             receiver(secrets, port, args.slow_delay, args.verify_every, Path(tmp)),
         ):
-            yield None
+
+            def settled() -> None:
+                """Until every worker has had a full round of slow answers and sent the next
+                (the steady state, not the first connections, is what is measured)."""
+                wave = 2 * (args.concurrency or Settings().webhook_concurrency)
+                deadline = time.monotonic() + SETTLE_TIMEOUT_S
+                while receiver_report(port)["requests"] < 2 * wave:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the slow receiver's second round never came")
+                    time.sleep(0.1)
+
+            yield settled
             report = receiver_report(port)
         checks, _ids, _last = asyncio.run(outcome(libpq_dsn(url)))
         facts.update(
@@ -409,6 +429,16 @@ class EnginePair:
     @property
     def drop_pct(self) -> float:
         return 100 * (1 - self.slow.per_s / self.alone.per_s)
+
+    @property
+    def cpu_increase_pct(self) -> float:
+        """How much more worker CPU a step took beside the slow receiver (CPU time, unlike
+        wall time, hardly moves with what else the machine runs)."""
+        return 100 * (cpu_ms_per_1k_steps(self.slow) / cpu_ms_per_1k_steps(self.alone) - 1)
+
+
+def cpu_ms_per_1k_steps(run: Run) -> float:
+    return 1000 * run.worker_cpu_s / (run.units / 1000)
 
 
 def run_engine_pairs(args: argparse.Namespace) -> list[EnginePair]:
@@ -446,6 +476,7 @@ class Summary:
     deliveries_per_s: float | None
     alone: float | None
     slow: float | None
+    cpu_increase_pct: float | None
 
     @property
     def drop_pct(self) -> float | None:
@@ -472,7 +503,8 @@ class Summary:
 def summarize(delivery: DeliveryRun | None, pairs: Sequence[EnginePair]) -> Summary:
     alone = statistics.median(p.alone.per_s for p in pairs) if pairs else None
     slow = statistics.median(p.slow.per_s for p in pairs) if pairs else None
-    return Summary(None if delivery is None else delivery.per_s, alone, slow)
+    cpu = statistics.median(p.cpu_increase_pct for p in pairs) if pairs else None
+    return Summary(None if delivery is None else delivery.per_s, alone, slow, cpu)
 
 
 def _round(value: float | None, digits: int = 1) -> float | None:
@@ -491,6 +523,7 @@ def document(
         "engine_steps_per_s_without_receiver": _round(summary.alone),
         "engine_steps_per_s_with_slow_receiver": _round(summary.slow),
         "engine_drop_with_slow_receiver_pct": _round(summary.drop_pct, 2),
+        "engine_worker_cpu_increase_with_slow_receiver_pct": _round(summary.cpu_increase_pct, 2),
         "goals": {
             "webhook_deliveries_per_s": GOAL_DELIVERIES_PER_S,
             "engine_drop_with_slow_receiver_pct": GOAL_ENGINE_DROP_PCT,
@@ -510,6 +543,11 @@ def document(
                 "with_slow_receiver": {**asdict(p.slow), "per_s": round(p.slow.per_s, 1)},
                 "slow_receiver": p.slow_facts,
                 "drop_pct": round(p.drop_pct, 2),
+                "worker_cpu_ms_per_1k_steps": [
+                    round(cpu_ms_per_1k_steps(p.alone), 1),
+                    round(cpu_ms_per_1k_steps(p.slow), 1),
+                ],
+                "cpu_increase_pct": round(p.cpu_increase_pct, 2),
             }
             for p in pairs
         ],
@@ -549,6 +587,9 @@ def print_table(
             f"{'engine drop beside the slow receiver, %':<52} {summary.drop_pct:>10.1f} "
             f"{'<= 10':>10}  {verdict(summary.drop_passed)}"
         )
+        if summary.cpu_increase_pct is not None:
+            label = "worker CPU per step, beside the slow receiver, +%"
+            print(f"{label:<52} {summary.cpu_increase_pct:>10.1f} {'-':>10}  info")
     print(rule)
     if delivery is not None:
         c = delivery.checks
@@ -574,7 +615,9 @@ def print_table(
             f"engine pair {i}: alone {p.alone.per_s:,.0f} steps/s ({p.alone.wall_s:.2f} s, busy "
             f"{100 * p.alone.machine_cpu_busy:.0f} %), beside the slow receiver "
             f"{p.slow.per_s:,.0f} ({p.slow.wall_s:.2f} s, busy "
-            f"{100 * p.slow.machine_cpu_busy:.0f} %): drop {p.drop_pct:.1f} %; the slow "
+            f"{100 * p.slow.machine_cpu_busy:.0f} %): drop {p.drop_pct:.1f} %; worker CPU "
+            f"{cpu_ms_per_1k_steps(p.alone):.0f} → {cpu_ms_per_1k_steps(p.slow):.0f} ms per "
+            f"1,000 steps ({p.cpu_increase_pct:+.1f} %); the slow "
             f"receiver got {f['slow_requests_received']} requests, "
             f"{f['slow_deliveries_answered']} answered, "
             f"{f['slow_deliveries_pending_after']} still pending after"
