@@ -261,7 +261,7 @@ STAGES = [
             "--deliveries",
             "5000" if quick else "20000",
             "--executions",
-            "10000" if quick else "20000",
+            "5000" if quick else "20000",
             "--pairs",
             "2" if quick else "3",
         ],
