@@ -32,6 +32,7 @@ class Delivered:
     headers: dict[str, str]
     body: bytes
     verified_with: list[str]
+    target: str = ""
 
     @property
     def id(self) -> str:
@@ -107,7 +108,8 @@ class Receiver:
                     headers[name.strip().lower()] = value.strip()
                 length = int(headers.get("content-length", "0"))
                 body = await reader.readexactly(length) if length else b""
-                request = Delivered(headers, body, self._verify(body, headers))
+                target = line.decode("latin-1").split(" ")[1] if b" " in line else ""
+                request = Delivered(headers, body, self._verify(body, headers), target)
                 self.requests.append(request)
                 answer = self.answer(len(self.requests), request)
                 if answer.delay:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from revflow.kit.egress import EgressPolicy, EgressRefused, Resolver, system_resolver
-from revflow.webhooks.sender import Sender, SendFailed
+from revflow.webhooks.sender import Sender, SendFailed, split_url
 from tests.webhooks.receiver import Answer, Delivered, Receiver
 
 CERTS = Path(__file__).resolve().parent.parent / "support" / "certs"
@@ -48,6 +48,22 @@ async def test_requests_share_one_kept_alive_connection() -> None:
     assert first["host"] == f"127.0.0.1:{receiver.port}"
     assert first["content-length"] == str(len(BODY))
     assert first["webhook-id"] == "msg_1"
+
+
+async def test_targets_are_escaped_as_browsers_do() -> None:
+    async with Receiver(nth({})) as receiver:
+        base = f"http://127.0.0.1:{receiver.port}"
+        client = sender()
+        await client.post(f"{base}/hooks/a b/\u00fc?x=1&y=%2F", BODY, HEADERS)
+        await client.aclose()
+    [request] = receiver.requests
+    assert request.target == "/hooks/a%20b/%C3%BC?x=1&y=%2F"
+
+
+def test_international_host_names_are_sent_idna_encoded() -> None:
+    origin, target = split_url("https://b\u00fccher.example/hooks")
+    assert origin.host == "xn--bcher-kva.example" and origin.host_header == origin.host
+    assert target == "/hooks"
 
 
 async def test_a_kept_connection_dropped_by_the_receiver_is_replaced_once() -> None:

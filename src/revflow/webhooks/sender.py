@@ -24,7 +24,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import h11
 import httpx
@@ -84,14 +84,21 @@ class Connection:
         )
 
 
+# Kept as they are in a request target; anything else (spaces, non-ASCII) is percent-encoded,
+# as browsers and httpx do. ``%`` is kept: what is already escaped is not escaped twice.
+TARGET_SAFE = "/?:@!$&'()*+,;=-._~%"
+
+
 def split_url(url: str) -> tuple[Origin, str]:
-    """The origin and the request target (path and query) of an http(s) URL."""
+    """The origin (its host IDNA-encoded) and the request target (path and query, escaped) of
+    an http(s) URL."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
     port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = parts.hostname if parts.hostname.isascii() else parts.hostname.encode("idna").decode()
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Origin(parts.scheme, parts.hostname, port), target
+    return Origin(parts.scheme, host, port), quote(target, safe=TARGET_SAFE)
 
 
 class Sender:
