@@ -30,13 +30,14 @@ with ``standardwebhooks``' ``Webhook(secret).verify``.
    least once and no other, duplicates are counted, and no signature check failed.
 2. **The engine beside a slow receiver.** The workload of ``bench_engine.py`` (its own code:
    ``--executions`` executions of the five-step workflow, two ``revflow worker`` processes),
-   run ``--pairs`` times alone and, alternately, with a second receiver that answers every
+   run ``--pairs`` times alone and as often with a second receiver that answers every
    request after ``--slow-delay`` seconds and ``--slow-backlog`` deliveries due for it before
    the workers start (so each worker holds its full ``REVFLOW_WEBHOOK_CONCURRENCY`` of sends
    open for the whole run; the backlog must still be pending at the end, which is checked).
    The window starts once the slow receiver got its second round of requests from both
    workers: the sends are in their steady state, not opening their first connections.
-   The end of each run is polled every 0.05 s. The drop is ``1 - median(with) / median(alone)``.
+   The two runs of a pair take turns going first. The end of each run is polled every 0.05 s.
+   The drop is ``1 - median(with) / median(alone)``.
    Beside it, for information, the workers' CPU per step with and without the slow receiver
    (CPU time moves far less than wall time when other work shares the machine).
 
@@ -58,6 +59,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -452,11 +454,17 @@ def run_engine_pairs(args: argparse.Namespace) -> list[EnginePair]:
     pairs = []
     for i in range(args.pairs):
         n = f"{i + 1}/{args.pairs}"
-        alone = engine.run_revflow(
-            engine_args, 2, env=env, poll_s=ENGINE_POLL_S, label=f"engine alone ({n})"
-        )
         facts: dict[str, Any] = {}
-        slow = engine.run_revflow(
+        alone = partial(
+            engine.run_revflow,
+            engine_args,
+            2,
+            env=env,
+            poll_s=ENGINE_POLL_S,
+            label=f"engine alone ({n})",
+        )
+        slow = partial(
+            engine.run_revflow,
             engine_args,
             2,
             env=env,
@@ -464,7 +472,14 @@ def run_engine_pairs(args: argparse.Namespace) -> list[EnginePair]:
             poll_s=ENGINE_POLL_S,
             label=f"engine beside a {args.slow_delay:g} s receiver ({n})",
         )
-        pairs.append(EnginePair(alone, slow, facts))
+        # Alone first in odd pairs, second in even ones: a load that grows or shrinks while
+        # the pairs run weighs on both sides alike.
+        if i % 2 == 0:
+            first = alone()
+            pairs.append(EnginePair(first, slow(), facts))
+        else:
+            second = slow()
+            pairs.append(EnginePair(alone(), second, facts))
     return pairs
 
 
