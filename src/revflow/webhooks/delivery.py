@@ -273,20 +273,22 @@ class DeliveryDuty:
             self.in_flight.add(task)
 
     def _sent(self, task: asyncio.Task[Outcome]) -> None:
+        """A send ended: keep its outcome for the next turn and start the next queued one."""
         self.in_flight.discard(task)
         self._progress.set()
-        self._start_sends()
         if task.cancelled():
-            return  # stopped mid-send: the lease expires and another attempt follows
-        if (error := task.exception()) is not None:
+            pass  # stopped mid-send: the lease expires and another attempt follows
+        elif (error := task.exception()) is not None:
             log.error("webhook_send_crashed", worker=self.id, error=repr(error))
-            return
-        if not self.finished:
-            self._first_finished = time.monotonic()
-        outcome = task.result()
-        if outcome.gone:
-            self._gone[outcome.delivery.account_id, outcome.delivery.subscription_id] = math.inf
-        self.finished.append(outcome)
+        else:
+            outcome = task.result()
+            if outcome.gone:
+                key = (outcome.delivery.account_id, outcome.delivery.subscription_id)
+                self._gone[key] = math.inf
+            if not self.finished:
+                self._first_finished = time.monotonic()
+            self.finished.append(outcome)
+        self._start_sends()
 
     async def _turn(self, claim: int, release: Sequence[uuid.UUID] = ()) -> None:
         """One transaction: record what finished, hand back ``release``d leases, and claim
