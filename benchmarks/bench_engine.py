@@ -62,8 +62,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -306,8 +306,9 @@ async def wait_done(
     remaining: Callable[[asyncpg.Connection], Awaitable[int]],
     procs: Sequence[Proc],
     label: str,
+    poll_s: float = POLL_S,
 ) -> float:
-    """Poll every 0.05 s until ``remaining`` is 0; the ``perf_counter`` at that poll."""
+    """Poll every ``poll_s`` until ``remaining`` is 0; the ``perf_counter`` at that poll."""
     conn = await asyncpg.connect(dsn)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     interactive = stderr.is_terminal
@@ -330,9 +331,9 @@ async def wait_done(
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{left} executions left after {RUN_TIMEOUT_S:g} s")
                 if not interactive and time.monotonic() - last_said >= 5:
-                    say(f"    {total - left}/{total} executions finished")
+                    say(f"    {total - left}/{total} finished")
                     last_said = time.monotonic()
-                await asyncio.sleep(POLL_S)
+                await asyncio.sleep(poll_s)
     finally:
         await conn.close()
 
@@ -499,17 +500,34 @@ def revflow_problems(checks: dict[str, int], executions: int) -> list[str]:
     ]
 
 
+# Entered beside a run, with its database URL and account; it may yield what to wait for once
+# the workers are ready, before the timed window starts (see :func:`run_revflow`).
+Around = Callable[[str, Principal], AbstractContextManager[Callable[[], None] | None]]
+
+
 def run_revflow(
     args: argparse.Namespace,
     workers: int,
     profile_dir: Path | None = None,
     *,
     floor: bool = False,
+    env: Mapping[str, str] | None = None,
+    around: Around | None = None,
+    poll_s: float = POLL_S,
+    label: str | None = None,
 ) -> Run:
-    """``workers`` revflow workers (or, with ``floor``, as many ``engine_floor.py`` processes)
-    on a fresh database set up by :func:`prepare_revflow`, timed from the resume."""
+    """One timed run of ``workers`` revflow workers (or, with ``floor``, as many
+    ``engine_floor.py`` processes) on a fresh database set up by :func:`prepare_revflow`, timed
+    from the resume.
+
+    ``env`` adds settings for the workers; ``around(url, principal)`` is entered once the
+    executions are set up, before the workers start, and left after they stopped (another
+    benchmark puts other work beside the engine's there); what it yields, if anything, is called
+    once the workers are ready and before the window starts; ``poll_s`` is how often the end is
+    looked for.
+    """
     system = "floor" if floor else "revflow"
-    label = f"{system}, {workers} worker{'s' if workers > 1 else ''}"
+    label = label or f"{system}, {workers} worker{'s' if workers > 1 else ''}"
     with (
         tempfile.TemporaryDirectory(prefix="revflow-bench-engine-") as tmp,
         fresh_database("postgresql", Path(tmp), args.pg_admin_dsn) as url,
@@ -521,7 +539,7 @@ def run_revflow(
         extra = {"REVFLOW_WORKER_POLL_SECONDS": str(args.poll_seconds)}
         if args.batch_size is not None:
             extra["REVFLOW_WORKER_BATCH_SIZE"] = str(args.batch_size)
-        env = revflow_env(url, extra)
+        worker_env = revflow_env(url, {**extra, **(env or {})})
         command, marker = revflow_command("worker"), "worker_started"
         if floor:
             batch = args.batch_size or Settings().worker_batch_size
@@ -537,14 +555,16 @@ def run_revflow(
                 str(args.poll_seconds),
             ]
             marker = engine_floor.READY_MARKER
-        procs = [launch(command, env, workdir, f"{system}-{i}") for i in range(workers)]
-        with running(procs):
+        procs = [launch(command, worker_env, workdir, f"{system}-{i}") for i in range(workers)]
+        with around(url, principal) if around else nullcontext() as settle, running(procs):
             startup = wait_started(procs, marker)
+            if settle is not None:
+                settle()
             spy = start_profiler(procs[0], profile_dir) if profile_dir else None
             meter = CpuMeter([p.process.pid for p in procs], libpq_dsn(url), local_db(args))
             t0 = asyncio.run(resume(url, principal, workflow_id))
             t1 = asyncio.run(
-                wait_done(libpq_dsn(url), args.executions, live_executions, procs, label)
+                wait_done(libpq_dsn(url), args.executions, live_executions, procs, label, poll_s)
             )
             cpu_s, db_cpu_s, busy = meter.stop()
         if spy is not None:

@@ -241,6 +241,32 @@ def test_every_ratio_is_a_stage_key_and_has_a_goal() -> None:
     assert set(bench.RATIOS) <= set(bench.GOALS)
 
 
+def test_webhook_numbers_are_taken_with_the_engine_beside_them() -> None:
+    out = collect(
+        "bench_webhooks.py",
+        {
+            "webhook_deliveries_per_s": 1800.5,
+            "engine_steps_per_s_without_receiver": 20000.0,
+            "engine_steps_per_s_with_slow_receiver": 19000.0,
+            "engine_drop_with_slow_receiver_pct": 5.0,
+            "deliveries": {"checks": {"duplicate_ids": 0}},
+        },
+    )
+    assert out == {
+        "webhook_deliveries_per_s": 1800.5,
+        "engine_steps_per_s_without_receiver": 20000.0,
+        "engine_steps_per_s_with_slow_receiver": 19000.0,
+        "engine_drop_with_slow_receiver_pct": 5.0,
+    }
+    assert bench.GOALS["webhook_deliveries_per_s"] == 1_000
+    assert bench.GOALS["engine_drop_with_slow_receiver_pct"] == 10.0
+    stage = next(s for s in bench.STAGES if s.script == "bench_webhooks.py")
+    assert stage.postgresql_only
+    quick, full = stage.args("postgresql", True), stage.args("postgresql", False)
+    assert int(quick[quick.index("--deliveries") + 1]) < int(full[full.index("--deliveries") + 1])
+    assert (bench.BENCHMARKS / stage.script).is_file()
+
+
 def test_every_issue_key_is_produced_even_when_a_stage_did_not_run() -> None:
     out: dict[str, Any] = {}
     for stage in bench.STAGES:
@@ -261,6 +287,9 @@ def test_every_issue_key_is_produced_even_when_a_stage_did_not_run() -> None:
         "fair_big_tenant_steps_per_s",
         "fair_throughput_drop_pct",
         *bench.RATIOS,
+        "webhook_deliveries_per_s",
+        "engine_steps_per_s_with_slow_receiver",
+        "engine_drop_with_slow_receiver_pct",
     ):
         assert key in out, key
     for stage in bench.STAGES:

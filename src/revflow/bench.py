@@ -52,6 +52,9 @@ GOALS = {
     "load_5xx": 0,
     "fair_small_tenant_p95_delay_ms": 1_000.0,
     "fair_throughput_drop_pct": 10.0,
+    "webhook_deliveries_per_s": 1_000,
+    # At most: the engine's steps/s beside a receiver answering in 2 s, against it alone.
+    "engine_drop_with_slow_receiver_pct": 10.0,
 }
 REQUIREMENTS = {
     "create_version_p95_ms": 300.0,
@@ -222,6 +225,19 @@ def _collect_fair(database: str, doc: dict[str, Any], out: dict[str, Any]) -> No
         out[key] = row.get(key)
 
 
+WEBHOOK_KEYS = (
+    "webhook_deliveries_per_s",
+    "engine_steps_per_s_without_receiver",
+    "engine_steps_per_s_with_slow_receiver",
+    "engine_drop_with_slow_receiver_pct",
+)
+
+
+def _collect_webhooks(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
+    for key in WEBHOOK_KEYS:
+        out[key] = doc.get(key)
+
+
 @dataclass(frozen=True)
 class Stage:
     """One benchmark script: how to call it and which keys of the result it fills.
@@ -370,6 +386,21 @@ STAGES = [
         ],
         _collect_load,
         LOAD_KEYS,
+        postgresql_only=True,
+    ),
+    Stage(
+        "webhooks",
+        "bench_webhooks.py",
+        lambda db, quick: [
+            "--deliveries",
+            "5000" if quick else "20000",
+            "--executions",
+            "5000" if quick else "20000",
+            "--pairs",
+            "2" if quick else "3",
+        ],
+        _collect_webhooks,
+        WEBHOOK_KEYS,
         postgresql_only=True,
     ),
 ]

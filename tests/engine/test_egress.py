@@ -47,7 +47,7 @@ async def engine_with(database_url: str, egress_allow: str) -> AsyncIterator[Eng
             yield Engine(await make_tenant(db, c, "egress"), worker, clock)
     finally:
         await worker.sender.aclose()
-        await worker.deliveries.client.aclose()
+        await worker.deliveries.sender.aclose()
         await db.dispose()
 
 

@@ -98,7 +98,7 @@ def make_rig(webhook_database_url: str) -> RigFactory:
                     text("UPDATE webhook_deliveries SET status = 'failed' WHERE status = 'pending'")
                 )
                 await session.commit()
-            await worker.deliveries.client.aclose()
+            await worker.deliveries.sender.aclose()
             await worker.sender.aclose()
             await db.dispose()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,9 +14,15 @@ from standardwebhooks import Webhook
 
 @dataclass
 class Answer:
+    """How to answer: ``drop`` closes the connection instead of answering, ``close`` closes it
+    after answering (without saying so in a header)."""
+
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    body: bytes = b"ok"
+    drop: bool = False
+    close: bool = False
 
 
 @dataclass
@@ -25,6 +32,7 @@ class Delivered:
     headers: dict[str, str]
     body: bytes
     verified_with: list[str]
+    target: str = ""
 
     @property
     def id(self) -> str:
@@ -37,12 +45,19 @@ class Delivered:
 class Receiver:
     """A keep-alive HTTP/1.1 server; ``answer(n, request)`` decides the n-th answer (1-based).
     Every request is checked with ``Webhook(secret).verify(body, headers)`` against each of
-    ``secrets`` (set by the test once the subscription exists)."""
+    ``secrets`` (set by the test once the subscription exists). With ``tls`` it serves HTTPS."""
 
-    def __init__(self, answer: Callable[[int, Delivered], Answer] | None = None) -> None:
+    def __init__(
+        self,
+        answer: Callable[[int, Delivered], Answer] | None = None,
+        *,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.answer = answer or (lambda n, r: Answer())
         self.secrets: list[str] = []
         self.requests: list[Delivered] = []
+        self.connections = 0
+        self.tls = tls
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
@@ -52,7 +67,7 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/hooks"
 
     async def __aenter__(self) -> Receiver:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -78,6 +93,7 @@ class Receiver:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        self.connections += 1
         try:
             while True:
                 line = await reader.readline()
@@ -92,19 +108,26 @@ class Receiver:
                     headers[name.strip().lower()] = value.strip()
                 length = int(headers.get("content-length", "0"))
                 body = await reader.readexactly(length) if length else b""
-                request = Delivered(headers, body, self._verify(body, headers))
+                target = line.decode("latin-1").split(" ")[1] if b" " in line else ""
+                request = Delivered(headers, body, self._verify(body, headers), target)
                 self.requests.append(request)
                 answer = self.answer(len(self.requests), request)
                 if answer.delay:
                     await asyncio.sleep(answer.delay)
+                if answer.drop:
+                    return
                 extra = "".join(f"{k}: {v}\r\n" for k, v in answer.headers.items())
-                writer.write(
-                    (
-                        f"HTTP/1.1 {answer.status} Status\r\n{extra}Content-Length: 2\r\n\r\nok"
-                    ).encode()
-                )
+                head = f"HTTP/1.1 {answer.status} Status\r\n{extra}"
+                if answer.status == 204:  # an answer that has no body
+                    writer.write(f"{head}\r\n".encode())
+                else:
+                    writer.write(f"{head}Content-Length: {len(answer.body)}\r\n\r\n".encode())
+                    writer.write(answer.body)
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
+                if answer.close:
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         finally:
             self._writers.discard(writer)
+            writer.close()

@@ -1,6 +1,7 @@
 """Two real ``revflow worker`` processes deliver webhooks from one PostgreSQL outbox; one is
 SIGKILLed mid-way. Nothing is lost, and nothing is sent twice beyond at-least-once: only the
-deliveries the killed worker had in flight may arrive twice, with the same webhook-id.
+deliveries the killed worker had sent (or was sending) without recording them may arrive twice,
+with the same webhook-id; what it had claimed but not sent arrives once, from the other.
 
 Every wait is bounded by a deadline; no assertion is made on durations.
 """
@@ -29,6 +30,7 @@ from tests.webhooks.receiver import Answer, Delivered, Receiver
 
 DELIVERIES = 400
 CONCURRENCY = 16
+BATCH = 16
 DEADLINE_S = 120.0
 
 
@@ -59,7 +61,7 @@ async def test_sigkill_of_a_worker_mid_delivery_loses_nothing(pg_url: str, tmp_p
     env = {
         "REVFLOW_EGRESS_ALLOW": "127.0.0.0/8",
         "REVFLOW_WEBHOOK_CONCURRENCY": str(CONCURRENCY),
-        "REVFLOW_WEBHOOK_BATCH_SIZE": str(CONCURRENCY),
+        "REVFLOW_WEBHOOK_BATCH_SIZE": str(BATCH),
         "REVFLOW_WEBHOOK_LEASE_SECONDS": "1",
         "REVFLOW_WEBHOOK_TIMEOUT_SECONDS": "2",
     }
@@ -117,8 +119,10 @@ async def test_sigkill_of_a_worker_mid_delivery_loses_nothing(pg_url: str, tmp_p
             assert set(received) == ids, "a delivery was lost, or one was invented"
             assert all(r.verified_with for r in receiver.requests)
             twice = {i for i, n in received.items() if n > 1}
-            # Only what the killed worker held in flight may arrive again.
-            assert len(twice) <= CONCURRENCY, len(twice)
+            # Only what the killed worker had sent and not recorded may arrive again: its sends
+            # in flight, and those that ended while its last turn claimed and recorded (at most
+            # a batch: it claims only when its queue is down to half a batch).
+            assert len(twice) <= CONCURRENCY + BATCH, len(twice)
             assert all(n <= 2 for n in received.values())
             # The list accounts for every send but those the killed worker could not record.
             recorded = {str(row.id): len(row.attempts) for row in rows}

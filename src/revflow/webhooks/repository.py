@@ -133,7 +133,11 @@ async def claim_due(
     lease_until: dt.datetime,
 ) -> list[Claimed]:
     """Lock up to ``limit`` due deliveries (skipping rows other workers hold) and lease them
-    to ``owner``; the caller commits, then sends them outside any transaction."""
+    to ``owner``, oldest first; the caller commits, then sends them outside any transaction.
+
+    One ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`` leases and reads
+    them (its text does not depend on how many it finds, so it is prepared once per
+    connection), and one query reads their few subscriptions."""
     due = (
         select(DELIVERIES.c.id)
         .where(
@@ -145,46 +149,53 @@ async def claim_due(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    ids: list[uuid.UUID] = list((await session.scalars(due)).all())
-    if not ids:
+    leased = (
+        await session.execute(
+            update(DELIVERIES)
+            .where(DELIVERIES.c.id.in_(due))
+            .values(lease_owner=owner, lease_expires_at=lease_until)
+            .returning(
+                DELIVERIES.c.id,
+                DELIVERIES.c.account_id,
+                DELIVERIES.c.subscription_id,
+                DELIVERIES.c.event,
+                DELIVERIES.c.body,
+                DELIVERIES.c.attempts,
+                DELIVERIES.c.attempt_count,
+                DELIVERIES.c.next_attempt_at,
+            )
+        )
+    ).all()
+    if not leased:
         return []
-    await session.execute(
-        update(DELIVERIES)
-        .where(DELIVERIES.c.id.in_(ids))
-        .values(lease_owner=owner, lease_expires_at=lease_until)
-    )
     subs = WebhookSubscription
-    rows = await session.execute(
-        select(
-            DELIVERIES.c.id,
-            DELIVERIES.c.account_id,
-            DELIVERIES.c.subscription_id,
-            DELIVERIES.c.event,
-            DELIVERIES.c.body,
-            DELIVERIES.c.attempts,
-            DELIVERIES.c.attempt_count,
-            subs.url,
-            subs.enabled,
-            subs.secret,
-            subs.previous_secret,
-            subs.previous_secret_expires_at,
+    pairs = sorted({(row.account_id, row.subscription_id) for row in leased})
+    found = {
+        (row.account_id, row.id): row
+        for row in await session.execute(
+            select(
+                subs.account_id,
+                subs.id,
+                subs.url,
+                subs.enabled,
+                subs.secret,
+                subs.previous_secret,
+                subs.previous_secret_expires_at,
+            ).where(tuple_(subs.account_id, subs.id).in_(pairs))
         )
-        .join(
-            subs,
-            (subs.account_id == DELIVERIES.c.account_id)
-            & (subs.id == DELIVERIES.c.subscription_id),
-        )
-        .where(DELIVERIES.c.id.in_(ids))
-    )
+    }
     claimed = []
-    for row in rows.all():
-        secrets = [row.secret]
+    for row in sorted(leased, key=lambda row: (row.next_attempt_at, row.id)):
+        sub = found.get((row.account_id, row.subscription_id))
+        if sub is None:
+            continue  # deleted with its deliveries meanwhile
+        secrets = [sub.secret]
         if (
-            row.previous_secret
-            and row.previous_secret_expires_at
-            and (row.previous_secret_expires_at > now)
+            sub.previous_secret
+            and sub.previous_secret_expires_at
+            and (sub.previous_secret_expires_at > now)
         ):
-            secrets.append(row.previous_secret)
+            secrets.append(sub.previous_secret)
         claimed.append(
             Claimed(
                 id=row.id,
@@ -194,8 +205,8 @@ async def claim_due(
                 body=row.body,
                 attempts=list(row.attempts or []),
                 attempt_count=row.attempt_count,
-                url=row.url,
-                enabled=row.enabled,
+                url=sub.url,
+                enabled=sub.enabled,
                 secrets=secrets,
             )
         )
@@ -229,6 +240,21 @@ async def record_results(
         list(results),
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def release(session: AsyncSession, owner: str, ids: Sequence[uuid.UUID]) -> None:
+    """Hand back ``owner``'s leases on deliveries it claimed but will not send (it is
+    stopping): they are due again at once for any worker."""
+    if ids:
+        await session.execute(
+            update(DELIVERIES)
+            .where(
+                DELIVERIES.c.id.in_(list(ids)),
+                DELIVERIES.c.lease_owner == owner,
+                DELIVERIES.c.status == "pending",
+            )
+            .values(lease_owner=None, lease_expires_at=None)
+        )
 
 
 async def disable_subscription(
