@@ -1,4 +1,4 @@
-"""``revflow bench`` gathers every benchmark's numbers into the one object issue-7 clients read."""
+"""``revflow bench`` gathers every benchmark's numbers into the one object its readers use."""
 
 from __future__ import annotations
 
@@ -267,7 +267,7 @@ def test_webhook_numbers_are_taken_with_the_engine_beside_them() -> None:
     assert (bench.BENCHMARKS / stage.script).is_file()
 
 
-def test_every_issue_key_is_produced_even_when_a_stage_did_not_run() -> None:
+def test_every_key_is_produced_even_when_a_stage_did_not_run() -> None:
     out: dict[str, Any] = {}
     for stage in bench.STAGES:
         stage.collect("sqlite", {}, out)
