@@ -44,6 +44,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -364,10 +365,13 @@ async def targets(url: str, tenant: Tenant) -> tuple[list[str], list[str]]:
     return flows, random.Random(7).sample(executions, min(200, len(executions)))
 
 
-def measure(url: str, tenant: Tenant, samples: int, workdir: Path) -> dict[str, Stats]:
-    """p50/p95/p99 of each operation, one request at a time, against a ``revflow serve``."""
+Paths = dict[str, Callable[[int], tuple[str, dict[str, str | int] | None]]]
+
+
+def paths_of(url: str, tenant: Tenant) -> Paths:
+    """The request of each operation for its ``i``-th sample (the targets taken in turn)."""
     flows, executions = asyncio.run(targets(url, tenant))
-    paths: dict[str, Callable[[int], tuple[str, dict[str, str | int] | None]]] = {
+    return {
         "list_executions": lambda i: (
             f"/api/v1/workflows/{flows[i % len(flows)]}/executions",
             None,
@@ -379,20 +383,41 @@ def measure(url: str, tenant: Tenant, samples: int, workdir: Path) -> dict[str, 
             {"from": 1, "to": 2},
         ),
     }
-    out: dict[str, Stats] = {}
-    with revflow_server(revflow_env(url), workdir) as server:
-        headers = {"Authorization": f"Bearer {tenant.key}"}
-        with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as client:
-            for name, path_of in paths.items():
-                say(f"  {OPERATIONS[name]} ({samples})")
-                for i in range(WARM_UP):
-                    timed_request(client, "GET", path_of(i)[0], params=path_of(i)[1], expect=200)
-                times = []
-                for i in range(samples):
-                    path, params = path_of(i)
-                    times.append(timed_request(client, "GET", path, params=params, expect=200)[1])
-                out[name] = Stats.of(times)
-    return out
+
+
+def measure(
+    databases: list[tuple[str, Tenant]], samples: int, workdir: Path
+) -> list[dict[str, Stats]]:
+    """p50/p95/p99 of each operation on each database, one request at a time, each against
+    its own ``revflow serve``. The databases take turns request by request (the first one
+    first on even samples, the other on odd ones), so that both see the same load."""
+    paths = [paths_of(url, tenant) for url, tenant in databases]
+    times: list[dict[str, list[float]]] = [{name: [] for name in OPERATIONS} for _ in databases]
+    with ExitStack() as stack:
+        clients = []
+        for url, tenant in databases:
+            server = stack.enter_context(revflow_server(revflow_env(url), workdir))
+            clients.append(
+                stack.enter_context(
+                    httpx.Client(
+                        base_url=server.base_url,
+                        headers={"Authorization": f"Bearer {tenant.key}"},
+                        timeout=60,
+                    )
+                )
+            )
+        for name in OPERATIONS:
+            say(f"  {OPERATIONS[name]} ({samples} on each database, in turn)")
+            for i in range(-WARM_UP, samples):
+                order = list(range(len(databases)))
+                if i % 2:
+                    order.reverse()
+                for d in order:
+                    path, params = paths[d][name](i % samples)
+                    _, ms = timed_request(clients[d], "GET", path, params=params, expect=200)
+                    if i >= 0:
+                        times[d][name].append(ms)
+    return [{name: Stats.of(t[name]) for name in OPERATIONS} for t in times]
 
 
 def prepared(
@@ -499,17 +524,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"shape": vars(big), "floor_shape": vars(floor)}
     with tempfile.TemporaryDirectory(prefix="revflow-bench-size-") as tmp:
         workdir = Path(tmp)
-        with fresh_database("postgresql", workdir, args.pg_admin_dsn) as url:
+        with (
+            fresh_database("postgresql", workdir, args.pg_admin_dsn) as empty_url,
+            fresh_database("postgresql", workdir, args.pg_admin_dsn) as url,
+        ):
             say("[bold]floor[/bold]: one account, the same shapes")
-            tenant, result["floor_load"] = prepared(url, _make, floor)
-            empty = measure(url, tenant, args.samples, workdir)
-        with fresh_database("postgresql", workdir, args.pg_admin_dsn) as url:
+            empty_tenant, result["floor_load"] = prepared(empty_url, _make, floor)
             say(
                 f"[bold]at size[/bold]: {big.accounts} accounts, {big.executions} executions, "
                 f"{big.history} history rows"
             )
             tenant, result["load"] = prepared(url, _make, big)
-            sized = measure(url, tenant, args.samples, workdir)
+            empty, sized = measure(
+                [(empty_url, empty_tenant), (url, tenant)], args.samples, workdir
+            )
             say("[bold]engine[/bold]: two accounts of bench_engine's workload")
             alone_run = asyncio.run(prepare_revflow(url, args.engine_executions))
             pruning_run = asyncio.run(prepare_revflow(url, args.engine_executions))
