@@ -23,13 +23,15 @@ list a workflow's executions (first page), get an execution with its history, a 
 stats, compare versions 1 and 2 with their live impact. The ratio at size / floor of each p95
 is the number (goal ≤ 1.5).
 
-Then, on the big database, two accounts of ``bench_engine``'s workload (``prepare_revflow``:
-``--engine-executions`` enrolled executions of five steps each) are run by two ``revflow
-worker`` processes: once alone, once while revflow's pruning (``revflow.retention.service.Run``,
-the default retention of 180 days: every execution finished 200 days ago or more goes) runs in
-this process, from one second before the engine's window until its end. The workers themselves
-prune nothing (retention 0 in their environment). Reported: pruning's rows/s in that window,
-the engine's steps/s alone and while pruning, and the drop (goal ≤ 10 %).
+Then, on the big database, ``--rounds`` rounds (3; 2 with ``--quick``) of ``bench_engine``'s
+workload (``prepare_revflow``: ``--engine-executions`` enrolled executions of five steps each,
+on an account of their own) run by two ``revflow worker`` processes: once alone, once while
+revflow's pruning (``revflow.retention.service.Run``, the default retention of 180 days: every
+execution finished 200 days ago or more goes) runs in this process, from one second before the
+engine's window until its end; even rounds run alone first, odd ones pruning first. The workers
+themselves prune nothing (retention 0 in their environment). Reported: pruning's rows/s over
+its windows, the engine's median steps/s alone and while pruning, and the median of each
+round's drop (goal <= 10 %).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import asyncio
 import datetime as dt
 import json
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -93,8 +96,14 @@ GOAL_ENGINE_DROP_PCT = 10.0
 WORKFLOWS_PER_ACCOUNT = 4
 WORKERS = 2
 WARM_UP = 5
-FULL = {"accounts": 1000, "executions": 1_000_000, "history": 10_000_000, "samples": 200}
-QUICK = {"accounts": 100, "executions": 100_000, "history": 1_000_000, "samples": 100}
+FULL = {
+    "accounts": 1000,
+    "executions": 1_000_000,
+    "history": 10_000_000,
+    "samples": 200,
+    "rounds": 3,
+}
+QUICK = {"accounts": 100, "executions": 100_000, "history": 1_000_000, "samples": 100, "rounds": 2}
 FULL_ENGINE, QUICK_ENGINE = 10_000, 3_000
 
 V1: dict[str, Any] = {
@@ -515,6 +524,21 @@ def engine_run(
     return answer
 
 
+def engine_round(url: str, workdir: Path, executions: int, index: int) -> dict[str, Any]:
+    """The engine alone and while pruning on two fresh accounts of the workload; even rounds
+    run alone first, odd ones while pruning first, so that neither always goes first."""
+    alone_run = asyncio.run(prepare_revflow(url, executions))
+    pruning_run = asyncio.run(prepare_revflow(url, executions))
+    if index % 2:
+        during = engine_run(url, workdir, pruning_run, executions, prune=True)
+        alone = engine_run(url, workdir, alone_run, executions, prune=False)
+    else:
+        alone = engine_run(url, workdir, alone_run, executions, prune=False)
+        during = engine_run(url, workdir, pruning_run, executions, prune=True)
+    drop = 100 * (alone["steps_per_s"] - during["steps_per_s"]) / alone["steps_per_s"]
+    return {"alone": alone, "while_pruning": during, "drop_pct": round(drop, 1)}
+
+
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -539,10 +563,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 [(empty_url, empty_tenant), (url, tenant)], args.samples, workdir
             )
             say("[bold]engine[/bold]: two accounts of bench_engine's workload")
-            alone_run = asyncio.run(prepare_revflow(url, args.engine_executions))
-            pruning_run = asyncio.run(prepare_revflow(url, args.engine_executions))
-            alone = engine_run(url, workdir, alone_run, args.engine_executions, prune=False)
-            during = engine_run(url, workdir, pruning_run, args.engine_executions, prune=True)
+            rounds = [
+                engine_round(url, workdir, args.engine_executions, r) for r in range(args.rounds)
+            ]
     for name in OPERATIONS:
         result[f"size_{name}_p95_ms"] = round(sized[name].p95, 2)
         result[f"empty_{name}_p95_ms"] = round(empty[name].p95, 2)
@@ -551,14 +574,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "at_size": {k: round(v, 2) for k, v in vars(sized[name]).items()},
             "empty": {k: round(v, 2) for k, v in vars(empty[name]).items()},
         }
-    result["prune_rows_per_s"] = during.get("prune_rows_per_s")
-    result["pruned_rows"] = during.get("pruned_rows")
-    result["engine_steps_per_s_alone"] = alone["steps_per_s"]
-    result["engine_steps_per_s_while_pruning"] = during["steps_per_s"]
-    result["engine_drop_while_pruning_pct"] = round(
-        100 * (alone["steps_per_s"] - during["steps_per_s"]) / alone["steps_per_s"], 1
+    pruned = sum(r["while_pruning"]["pruned_rows"] for r in rounds)
+    pruning_s = sum(r["while_pruning"]["pruning_s"] for r in rounds)
+    result["prune_rows_per_s"] = round(pruned / pruning_s) if pruning_s else None
+    result["pruned_rows"] = pruned
+    result["engine_steps_per_s_alone"] = statistics.median(
+        r["alone"]["steps_per_s"] for r in rounds
     )
-    result["engine"] = {"alone": alone, "while_pruning": during}
+    result["engine_steps_per_s_while_pruning"] = statistics.median(
+        r["while_pruning"]["steps_per_s"] for r in rounds
+    )
+    result["engine_drop_while_pruning_pct"] = statistics.median(r["drop_pct"] for r in rounds)
+    result["engine_rounds"] = rounds
     return result
 
 
@@ -602,6 +629,12 @@ def print_table(result: dict[str, Any], args: argparse.Namespace, facts: dict[st
         f"{result['engine_drop_while_pruning_pct']} % (goal <= {GOAL_ENGINE_DROP_PCT:g} %)  "
         f"{'PASS' if checks['engine_drop_while_pruning_pct'] else 'FAIL'}"
     )
+    for i, r in enumerate(result["engine_rounds"]):
+        print(
+            f"  round {i + 1}: {r['alone']['steps_per_s']:,.0f} steps/s alone, "
+            f"{r['while_pruning']['steps_per_s']:,.0f} while pruning "
+            f"({r['while_pruning']['prune_rows_per_s']} rows/s): drop {r['drop_pct']} %"
+        )
     print()
     print(f"verdict: {'PASS' if all(checks.values()) else 'FAIL'}")
 
@@ -614,6 +647,11 @@ def main() -> None:
     parser.add_argument("--history", type=int)
     parser.add_argument("--samples", type=int)
     parser.add_argument("--engine-executions", type=int)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="engine rounds, each alone and while pruning; the drop is the median of theirs",
+    )
     parser.add_argument("--pg-admin-dsn", default=PG_ADMIN_DSN, help="where to CREATE DATABASE")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
