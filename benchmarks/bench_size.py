@@ -584,7 +584,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["engine_steps_per_s_while_pruning"] = statistics.median(
         r["while_pruning"]["steps_per_s"] for r in rounds
     )
-    result["engine_drop_while_pruning_pct"] = statistics.median(r["drop_pct"] for r in rounds)
+    result["engine_drop_while_pruning_pct"] = round(
+        statistics.median(r["drop_pct"] for r in rounds), 1
+    )
     result["engine_rounds"] = rounds
     return result
 
