@@ -54,7 +54,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from sqlalchemy import text
+from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -87,6 +87,7 @@ from revflow.auth.service import Principal
 from revflow.config import Settings
 from revflow.db import Database
 from revflow.migrate import upgrade
+from revflow.models import ApiKey
 from revflow.retention.service import Run as PruningRun
 from revflow.workflows import service as workflows
 from revflow.workflows.schemas import VersionCreate, WorkflowCreate
@@ -270,11 +271,8 @@ async def make_tenant(url: str) -> Tenant:
             account, key = await auth_service.create_account(
                 session, "measured", Actor(user="operator"), now
             )
-            key_id = (
-                await session.execute(
-                    text("SELECT id FROM api_keys WHERE account_id = :a"), {"a": account.id}
-                )
-            ).scalar_one()
+            key_id = await session.scalar(select(ApiKey.id).where(ApiKey.account_id == account.id))
+            assert key_id is not None
             principal = Principal(account_id=account.id, key_id=key_id, user="bench", role="admin")
             workflow, first = await workflows.create_workflow(
                 session,
