@@ -366,3 +366,35 @@ def test_the_engine_stands_without_its_peers_and_a_failed_check_is_null() -> Non
     failed = bench_engine.summary([run("revflow", 6000, ["history: 9, expected 10"])], {})
     assert failed["engine_steps_per_s"] is None and failed["passed"] is False
     assert failed["problems"] == ["revflow, 2 workers: history: 9, expected 10"]
+
+
+def test_size_takes_the_ratios_to_the_empty_database_and_pruning_beside_the_engine() -> None:
+    document = {
+        "shape": {"accounts": 1000, "executions": 1_000_000, "history": 10_000_000},
+        "size_list_executions_vs_empty": 1.1,
+        "size_get_execution_vs_empty": 0.9,
+        "size_stats_vs_empty": 1.4,
+        "size_compare_vs_empty": 1.0,
+        "size_stats_p95_ms": 14.0,
+        "prune_rows_per_s": 15000,
+        "engine_steps_per_s_alone": 3000.0,
+        "engine_steps_per_s_while_pruning": 2850.0,
+        "engine_drop_while_pruning_pct": 5.0,
+    }
+    out = collect("bench_size.py", document)
+    assert out == {
+        "size_list_executions_vs_empty": 1.1,
+        "size_get_execution_vs_empty": 0.9,
+        "size_stats_vs_empty": 1.4,
+        "size_compare_vs_empty": 1.0,
+        "prune_rows_per_s": 15000,
+        "engine_steps_per_s_alone": 3000.0,
+        "engine_steps_per_s_while_pruning": 2850.0,
+        "engine_drop_while_pruning_pct": 5.0,
+        "size_history_rows": 10_000_000,
+    }
+    stage = next(s for s in bench.STAGES if s.script == "bench_size.py")
+    assert stage is bench.STAGES[-1] and stage.postgresql_only
+    assert stage.args("postgresql", True) == ["--quick"] and stage.args("postgresql", False) == []
+    assert bench.GOALS["size_stats_vs_empty"] == 1.5
+    assert bench.GOALS["engine_drop_while_pruning_pct"] == 10

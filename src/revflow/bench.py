@@ -55,6 +55,11 @@ GOALS = {
     "webhook_deliveries_per_s": 1_000,
     # At most: the engine's steps/s beside a receiver answering in 2 s, against it alone.
     "engine_drop_with_slow_receiver_pct": 10.0,
+    "size_list_executions_vs_empty": 1.5,
+    "size_get_execution_vs_empty": 1.5,
+    "size_stats_vs_empty": 1.5,
+    "size_compare_vs_empty": 1.5,
+    "engine_drop_while_pruning_pct": 10.0,
 }
 REQUIREMENTS = {
     "create_version_p95_ms": 300.0,
@@ -238,6 +243,24 @@ def _collect_webhooks(database: str, doc: dict[str, Any], out: dict[str, Any]) -
         out[key] = doc.get(key)
 
 
+SIZE_KEYS = (
+    "size_list_executions_vs_empty",
+    "size_get_execution_vs_empty",
+    "size_stats_vs_empty",
+    "size_compare_vs_empty",
+    "prune_rows_per_s",
+    "engine_steps_per_s_alone",
+    "engine_steps_per_s_while_pruning",
+    "engine_drop_while_pruning_pct",
+)
+
+
+def _collect_size(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
+    for key in SIZE_KEYS:
+        out[key] = doc.get(key)
+    out["size_history_rows"] = doc.get("shape", {}).get("history")
+
+
 @dataclass(frozen=True)
 class Stage:
     """One benchmark script: how to call it and which keys of the result it fills.
@@ -401,6 +424,14 @@ STAGES = [
         ],
         _collect_webhooks,
         WEBHOOK_KEYS,
+        postgresql_only=True,
+    ),
+    Stage(
+        "at size",
+        "bench_size.py",
+        lambda db, quick: ["--quick"] if quick else [],
+        _collect_size,
+        SIZE_KEYS,
         postgresql_only=True,
     ),
 ]
