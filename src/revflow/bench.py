@@ -139,10 +139,15 @@ ENGINE_KEYS = (
 
 
 def _collect_engine(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
-    for key in ENGINE_KEYS:
-        out[key] = doc.get(key)
+    _copy(doc, ENGINE_KEYS, out)
     out["engine_peers"] = doc.get("peers", [])
     out["engine_peers_missing"] = doc.get("peers_missing", {})
+
+
+def _copy(document: dict[str, Any], keys: tuple[str, ...], out: dict[str, Any]) -> None:
+    """``out[key] = document.get(key)`` for every key (``None`` for one the stage did not set)."""
+    for key in keys:
+        out[key] = document.get(key)
 
 
 def _checked_rate(part: dict[str, Any], key: str) -> Any:
@@ -195,8 +200,7 @@ LOAD_KEYS = (
 
 
 def _collect_load(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
-    for key in LOAD_KEYS:
-        out[key] = doc.get(key)
+    _copy(doc, LOAD_KEYS, out)
     out["load_levels"] = [
         {
             k: level.get(k)
@@ -226,8 +230,7 @@ FAIR_KEYS = (
 def _collect_fair(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
     rows: list[dict[str, Any]] = doc.get("results", [])
     row = next((r for r in rows if r.get("database") == database), {})
-    for key in FAIR_KEYS:
-        out[key] = row.get(key)
+    _copy(row, FAIR_KEYS, out)
 
 
 WEBHOOK_KEYS = (
@@ -239,8 +242,7 @@ WEBHOOK_KEYS = (
 
 
 def _collect_webhooks(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
-    for key in WEBHOOK_KEYS:
-        out[key] = doc.get(key)
+    _copy(doc, WEBHOOK_KEYS, out)
 
 
 SIZE_KEYS = (
@@ -256,8 +258,7 @@ SIZE_KEYS = (
 
 
 def _collect_size(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
-    for key in SIZE_KEYS:
-        out[key] = doc.get(key)
+    _copy(doc, SIZE_KEYS, out)
     out["size_history_rows"] = doc.get("shape", {}).get("history")
 
 
