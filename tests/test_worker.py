@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -16,14 +15,7 @@ from revflow.config import Settings
 from revflow.db import Database
 from revflow.engine.runner import BatchResult
 from tests.support.engine import Engine
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, limit: float = 30.0) -> None:
-    for _ in range(int(limit / 0.05)):
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never happened: {what}")
+from tests.support.waiting import until
 
 
 async def test_a_round_that_raises_does_not_end_the_worker_loop(

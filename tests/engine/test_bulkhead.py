@@ -15,9 +15,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,6 +31,7 @@ from revflow.models import Execution, HistoryEntry
 from revflow.worker import Worker
 from tests.support.engine import Engine
 from tests.support.tenants import make_tenant
+from tests.support.waiting import until
 
 DEADLINE_S = 30.0
 PER_ACCOUNT_HOST = 3
@@ -110,13 +110,6 @@ async def servers() -> AsyncIterator[tuple[GatedServer, GatedServer, asyncio.Eve
         await fast.stop()
 
 
-async def until(condition: Callable[[], Any], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not await condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
 def calling(url: str) -> dict[str, Any]:
     return {
         "trigger": {"type": "manual"},
@@ -188,7 +181,7 @@ async def test_a_slow_host_costs_only_its_own_account(fresh_database_url: str) -
 
             # The neighbour's call, and the noisy account's call to another host, are made
             # and recorded while the slow host holds the noisy account's compartment.
-            await until(others_done, "the calls to the fast host to be recorded")
+            await until(others_done, "the calls to the fast host to be recorded", limit=DEADLINE_S)
             assert not gate.is_set() and not batch.done()
             assert slow.in_flight == slow.most_in_flight == PER_ACCOUNT_HOST
 

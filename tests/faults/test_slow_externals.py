@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,6 +30,7 @@ from revflow.worker import Worker
 from tests.engine.test_bulkhead import GatedServer, calling
 from tests.support.engine import Engine
 from tests.support.tenants import make_tenant
+from tests.support.waiting import until
 
 DEADLINE_S = 60.0
 STALLED = 6
@@ -94,13 +94,6 @@ def mailing() -> dict[str, Any]:
             {"id": "end", "type": "end"},
         ],
     }
-
-
-async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not await condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 async def rows(db: Database, ids: list[uuid.UUID]) -> list[Execution]:
@@ -178,7 +171,9 @@ async def test_stalled_http_and_smtp_hold_their_leases_while_other_work_goes_on(
                 return {ex.status for ex in await rows(db, others)} == {"completed"}
 
             # Every other execution runs to its end while every external call hangs.
-            await until(others_finished, "the other workflow's executions to finish")
+            await until(
+                others_finished, "the other workflow's executions to finish", limit=DEADLINE_S
+            )
             assert http.in_flight == STALLED and smtp.open == STALLED
 
             # The stalled executions keep their leases: later rounds do not claim them again.
@@ -203,7 +198,7 @@ async def test_stalled_http_and_smtp_hold_their_leases_while_other_work_goes_on(
                     ex.lease_owner is None for ex in await rows(db, stalled)
                 )
 
-            await until(recorded, "the ended calls to be recorded")
+            await until(recorded, "the ended calls to be recorded", limit=DEADLINE_S)
             assert sorted(http.keys) == sorted(f"{ex}:call" for ex in calls)
             assert {ex.status for ex in await rows(db, calls)} == {"completed"}
             mailed = await rows(db, mails)

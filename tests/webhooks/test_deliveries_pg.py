@@ -8,11 +8,8 @@ Every wait is bounded by a deadline; no assertion is made on durations.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -25,6 +22,7 @@ from revflow.kit.egress import EgressPolicy
 from revflow.models import WebhookDelivery
 from revflow.webhooks import service as webhooks
 from revflow.webhooks.schemas import SubscriptionCreate
+from tests.support.waiting import until
 from tests.support.workers import WorkerProcess
 from tests.webhooks.receiver import Answer, Delivered, Receiver
 
@@ -39,17 +37,6 @@ def pg_url(backend: str, fresh_database_url: str) -> str:
     if backend != "postgresql":
         pytest.skip("several worker processes share the outbox on PostgreSQL only")
     return fresh_database_url
-
-
-async def until(
-    condition: Callable[[], Awaitable[bool]], what: str, workers: list[WorkerProcess]
-) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not await condition():
-        if time.monotonic() > deadline:
-            tails = "\n".join(w.log_tail() for w in workers)
-            pytest.fail(f"timed out waiting for {what}:\n{tails}")
-        await asyncio.sleep(0.05)
 
 
 async def test_sigkill_of_a_worker_mid_delivery_loses_nothing(pg_url: str, tmp_path: Path) -> None:
@@ -90,7 +77,13 @@ async def test_sigkill_of_a_worker_mid_delivery_loses_nothing(pg_url: str, tmp_p
             async def some_delivered() -> bool:
                 return len(receiver.requests) >= DELIVERIES // 4
 
-            await until(some_delivered, "the first deliveries", workers)
+            await until(
+                some_delivered,
+                "the first deliveries",
+                limit=DEADLINE_S,
+                poll=0.05,
+                diagnostics=lambda: "\n".join(w.log_tail() for w in workers),
+            )
             workers[0].kill()
             assert len(receiver.requests) < DELIVERIES, "the kill came too late to matter"
 
@@ -103,7 +96,13 @@ async def test_sigkill_of_a_worker_mid_delivery_loses_nothing(pg_url: str, tmp_p
                     )
                 return pending == 0
 
-            await until(all_delivered, "every delivery", workers[1:])
+            await until(
+                all_delivered,
+                "every delivery",
+                limit=DEADLINE_S,
+                poll=0.05,
+                diagnostics=lambda: "\n".join(w.log_tail() for w in workers[1:]),
+            )
             workers[1].check_alive()
             async with db.session() as session:
                 rows = (
