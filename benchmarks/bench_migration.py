@@ -570,18 +570,18 @@ async def run_naive(db: Database, population: Population, commit_every: int = 1)
     answers the seconds it took."""
     async with db.session() as session:
         rows = await session.execute(
-            text("SELECT id FROM executions WHERE workflow_id = :w ORDER BY id"),
+            text("SELECT account_id, id FROM executions WHERE workflow_id = :w ORDER BY id"),
             {"w": population.workflow_id},
         )
-        ids = list(rows.scalars())
+        ids = [(row.account_id, row.id) for row in rows]
     migration_id = str(uuid.uuid4())  # the naive way has no migration row; a label only
     started = time.perf_counter()
     with progress("ORM", len(ids)) as bar:
         task = bar.add_task("ORM", total=len(ids))
         for first in range(0, len(ids), commit_every):
             async with db.session(write=True) as session:
-                for execution_id in ids[first : first + commit_every]:
-                    execution = await session.get(Execution, execution_id)
+                for key in ids[first : first + commit_every]:
+                    execution = await session.get(Execution, key)
                     assert execution is not None and execution.current_step is not None
                     now = dt.datetime.now(dt.UTC)
                     before = execution.current_step

@@ -1,7 +1,8 @@
 """The migrated schema keeps the tenancy rules the README states (both databases): every tenant
 table carries ``account_id`` and every secondary or unique index leads with it, except the
-workers' indexes that serve every account; on PostgreSQL every tenant table is behind
-row-level security."""
+workers' indexes that serve every account; every key and foreign key between tenant tables
+includes it, so that the tables can be distributed by account; on PostgreSQL every tenant
+table is behind row-level security."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ RLS_REVISION = "0011"
 
 # The operator's tables: no tenant data.
 GLOBAL_TABLES = {"accounts", "scheduled_jobs", "alembic_version"}
+# Tables every node of a distributed database holds whole (reference tables): authentication
+# finds the account from the API key, so the keys are looked up before any account is known.
+REFERENCE_TABLES = {"api_keys"}
+# SQLite's two append-only logs keep SQLite's rowid as their key (revision 0013).
+SQLITE_ROWID_TABLES = {"execution_history", "held_reactions"}
 # Indexes that serve every account: the workers' (due work of all accounts) and the API key
 # lookup (authentication finds the account from the key).
 WORKER_INDEXES = {
@@ -75,6 +81,133 @@ async def test_every_tenant_table_and_index_leads_with_the_account(database_url:
         if columns and columns[0] != "account_id" and name not in WORKER_INDEXES
     ]
     assert against == []
+
+
+async def read_keys(database_url: str) -> dict[str, Any]:
+    """Per table: its primary key, its unique constraints and indexes, its foreign keys."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+
+            def read(sync: Any) -> dict[str, Any]:
+                inspector = inspect(sync)
+                return {
+                    table: {
+                        "primary": inspector.get_pk_constraint(table)["constrained_columns"],
+                        "unique": [
+                            (u["name"], list(u["column_names"]))
+                            for u in inspector.get_unique_constraints(table)
+                        ]
+                        + [
+                            (i["name"], list(i["column_names"]))
+                            for i in inspector.get_indexes(table)
+                            if i["unique"]
+                        ],
+                        "foreign": [
+                            (
+                                fk["name"],
+                                list(fk["constrained_columns"]),
+                                fk["referred_table"],
+                                list(fk["referred_columns"]),
+                            )
+                            for fk in inspector.get_foreign_keys(table)
+                        ],
+                    }
+                    for table in inspector.get_table_names()
+                }
+
+            return await connection.run_sync(read)
+    finally:
+        await engine.dispose()
+
+
+def key_problems(backend: str, keys: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    """What keeps the tables from being distributed by ``account_id`` (README, "Distributing
+    by account"): a tenant table's primary key or unique constraint without it, a foreign key
+    between tenant tables that does not match it to the referred row's, or a table held whole
+    on every node that refers to a distributed one."""
+    distributed = {
+        t
+        for t, info in schema.items()
+        if "account_id" in info["columns"] and t not in REFERENCE_TABLES
+    }
+    problems = []
+    for table in sorted(distributed):
+        primary = keys[table]["primary"]
+        rowid = backend == "sqlite" and table in SQLITE_ROWID_TABLES and primary == ["id"]
+        if "account_id" not in primary and not rowid:
+            problems.append(f"{table}: primary key {primary} without account_id")
+        for name, columns in keys[table]["unique"]:
+            if "account_id" not in columns and name not in WORKER_INDEXES:
+                problems.append(f"{table}.{name}: unique {columns} without account_id")
+    for table, info in sorted(keys.items()):
+        for name, columns, referred, referred_columns in info["foreign"]:
+            if table not in distributed:
+                if referred in distributed:
+                    problems.append(f"{table}.{name}: a whole table refers to {referred}")
+            elif referred in distributed and (
+                "account_id" not in columns
+                or referred_columns[columns.index("account_id")] != "account_id"
+            ):
+                problems.append(f"{table}.{name}: {columns} -> {referred} {referred_columns}")
+    return problems
+
+
+async def test_every_key_of_a_tenant_table_includes_the_account(
+    database_url: str, backend: str
+) -> None:
+    schema, keys = await read_schema(database_url), await read_keys(database_url)
+    assert {"executions", "execution_history", "migration_items"} <= keys.keys()
+    assert keys["executions"]["primary"] == ["account_id", "id"]
+    assert key_problems(backend, keys, schema) == []
+
+
+def test_the_key_rules_catch_what_breaks_them() -> None:
+    """The checker itself: each kind of break is found (so a green run means something)."""
+    schema = {
+        "accounts": {"columns": ["id"]},
+        "api_keys": {"columns": ["id", "account_id"]},
+        "executions": {"columns": ["id", "account_id"]},
+        "execution_history": {"columns": ["id", "account_id", "execution_id"]},
+    }
+    good = {
+        "accounts": {"primary": ["id"], "unique": [], "foreign": []},
+        "api_keys": {
+            "primary": ["id"],
+            "unique": [("uq_api_keys_key_hash", ["key_hash"])],
+            "foreign": [("fk_a", ["account_id"], "accounts", ["id"])],
+        },
+        "executions": {"primary": ["account_id", "id"], "unique": [], "foreign": []},
+        "execution_history": {
+            "primary": ["account_id", "id"],
+            "unique": [],
+            "foreign": [
+                ("fk_h", ["account_id", "execution_id"], "executions", ["account_id", "id"])
+            ],
+        },
+    }
+    assert key_problems("postgresql", good, schema) == []
+    rowid = {**good, "execution_history": {**good["execution_history"], "primary": ["id"]}}
+    assert key_problems("sqlite", rowid, schema) == []
+    assert len(key_problems("postgresql", rowid, schema)) == 1
+    breaks = [
+        ("executions", "primary", ["id"]),
+        ("executions", "unique", [("uq_x", ["id"])]),
+        ("execution_history", "foreign", [("fk_h", ["execution_id"], "executions", ["id"])]),
+        (
+            "execution_history",
+            "foreign",
+            [("fk_h", ["account_id", "execution_id"], "executions", ["id", "account_id"])],
+        ),
+        (
+            "api_keys",
+            "foreign",
+            [("fk_r", ["account_id", "id"], "executions", ["account_id", "id"])],
+        ),
+    ]
+    for table, part, value in breaks:
+        broken = {**good, table: {**good[table], part: value}}
+        assert len(key_problems("postgresql", broken, schema)) == 1, (table, part, value)
 
 
 async def row_level_security(database_url: str) -> dict[str, Any]:

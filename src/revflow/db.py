@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, event, text
+from sqlalchemy import JSON, ColumnElement, DateTime, MetaData, and_, event, false, or_, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import (
@@ -79,6 +79,22 @@ class Base(DeclarativeBase):
 
 def new_id() -> uuid.UUID:
     return uuid.uuid4()
+
+
+def of_accounts(model: Any, keys: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> ColumnElement[bool]:
+    """The rows of ``keys``, each (account, id): per account, ``account_id = … AND id IN
+    (…)``, so that every lookup reads the ``(account_id, id)`` primary key once per row (and a
+    sharded database routes each to its account's node)."""
+    by_account: dict[uuid.UUID, set[uuid.UUID]] = {}
+    for account, row_id in keys:
+        by_account.setdefault(account, set()).add(row_id)
+    return or_(
+        false(),
+        *(
+            and_(model.account_id == account, model.id.in_(sorted(ids)))
+            for account, ids in sorted(by_account.items())
+        ),
+    )
 
 
 def utcnow() -> dt.datetime:

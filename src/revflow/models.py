@@ -1,4 +1,5 @@
-"""Every table of revflow. Each row carries ``account_id`` and every index leads with it."""
+"""Every table of revflow. Each tenant row carries ``account_id``; every key, foreign key and
+index leads with it (README, "Distributing by account")."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -71,11 +73,11 @@ class Workflow(Base):
     __tablename__ = "workflows"
     __table_args__ = (
         CheckConstraint("status IN ('active', 'paused')", name="status"),
-        UniqueConstraint("account_id", "id"),
+        PrimaryKeyConstraint("account_id", "id"),
         Index(None, "account_id", "created_at", "id"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
@@ -94,6 +96,7 @@ class Workflow(Base):
 class Version(Base):
     __tablename__ = "versions"
     __table_args__ = (
+        PrimaryKeyConstraint("account_id", "id"),
         UniqueConstraint("account_id", "workflow_id", "number"),
         CheckConstraint(
             "status IN ('draft', 'published', 'canary', 'retired', 'archived')", name="status"
@@ -124,7 +127,7 @@ class Version(Base):
         ),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column()
     workflow_id: Mapped[uuid.UUID] = mapped_column()
     number: Mapped[int] = mapped_column(Integer)
@@ -151,12 +154,16 @@ class VersionTag(Base):
     """One row per (version, label), so that lists filter by tag with an index on both databases."""
 
     __tablename__ = "version_tags"
-    __table_args__ = (Index(None, "account_id", "workflow_id", "tag"),)
-
-    version_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True
+    __table_args__ = (
+        PrimaryKeyConstraint("account_id", "version_id", "tag"),
+        ForeignKeyConstraint(
+            ["account_id", "version_id"], ["versions.account_id", "versions.id"], ondelete="CASCADE"
+        ),
+        Index(None, "account_id", "workflow_id", "tag"),
     )
-    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    version_id: Mapped[uuid.UUID] = mapped_column()
+    tag: Mapped[str] = mapped_column(String(64))
     account_id: Mapped[uuid.UUID] = mapped_column()
     workflow_id: Mapped[uuid.UUID] = mapped_column()
 
@@ -164,7 +171,7 @@ class VersionTag(Base):
 class Contact(Base):
     __tablename__ = "contacts"
     __table_args__ = (
-        UniqueConstraint("account_id", "id"),
+        PrimaryKeyConstraint("account_id", "id"),
         Index(
             "uq_contacts_external_id",
             "account_id",
@@ -176,7 +183,7 @@ class Contact(Base):
         Index(None, "account_id", "created_at", "id"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     external_id: Mapped[str | None] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320))
@@ -192,6 +199,7 @@ class Contact(Base):
 class Execution(Base):
     __tablename__ = "executions"
     __table_args__ = (
+        PrimaryKeyConstraint("account_id", "id"),
         CheckConstraint(
             "status IN ('active', 'waiting', 'completed', 'failed', 'cancelled')", name="status"
         ),
@@ -252,7 +260,7 @@ class Execution(Base):
         ),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column()
     workflow_id: Mapped[uuid.UUID] = mapped_column()
     version: Mapped[int] = mapped_column(Integer)
@@ -280,11 +288,20 @@ class HistoryEntry(Base):
     """One entry of an execution's history: a step taken, a wait begun or ended, a goal."""
 
     __tablename__ = "execution_history"
-    __table_args__ = (Index(None, "account_id", "execution_id", "id"),)
+    __table_args__ = (
+        # On SQLite the key is ``id`` alone, SQLite's rowid (revision 0013).
+        PrimaryKeyConstraint("account_id", "id"),
+        ForeignKeyConstraint(
+            ["account_id", "execution_id"],
+            ["executions.account_id", "executions.id"],
+            ondelete="CASCADE",
+        ),
+        Index(None, "account_id", "execution_id", "id"),
+    )
 
-    id: Mapped[int] = mapped_column(HistoryId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(HistoryId, autoincrement=True)
     account_id: Mapped[uuid.UUID] = mapped_column()
-    execution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("executions.id", ondelete="CASCADE"))
+    execution_id: Mapped[uuid.UUID] = mapped_column()
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     step: Mapped[str] = mapped_column(String(64))
     result: Mapped[str] = mapped_column(String(32))
@@ -297,12 +314,13 @@ class Message(Base):
 
     __tablename__ = "messages"
     __table_args__ = (
+        PrimaryKeyConstraint("account_id", "id"),
         Index(None, "account_id", "created_at", "id"),
         Index(None, "account_id", "contact_id"),
         Index(None, "account_id", "execution_id"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column()
     channel: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(8))
@@ -323,6 +341,7 @@ class Migration(Base):
 
     __tablename__ = "migrations"
     __table_args__ = (
+        PrimaryKeyConstraint("account_id", "id"),
         CheckConstraint(
             "status IN ('pending', 'in_progress', 'paused', 'completed', 'failed', 'cancelled')",
             name="status",
@@ -350,7 +369,7 @@ class Migration(Base):
         ),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column()
     workflow_id: Mapped[uuid.UUID] = mapped_column()
     from_version: Mapped[int] = mapped_column(Integer)
@@ -385,6 +404,17 @@ class MigrationItem(Base):
 
     __tablename__ = "migration_items"
     __table_args__ = (
+        PrimaryKeyConstraint("account_id", "migration_id", "execution_id"),
+        ForeignKeyConstraint(
+            ["account_id", "migration_id"],
+            ["migrations.account_id", "migrations.id"],
+            ondelete="CASCADE",
+        ),
+        ForeignKeyConstraint(
+            ["account_id", "execution_id"],
+            ["executions.account_id", "executions.id"],
+            ondelete="CASCADE",
+        ),
         CheckConstraint("state IN ('pending', 'migrated', 'skipped', 'failed')", name="state"),
         Index(None, "account_id", "execution_id"),
         # Batches pick the next pending items in id order: a partial index holds only those,
@@ -399,12 +429,8 @@ class MigrationItem(Base):
         ),
     )
 
-    migration_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("migrations.id", ondelete="CASCADE"), primary_key=True
-    )
-    execution_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True
-    )
+    migration_id: Mapped[uuid.UUID] = mapped_column()
+    execution_id: Mapped[uuid.UUID] = mapped_column()
     account_id: Mapped[uuid.UUID] = mapped_column()
     state: Mapped[str] = mapped_column(String(16), default="pending")
     reason: Mapped[str | None] = mapped_column(String(64))
@@ -420,6 +446,7 @@ class WorkingDraft(Base):
 
     __tablename__ = "working_drafts"
     __table_args__ = (
+        PrimaryKeyConstraint("account_id", "id"),
         UniqueConstraint("account_id", "workflow_id", "user"),
         ForeignKeyConstraint(
             ["account_id", "workflow_id"],
@@ -428,7 +455,7 @@ class WorkingDraft(Base):
         ),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column()
     workflow_id: Mapped[uuid.UUID] = mapped_column()
     user: Mapped[str] = mapped_column(String(200))
@@ -455,11 +482,12 @@ class ScheduledJob(Base):
 class AuditEntry(Base):
     __tablename__ = "audit_entries"
     __table_args__ = (
+        PrimaryKeyConstraint("account_id", "id"),
         UniqueConstraint("account_id", "seq"),
         Index(None, "account_id", "workflow_id", "seq"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(BigInteger)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
@@ -500,14 +528,21 @@ class HeldReaction(Base):
 
     __tablename__ = "held_reactions"
     __table_args__ = (
+        # On SQLite the key is ``id`` alone, SQLite's rowid (revision 0013).
+        PrimaryKeyConstraint("account_id", "id"),
+        ForeignKeyConstraint(
+            ["account_id", "execution_id"],
+            ["executions.account_id", "executions.id"],
+            ondelete="CASCADE",
+        ),
         CheckConstraint("kind IN ('event', 'change')", name="kind"),
         Index(None, "account_id", "workflow_id", "id"),
     )
 
-    id: Mapped[int] = mapped_column(HistoryId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(HistoryId, autoincrement=True)
     account_id: Mapped[uuid.UUID] = mapped_column()
     workflow_id: Mapped[uuid.UUID] = mapped_column()
-    execution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("executions.id", ondelete="CASCADE"))
+    execution_id: Mapped[uuid.UUID] = mapped_column()
     kind: Mapped[str] = mapped_column(String(16))
     name: Mapped[str | None] = mapped_column(String(200))
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
@@ -537,11 +572,11 @@ class WebhookSubscription(Base):
 
     __tablename__ = "webhook_subscriptions"
     __table_args__ = (
-        UniqueConstraint("account_id", "id"),
+        PrimaryKeyConstraint("account_id", "id"),
         Index(None, "account_id", "created_at", "id"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     url: Mapped[str] = mapped_column(Text)
     description: Mapped[str] = mapped_column(Text, default="")
@@ -564,6 +599,7 @@ class WebhookDelivery(Base):
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
+        PrimaryKeyConstraint("account_id", "id"),
         CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status"),
         ForeignKeyConstraint(
             ["account_id", "subscription_id"],
@@ -581,7 +617,7 @@ class WebhookDelivery(Base):
         ),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column()
     subscription_id: Mapped[uuid.UUID] = mapped_column()
     event: Mapped[str] = mapped_column(String(64))

@@ -299,7 +299,8 @@ async def finish(deployment: Deployment, client: httpx.AsyncClient, migration_id
     while True:
         counts = await workload_status(deployment.db, deployment.workload)
         async with deployment.db.session() as session:
-            migration = await session.get(Migration, uuid.UUID(migration_id))
+            account_id = uuid.UUID(deployment.migrating.account_id)
+            migration = await session.get(Migration, (account_id, uuid.UUID(migration_id)))
             assert migration is not None
         done = sum(n for s, n in counts.items() if s not in ("active", "waiting"))
         if done == CONTACTS and migration.status not in MIGRATION_UNFINISHED:

@@ -116,10 +116,11 @@ class Service:
                 # generic plan — after 5 identical 1,000-row chunks on one connection — it can
                 # no longer infer that index and fails. Custom plans only, here.
                 await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-                workflow = await session.get(Workflow, workflow_id)
+                account_id = uuid.UUID(self.tenant.account_id)
+                workflow = await session.get(Workflow, (account_id, workflow_id))
                 assert workflow is not None and workflow.current_version is not None
                 key = (workflow.id, workflow.current_version)
-                definition = (await store.definitions(session, [key]))[key]
+                definition = (await store.definitions(session, [account_id], [key]))[key]
                 result = await enroll(
                     session, workflow, definition, contacts[start : start + 5000], now
                 )
@@ -140,7 +141,8 @@ class Service:
 
     async def migration(self, migration_id: str) -> Migration:
         async with self.db.session() as session:
-            found = await session.get(Migration, uuid.UUID(migration_id))
+            account_id = uuid.UUID(self.tenant.account_id)
+            found = await session.get(Migration, (account_id, uuid.UUID(migration_id)))
             assert found is not None
             return found
 
@@ -255,7 +257,8 @@ async def check_at_rest(service: Service, migration_id: str, workflow_id: uuid.U
     killed batch left nothing half-done), all read in one snapshot. Answers the number moved."""
     ids = {"m": uuid.UUID(migration_id), "w": workflow_id}
     async with service.snapshot() as session:
-        migration = await session.get(Migration, ids["m"])
+        account_id = uuid.UUID(service.tenant.account_id)
+        migration = await session.get(Migration, (account_id, ids["m"]))
         assert migration is not None
         items = dict(
             (

@@ -80,9 +80,12 @@ class Outcome:
     accounts: dict[uuid.UUID, uuid.UUID]
     contacts: dict[uuid.UUID, ContactState] = field(default_factory=dict)
 
-    def finished_workflows(self, *statuses: str) -> set[uuid.UUID]:
+    def finished_workflows(self, *statuses: str) -> set[tuple[uuid.UUID, uuid.UUID]]:
+        """(account, workflow) of the executions that finished with one of ``statuses``."""
         wanted = statuses or ("completed", "failed")
-        return {ex.workflow_id for ex in self.executions if ex.status in wanted}
+        return {
+            (self.accounts[ex.id], ex.workflow_id) for ex in self.executions if ex.status in wanted
+        }
 
 
 Hook = Callable[[AsyncSession, Outcome, dt.datetime], Awaitable[None]]
@@ -151,9 +154,11 @@ class EngineRunner:
             accounts = {ex.id: account for account, ex in claimed}
             states = [ex for _, ex in claimed]
             definitions = await store.definitions(
-                session, {(ex.workflow_id, ex.version) for ex in states}
+                session, accounts.values(), {(ex.workflow_id, ex.version) for ex in states}
             )
-            contacts = await store.load_contacts(session, {ex.contact_id for ex in states})
+            contacts = await store.load_contacts(
+                session, {(accounts[ex.id], ex.contact_id) for ex in states}
+            )
             effects = Effects()
             for ex in states:
                 definition = definitions.get((ex.workflow_id, ex.version))
@@ -215,11 +220,15 @@ class EngineRunner:
         now = self.clock.now()
         async with self.db.session(write=True) as session:
             locked = await store.lock_executions(
-                session, [call.execution_id for call, _ in results], lease_owner=self.id
+                session,
+                [(accounts[call.execution_id], call.execution_id) for call, _ in results],
+                lease_owner=self.id,
             )
             states: dict[uuid.UUID, ExecutionState] = {ex.id: ex for _, ex in locked}
             definitions = await store.definitions(
-                session, {(ex.workflow_id, ex.version) for ex in states.values()}
+                session,
+                {account for account, _ in locked},
+                {(ex.workflow_id, ex.version) for ex in states.values()},
             )
             effects = Effects()
             written: list[ExecutionState] = []

@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from revflow.db import of_accounts
 from revflow.definition import Definition
 from revflow.engine.interpreter import ContactState, Effects, ExecutionState
 from revflow.models import (
@@ -99,7 +100,11 @@ def _due(now: dt.datetime, execution: Any = Execution) -> list[ColumnElement[boo
     of the live executions, which a planner uses only for a condition it can prove from the
     statement itself (SQLite never does with bound values; PostgreSQL not in a generic plan).
     """
-    paused = exists().where(Workflow.id == execution.workflow_id, Workflow.status == "paused")
+    paused = exists().where(
+        Workflow.account_id == execution.account_id,
+        Workflow.id == execution.workflow_id,
+        Workflow.status == "paused",
+    )
     live: BindParameter[Any] = bindparam(
         "live", LIVE_STATUSES, expanding=True, literal_execute=True, unique=True
     )
@@ -188,7 +193,10 @@ async def _claim_sqlite(
     query = (
         select(*EXECUTION_STATE_COLUMNS)
         .select_from(Account)
-        .join(Execution, Execution.id.in_(oldest_of_account))
+        .join(
+            Execution,
+            (Execution.account_id == Account.id) & Execution.id.in_(oldest_of_account),
+        )
         .order_by(*wrapped, Account.id, Execution.wake_at)
     )
     shares: list[Any] = []
@@ -226,13 +234,19 @@ async def claim_oldest(
 
 
 async def lock_executions(
-    session: AsyncSession, ids: Sequence[uuid.UUID], *, lease_owner: str | None = None
+    session: AsyncSession,
+    keys: Iterable[tuple[uuid.UUID, uuid.UUID]],
+    *,
+    lease_owner: str | None = None,
 ) -> list[tuple[uuid.UUID, ExecutionState]]:
-    """Lock the given live executions (waiting for other holders), optionally fenced by lease."""
-    if not ids:
+    """Lock the given live executions, by (account, id), waiting for other holders; optionally
+    fenced by lease."""
+    keys = list(keys)
+    if not keys:
         return []
     query = select(*EXECUTION_STATE_COLUMNS).where(
-        Execution.id.in_(ids), Execution.status.in_(LIVE_STATUSES)
+        of_accounts(Execution, keys),
+        Execution.status.in_(LIVE_STATUSES),
     )
     if lease_owner is not None:
         query = query.where(Execution.lease_owner == lease_owner)
@@ -265,19 +279,14 @@ async def live_executions_of_contacts(
     return [_state(row) for row in rows]
 
 
-async def contact_accounts(
-    session: AsyncSession, ids: Iterable[uuid.UUID]
-) -> dict[uuid.UUID, uuid.UUID]:
-    rows = await session.execute(
-        select(Contact.id, Contact.account_id).where(Contact.id.in_(list(ids)))
-    )
-    return {contact: account for contact, account in rows.all()}
-
-
 async def load_contacts(
-    session: AsyncSession, ids: Iterable[uuid.UUID], *, lock: bool = True
+    session: AsyncSession,
+    keys: Iterable[tuple[uuid.UUID, uuid.UUID]],
+    *,
+    lock: bool = True,
 ) -> dict[uuid.UUID, ContactState]:
-    wanted = sorted(set(ids))
+    """The contacts of ``keys``, each (account, contact id), locked unless ``lock`` is false."""
+    wanted = sorted(set(keys))
     if not wanted:
         return {}
     query = (
@@ -289,7 +298,7 @@ async def load_contacts(
             Contact.fields,
             Contact.tags,
         )
-        .where(Contact.id.in_(wanted))
+        .where(of_accounts(Contact, wanted))
         .order_by(Contact.id)
     )
     if lock:
@@ -312,15 +321,17 @@ _DEFINITIONS: dict[tuple[uuid.UUID, int], Definition] = {}
 
 
 async def definitions(
-    session: AsyncSession, keys: Iterable[tuple[uuid.UUID, int]]
+    session: AsyncSession, accounts: Iterable[uuid.UUID], keys: Iterable[tuple[uuid.UUID, int]]
 ) -> dict[tuple[uuid.UUID, int], Definition]:
-    """Parsed definitions by (workflow, version); versions never change, so they are cached."""
+    """Parsed definitions by (workflow, version) of workflows of ``accounts``; versions never
+    change, so they are cached."""
     wanted = set(keys)
     missing = [key for key in wanted if key not in _DEFINITIONS]
     if missing:
         workflow_ids = {w for w, _ in missing}
         rows = await session.execute(
             select(Version.workflow_id, Version.number, Version.definition).where(
+                Version.account_id.in_(set(accounts)),
                 Version.workflow_id.in_(workflow_ids),
                 Version.number.in_({n for _, n in missing}),
             )
@@ -369,7 +380,10 @@ async def write_effects(
         leases = leases or {}
         await session.execute(
             update(EXECUTIONS)
-            .where(EXECUTIONS.c.id == bindparam("_id"))
+            .where(
+                EXECUTIONS.c.account_id == bindparam("_account"),
+                EXECUTIONS.c.id == bindparam("_id"),
+            )
             .values(
                 status=bindparam("status"),
                 current_step=bindparam("current_step"),
@@ -384,6 +398,7 @@ async def write_effects(
             ),
             [
                 {
+                    "_account": accounts[ex.id],
                     "_id": ex.id,
                     "status": ex.status,
                     "current_step": ex.current_step,
@@ -401,9 +416,14 @@ async def write_effects(
         )
     dirty = [c for c in contacts if c.dirty]
     if dirty:
+        # Contacts change only through their executions' steps, which are in this batch.
+        account_of = {ex.contact_id: accounts[ex.id] for ex in executions}
         await session.execute(
             update(CONTACTS)
-            .where(CONTACTS.c.id == bindparam("_id"))
+            .where(
+                CONTACTS.c.account_id == bindparam("_account"),
+                CONTACTS.c.id == bindparam("_id"),
+            )
             .values(
                 email=bindparam("email"),
                 phone=bindparam("phone"),
@@ -413,6 +433,7 @@ async def write_effects(
             ),
             [
                 {
+                    "_account": account_of[c.id],
                     "_id": c.id,
                     "email": c.email,
                     "phone": c.phone,

@@ -97,9 +97,8 @@ async def enroll(
     starts = {workflow.current_version: definition.start_step_id()}
     if workflow.canary_version is not None:
         key = (workflow.id, workflow.canary_version)
-        starts[workflow.canary_version] = (await store.definitions(session, [key]))[
-            key
-        ].start_step_id()
+        canary = await store.definitions(session, [workflow.account_id], [key])
+        starts[workflow.canary_version] = canary[key].start_step_id()
     for start in range(0, len(candidates), CHUNK):
         chunk = candidates[start : start + CHUNK]
         rows: list[dict[str, Any]] = [
@@ -216,7 +215,9 @@ async def fire_triggers(
             select(Workflow, Version.trigger_type, Version.trigger_key)
             .join(
                 Version,
-                (Version.workflow_id == Workflow.id) & (Version.number == Workflow.current_version),
+                (Version.account_id == Workflow.account_id)
+                & (Version.workflow_id == Workflow.id)
+                & (Version.number == Workflow.current_version),
             )
             .where(
                 Workflow.account_id == account_id,
@@ -232,8 +233,7 @@ async def fire_triggers(
         if not contacts:
             continue
         assert workflow.current_version is not None
-        definition = (await store.definitions(session, [(workflow.id, workflow.current_version)]))[
-            (workflow.id, workflow.current_version)
-        ]
+        current = (workflow.id, workflow.current_version)
+        definition = (await store.definitions(session, [account_id], [current]))[current]
         enrolled += (await enroll(session, workflow, definition, contacts, now)).executions
     return enrolled

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from revflow.db import of_accounts
 from revflow.executions.schemas import ExecutionOut
 from revflow.models import Execution
 from revflow.webhooks import repository as webhooks_repo
@@ -31,10 +32,10 @@ async def executions_failed(
             session, {a for a, _ in failed}, "execution.failed"
         )
     }
-    wanted = [execution for account, execution in failed if account in listening]
+    wanted = [(account, execution) for account, execution in failed if account in listening]
     if not wanted:
         return
-    rows = (await session.scalars(select(Execution).where(Execution.id.in_(wanted)))).all()
+    rows = (await session.scalars(select(Execution).where(of_accounts(Execution, wanted)))).all()
     items: list[tuple[uuid.UUID, Data]] = []
     for execution in rows:
         shown = ExecutionOut.model_validate(execution, from_attributes=True)

@@ -48,7 +48,7 @@ async def react(
             session, account_id, by_contact, exclude=exclude_executions, skip_locked=skip_locked
         )
     if executions:
-        paused = await repo.paused_among(session, {ex.workflow_id for ex in executions})
+        paused = await repo.paused_among(session, account_id, {ex.workflow_id for ex in executions})
         await _hold(
             session,
             account_id,
@@ -60,8 +60,10 @@ async def react(
     if executions:
         states = dict(contacts or {})
         missing = {ex.contact_id for ex in executions} - states.keys()
-        states |= await store.load_contacts(session, missing)
-        defs = await store.definitions(session, {(ex.workflow_id, ex.version) for ex in executions})
+        states |= await store.load_contacts(session, [(account_id, c) for c in missing])
+        defs = await store.definitions(
+            session, [account_id], {(ex.workflow_id, ex.version) for ex in executions}
+        )
         effects = Effects()
         touched = []
         for ex in executions:
@@ -86,7 +88,8 @@ async def react_to_steps(session: AsyncSession, outcome: Outcome, now: dt.dateti
     changed = [c for c in contacts.values() if c.added_tags or c.removed_tags or c.changed_fields]
     if not changed:
         return
-    account_of = await store.contact_accounts(session, [c.id for c in changed])
+    # A contact's account is that of the executions that loaded it.
+    account_of = {ex.contact_id: outcome.accounts[ex.id] for ex in outcome.executions}
     by_account: dict[uuid.UUID, list[ContactChange]] = defaultdict(list)
     for c in changed:
         by_account[account_of[c.id]].append(
@@ -133,11 +136,16 @@ async def release_held(session: AsyncSession, workflow: Workflow, now: dt.dateti
     held = await repo.held_reactions(session, workflow.account_id, workflow.id)
     if not held:
         return 0
-    locked = await store.lock_executions(session, sorted({h.execution_id for h in held}))
+    account_id = workflow.account_id
+    locked = await store.lock_executions(
+        session, sorted({(account_id, h.execution_id) for h in held})
+    )
     states = {ex.id: ex for _, ex in locked}
-    contacts = await store.load_contacts(session, {ex.contact_id for ex in states.values()})
+    contacts = await store.load_contacts(
+        session, {(account_id, ex.contact_id) for ex in states.values()}
+    )
     defs = await store.definitions(
-        session, {(ex.workflow_id, ex.version) for ex in states.values()}
+        session, [account_id], {(ex.workflow_id, ex.version) for ex in states.values()}
     )
     effects = Effects()
     touched: dict[uuid.UUID, ExecutionState] = {}

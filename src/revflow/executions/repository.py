@@ -85,7 +85,11 @@ async def goal_conversions(
     its ``then`` step: each writes one history entry under the goal's id."""
     rows = await session.execute(
         select(HistoryEntry.step, func.count(HistoryEntry.execution_id.distinct()))
-        .join(Execution, Execution.id == HistoryEntry.execution_id)
+        .join(
+            Execution,
+            (Execution.account_id == HistoryEntry.account_id)
+            & (Execution.id == HistoryEntry.execution_id),
+        )
         .where(
             Execution.account_id == account_id,
             Execution.workflow_id == workflow_id,
@@ -118,13 +122,19 @@ async def list_messages(
     return (await session.scalars(query)).all()
 
 
-async def paused_among(session: AsyncSession, workflow_ids: set[uuid.UUID]) -> set[uuid.UUID]:
-    """Which of these workflows are paused."""
+async def paused_among(
+    session: AsyncSession, account_id: uuid.UUID, workflow_ids: set[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of these workflows of the account are paused."""
     if not workflow_ids:
         return set()
     return set(
         await session.scalars(
-            select(Workflow.id).where(Workflow.id.in_(workflow_ids), Workflow.status == "paused")
+            select(Workflow.id).where(
+                Workflow.account_id == account_id,
+                Workflow.id.in_(workflow_ids),
+                Workflow.status == "paused",
+            )
         )
     )
 

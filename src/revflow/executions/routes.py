@@ -73,7 +73,7 @@ async def enroll_contacts(
     if workflow.status == "paused":
         raise WorkflowPaused("Resume the workflow to enroll contacts")
     key = (workflow.id, workflow.current_version)
-    definition = (await store.definitions(change.session, [key]))[key]
+    definition = (await store.definitions(change.session, [workflow.account_id], [key]))[key]
     result = await enroll(change.session, workflow, definition, body.contact_ids, now)
     response = await change.respond(result.as_dict(), 201)
     wake_worker(request)

@@ -58,7 +58,7 @@ async def list_executions(
 async def cancel(
     session: AsyncSession, account_id: uuid.UUID, execution: Execution, now: dt.datetime
 ) -> None:
-    locked = await store.lock_executions(session, [execution.id])
+    locked = await store.lock_executions(session, [(account_id, execution.id)])
     if not locked:
         raise ExecutionFinished(f"Execution {execution.id} is {execution.status}")
     _, ex = locked[0]

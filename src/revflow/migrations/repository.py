@@ -163,7 +163,11 @@ async def revert_groups(
     )
     rows = await session.execute(
         select(Execution.current_step, MigrationItem.from_step, reason, func.count())
-        .join(Execution, Execution.id == MigrationItem.execution_id)
+        .join(
+            Execution,
+            (Execution.account_id == MigrationItem.account_id)
+            & (Execution.id == MigrationItem.execution_id),
+        )
         .where(
             MigrationItem.account_id == original.account_id,
             MigrationItem.migration_id == original.id,

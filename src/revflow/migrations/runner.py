@@ -69,7 +69,9 @@ def _json_object(dialect: str, **values: Any) -> ColumnElementType[Any]:
 
 
 class _Batch:
-    """The ids of a batch, as every statement of the batch names them.
+    """The ids of a batch, as every statement of the batch names them: with the migration's
+    account, so that every table is read by its ``(account_id, …)`` key and no statement
+    joins rows of two accounts.
 
     On PostgreSQL the ids are one array parameter, unnested into a relation that each table
     of a statement is joined to by equality on its primary key (the item on
@@ -80,7 +82,8 @@ class _Batch:
     item: a batch of 500 took seconds, a migration of 20,000 executions minutes.
     """
 
-    def __init__(self, dialect: str, ids: list[uuid.UUID]) -> None:
+    def __init__(self, dialect: str, account_id: uuid.UUID, ids: list[uuid.UUID]) -> None:
+        self.account_id = account_id
         self.ids = ids
         self.rows = (
             func.unnest(bindparam(None, ids, type_=ARRAY(Uuid())))
@@ -92,10 +95,13 @@ class _Batch:
         )
 
     def has(self, item_id: Any, *others: Any) -> ColumnElementType[bool]:
-        """``item_id`` (and each column of ``others``) is one of the batch's ids."""
+        """``item_id`` (and each column of ``others``) is one of the batch's ids, in a row of
+        the migration's account."""
+        columns = (item_id, *others)
+        same_account = [c.table.c.account_id == self.account_id for c in columns]
         if self.rows is None:
-            return cast(ColumnElementType[bool], item_id.in_(self.ids))
-        return and_(*(c == self.rows.c.id for c in (item_id, *others)))
+            return and_(item_id.in_(self.ids), *same_account)
+        return and_(*(c == self.rows.c.id for c in columns), *same_account)
 
 
 def _plus_seconds(dialect: str, column: Any, seconds: float) -> ColumnElementType[Any]:
@@ -112,7 +118,11 @@ async def _pick_batch(
 ) -> list[uuid.UUID]:
     query = (
         select(ITEMS.c.execution_id)
-        .join(EXECUTIONS, EXECUTIONS.c.id == ITEMS.c.execution_id)
+        .join(
+            EXECUTIONS,
+            (EXECUTIONS.c.account_id == ITEMS.c.account_id)
+            & (EXECUTIONS.c.id == ITEMS.c.execution_id),
+        )
         .where(
             ITEMS.c.account_id == migration.account_id,
             ITEMS.c.migration_id == migration.id,
@@ -138,7 +148,7 @@ def _live() -> ColumnElement[bool]:
 
 async def _skip_finished(session: AsyncSession, migration: Migration, ids: list[uuid.UUID]) -> int:
     # For a revert, an execution on another version "advanced since the move" (handled there).
-    batch = _Batch(session.get_bind().dialect.name, ids)
+    batch = _Batch(session.get_bind().dialect.name, migration.account_id, ids)
     gone = not_(_live())
     if migration.reverts is None:
         gone = or_(gone, EXECUTIONS.c.version != migration.from_version)
@@ -166,7 +176,7 @@ async def _move_by_plan(
     dialect = session.get_bind().dialect.name
     plans = {step: StepPlan.from_dict(p) for step, p in migration.plan.items()}
     movable = {step: p for step, p in plans.items() if p.target is not None}
-    batch = _Batch(dialect, ids)
+    batch = _Batch(dialect, migration.account_id, ids)
     pending_here = and_(
         ITEMS.c.migration_id == migration.id,
         batch.has(ITEMS.c.execution_id, EXECUTIONS.c.id),
@@ -264,7 +274,7 @@ async def _move_back(
     """A revert: executions still where the reverted migration put them go back."""
     dialect = session.get_bind().dialect.name
     original = ITEM_ORIGINAL
-    batch = _Batch(dialect, ids)
+    batch = _Batch(dialect, migration.account_id, ids)
     base = and_(
         ITEMS.c.migration_id == migration.id,
         batch.has(ITEMS.c.execution_id, EXECUTIONS.c.id, original.c.execution_id),
@@ -349,7 +359,7 @@ async def _write_history(
                 detail,
             ).where(
                 ITEMS.c.migration_id == migration.id,
-                _Batch(dialect, ids).has(ITEMS.c.execution_id),
+                _Batch(dialect, migration.account_id, ids).has(ITEMS.c.execution_id),
                 ITEMS.c.state == "migrated",
                 ITEMS.c.moved_at == now,
             ),
@@ -361,8 +371,13 @@ async def moved_failure_rate(session: AsyncSession, migration: Migration) -> tup
     """(failed, completed) among the executions this migration moved or failed to move."""
     rows = await session.execute(
         select(EXECUTIONS.c.status, func.count())
-        .join(ITEMS, ITEMS.c.execution_id == EXECUTIONS.c.id)
+        .join(
+            ITEMS,
+            (ITEMS.c.account_id == EXECUTIONS.c.account_id)
+            & (ITEMS.c.execution_id == EXECUTIONS.c.id),
+        )
         .where(
+            ITEMS.c.account_id == migration.account_id,
             ITEMS.c.migration_id == migration.id,
             ITEMS.c.state == "migrated",
             EXECUTIONS.c.status.in_(("failed", "completed")),
@@ -456,7 +471,9 @@ async def _fail_item(
 ) -> None:
     error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
     step = await session.scalar(
-        select(EXECUTIONS.c.current_step).where(EXECUTIONS.c.id == execution_id)
+        select(EXECUTIONS.c.current_step).where(
+            EXECUTIONS.c.account_id == migration.account_id, EXECUTIONS.c.id == execution_id
+        )
     )
     await session.execute(
         update(ITEMS)
@@ -572,7 +589,11 @@ async def run_batch(session: AsyncSession, migration: Migration, now: dt.datetim
     # each batch read the whole rest of the migration).
     remaining = await session.scalar(
         select(ITEMS.c.execution_id)
-        .where(ITEMS.c.migration_id == migration.id, ITEMS.c.state == "pending")
+        .where(
+            ITEMS.c.account_id == migration.account_id,
+            ITEMS.c.migration_id == migration.id,
+            ITEMS.c.state == "pending",
+        )
         .limit(1)
     )
     if remaining is None:

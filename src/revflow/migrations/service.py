@@ -57,7 +57,7 @@ async def start(
     if body.strategy == "manual" and not body.execution_ids:
         raise ValidationFailed.at("/execution_ids", "a manual migration lists its executions")
     defs = await store.definitions(
-        session, [(workflow.id, source.number), (workflow.id, target.number)]
+        session, [workflow.account_id], [(workflow.id, source.number), (workflow.id, target.number)]
     )
     source_def, target_def = defs[(workflow.id, source.number)], defs[(workflow.id, target.number)]
     try:

@@ -120,7 +120,11 @@ async def count_history(session: AsyncSession, account_id: uuid.UUID, before: dt
         session,
         select(func.count())
         .select_from(HistoryEntry)
-        .join(Execution, Execution.id == HistoryEntry.execution_id)
+        .join(
+            Execution,
+            (Execution.account_id == HistoryEntry.account_id)
+            & (Execution.id == HistoryEntry.execution_id),
+        )
         .where(HistoryEntry.account_id == account_id, *_history_prunable(account_id, before)),
     )
 
@@ -130,7 +134,11 @@ async def count_history(session: AsyncSession, account_id: uuid.UUID, before: dt
 
 def _messages_prunable(account_id: uuid.UUID, before: dt.datetime) -> list[ColumnElement[bool]]:
     # A message of an execution that is still live stays with it until it finishes.
-    live = exists().where(Execution.id == Message.execution_id, Execution.status.in_(LIVE_STATUSES))
+    live = exists().where(
+        Execution.account_id == Message.account_id,
+        Execution.id == Message.execution_id,
+        Execution.status.in_(LIVE_STATUSES),
+    )
     return [Message.account_id == account_id, Message.created_at < before, ~live]
 
 
@@ -192,6 +200,7 @@ async def spent_migrations(
         MigrationItem.account_id == Migration.account_id,
         MigrationItem.migration_id == Migration.id,
         MigrationItem.state == "migrated",
+        Execution.account_id == MigrationItem.account_id,
         Execution.id == MigrationItem.execution_id,
         Execution.status.in_(LIVE_STATUSES),
     )

@@ -43,7 +43,7 @@ async def simulate_version(
         raise ValidationFailed(problems)
     contact = await _contact(session, workflow.account_id, body)
     key = (workflow.id, version.number)
-    definition = (await store.definitions(session, [key]))[key]
+    definition = (await store.definitions(session, [workflow.account_id], [key]))[key]
     result = simulate(
         definition,
         contact,

@@ -203,7 +203,7 @@ class DeliveryDuty:
         self._progress.set()
 
     async def _finish(self) -> None:
-        queued = [delivery.id for delivery, _claimed_at in self.queue]
+        queued = [(delivery.account_id, delivery.id) for delivery, _claimed_at in self.queue]
         self.queue.clear()
         if self.in_flight:
             await asyncio.wait(self.in_flight)
@@ -290,7 +290,7 @@ class DeliveryDuty:
             self.finished.append(outcome)
         self._start_sends()
 
-    async def _turn(self, claim: int, release: Sequence[uuid.UUID] = ()) -> None:
+    async def _turn(self, claim: int, release: Sequence[tuple[uuid.UUID, uuid.UUID]] = ()) -> None:
         """One transaction: record what finished, hand back ``release``d leases, and claim
         up to ``claim`` more into the queue. What finished is kept if it fails."""
         outcomes = list(self.finished)
@@ -420,6 +420,7 @@ class DeliveryDuty:
         elif outcome.retry:
             attempt["error"] = f"{outcome.error} (gave up after {count} attempts)"
         return {
+            "_account": delivery.account_id,
             "_id": delivery.id,
             "status": status,
             "attempts": [*delivery.attempts, attempt],

@@ -11,6 +11,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from revflow.db import of_accounts
 from revflow.models import WebhookDelivery, WebhookSubscription
 
 DELIVERIES = cast(Table, WebhookDelivery.__table__)
@@ -135,11 +136,11 @@ async def claim_due(
     """Lock up to ``limit`` due deliveries (skipping rows other workers hold) and lease them
     to ``owner``, oldest first; the caller commits, then sends them outside any transaction.
 
-    One ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`` leases and reads
-    them (its text does not depend on how many it finds, so it is prepared once per
-    connection), and one query reads their few subscriptions."""
+    One ``UPDATE … WHERE (account_id, id) IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING``
+    leases and reads them (its text does not depend on how many it finds, so it is prepared
+    once per connection), and one query reads their few subscriptions."""
     due = (
-        select(DELIVERIES.c.id)
+        select(DELIVERIES.c.account_id, DELIVERIES.c.id)
         .where(
             DELIVERIES.c.status == "pending",
             DELIVERIES.c.next_attempt_at <= now,
@@ -152,7 +153,7 @@ async def claim_due(
     leased = (
         await session.execute(
             update(DELIVERIES)
-            .where(DELIVERIES.c.id.in_(due))
+            .where(tuple_(DELIVERIES.c.account_id, DELIVERIES.c.id).in_(due))
             .values(lease_owner=owner, lease_expires_at=lease_until)
             .returning(
                 DELIVERIES.c.id,
@@ -224,6 +225,7 @@ async def record_results(
     result = await session.execute(
         update(DELIVERIES)
         .where(
+            DELIVERIES.c.account_id == bindparam("_account"),
             DELIVERIES.c.id == bindparam("_id"),
             DELIVERIES.c.lease_owner == owner,
             DELIVERIES.c.status == "pending",
@@ -242,14 +244,16 @@ async def record_results(
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def release(session: AsyncSession, owner: str, ids: Sequence[uuid.UUID]) -> None:
-    """Hand back ``owner``'s leases on deliveries it claimed but will not send (it is
-    stopping): they are due again at once for any worker."""
-    if ids:
+async def release(
+    session: AsyncSession, owner: str, keys: Sequence[tuple[uuid.UUID, uuid.UUID]]
+) -> None:
+    """Hand back ``owner``'s leases on deliveries, given as (account, id), it claimed but will
+    not send (it is stopping): they are due again at once for any worker."""
+    if keys:
         await session.execute(
             update(DELIVERIES)
             .where(
-                DELIVERIES.c.id.in_(list(ids)),
+                of_accounts(WebhookDelivery, keys),
                 DELIVERIES.c.lease_owner == owner,
                 DELIVERIES.c.status == "pending",
             )

@@ -26,7 +26,7 @@ async def comparison_of(session: AsyncSession, source: Version, target: Version)
     if cached is not None:
         return cached
     if "definition" in inspect(source).unloaded or "definition" in inspect(target).unloaded:
-        stored = await repo.definitions(session, [source.id, target.id])
+        stored = await repo.definitions(session, source.account_id, [source.id, target.id])
         before, after = stored[source.id], stored[target.id]
     else:
         before, after = source.definition, target.definition

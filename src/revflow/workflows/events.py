@@ -55,8 +55,8 @@ async def version_archived(
     version_id: uuid.UUID,
     now: dt.datetime,
 ) -> None:
-    version = await session.get(Version, version_id)
-    if version is not None and version.account_id == account_id:
+    version = await session.get(Version, (account_id, version_id))
+    if version is not None:
         await version_event(session, workflow, version, "version.archived", {}, now)
 
 

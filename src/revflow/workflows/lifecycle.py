@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from revflow.audit import service as audit
 from revflow.audit.service import SYSTEM
 from revflow.config import Settings
+from revflow.db import of_accounts
 from revflow.kit.schedule import claim_run
 from revflow.models import LIVE_STATUSES, Execution, Version, Workflow
 from revflow.workflows import events as webhook_events
@@ -23,19 +24,23 @@ ARCHIVE_JOB = "archive"
 
 async def check_canaries(
     session: AsyncSession,
-    workflow_ids: Iterable[uuid.UUID],
+    workflows_of_accounts: Iterable[tuple[uuid.UUID, uuid.UUID]],
     settings: Settings,
     now: dt.datetime,
 ) -> list[uuid.UUID]:
-    """Abort the canaries of these workflows whose failure rate passed the limit."""
+    """Abort the canaries of these workflows, given as (account, workflow), whose failure
+    rate passed the limit."""
     aborted = []
-    ids = list(set(workflow_ids))
-    if not ids:
+    keys = set(workflows_of_accounts)
+    if not keys:
         return []
     workflows = (
         await session.scalars(
             select(Workflow)
-            .where(Workflow.id.in_(ids), Workflow.canary_version.is_not(None))
+            .where(
+                of_accounts(Workflow, keys),
+                Workflow.canary_version.is_not(None),
+            )
             .with_for_update()
         )
     ).all()
@@ -83,20 +88,25 @@ async def archivable(
     cutoff = now - dt.timedelta(days=settings.archive_after_days)
     newest = (
         select(
+            Version.account_id,
             Version.id,
             func.row_number()
-            .over(partition_by=Version.workflow_id, order_by=Version.number.desc())
+            .over(
+                partition_by=(Version.account_id, Version.workflow_id),
+                order_by=Version.number.desc(),
+            )
             .label("rank"),
         )
     ).subquery()
     live = exists().where(
+        Execution.account_id == Version.account_id,
         Execution.workflow_id == Version.workflow_id,
         Execution.version == Version.number,
         Execution.status.in_(LIVE_STATUSES),
     )
     query = (
         select(Version.account_id, Version.workflow_id, Version.id, Version.number)
-        .join(newest, newest.c.id == Version.id)
+        .join(newest, (newest.c.account_id == Version.account_id) & (newest.c.id == Version.id))
         .where(
             Version.status.in_(("draft", "retired")),
             func.coalesce(Version.published_at, Version.created_at) < cutoff,
@@ -115,13 +125,19 @@ async def archive(session: AsyncSession, settings: Settings, now: dt.datetime) -
     for item in await archivable(session, settings, now):
         result = await session.execute(
             update(Version)
-            .where(Version.id == item.version_id, Version.status.in_(("draft", "retired")))
+            .where(
+                Version.account_id == item.account_id,
+                Version.id == item.version_id,
+                Version.status.in_(("draft", "retired")),
+            )
             .values(status="archived", archived_at=now)
             .returning(Version.id)
         )
         if result.first() is None:
             continue
-        workflow = await session.get(Workflow, item.workflow_id, with_for_update=True)
+        workflow = await session.get(
+            Workflow, (item.account_id, item.workflow_id), with_for_update=True
+        )
         if workflow is not None:
             touch(workflow, now=now)
         await audit.record(

@@ -72,11 +72,13 @@ async def get_version(
 
 
 async def definitions(
-    session: AsyncSession, version_ids: Sequence[uuid.UUID]
+    session: AsyncSession, account_id: uuid.UUID, version_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, dict[str, Any]]:
-    """The definitions of versions already found (so already scoped by account), by id."""
+    """The definitions of the account's versions ``version_ids``, by id."""
     rows = await session.execute(
-        select(Version.id, Version.definition).where(Version.id.in_(version_ids))
+        select(Version.id, Version.definition).where(
+            Version.account_id == account_id, Version.id.in_(version_ids)
+        )
     )
     return {row.id: row.definition for row in rows}
 

@@ -483,7 +483,11 @@ async def set_tags(
         return version
     before = list(version.tags)
     version.tags = wanted
-    await session.execute(delete(VersionTag).where(VersionTag.version_id == version.id))
+    await session.execute(
+        delete(VersionTag).where(
+            VersionTag.account_id == version.account_id, VersionTag.version_id == version.id
+        )
+    )
     for tag in wanted:
         session.add(
             VersionTag(
