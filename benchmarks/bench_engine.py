@@ -416,7 +416,7 @@ async def prepare_revflow(url: str, executions: int) -> tuple[Principal, uuid.UU
         enrolled = 0
         for start in range(0, executions, ENROLL_CHUNK):
             async with db.session(write=True) as session:
-                workflow = await session.get_one(Workflow, workflow_id)
+                workflow = await session.get_one(Workflow, (principal.account_id, workflow_id))
                 result = await enroll(
                     session,
                     workflow,
@@ -443,7 +443,9 @@ async def set_workflow_status(
     db: Database, principal: Principal, workflow_id: uuid.UUID, status: str
 ) -> None:
     async with db.session(write=True) as session:
-        workflow = await session.get_one(Workflow, workflow_id, with_for_update=True)
+        workflow = await session.get_one(
+            Workflow, (principal.account_id, workflow_id), with_for_update=True
+        )
         await workflows.set_status(session, principal, workflow, status, dt.datetime.now(dt.UTC))
         await session.commit()
 

@@ -205,7 +205,7 @@ async def _enrolled(
     executions: list[uuid.UUID] = []
     for start in range(0, count, ENROLL_CHUNK):
         async with db.session(write=True) as session:
-            wf = await session.get_one(Workflow, workflow_id)
+            wf = await session.get_one(Workflow, (principal.account_id, workflow_id))
             result = await enroll(
                 session, wf, parsed, contacts[start : start + ENROLL_CHUNK], dt.datetime.now(dt.UTC)
             )
