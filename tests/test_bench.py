@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 from rich.console import Console
 
 from revflow import bench
+from tests.support.databases import pg_available
 
 
 def row(database: str, metric: str, p50: float, p95: float, p99: float) -> dict[str, Any]:
@@ -398,3 +401,74 @@ def test_size_takes_the_ratios_to_the_empty_database_and_pruning_beside_the_engi
     assert stage.args("postgresql", True) == ["--quick"] and stage.args("postgresql", False) == []
     assert bench.GOALS["size_stats_vs_empty"] == 1.5
     assert bench.GOALS["engine_drop_while_pruning_pct"] == 10
+
+
+def test_scaling_keeps_every_row_beside_its_baseline() -> None:
+    rows = [
+        {"workers": w, "api_processes": a, "steps_per_s": 1000.0 * w, "extra": 1}
+        for a in (1, 2)
+        for w in (1, 2, 4)
+    ]
+    out = collect(
+        "bench_scaling.py",
+        {
+            "scaling_baseline_steps_per_s": 1000.0,
+            "scaling_best_steps_per_s": 4000.0,
+            "scaling_best_vs_baseline": 4.0,
+            "scaling_best_workers": 4,
+            "scaling_database_cpu_cores_max": 0.9,
+            "rows": rows,
+        },
+    )
+    assert out["scaling_best_vs_baseline"] == 4.0 and out["scaling_best_workers"] == 4
+    assert [(r["workers"], r["api_processes"]) for r in out["scaling_rows"]] == [
+        (1, 1),
+        (2, 1),
+        (4, 1),
+        (1, 2),
+        (2, 2),
+        (4, 2),
+    ]
+    assert "extra" not in out["scaling_rows"][0]
+    stage = next(s for s in bench.STAGES if s.script == "bench_scaling.py")
+    assert stage.postgresql_only and (bench.BENCHMARKS / stage.script).is_file()
+    quick = stage.args("postgresql", True)
+    assert float(quick[quick.index("--seconds") + 1]) < 10  # the script's default window
+
+
+def test_scaling_runs_every_configuration_at_a_tiny_size(tmp_path: Path) -> None:
+    """The stage end to end on PostgreSQL: a row per configuration, each with sane numbers."""
+    if not pg_available():
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    tiny = ["--workers", "1", "2", "--api-processes", "1", "2", "--executions", "8000"]
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(bench.BENCHMARKS / "bench_scaling.py"),
+            *tiny,
+            *("--seconds", "1", "--warmup", "0.5", "--api-rate", "20", "--json"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout)
+    assert result["passed"] and result["problems"] == []
+    rows = result["rows"]
+    assert [(r["workers"], r["api_processes"]) for r in rows] == [(1, 1), (2, 1), (1, 2), (2, 2)]
+    cpus = os.cpu_count() or 1
+    for r in rows:
+        assert r["steps"] > 0 and r["steps_per_s"] > 0, r
+        assert r["api_requests"] > 0 and r["api_errors"] == 0, r
+        assert 0 < r["api_p50_ms"] <= r["api_p95_ms"], r
+        assert 0 < r["worker_cpu_cores"] <= cpus + 0.5, r
+        assert 0 < r["database_cpu_cores"] <= cpus + 0.5, r
+        assert 0 <= r["api_cpu_cores"] <= cpus + 0.5, r
+        assert r["backlog_left"] > 0, r
+        assert r["steps_per_s_vs_baseline"] == round(r["steps_per_s"] / rows[0]["steps_per_s"], 2)
+    assert rows[0]["steps_per_s_vs_baseline"] == 1.0
+    assert rows[0]["api_requests_per_s_vs_baseline"] == 1.0
+    assert result["scaling_baseline_steps_per_s"] == rows[0]["steps_per_s"]
+    assert result["scaling_best_steps_per_s"] == max(r["steps_per_s"] for r in rows)

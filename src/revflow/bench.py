@@ -245,6 +245,33 @@ def _collect_webhooks(database: str, doc: dict[str, Any], out: dict[str, Any]) -
     _copy(doc, WEBHOOK_KEYS, out)
 
 
+SCALING_KEYS = (
+    "scaling_baseline_steps_per_s",
+    "scaling_best_steps_per_s",
+    "scaling_best_vs_baseline",
+    "scaling_best_workers",
+    "scaling_database_cpu_cores_max",
+)
+SCALING_ROW_KEYS = (
+    "workers",
+    "api_processes",
+    "steps_per_s",
+    "steps_per_s_vs_baseline",
+    "api_requests_per_s",
+    "api_requests_per_s_vs_baseline",
+    "api_p95_ms",
+    "database_cpu_cores",
+    "worker_cpu_cores",
+    "api_cpu_cores",
+    "machine_busy_cores",
+)
+
+
+def _collect_scaling(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
+    _copy(doc, SCALING_KEYS, out)
+    out["scaling_rows"] = [{k: row.get(k) for k in SCALING_ROW_KEYS} for row in doc.get("rows", [])]
+
+
 SIZE_KEYS = (
     "size_list_executions_vs_empty",
     "size_get_execution_vs_empty",
@@ -425,6 +452,14 @@ STAGES = [
         ],
         _collect_webhooks,
         WEBHOOK_KEYS,
+        postgresql_only=True,
+    ),
+    Stage(
+        "more workers (1, 2, 4 workers; 1, 2 API processes)",
+        "bench_scaling.py",
+        lambda db, quick: ["--executions", "25000", "--seconds", "5"] if quick else [],
+        _collect_scaling,
+        SCALING_KEYS,
         postgresql_only=True,
     ),
     Stage(
