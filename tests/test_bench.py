@@ -440,7 +440,7 @@ def test_scaling_runs_every_configuration_at_a_tiny_size(tmp_path: Path) -> None
     """The stage end to end on PostgreSQL: a row per configuration, each with sane numbers."""
     if not pg_available():
         pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
-    tiny = ["--workers", "1", "2", "--api-processes", "1", "2", "--executions", "8000"]
+    tiny = ["--workers", "1", "2", "--api-processes", "1", "2", "--executions", "20000"]
     done = subprocess.run(
         [
             sys.executable,
