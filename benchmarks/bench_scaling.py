@@ -198,7 +198,7 @@ async def _shop_workflow(base_url: str, load: Load) -> None:
 
 
 async def _shop(url: str) -> Load:
-    """A second account (the shop) and its admin key, in the clear."""
+    """The shop: a second account and its admin key, in the clear; its traffic to come."""
     db = Database(url, pool_size=1)
     try:
         async with db.session(write=True) as session:
