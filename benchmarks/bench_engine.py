@@ -361,8 +361,11 @@ async def _principal(db: Database) -> Principal:
     return Principal(account_id=account.id, key_id=key_id, user="bench", role="admin")
 
 
-async def prepare_revflow(url: str, executions: int) -> tuple[Principal, uuid.UUID]:
-    """Account, published workflow, contacts, enrollments; the workflow is left paused."""
+async def prepare_revflow(
+    url: str, executions: int, workload: dict[str, Any] = WORKLOAD
+) -> tuple[Principal, uuid.UUID]:
+    """Account, published workflow (``workload``, the five steps unless another definition is
+    given), contacts, enrollments; the workflow is left paused."""
     settings = Settings(database_url=url)
     # No cached prepared statements for the set-up: ``enroll``'s ``ON CONFLICT … WHERE status IN
     # ($1, $2)`` fails from the 6th execution of one prepared statement on a connection, when
@@ -379,7 +382,7 @@ async def prepare_revflow(url: str, executions: int) -> tuple[Principal, uuid.UU
                 session,
                 principal,
                 WorkflowCreate(
-                    name="engine benchmark", definition=WORKLOAD, change_summary="benchmark"
+                    name="engine benchmark", definition=workload, change_summary="benchmark"
                 ),
                 settings,
                 dt.datetime.now(dt.UTC),
@@ -412,7 +415,7 @@ async def prepare_revflow(url: str, executions: int) -> tuple[Principal, uuid.UU
                     ],
                 )
             await session.commit()
-        definition = Definition.model_validate(WORKLOAD)
+        definition = Definition.model_validate(workload)
         enrolled = 0
         for start in range(0, executions, ENROLL_CHUNK):
             async with db.session(write=True) as session:

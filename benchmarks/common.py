@@ -12,6 +12,8 @@ import asyncio
 import json
 import os
 import platform
+import shlex
+import shutil
 import socket
 import sqlite3
 import statistics
@@ -337,6 +339,34 @@ def database_cpu_seconds(database_url: str) -> float | None:
         total += (int(fields[11]) + int(fields[12])) / tick
         found = True
     return total if found else None
+
+
+def postgresql_control() -> list[str] | None:
+    """How to stop and start this machine's PostgreSQL (``stop`` or ``start`` is appended):
+    ``REVFLOW_TEST_PG_CONTROL`` when set (e.g. ``pg_ctl -D DIR -w -l LOG`` for a private
+    server), else the cluster through ``pg_ctlcluster`` or ``systemctl`` as root; ``None`` when
+    none of these is available."""
+    if os.environ.get("REVFLOW_TEST_PG_CONTROL"):
+        return shlex.split(os.environ["REVFLOW_TEST_PG_CONTROL"])
+    if os.geteuid() != 0:
+        return None
+    if shutil.which("pg_lsclusters") and shutil.which("pg_ctlcluster"):
+        listed = subprocess.run(
+            ["pg_lsclusters", "--no-header"], capture_output=True, text=True, check=False
+        ).stdout.split()
+        if len(listed) >= 2:
+            return ["pg_ctlcluster", listed[0], listed[1]]
+    if shutil.which("systemctl"):
+        return ["systemctl"]  # + stop/start: the unit follows
+    return None
+
+
+def control_postgresql(command: list[str], action: str) -> None:
+    """``stop`` or ``start`` PostgreSQL with a command of :func:`postgresql_control`."""
+    argv = [*command, action, "postgresql"] if command == ["systemctl"] else [*command, action]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stdout}{done.stderr}")
 
 
 def database_version(backend: str, pg_admin_dsn: str = PG_ADMIN_DSN) -> str:

@@ -472,3 +472,52 @@ def test_scaling_runs_every_configuration_at_a_tiny_size(tmp_path: Path) -> None
     assert rows[0]["api_requests_per_s_vs_baseline"] == 1.0
     assert result["scaling_baseline_steps_per_s"] == rows[0]["steps_per_s"]
     assert result["scaling_best_steps_per_s"] == max(r["steps_per_s"] for r in rows)
+
+
+def test_recovery_takes_each_fault_and_a_failed_check_nulls_the_times() -> None:
+    document = {
+        "recovery_steady_steps_per_s": 9000.0,
+        "recovery_terminate_s": 1.5,
+        "recovery_lock_s": 0.5,
+        "recovery_pool_s": 2.0,
+        "recovery_restart_s": None,
+        "faults": [{"fault": "terminate", "recovery_s": 1.5}],
+        "problems": [],
+    }
+    out = collect("bench_recovery.py", document)
+    assert out["recovery_terminate_s"] == 1.5 and out["recovery_restart_s"] is None
+    assert out["recovery_faults"] == [{"fault": "terminate", "recovery_s": 1.5}]
+    failed = collect("bench_recovery.py", {**document, "problems": ["worker 0 exited"]})
+    assert failed["recovery_terminate_s"] is None
+    assert all(bench.GOALS[f"recovery_{f}_s"] == 30 for f in ("terminate", "lock", "pool"))
+
+
+def test_the_recovery_stage_measures_every_fault_but_the_restart(tmp_path: Path) -> None:
+    """A tiny run of the stage's script end to end: its output's shape, not its times."""
+    if not pg_available():
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    tiny = ["--executions", "300", "--warmup", "1", "--steady-seconds", "2", "--window", "1"]
+    faults = ["--lock-seconds", "1", "--pool-seconds", "1", "--recovery-timeout", "5"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REVFLOW_", "CI"))}
+    done = subprocess.run(
+        [sys.executable, str(bench.BENCHMARKS / "bench_recovery.py"), *tiny, *faults, "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    result = json.loads(done.stdout)  # printed even when a fault is not back in time
+    assert result["problems"] == [], result["problems"]
+    assert [f["fault"] for f in result["faults"]] == ["terminate", "lock", "pool", "restart"]
+    assert "skipped" in result["faults"][-1] and result["recovery_restart_s"] is None
+    for fault in result["faults"][:3]:
+        assert {"steady_steps_per_s", "fault_s", "lowest_steps_per_s", "recovery_s", "met"} <= set(
+            fault
+        ), fault
+        assert fault["steady_steps_per_s"] > 0
+    assert result["recovery_steady_steps_per_s"] > 0 and result["timeline"]
+    assert result["api_statuses"].get("200", 0) > 0
+    out = collect("bench_recovery.py", result)
+    assert set(bench.RECOVERY_KEYS) <= set(out)

@@ -60,6 +60,11 @@ GOALS = {
     "size_stats_vs_empty": 1.5,
     "size_compare_vs_empty": 1.5,
     "engine_drop_while_pruning_pct": 10.0,
+    # At most: seconds until the engine's steps/s is back to 90 % of its steady rate.
+    "recovery_terminate_s": 30.0,
+    "recovery_lock_s": 30.0,
+    "recovery_pool_s": 30.0,
+    "recovery_restart_s": 30.0,
 }
 REQUIREMENTS = {
     "create_version_p95_ms": 300.0,
@@ -289,6 +294,21 @@ def _collect_size(database: str, doc: dict[str, Any], out: dict[str, Any]) -> No
     out["size_history_rows"] = doc.get("shape", {}).get("history")
 
 
+RECOVERY_KEYS = (
+    "recovery_steady_steps_per_s",
+    "recovery_terminate_s",
+    "recovery_lock_s",
+    "recovery_pool_s",
+    "recovery_restart_s",
+)
+
+
+def _collect_recovery(database: str, doc: dict[str, Any], out: dict[str, Any]) -> None:
+    checked = {} if doc.get("problems") else doc
+    _copy(checked, RECOVERY_KEYS, out)
+    out["recovery_faults"] = doc.get("faults", [])
+
+
 @dataclass(frozen=True)
 class Stage:
     """One benchmark script: how to call it and which keys of the result it fills.
@@ -460,6 +480,21 @@ STAGES = [
         lambda db, quick: ["--executions", "30000", "--seconds", "5"] if quick else [],
         _collect_scaling,
         SCALING_KEYS,
+        postgresql_only=True,
+    ),
+    Stage(
+        # PostgreSQL restarts only with REVFLOW_TEST_RESTART_POSTGRESQL=1 (or
+        # REVFLOW_TEST_PG_CONTROL) in revflow bench's environment: otherwise it is skipped.
+        "recovery after faults",
+        "bench_recovery.py",
+        lambda db, quick: [
+            "--executions",
+            "10000" if quick else "20000",
+            "--steady-seconds",
+            "10" if quick else "20",
+        ],
+        _collect_recovery,
+        RECOVERY_KEYS,
         postgresql_only=True,
     ),
     Stage(

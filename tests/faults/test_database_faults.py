@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shlex
-import shutil
 import subprocess
 import time
 import uuid
@@ -30,6 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
+from benchmarks.common import control_postgresql, postgresql_control
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -382,31 +381,6 @@ async def test_terminated_connections_a_held_lock_and_a_dry_pool(
     assert deployment.calls.statuses[201] >= CONTACTS // ENROLL_CHUNK
 
 
-def control_command() -> list[str] | None:
-    """How to stop and start the PostgreSQL the tests use (``stop`` or ``start`` is appended):
-    ``REVFLOW_TEST_PG_CONTROL`` when set (e.g. ``pg_ctl -D DIR -w -l LOG`` for a private
-    server), else this machine's cluster through ``pg_ctlcluster`` or ``systemctl`` as root."""
-    if os.environ.get("REVFLOW_TEST_PG_CONTROL"):
-        return shlex.split(os.environ["REVFLOW_TEST_PG_CONTROL"])
-    if os.geteuid() != 0:
-        return None
-    if shutil.which("pg_lsclusters") and shutil.which("pg_ctlcluster"):
-        listed = subprocess.run(
-            ["pg_lsclusters", "--no-header"], capture_output=True, text=True, check=False
-        ).stdout.split()
-        if len(listed) >= 2:
-            return ["pg_ctlcluster", listed[0], listed[1]]
-    if shutil.which("systemctl"):
-        return ["systemctl"]  # + stop/start: the unit follows
-    return None
-
-
-def control(command: list[str], action: str) -> None:
-    argv = [*command, action, "postgresql"] if command == ["systemctl"] else [*command, action]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
 async def test_postgresql_restarts_under_the_deployment(deployment: Deployment) -> None:
     if not (
         os.environ.get("CI")
@@ -418,7 +392,7 @@ async def test_postgresql_restarts_under_the_deployment(deployment: Deployment) 
             "restarts the machine's PostgreSQL: runs under CI, or with "
             "REVFLOW_TEST_RESTART_POSTGRESQL=1"
         )
-    command = control_command()
+    command = postgresql_control()
     if command is None:
         pytest.fail("restarting PostgreSQL needs root and pg_ctlcluster or systemctl")
     async with httpx.AsyncClient() as client:
@@ -427,7 +401,7 @@ async def test_postgresql_restarts_under_the_deployment(deployment: Deployment) 
         await deployment.engine_moves()
 
         await deployment.db.engine.dispose()
-        control(command, "stop")
+        control_postgresql(command, "stop")
         try:
             # Away: /readyz says so, and requests answer 503 rather than hang.
             assert await deployment.ready(client) == 503
@@ -441,7 +415,7 @@ async def test_postgresql_restarts_under_the_deployment(deployment: Deployment) 
             await asyncio.sleep(2.0)
             deployment.check_alive()
         finally:
-            control(command, "start")
+            control_postgresql(command, "start")
         await deployment.wait_ready(client)
         await deployment.engine_moves()
         await asyncio.wait_for(enrolling, RUN_TIMEOUT_S)
