@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import Uuid, bindparam, text
 
 from revflow.app import create_app
-from revflow.audit.service import verify_account
+from revflow.audit.service import SYSTEM, record, verify_account
 from revflow.config import Settings
 from revflow.db import Database
 from tests.support.engine import Engine
@@ -33,6 +33,7 @@ from tests.support.tenants import Tenant, make_tenant
 from tests.support.workflows import create_version, create_workflow, simple_definition
 
 VERIFY_TIMEOUT_S = 120.0
+LOCK_WAIT_BOUND_S = 30.0  # a commit still waiting after this is waiting on a lock
 
 
 @pytest.fixture
@@ -421,3 +422,39 @@ async def test_the_audit_list_filters_by_since_and_until(engine: Engine) -> None
     assert await actions(since=t0 + hour, until=t0 + 2 * hour) == ["version.created"]
     assert await actions(since=t0 + 3 * hour) == []
     assert await actions(until=t0) == []
+
+
+async def test_a_change_holds_the_chain_only_while_it_commits(
+    backend: str, fresh_db: Database, owner: Tenant
+) -> None:
+    """A change whose entry is recorded but not yet committed does not hold the account's
+    other changes: the chain's head is locked as the change commits, not when it records."""
+    if backend != "postgresql":
+        pytest.skip("SQLite runs one write transaction at a time")
+    account = uuid.UUID(owner.account_id)
+    now = dt.datetime.now(dt.UTC)
+    async with fresh_db.session(write=True) as slow, fresh_db.session(write=True) as quick:
+        await record(slow, account, SYSTEM, "test.slow", object_type="test", object_id="1", now=now)
+        await slow.flush()
+
+        async def quick_change() -> None:
+            await record(
+                quick, account, SYSTEM, "test.quick", object_type="test", object_id="2", now=now
+            )
+            await quick.commit()
+
+        # Before, the slow change's record had locked the head: this one waited for it.
+        await asyncio.wait_for(quick_change(), LOCK_WAIT_BOUND_S)
+        await slow.commit()
+    async with fresh_db.session(write=True) as rolled_back:
+        await record(
+            rolled_back, account, SYSTEM, "test.gone", object_type="test", object_id="3", now=now
+        )
+        await rolled_back.rollback()
+        await rolled_back.commit()  # an empty transaction: nothing left over from the first
+    items = await entries(owner)
+    assert [item["action"] for item in items[:2]] == ["test.slow", "test.quick"]
+    assert "test.gone" not in {item["action"] for item in items}
+    assert_chained(items)
+    async with fresh_db.session() as session:
+        assert (await verify_account(session, account)).ok

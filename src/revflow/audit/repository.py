@@ -9,6 +9,7 @@ from typing import cast
 
 from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from revflow.models import AuditEntry, AuditHead
 
@@ -16,22 +17,20 @@ from revflow.models import AuditEntry, AuditHead
 AUDIT_HEADS = cast(Table, AuditHead.__table__)
 
 
-async def advance_head(session: AsyncSession, account_id: uuid.UUID) -> tuple[int, str]:
-    """Take the next number of the account's chain (locking its head until the commit).
-    Answers the number and the previous entry's hash."""
-    head = (
-        await session.execute(
-            update(AUDIT_HEADS)
-            .where(AUDIT_HEADS.c.account_id == account_id)
-            .values(seq=AUDIT_HEADS.c.seq + 1)
-            .returning(AUDIT_HEADS.c.seq, AUDIT_HEADS.c.hash)
-        )
+def advance_head(session: Session, account_id: uuid.UUID, count: int) -> tuple[int, str]:
+    """Take the next ``count`` numbers of the account's chain (locking its head until the
+    commit). Answers the last number taken and the hash of the entry before the first."""
+    head = session.execute(
+        update(AUDIT_HEADS)
+        .where(AUDIT_HEADS.c.account_id == account_id)
+        .values(seq=AUDIT_HEADS.c.seq + count)
+        .returning(AUDIT_HEADS.c.seq, AUDIT_HEADS.c.hash)
     ).one()
     return int(head.seq), str(head.hash)
 
 
-async def set_head_hash(session: AsyncSession, account_id: uuid.UUID, digest: str) -> None:
-    await session.execute(
+def set_head_hash(session: Session, account_id: uuid.UUID, digest: str) -> None:
+    session.execute(
         update(AUDIT_HEADS).where(AUDIT_HEADS.c.account_id == account_id).values(hash=digest)
     )
 

@@ -2,7 +2,9 @@
 
 Entries of an account form a hash chain. The chain's head (``audit_heads``) is updated with a
 row lock, so concurrent changes of one account append one after the other and the chain never
-forks.
+forks. A change's entries join the chain as its transaction commits (``before_commit``): the
+head stays locked for the last few statements only, so concurrent changes of an account wait
+for each other's commit, not for each other's whole work.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from revflow.audit import repository as repo
+from revflow.db import GuardedSession
 from revflow.kit.jsonutil import canonical, sha256_hex
 from revflow.models import AuditEntry
 
@@ -59,6 +64,22 @@ def entry_hash(
     return sha256_hex(prev_hash.encode() + canonical(body))
 
 
+# The session's entries waiting for its commit (``Session.info`` key).
+PENDING = "audit_pending"
+
+
+@dataclass(frozen=True)
+class _Entry:
+    account_id: uuid.UUID
+    actor: Actor
+    action: str
+    object_type: str
+    object_id: str
+    workflow_id: uuid.UUID | None
+    details: dict[str, Any]
+    at: dt.datetime
+
+
 async def record(
     session: AsyncSession,
     account_id: uuid.UUID,
@@ -70,40 +91,75 @@ async def record(
     workflow_id: uuid.UUID | None = None,
     details: dict[str, Any] | None = None,
     now: dt.datetime,
-) -> AuditEntry:
-    """Append an entry to the account's chain at ``now`` (flushes; the caller commits)."""
-    seq, prev_hash = await repo.advance_head(session, account_id)
-    at = now
-    details = details or {}
-    digest = entry_hash(
-        prev_hash=prev_hash,
-        seq=seq,
-        at=at,
-        actor_user=actor.user,
-        actor_key_id=actor.key_id,
-        action=action,
-        workflow_id=workflow_id,
-        object_type=object_type,
-        object_id=str(object_id),
-        details=details,
+) -> None:
+    """Append an entry at ``now`` to the account's chain when the transaction commits (the
+    caller commits; a rollback drops it). Inside a savepoint, whose rollback must take the
+    entry with it, the entry is appended at once."""
+    entry = _Entry(
+        account_id, actor, action, object_type, str(object_id), workflow_id, details or {}, now
     )
-    entry = AuditEntry(
-        account_id=account_id,
-        seq=seq,
-        at=at,
-        actor_user=actor.user,
-        actor_key_id=actor.key_id,
-        action=action,
-        workflow_id=workflow_id,
-        object_type=object_type,
-        object_id=str(object_id),
-        details=details,
-        prev_hash=prev_hash,
-        hash=digest,
-    )
-    session.add(entry)
-    await repo.set_head_hash(session, account_id, digest)
-    return entry
+    if session.in_nested_transaction():
+        await session.run_sync(_append, [entry])
+        return
+    await session.connection()  # the transaction the entry belongs to has begun
+    session.info.setdefault(PENDING, []).append(entry)
+
+
+@event.listens_for(GuardedSession, "before_commit")
+def _append_pending(session: Session) -> None:
+    entries = session.info.pop(PENDING, None)
+    if entries:
+        session.flush()  # the change's own statements first: the head is locked last
+        _append(session, entries)
+
+
+@event.listens_for(GuardedSession, "after_transaction_end")
+def _drop_pending(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(PENDING, None)
+
+
+def _append(session: Session, entries: Sequence[_Entry]) -> None:
+    """Add ``entries`` to their accounts' chains, in order; accounts' heads are locked in
+    the order of their ids, so that two transactions never wait for each other's."""
+    by_account: dict[uuid.UUID, list[_Entry]] = {}
+    for entry in entries:
+        by_account.setdefault(entry.account_id, []).append(entry)
+    for account_id in sorted(by_account):
+        mine = by_account[account_id]
+        last, prev_hash = repo.advance_head(session, account_id, len(mine))
+        for seq, entry in enumerate(mine, start=last - len(mine) + 1):
+            digest = entry_hash(
+                prev_hash=prev_hash,
+                seq=seq,
+                at=entry.at,
+                actor_user=entry.actor.user,
+                actor_key_id=entry.actor.key_id,
+                action=entry.action,
+                workflow_id=entry.workflow_id,
+                object_type=entry.object_type,
+                object_id=entry.object_id,
+                details=entry.details,
+            )
+            session.add(
+                AuditEntry(
+                    account_id=account_id,
+                    seq=seq,
+                    at=entry.at,
+                    actor_user=entry.actor.user,
+                    actor_key_id=entry.actor.key_id,
+                    action=entry.action,
+                    workflow_id=entry.workflow_id,
+                    object_type=entry.object_type,
+                    object_id=entry.object_id,
+                    details=entry.details,
+                    prev_hash=prev_hash,
+                    hash=digest,
+                )
+            )
+            prev_hash = digest
+        repo.set_head_hash(session, account_id, prev_hash)
+    session.flush()
 
 
 @dataclass(frozen=True)
