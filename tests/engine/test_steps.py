@@ -5,11 +5,19 @@ Also the execution controls that stop or hold steps: cancel, and pausing a workf
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 from unittest.mock import ANY
 
+import pytest
+from sqlalchemy import text
+
+from revflow.config import Settings
+from revflow.db import Database
 from tests.support.engine import Engine
+
+LOCK_WAIT_BOUND_S = 30.0  # a batch still running after this is waiting on a lock
 
 
 def trail(execution: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -665,3 +673,36 @@ async def test_pause_holds_executions_not_yet_started(engine: Engine) -> None:
     await engine.run()
     assert (await engine.execution(ex_id))["status"] == "completed"
     assert (await get_contact(engine, person))["tags"] == ["a"]
+
+
+async def test_a_contact_held_by_another_transaction_waits_for_a_later_batch(
+    backend: str, engine: Engine, engine_settings: Settings
+) -> None:
+    """The batch does not wait for a contact's row lock (workers set no lock timeout: a session
+    left open would hold the worker up for as long as it stays open): the held contact's
+    execution stays due, untouched, and runs in a batch after the lock is released."""
+    if backend != "postgresql":
+        pytest.skip("SQLite has no row locks: its one writer holds the database")
+    definition = manual([{"id": "tag", "type": "add_tag", "tag": "seen"}])
+    wf = await engine.workflow(definition)
+    held, free = await engine.contact(), await engine.contact()
+    enrolled = await engine.enroll(wf, held, free)
+    by_contact = dict(zip((held, free), enrolled["executions"], strict=True))
+    holder = Database(engine_settings.database_url, pool_size=1)
+    try:
+        async with holder.session(write=True) as session:
+            await session.execute(
+                text("SELECT id FROM contacts WHERE id = :id FOR UPDATE"), {"id": held}
+            )
+            # Before, this batch waited for the lock: the bound turns that into a failure.
+            await asyncio.wait_for(engine.worker.run_once(), LOCK_WAIT_BOUND_S)
+            waiting = await engine.execution(by_contact[held])
+            assert (waiting["status"], waiting["history"]) == ("active", [])
+            assert (await engine.execution(by_contact[free]))["status"] == "completed"
+            await session.rollback()
+    finally:
+        await holder.dispose()
+    await engine.run()
+    ran = await engine.execution(by_contact[held])
+    assert ran["status"] == "completed" and trail(ran)[0][0] == "tag"
+    assert "seen" in (await get_contact(engine, held))["tags"]

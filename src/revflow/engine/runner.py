@@ -1,7 +1,8 @@
 """The engine's batch runner: claims due executions in batches and runs them.
 
 One batch is one transaction: executions are claimed with ``FOR UPDATE SKIP LOCKED`` (so any
-number of workers share the work on PostgreSQL), run in memory, and their history, messages,
+number of workers share the work on PostgreSQL) and so are their contacts (an execution whose
+contact another transaction holds stays due for a later batch), run in memory, and their history, messages,
 contact changes and new positions are written before the commit — after a crash a batch is
 either wholly done or not done at all. A step that calls the outside world is handed a lease,
 committed, performed outside any transaction, and recorded in a second transaction fenced by
@@ -156,9 +157,15 @@ class EngineRunner:
             definitions = await store.definitions(
                 session, accounts.values(), {(ex.workflow_id, ex.version) for ex in states}
             )
-            contacts = await store.load_contacts(
-                session, {(accounts[ex.id], ex.contact_id) for ex in states}
-            )
+            keys = {(accounts[ex.id], ex.contact_id) for ex in states}
+            # A contact another transaction holds (a request changing it, or any session left
+            # open) is not waited for: its executions stay due for a later batch instead of
+            # holding up this one, and the worker, for as long as the lock is held.
+            contacts = await store.load_contacts(session, keys, skip_locked=True)
+            missing = {key for key in keys if key[1] not in contacts}
+            if missing:
+                held = await store.load_contacts(session, missing, lock=False)
+                states = [ex for ex in states if ex.contact_id not in held]
             effects = Effects()
             for ex in states:
                 definition = definitions.get((ex.workflow_id, ex.version))

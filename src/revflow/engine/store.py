@@ -284,8 +284,10 @@ async def load_contacts(
     keys: Iterable[tuple[uuid.UUID, uuid.UUID]],
     *,
     lock: bool = True,
+    skip_locked: bool = False,
 ) -> dict[uuid.UUID, ContactState]:
-    """The contacts of ``keys``, each (account, contact id), locked unless ``lock`` is false."""
+    """The contacts of ``keys``, each (account, contact id), locked unless ``lock`` is false;
+    with ``skip_locked``, those another transaction holds are left out instead of waited for."""
     wanted = sorted(set(keys))
     if not wanted:
         return {}
@@ -302,7 +304,7 @@ async def load_contacts(
         .order_by(Contact.id)
     )
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(skip_locked=skip_locked)
     rows = (await session.execute(query)).all()
     return {
         row.id: ContactState(
