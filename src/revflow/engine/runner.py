@@ -2,16 +2,16 @@
 
 One batch is one transaction: executions are claimed with ``FOR UPDATE SKIP LOCKED`` (so any
 number of workers share the work on PostgreSQL) and so are their contacts (an execution whose
-contact another transaction holds stays due for a later batch), run in memory, and their history, messages,
-contact changes and new positions are written before the commit — after a crash a batch is
-either wholly done or not done at all. A step that calls the outside world is handed a lease,
-committed, performed outside any transaction, and recorded in a second transaction fenced by
-that lease; a worker that dies mid-call loses its lease when it expires and another worker
-repeats the call (at least once, with the same idempotency key). Each call is recorded as soon
-as it is done, so a slow call holds up no other execution; ``http_request`` calls run only
-with a slot of the bulkhead (``revflow.kit.bulkhead``: per account and host, account, host and
-in all), and one that finds no slot within ``http_slot_wait_seconds`` is not made: its
-execution is due again ``http_defer_seconds`` later (deferred, not failed).
+contact another transaction holds stays due for a later batch), run in memory, and their
+history, messages, contact changes and new positions are written before the commit — after a
+crash a batch is either wholly done or not done at all. A step that calls the outside world is
+handed a lease, committed, performed outside any transaction, and recorded in a second
+transaction fenced by that lease; a worker that dies mid-call loses its lease when it expires
+and another worker repeats the call (at least once, with the same idempotency key). Each call is
+recorded as soon as it is done, so a slow call holds up no other execution; ``http_request``
+calls run only with a slot of the bulkhead (``revflow.kit.bulkhead``: per account and host,
+account, host and in all), and one that finds no slot within ``http_slot_wait_seconds`` is not
+made: its execution is due again ``http_defer_seconds`` later (deferred, not failed).
 
 The engine knows no feature: what a batch sets off elsewhere (triggers and goals of changed
 contacts, canary judgement) is done by the hooks it is handed (``revflow.worker`` lists them),
