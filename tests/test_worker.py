@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -14,6 +16,7 @@ from revflow.app import create_app
 from revflow.config import Settings
 from revflow.db import Database
 from revflow.engine.runner import BatchResult
+from revflow.retention.service import Batch
 from tests.support.engine import Engine
 from tests.support.waiting import until
 
@@ -92,3 +95,41 @@ async def test_a_dead_worker_task_is_restarted_and_reported_on_readyz(
                 "last_error": "RuntimeError: the loop itself broke",
             }
             assert runs["n"] == 2
+
+
+async def test_pruning_takes_its_share_of_a_busy_worker_and_runs_free_when_idle(
+    engine: Engine,
+) -> None:
+    """While executions are due a pruning run spends at most ``prune_busy_share`` of the
+    worker's time (a credit that grows with the time and is spent by its batches, saved up to
+    PRUNE_BURST_SECONDS while idle); with nothing due it runs a batch every round."""
+    worker = engine.worker
+    worker.settings = worker.settings.model_copy(update={"prune_busy_share": 0.1})
+    now = {"t": 0.0}
+    worker.monotonic = lambda: now["t"]
+
+    async def batches() -> AsyncGenerator[Batch]:
+        while True:
+            now["t"] += 1.0  # each batch takes a second
+            yield Batch("history", uuid.uuid4(), 10)
+
+    worker._pruning = batches()
+    worker._prune_credit, worker._prune_checked = 0.0, 0.0
+
+    async def turn(busy: bool, at: float | None = None) -> bool:
+        if at is not None:
+            now["t"] = at
+        worker._engine_busy = busy
+        return await worker._pruning_batch() > 0
+
+    assert await turn(True), "the first batch of a run goes at once"
+    assert not await turn(True), "it spent a second: the next waits"
+    assert not await turn(True, at=6.0)
+    assert await turn(True, at=11.0), "ten seconds at 0.1 earned it back"
+    ran = [await turn(False) for _ in range(5)]
+    assert ran == [True] * 5, "nothing due: a batch every round, free"
+    assert not await turn(True), "the idle batches saved nothing up beyond what the time gave"
+    assert await turn(True, at=1000.0)
+    assert await turn(True), "the second saved up goes too"
+    assert not await turn(True), "a long idle time saves up one second, not more"
+    assert worker._pruned["history"] == 10 * 9

@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     message_retention_days: int = Field(default=180, ge=0)
     prune_interval_hours: float = Field(default=24, gt=0)
     prune_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    prune_busy_share: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="Share of a worker's time a pruning run may take while executions are due "
+        "(when none are, it goes on at full speed)",
+    )
 
     # Worker.
     worker_batch_size: int = Field(default=200, ge=1, le=1000)

@@ -59,6 +59,10 @@ async def announce_failures(session: AsyncSession, outcome: Outcome, now: dt.dat
 Duty = Callable[[], Awaitable[int]]
 
 
+# How much pruning time a worker may save up while no execution is due, to spend once some are.
+PRUNE_BURST_SECONDS = 1.0
+
+
 @dataclass
 class Round:
     """What one pass over the duties did."""
@@ -102,13 +106,21 @@ class Worker:
         self._next_schedule_check = 0.0
         # Besides the engine's batches, every round runs these, in this order; scheduled
         # work (archival, and starting a pruning run) runs between rounds, at most once a
-        # minute. A pruning run goes on one batch a round, so due executions never wait on it.
+        # minute. A pruning run goes on one batch a round, so due executions never wait on it,
+        # and while executions are due it takes at most ``prune_busy_share`` of the time.
         self.duties: list[tuple[str, Duty]] = [
             ("migrations", self._migration_batch),
             ("pruning", self._pruning_batch),
         ]
         self._pruning: AsyncGenerator[Batch] | None = None
         self._pruned: Counter[str] = Counter()
+        # The pruning run's pace while executions are due: a credit of seconds (``monotonic``)
+        # that grows by ``prune_busy_share`` a second, up to PRUNE_BURST_SECONDS, and that its
+        # batches spend; and whether this round's engine batch found due executions.
+        self.monotonic: Callable[[], float] = time.monotonic
+        self._prune_credit = 0.0
+        self._prune_checked = 0.0
+        self._engine_busy = False
         self.deliveries = DeliveryDuty(db, settings, clock=self.clock, worker_id=self.id)
 
     def stop(self) -> None:
@@ -159,6 +171,7 @@ class Worker:
     async def round(self, *, wait_external: bool = False) -> Round:
         """One batch of due executions, then one turn of every other duty."""
         engine = await self.engine.run_once(wait_external=wait_external)
+        self._engine_busy = engine.executions > 0
         other = 0
         for _name, duty in self.duties:
             other += await duty()
@@ -172,6 +185,12 @@ class Worker:
         the worker leaves whole batches, and the next run (any worker's) goes on from there."""
         if self._pruning is None:
             return 0
+        began, busy = self.monotonic(), self._engine_busy
+        earned = self.settings.prune_busy_share * (began - self._prune_checked)
+        self._prune_credit = min(self._prune_credit + earned, PRUNE_BURST_SECONDS)
+        self._prune_checked = began
+        if busy and self._prune_credit < 0:
+            return 0  # executions are due and pruning has had its share: not this round
         try:
             batch = await anext(self._pruning)
         except StopAsyncIteration:
@@ -180,6 +199,9 @@ class Worker:
         except BaseException:
             await self._end_pruning()
             raise
+        finally:
+            if busy:
+                self._prune_credit -= self.monotonic() - began
         self._pruned[batch.kind] += batch.rows
         return 1 + batch.rows
 
@@ -244,6 +266,7 @@ class Worker:
         if claimed:
             log.info("pruning_started", worker=self.id)
             self._pruning = PruningRun(self.db, self.settings, now).batches()
+            self._prune_credit, self._prune_checked = 0.0, self.monotonic()
         return claimed
 
 
