@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from revflow.config import Settings
 from revflow.db import Database
@@ -140,3 +141,36 @@ async def test_concurrent_claims_share_the_accounts_without_overlap(
         assert live == 600  # claiming alone changes nothing
     finally:
         await db.dispose()
+
+
+def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan, *(n for child in plan.get("Plans", []) for n in plan_nodes(child))]
+
+
+async def test_the_claim_reads_the_due_index_not_the_whole_backlog(
+    backend: str, fresh_database_url: str
+) -> None:
+    """With one workflow in the database, leaving out the paused workflows as an anti-join made
+    PostgreSQL expect one due execution and sort the whole backlog (from a sequential scan)
+    to take a batch; the claim must read the due executions in ``wake_at`` order from an
+    index and stop at the batch."""
+    if backend != "postgresql":
+        pytest.skip("the plan of PostgreSQL's claim")
+    await create_workload(fresh_database_url, 3000)
+    db = Database(fresh_database_url, pool_size=1)
+    try:
+        async with db.session() as session:
+            await session.execute(text("ANALYZE"))
+            statement = store.shares_statement(
+                dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1), 200, 50, None
+            )
+            sql = statement.compile(
+                dialect=session.get_bind().dialect, compile_kwargs={"literal_binds": True}
+            )
+            explained = await session.scalar(text(f"EXPLAIN (FORMAT JSON) {sql}"))
+    finally:
+        await db.dispose()
+    nodes = plan_nodes(explained[0]["Plan"])
+    on_executions = [n for n in nodes if n.get("Relation Name") == "executions"]
+    assert on_executions and all(n["Node Type"] == "Index Scan" for n in on_executions), nodes
+    assert not [n for n in nodes if n["Node Type"] == "Sort" and "wake_at" in str(n["Sort Key"])]

@@ -16,15 +16,16 @@ from typing import Any, cast
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    Select,
     Subquery,
     Table,
     bindparam,
-    exists,
     func,
     insert,
     or_,
     select,
     true,
+    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -100,10 +101,11 @@ def _due(now: dt.datetime, execution: Any = Execution) -> list[ColumnElement[boo
     of the live executions, which a planner uses only for a condition it can prove from the
     statement itself (SQLite never does with bound values; PostgreSQL not in a generic plan).
     """
-    paused = exists().where(
-        Workflow.account_id == execution.account_id,
-        Workflow.id == execution.workflow_id,
-        Workflow.status == "paused",
+    # The paused workflows are one small set, read once per statement (a hashed subplan of
+    # ix_workflows_paused): as an anti-join, PostgreSQL took a database of one workflow for
+    # one where every execution is paused, and sorted the whole backlog to take a batch.
+    paused = tuple_(execution.account_id, execution.workflow_id).in_(
+        select(Workflow.account_id, Workflow.id).where(Workflow.status == "paused")
     )
     live: BindParameter[Any] = bindparam(
         "live", LIVE_STATUSES, expanding=True, literal_execute=True, unique=True
@@ -156,10 +158,19 @@ def _accounts_in_turn(after: uuid.UUID | None) -> Subquery:
 async def _claim_shares_postgresql(
     session: AsyncSession, now: dt.datetime, limit: int, share: int, after: uuid.UUID | None
 ) -> Sequence[Any]:
-    # A lateral subquery per account reads its oldest due executions from
-    # ix_executions_due_by_account and locks them (FOR UPDATE SKIP LOCKED), so that the
-    # conditions are rechecked on the locked rows and other workers' rows are skipped; the
-    # outer LIMIT stops the accounts' loop once the batch is full, so nothing more is locked.
+    rows: Sequence[Any] = (await session.execute(shares_statement(now, limit, share, after))).all()
+    return rows
+
+
+def shares_statement(
+    now: dt.datetime, limit: int, share: int, after: uuid.UUID | None
+) -> Select[Any]:
+    """The claim of each account's share on PostgreSQL.
+
+    A lateral subquery per account reads its oldest due executions from an index on
+    ``wake_at`` and locks them (FOR UPDATE SKIP LOCKED), so that the conditions are rechecked
+    on the locked rows and other workers' rows are skipped; the outer LIMIT stops the
+    accounts' loop once the batch is full, so nothing more is locked."""
     turn = _accounts_in_turn(after)
     shares = (
         select(*EXECUTION_STATE_COLUMNS)
@@ -169,8 +180,7 @@ async def _claim_shares_postgresql(
         .with_for_update(skip_locked=True, of=Execution)
         .lateral("share")
     )
-    query = select(shares).select_from(turn.join(shares, true())).limit(limit)
-    return (await session.execute(query)).all()
+    return select(shares).select_from(turn.join(shares, true())).limit(limit)
 
 
 async def _claim_sqlite(
