@@ -10,6 +10,7 @@ import pytest
 from revflow.app import create_app
 from revflow.config import Settings
 from revflow.db import Database
+from revflow.workflows import service as workflows_service
 from tests.support.engine import Engine
 from tests.support.tenants import Tenant, make_tenant
 from tests.support.workflows import create_version, create_workflow, simple_definition
@@ -193,10 +194,14 @@ async def test_idempotent_version_creation(tenant: Tenant) -> None:
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
 
 
-async def test_publish_in_same_transaction_and_semver(tenant: Tenant) -> None:
+@pytest.mark.parametrize("parent_cached", [True, False])
+async def test_publish_in_same_transaction_and_semver(tenant: Tenant, parent_cached: bool) -> None:
     wf = await create_workflow(tenant)
     v1 = await create_version(tenant, wf["id"], simple_definition(), None, publish=True)
     assert v1["status"] == "published" and v1["semver"] == "1.0.0"
+    if not parent_cached:
+        # As in another process: the parent's definition is read from the database.
+        workflows_service._DEFINITIONS.clear()
     definition = simple_definition()
     definition["steps"].append({"id": "extra", "type": "add_tag", "tag": "x"})
     v2 = await create_version(tenant, wf["id"], definition, 1)

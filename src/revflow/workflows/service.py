@@ -117,6 +117,29 @@ async def require_version(
     return version
 
 
+# Versions never change, so a definition read or written by this process is kept by version
+# id: creating a version diffs it against its parent (for the semver) without reading and
+# decoding the parent's stored definition again. Bounded by clearing, like the compare cache.
+_DEFINITIONS: dict[uuid.UUID, dict[str, Any]] = {}
+_DEFINITIONS_KEPT = 128
+
+
+def remember_definition(version_id: uuid.UUID, definition: dict[str, Any]) -> None:
+    if len(_DEFINITIONS) >= _DEFINITIONS_KEPT:
+        _DEFINITIONS.clear()
+    _DEFINITIONS[version_id] = definition
+
+
+async def definition_of(session: AsyncSession, version: Version) -> dict[str, Any]:
+    """The definition of ``version``, which may have been loaded without it."""
+    cached = _DEFINITIONS.get(version.id)
+    if cached is None:
+        stored = await repo.definitions(session, version.account_id, [version.id])
+        cached = stored[version.id]
+        remember_definition(version.id, cached)
+    return cached
+
+
 async def version_detail(
     session: AsyncSession, workflow: Workflow, version: Version
 ) -> dict[str, Any]:
@@ -234,7 +257,9 @@ async def create_version(
         )
     parent: Version | None = None
     if base is not None:
-        parent = await require_version(session, workflow, base)
+        # Without its definition: the content hash decides "no changes", and the semver's
+        # diff takes the definition from the cache when this process has seen it.
+        parent = await require_version(session, workflow, base, with_definition=False)
         if parent.content_hash == validated.content_hash:
             raise NoChanges(f"The definition is identical to version {base}")
     if latest >= settings.max_versions:
@@ -245,9 +270,8 @@ async def create_version(
     if parent is None:
         semver = next_semver(None, "major")
     else:
-        semver = next_semver(
-            parent.semver, compare(parent.definition, validated.definition).suggested_bump
-        )
+        before = await definition_of(session, parent)
+        semver = next_semver(parent.semver, compare(before, validated.definition).suggested_bump)
     version = Version(
         account_id=workflow.account_id,
         workflow_id=workflow.id,
@@ -270,6 +294,7 @@ async def create_version(
     workflow.version_count = latest + 1
     touch(workflow, now)
     await session.flush()
+    remember_definition(version.id, validated.definition)
     await audit_version(
         session,
         principal.actor,
