@@ -248,3 +248,17 @@ async def test_each_listed_version_counts_its_live_executions(engine: Engine) ->
     await engine.run()  # version 2's start their two-day wait
     await engine.advance(days=3)  # every execution finishes
     assert await live() == {1: 0, 2: 0, 3: 0}
+
+
+async def test_list_versions_answers_404_before_422_and_an_empty_page(tenant: Tenant) -> None:
+    """The workflow's lookup is folded into the page's query: a workflow without versions is
+    an empty page, a missing one 404 — also with a cursor that would be refused (422)."""
+    wf = await create_workflow(tenant)
+    empty = await tenant.request("GET", versions_url(wf["id"]))
+    assert empty.status_code == 200 and empty.json() == {"items": [], "next_cursor": None}
+    missing = versions_url("00000000-0000-4000-8000-000000000000")
+    for params in ({}, {"cursor": "not-a-cursor"}, {"tag": "x", "status": "draft"}):
+        response = await tenant.request("GET", missing, params=params)
+        assert response.status_code == 404, (params, response.text)
+    response = await tenant.request("GET", versions_url(wf["id"]), params={"cursor": "bad"})
+    assert response.status_code == 422 and response.json()["code"] == "invalid_cursor"

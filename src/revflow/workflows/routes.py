@@ -20,6 +20,7 @@ from revflow.deps import (
 from revflow.diff import render_text
 from revflow.errors import (
     CanaryActive,
+    InvalidCursor,
     InvalidDefinition,
     NoCanary,
     NoChanges,
@@ -32,7 +33,7 @@ from revflow.errors import (
 )
 from revflow.kit import idempotency
 from revflow.kit.etag import make_etag
-from revflow.kit.ids import INT32_MAX
+from revflow.kit.ids import INT32_MAX, parse_id
 from revflow.kit.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -158,31 +159,39 @@ async def list_versions(
     limit: Limit = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    workflow = await service.require_workflow(session, principal.account_id, workflow_id)
+    parsed = parse_id(workflow_id)
+    if parsed is None:
+        raise NotFound(f"No workflow {workflow_id}")
     filters = {
-        "list": f"versions:{workflow.id}",
+        "list": f"versions:{parsed}",
         "status": sorted(status or []),
         "tag": tag,
         "archived": include_archived,
     }
-    after = decode_cursor(cursor, filters, 1)
-    rows = await repo.list_versions(
+    try:
+        after = decode_cursor(cursor, filters, 1)
+        before_number = cursor_int(after[0], bits=32) if after else None
+    except InvalidCursor:
+        # 404 comes before 422 (SPEC §4): only a bad cursor pays for a lookup of its own.
+        await service.require_workflow(session, principal.account_id, workflow_id)
+        raise
+    # The workflow's lookup, the page and its live executions: one statement.
+    found, rows = await repo.version_page(
         session,
         principal.account_id,
-        workflow.id,
+        parsed,
         statuses=status,
         tag=tag,
         include_archived=include_archived,
-        before_number=cursor_int(after[0], bits=32) if after else None,
+        before_number=before_number,
         limit=limit + 1,
     )
+    if not found:
+        raise NotFound(f"No workflow {workflow_id}")
     page = rows[:limit]
-    live = await repo.live_executions(
-        session, principal.account_id, workflow.id, [row.number for row in page]
-    )
     next_cursor = encode_cursor([page[-1].number], filters) if len(rows) > limit else None
     return {
-        "items": [version_out(row, live.get(row.number, 0)) for row in page],
+        "items": [version_out(row, row.live_executions) for row in page],
         "next_cursor": next_cursor,
     }
 
