@@ -104,7 +104,7 @@ class StrictRequest:
             if not message.get("more_body", False):
                 break
         try:
-            errors = strictjson.problems(strictjson.loads(bytes(body))) if body else []
+            errors = strictjson.body_problems(bytes(body)) if body else []
         except (ValueError, RecursionError):
             errors = []  # not JSON at all: the route answers 400 malformed_json
         if errors:
