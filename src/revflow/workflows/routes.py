@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from revflow.deps import (
     Editor,
@@ -44,7 +44,6 @@ from revflow.kit.pagination import (
     time_id_next,
 )
 from revflow.kit.transactions import commit
-from revflow.models import Workflow
 from revflow.problems import raises
 from revflow.releases import service as releases
 from revflow.workflows import drafts, service
@@ -350,16 +349,27 @@ class DraftOut(BaseModel):
     warnings: list[dict[str, Any]]
 
 
-async def _workflow_to_edit(workflow_id: str, principal: Editor, session: WriteSession) -> Workflow:
-    """The workflow of a draft save, looked up as a dependency so its 404 comes before the
-    body's 422 (SPEC §4 check order)."""
-    return await service.require_workflow(session, principal.account_id, workflow_id)
+async def _workflow_to_edit(
+    request: Request, workflow_id: str, principal: Editor, session: WriteSession
+) -> drafts.WorkflowKey:
+    """The workflow of a draft save. A valid body is saved without reading the workflow first
+    (the save's own statement finds out whether it exists: one round trip fewer per
+    auto-save); an invalid one looks it up here, a dependency, so that its 404 comes before
+    the framework's 422 for the body (SPEC §4 check order)."""
+    parsed = parse_id(workflow_id)
+    if parsed is None:
+        raise NotFound(f"No workflow {workflow_id}")
+    try:
+        DraftIn.model_validate_json(await request.body())
+    except ValidationError:
+        return await service.require_workflow(session, principal.account_id, workflow_id)
+    return drafts.WorkflowRef(principal.account_id, parsed)
 
 
 @router.put("/workflows/{workflow_id}/draft", response_model=DraftOut)
 @raises(StaleDraft)
 async def save_draft(
-    workflow: Annotated[Workflow, Depends(_workflow_to_edit)],
+    workflow: Annotated[drafts.WorkflowKey, Depends(_workflow_to_edit)],
     body: DraftIn,
     principal: Editor,
     session: WriteSession,
