@@ -202,6 +202,7 @@ async def test_publish_in_same_transaction_and_semver(tenant: Tenant, parent_cac
     if not parent_cached:
         # As in another process: the parent's definition is read from the database.
         workflows_service._DEFINITIONS.clear()
+        workflows_service._COMMITTED.clear()
     definition = simple_definition()
     definition["steps"].append({"id": "extra", "type": "add_tag", "tag": "x"})
     v2 = await create_version(tenant, wf["id"], definition, 1)

@@ -144,7 +144,9 @@ async def create_version(
         change.session, change.principal, change.workflow, body, settings, now=change.now
     )
     # A version made by this request has no executions yet: nothing to count.
-    return await change.respond(version_out(version, 0, with_definition=True), 201)
+    response = await change.respond(version_out(version, 0, with_definition=True), 201)
+    service.remember_committed(version)
+    return response
 
 
 @router.get("/workflows/{workflow_id}/versions", response_model=VersionList)

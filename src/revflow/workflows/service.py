@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, update
@@ -117,11 +118,26 @@ async def require_version(
     return version
 
 
-# Versions never change, so a definition read or written by this process is kept by version
-# id: creating a version diffs it against its parent (for the semver) without reading and
-# decoding the parent's stored definition again. Bounded by clearing, like the compare cache.
+# Versions never change, so what creating a version needs of its parent is kept per process:
+# the parent's definition by version id (for the semver's diff, without reading and decoding
+# the stored one again), and its id, content hash and semver by (account, workflow, number) —
+# the latter only for committed versions, since a number is taken for good only by a commit.
+# Both bounded by clearing, like the compare cache.
 _DEFINITIONS: dict[uuid.UUID, dict[str, Any]] = {}
 _DEFINITIONS_KEPT = 128
+
+
+@dataclass(frozen=True)
+class VersionFacts:
+    """What never changes about a committed version, as creating its child needs it."""
+
+    id: uuid.UUID
+    content_hash: str
+    semver: str
+
+
+_COMMITTED: dict[tuple[uuid.UUID, uuid.UUID, int], VersionFacts] = {}
+_COMMITTED_KEPT = 4096
 
 
 def remember_definition(version_id: uuid.UUID, definition: dict[str, Any]) -> None:
@@ -130,13 +146,33 @@ def remember_definition(version_id: uuid.UUID, definition: dict[str, Any]) -> No
     _DEFINITIONS[version_id] = definition
 
 
-async def definition_of(session: AsyncSession, version: Version) -> dict[str, Any]:
-    """The definition of ``version``, which may have been loaded without it."""
-    cached = _DEFINITIONS.get(version.id)
+def remember_committed(version: Version) -> None:
+    """Keep the facts of ``version``, once its transaction has committed."""
+    if len(_COMMITTED) >= _COMMITTED_KEPT:
+        _COMMITTED.clear()
+    key = (version.account_id, version.workflow_id, version.number)
+    _COMMITTED[key] = VersionFacts(version.id, version.content_hash, version.semver)
+
+
+async def _parent_facts(session: AsyncSession, workflow: Workflow, number: int) -> VersionFacts:
+    facts = _COMMITTED.get((workflow.account_id, workflow.id, number))
+    if facts is None:
+        # Read under the workflow's lock, below the latest number: committed by someone.
+        parent = await require_version(session, workflow, number, with_definition=False)
+        remember_committed(parent)
+        facts = VersionFacts(parent.id, parent.content_hash, parent.semver)
+    return facts
+
+
+async def definition_of(
+    session: AsyncSession, account_id: uuid.UUID, version_id: uuid.UUID
+) -> dict[str, Any]:
+    """The definition of the account's version ``version_id``."""
+    cached = _DEFINITIONS.get(version_id)
     if cached is None:
-        stored = await repo.definitions(session, version.account_id, [version.id])
-        cached = stored[version.id]
-        remember_definition(version.id, cached)
+        stored = await repo.definitions(session, account_id, [version_id])
+        cached = stored[version_id]
+        remember_definition(version_id, cached)
     return cached
 
 
@@ -255,11 +291,11 @@ async def create_version(
             "merge your changes into it and retry",
             latest_version=latest,
         )
-    parent: Version | None = None
+    parent: VersionFacts | None = None
     if base is not None:
         # Without its definition: the content hash decides "no changes", and the semver's
         # diff takes the definition from the cache when this process has seen it.
-        parent = await require_version(session, workflow, base, with_definition=False)
+        parent = await _parent_facts(session, workflow, base)
         if parent.content_hash == validated.content_hash:
             raise NoChanges(f"The definition is identical to version {base}")
     if latest >= settings.max_versions:
@@ -270,7 +306,7 @@ async def create_version(
     if parent is None:
         semver = next_semver(None, "major")
     else:
-        before = await definition_of(session, parent)
+        before = await definition_of(session, workflow.account_id, parent.id)
         semver = next_semver(parent.semver, compare(before, validated.definition).suggested_bump)
     version = Version(
         account_id=workflow.account_id,
