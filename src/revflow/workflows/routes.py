@@ -43,6 +43,7 @@ from revflow.kit.pagination import (
     time_id_after,
     time_id_next,
 )
+from revflow.kit.responses import FastJSONResponse
 from revflow.kit.transactions import commit
 from revflow.problems import raises
 from revflow.releases import service as releases
@@ -236,7 +237,7 @@ async def get_version(
         raise NotFound(f"Workflow {workflow.id} has no version {number}")
     version = await service.require_version(session, workflow, int(number))
     live = await repo.live_executions(session, principal.account_id, workflow.id, [version.number])
-    return JSONResponse(
+    return FastJSONResponse(
         version_out(version, live.get(version.number, 0), with_definition=True),
         headers={"ETag": make_etag(workflow.id, workflow.revision)},
     )
@@ -392,7 +393,7 @@ async def save_draft(
     answer = drafts.draft_out(draft)
     await commit(session)
     # Already JSON: answered as is rather than re-validated against DraftOut on every save.
-    return JSONResponse(answer)
+    return FastJSONResponse(answer)
 
 
 @router.get("/workflows/{workflow_id}/draft", response_model=DraftOut)
