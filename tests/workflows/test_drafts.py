@@ -8,6 +8,7 @@ creates a version, and saving it never creates a version nor changes the workflo
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from functools import partial
@@ -355,6 +356,11 @@ async def test_missing_workflow_and_other_tenants(tenant: Tenant, other_tenant: 
             404,
             "not_found",
         )
+    # A JSON body sent as another content type is not read as JSON: 404 first, there too.
+    plain = {"content-type": "text/plain"}
+    content = json.dumps(body(edited("x"), revision=1))
+    response = await tenant.request("PUT", missing, content=content, headers=plain)
+    assert_problem(response, 404, "not_found")
     assert (await tenant.request("GET", draft_url(workflow_id))).json()["definition"] == edited(
         "mine"
     )

@@ -366,8 +366,10 @@ async def _workflow_to_edit(
     if parsed is None:
         raise NotFound(f"No workflow {workflow_id}")
     try:
+        if "json" not in request.headers.get("content-type", ""):
+            raise ValueError("not read as JSON by the framework")
         DraftIn.model_validate_json(await request.body())
-    except ValidationError:
+    except (ValueError, ValidationError):
         return await service.require_workflow(session, principal.account_id, workflow_id)
     return drafts.WorkflowRef(principal.account_id, parsed)
 
