@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from revflow import problems
 from revflow.audit.routes import router as audit_router
 from revflow.auth.routes import router as auth_router
+from revflow.auth.service import KeyCache
 from revflow.config import Settings, get_settings
 from revflow.contacts.routes import router as contacts_router
 from revflow.db import Database
@@ -103,7 +104,7 @@ class StrictRequest:
             if not message.get("more_body", False):
                 break
         try:
-            errors = strictjson.problems(strictjson.loads(bytes(body))) if body else []
+            errors = strictjson.body_problems(bytes(body)) if body else []
         except (ValueError, RecursionError):
             errors = []  # not JSON at all: the route answers 400 malformed_json
         if errors:
@@ -347,6 +348,7 @@ def create_app(
     app.state.clock = clock or SystemClock()
     limit = settings.rate_limit()
     app.state.rate_limiter = None if limit is None else TokenBuckets(*limit)
+    app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     app.state.worker = None
     app.state.worker_health = WorkerHealth() if with_worker else None
     problems.install(app)

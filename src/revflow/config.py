@@ -54,6 +54,15 @@ class Settings(BaseSettings):
     log_json: bool = True
     idempotency_ttl_hours: int = Field(default=24, ge=1)
 
+    # Authentication reads a key once per this many seconds per process (SPEC is silent on
+    # how fast a revocation reaches other processes; README says what this bound means).
+    api_key_cache_seconds: float = Field(
+        default=5,
+        ge=0,
+        description="How long an API process reuses an API key it has looked up; a key "
+        "revoked in another process stops working within this time (0: every request reads it).",
+    )
+
     # The API's rate limit per account (a token bucket per account and process); off unless
     # a rate is set.
     rate_limit_per_second: float | None = Field(

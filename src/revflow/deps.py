@@ -10,7 +10,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from revflow.auth.service import Principal, authenticate
+from revflow.auth.service import KeyCache, Principal, authenticate
 from revflow.config import Settings
 from revflow.db import Database, ReadOnlyViolation, enter_account, mark_read_only
 from revflow.engine.clock import Clock
@@ -137,7 +137,8 @@ async def current_principal(
     # Finding the key by its hash runs before the account is known: one of the documented
     # cross-account paths (README, "PostgreSQL"). From here on the session is the
     # account's alone (on PostgreSQL, under row-level security).
-    principal = await authenticate(session, token)
+    cache: KeyCache | None = getattr(request.app.state, "key_cache", None)
+    principal = await authenticate(session, token, cache)
     if principal is None:
         raise Unauthorized("The API key is unknown or revoked")
     await enter_account(session, principal.account_id)

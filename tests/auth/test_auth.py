@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from revflow.app import create_app
+from revflow.auth.service import KeyCache, Principal
 from revflow.config import Settings
 from revflow.db import Database
 from tests.support.problems import assert_problem
@@ -111,3 +112,96 @@ async def test_account_creation_is_disabled_without_an_operator_token(
                 f"{API}/accounts", json={"name": "x"}, headers={"Authorization": authorization}
             )
             assert_problem(response, 401, "unauthorized", f"no operator token, {authorization!r}")
+
+
+# --- the key cache: how fast a revocation reaches every process --------------------------------
+
+
+class StepClock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _principal(user: str) -> Principal:
+    return Principal(account_id=uuid.uuid4(), key_id=uuid.uuid4(), user=user, role="viewer")
+
+
+def test_key_cache_keeps_a_key_for_its_ttl_and_no_longer() -> None:
+    clock = StepClock()
+    cache = KeyCache(5, clock=clock)
+    principal = _principal("a")
+    cache.put(b"a", principal)
+    clock.now += 4.9
+    assert cache.get(b"a") == principal
+    clock.now += 0.1
+    assert cache.get(b"a") is None and len(cache) == 0
+    # Forgetting ends an entry at once; a TTL of 0 keeps nothing.
+    cache.put(b"a", principal)
+    cache.forget(b"a")
+    assert cache.get(b"a") is None
+    off = KeyCache(0, clock=clock)
+    off.put(b"a", principal)
+    assert off.get(b"a") is None and len(off) == 0
+
+
+def test_key_cache_is_bounded_oldest_first() -> None:
+    cache = KeyCache(60, max_keys=3, clock=StepClock())
+    for name in "abcd":
+        cache.put(name.encode(), _principal(name))
+    assert len(cache) == 3
+    assert cache.get(b"a") is None
+    assert [cache.get(n) is not None for n in (b"b", b"c", b"d")] == [True, True, True]
+
+
+async def test_a_key_revoked_in_another_process_stops_within_the_ttl(
+    settings: Settings, db: Database, tenant: Tenant
+) -> None:
+    """Two API processes on one database (two apps): a key revoked through the first is
+    refused by the first at once and by the second once its cached entry expires."""
+    key = await tenant.key_for("editor", "roaming@a.example")
+    headers = {"Authorization": f"Bearer {key}"}
+    first, second = create_app(settings, db), create_app(settings, db)
+    clock = StepClock()
+    second.state.key_cache = KeyCache(settings.api_key_cache_seconds, clock=clock)
+    base = "http://revflow.test"
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=first), base_url=base) as one,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=second), base_url=base) as two,
+    ):
+        assert (await one.get(f"{API}/workflows", headers=headers)).status_code == 200
+        assert (await two.get(f"{API}/workflows", headers=headers)).status_code == 200
+        listed = (await tenant.request("GET", f"{API}/api-keys")).json()["items"]
+        key_id = next(k["id"] for k in listed if k["user"] == "roaming@a.example")
+        admin = {"Authorization": f"Bearer {tenant.key}"}
+        assert (await one.delete(f"{API}/api-keys/{key_id}", headers=admin)).status_code == 200
+        response = await one.get(f"{API}/workflows", headers=headers)
+        assert_problem(response, 401, "unauthorized", "revoked by this process")
+        # The second process still has the key, for less than its TTL ...
+        clock.now += settings.api_key_cache_seconds - 0.01
+        assert (await two.get(f"{API}/workflows", headers=headers)).status_code == 200
+        # ... and reads it again, revoked, once the TTL has passed.
+        clock.now += 0.01
+        response = await two.get(f"{API}/workflows", headers=headers)
+        assert_problem(response, 401, "unauthorized", "revoked elsewhere, past the TTL")
+        assert len(second.state.key_cache) == 0  # expired, and a revoked key is not kept
+
+
+async def test_without_the_key_cache_a_revocation_is_seen_everywhere_at_once(
+    settings: Settings, db: Database, tenant: Tenant
+) -> None:
+    key = await tenant.key_for("viewer", "strict@a.example")
+    headers = {"Authorization": f"Bearer {key}"}
+    strict = create_app(settings.model_copy(update={"api_key_cache_seconds": 0}), db)
+    transport = httpx.ASGITransport(app=strict)
+    async with httpx.AsyncClient(transport=transport, base_url="http://revflow.test") as other:
+        assert (await other.get(f"{API}/workflows", headers=headers)).status_code == 200
+        listed = (await tenant.request("GET", f"{API}/api-keys")).json()["items"]
+        key_id = next(k["id"] for k in listed if k["user"] == "strict@a.example")
+        assert (await tenant.request("DELETE", f"{API}/api-keys/{key_id}")).status_code == 200
+        response = await other.get(f"{API}/workflows", headers=headers)
+        assert_problem(response, 401, "unauthorized", "revoked, no cache")

@@ -8,6 +8,7 @@ creates a version, and saving it never creates a version nor changes the workflo
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from functools import partial
@@ -345,6 +346,21 @@ async def test_missing_workflow_and_other_tenants(tenant: Tenant, other_tenant: 
         assert_problem(
             await other_tenant.request(method, draft_url(workflow_id), **kw), 404, "not_found"
         )
+    # A save with a revision finds out in its own statement that there is no such workflow;
+    # an invalid body (422) on a missing workflow is still a 404 (SPEC §4 order).
+    missing = draft_url("00000000-0000-0000-0000-000000000000")
+    for payload in (body(edited("x"), revision=1), {"definition": {}, "revision": 0}):
+        assert_problem(await tenant.request("PUT", missing, json=payload), 404, "not_found")
+        assert_problem(
+            await other_tenant.request("PUT", draft_url(workflow_id), json=payload),
+            404,
+            "not_found",
+        )
+    # A JSON body sent as another content type is not read as JSON: 404 first, there too.
+    plain = {"content-type": "text/plain"}
+    content = json.dumps(body(edited("x"), revision=1))
+    response = await tenant.request("PUT", missing, content=content, headers=plain)
+    assert_problem(response, 404, "not_found")
     assert (await tenant.request("GET", draft_url(workflow_id))).json()["definition"] == edited(
         "mine"
     )

@@ -10,6 +10,7 @@ import pytest
 from revflow.app import create_app
 from revflow.config import Settings
 from revflow.db import Database
+from revflow.workflows import service as workflows_service
 from tests.support.engine import Engine
 from tests.support.tenants import Tenant, make_tenant
 from tests.support.workflows import create_version, create_workflow, simple_definition
@@ -193,10 +194,15 @@ async def test_idempotent_version_creation(tenant: Tenant) -> None:
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
 
 
-async def test_publish_in_same_transaction_and_semver(tenant: Tenant) -> None:
+@pytest.mark.parametrize("parent_cached", [True, False])
+async def test_publish_in_same_transaction_and_semver(tenant: Tenant, parent_cached: bool) -> None:
     wf = await create_workflow(tenant)
     v1 = await create_version(tenant, wf["id"], simple_definition(), None, publish=True)
     assert v1["status"] == "published" and v1["semver"] == "1.0.0"
+    if not parent_cached:
+        # As in another process: the parent's definition is read from the database.
+        workflows_service._DEFINITIONS.clear()
+        workflows_service._COMMITTED.clear()
     definition = simple_definition()
     definition["steps"].append({"id": "extra", "type": "add_tag", "tag": "x"})
     v2 = await create_version(tenant, wf["id"], definition, 1)
@@ -243,3 +249,17 @@ async def test_each_listed_version_counts_its_live_executions(engine: Engine) ->
     await engine.run()  # version 2's start their two-day wait
     await engine.advance(days=3)  # every execution finishes
     assert await live() == {1: 0, 2: 0, 3: 0}
+
+
+async def test_list_versions_answers_404_before_422_and_an_empty_page(tenant: Tenant) -> None:
+    """The workflow's lookup is folded into the page's query: a workflow without versions is
+    an empty page, a missing one 404 — also with a cursor that would be refused (422)."""
+    wf = await create_workflow(tenant)
+    empty = await tenant.request("GET", versions_url(wf["id"]))
+    assert empty.status_code == 200 and empty.json() == {"items": [], "next_cursor": None}
+    missing = versions_url("00000000-0000-4000-8000-000000000000")
+    for params in ({}, {"cursor": "not-a-cursor"}, {"tag": "x", "status": "draft"}):
+        response = await tenant.request("GET", missing, params=params)
+        assert response.status_code == 404, (params, response.text)
+    response = await tenant.request("GET", versions_url(wf["id"]), params={"cursor": "bad"})
+    assert response.status_code == 422 and response.json()["code"] == "invalid_cursor"

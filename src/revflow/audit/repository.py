@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -15,6 +15,7 @@ from revflow.models import AuditEntry, AuditHead
 
 # Core statements on the chain's head: no ORM bookkeeping on a path every change takes.
 AUDIT_HEADS = cast(Table, AuditHead.__table__)
+AUDIT_ENTRIES = cast(Table, AuditEntry.__table__)
 
 
 def advance_head(session: Session, account_id: uuid.UUID, count: int) -> tuple[int, str]:
@@ -29,10 +30,22 @@ def advance_head(session: Session, account_id: uuid.UUID, count: int) -> tuple[i
     return int(head.seq), str(head.hash)
 
 
-def set_head_hash(session: Session, account_id: uuid.UUID, digest: str) -> None:
-    session.execute(
-        update(AUDIT_HEADS).where(AUDIT_HEADS.c.account_id == account_id).values(hash=digest)
+def append(session: Session, account_id: uuid.UUID, entries: Sequence[dict[str, Any]]) -> None:
+    """Insert ``entries`` (numbered by :func:`advance_head`, in order) and make the last one's
+    hash the head's. On PostgreSQL both are one statement (the insert in a CTE of the head's
+    update); the head is already locked by the advance, so the chain's order is the advances'
+    order either way."""
+    insert_entries = insert(AUDIT_ENTRIES).values(list(entries))
+    set_hash = (
+        update(AUDIT_HEADS)
+        .where(AUDIT_HEADS.c.account_id == account_id)
+        .values(hash=entries[-1]["hash"])
     )
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(set_hash.add_cte(insert_entries.cte("entries")))
+        return
+    session.execute(insert_entries)
+    session.execute(set_hash)
 
 
 async def head(session: AsyncSession, account_id: uuid.UUID) -> AuditHead | None:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
 from revflow.audit import repository as repo
-from revflow.db import GuardedSession
+from revflow.db import GuardedSession, new_id
 from revflow.kit.jsonutil import canonical, sha256_hex
 from revflow.models import AuditEntry
 
@@ -128,6 +128,7 @@ def _append(session: Session, entries: Sequence[_Entry]) -> None:
     for account_id in sorted(by_account):
         mine = by_account[account_id]
         last, prev_hash = repo.advance_head(session, account_id, len(mine))
+        rows: list[dict[str, Any]] = []
         for seq, entry in enumerate(mine, start=last - len(mine) + 1):
             digest = entry_hash(
                 prev_hash=prev_hash,
@@ -141,24 +142,25 @@ def _append(session: Session, entries: Sequence[_Entry]) -> None:
                 object_id=entry.object_id,
                 details=entry.details,
             )
-            session.add(
-                AuditEntry(
-                    account_id=account_id,
-                    seq=seq,
-                    at=entry.at,
-                    actor_user=entry.actor.user,
-                    actor_key_id=entry.actor.key_id,
-                    action=entry.action,
-                    workflow_id=entry.workflow_id,
-                    object_type=entry.object_type,
-                    object_id=entry.object_id,
-                    details=entry.details,
-                    prev_hash=prev_hash,
-                    hash=digest,
-                )
+            rows.append(
+                {
+                    "id": new_id(),
+                    "account_id": account_id,
+                    "seq": seq,
+                    "at": entry.at,
+                    "actor_user": entry.actor.user,
+                    "actor_key_id": entry.actor.key_id,
+                    "action": entry.action,
+                    "workflow_id": entry.workflow_id,
+                    "object_type": entry.object_type,
+                    "object_id": entry.object_id,
+                    "details": entry.details,
+                    "prev_hash": prev_hash,
+                    "hash": digest,
+                }
             )
             prev_hash = digest
-        repo.set_head_hash(session, account_id, prev_hash)
+        repo.append(session, account_id, rows)
     session.flush()
 
 

@@ -154,11 +154,16 @@ async def list_keys(
 
 @router.delete("/api-keys/{key_id}", response_model=KeyOut)
 async def revoke_key(
-    key_id: str, principal: Admin, session: WriteSession, now: Now
+    request: Request, key_id: str, principal: Admin, session: WriteSession, now: Now
 ) -> dict[str, Any]:
     parsed = parse_id(key_id)
     if parsed is None:
         raise NotFound("No such API key")
     key = await service.revoke_key(session, principal.account_id, parsed, principal.actor, now)
     await commit(session)
+    # Forgotten once committed, so no request of this process can put it back in between;
+    # other processes drop it when their entry expires (README, "Decisions").
+    cache: service.KeyCache | None = getattr(request.app.state, "key_cache", None)
+    if cache is not None:
+        cache.forget(key.key_hash)
     return key_out(key)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select, tuple_
@@ -141,15 +142,70 @@ async def revoke_key(
     return key
 
 
-async def authenticate(session: AsyncSession, clear: str) -> Principal | None:
-    """The principal of an active key, or ``None``."""
+class KeyCache:
+    """The principals of the active keys one process has recently looked up, by key hash.
+
+    A key's account, user and role never change; only revocation ends it. An entry lives
+    ``ttl_seconds``, so a key revoked by another process stops working here within that time;
+    the process that revokes a key forgets it at once (:meth:`forget`). Unknown and revoked
+    keys are never kept: each of their requests reads the table. At most ``max_keys`` entries,
+    the oldest dropped first.
+    """
+
+    def __init__(
+        self,
+        ttl_seconds: float,
+        *,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_keys = max_keys
+        self._clock = clock
+        self._entries: dict[bytes, tuple[float, Principal]] = {}
+
+    def get(self, digest: bytes) -> Principal | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        expires, principal = entry
+        if self._clock() >= expires:
+            del self._entries[digest]
+            return None
+        return principal
+
+    def put(self, digest: bytes, principal: Principal) -> None:
+        if self.ttl_seconds <= 0:
+            return
+        self._entries.pop(digest, None)
+        while len(self._entries) >= self.max_keys:
+            del self._entries[next(iter(self._entries))]
+        self._entries[digest] = (self._clock() + self.ttl_seconds, principal)
+
+    def forget(self, digest: bytes) -> None:
+        self._entries.pop(digest, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+async def authenticate(
+    session: AsyncSession, clear: str, cache: KeyCache | None = None
+) -> Principal | None:
+    """The principal of an active key, or ``None``; from ``cache`` when it holds the key."""
+    digest = hash_key(clear)
+    if cache is not None and (cached := cache.get(digest)) is not None:
+        return cached
     row = (
         await session.execute(
             select(ApiKey.id, ApiKey.account_id, ApiKey.user, ApiKey.role).where(
-                ApiKey.key_hash == hash_key(clear), ApiKey.revoked_at.is_(None)
+                ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)
             )
         )
     ).first()
     if row is None:
         return None
-    return Principal(account_id=row.account_id, key_id=row.id, user=row.user, role=row.role)
+    principal = Principal(account_id=row.account_id, key_id=row.id, user=row.user, role=row.role)
+    if cache is not None:
+        cache.put(digest, principal)
+    return principal

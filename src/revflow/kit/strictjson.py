@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 MAX_DEPTH = 64
@@ -73,3 +74,43 @@ def problems(value: Any, pointer: str = "", depth: int = 0) -> list[dict[str, st
             for index, child in enumerate(item):
                 stack.append((child, f"{at}/{index}", level + 1))
     return sorted(found, key=lambda p: p["pointer"])
+
+
+# A NUL or a surrogate can only be written as a \u escape: a raw NUL is not JSON, and
+# surrogates are not UTF-8.
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def body_problems(raw: bytes) -> list[dict[str, str]]:
+    """``problems(loads(raw))``, without the full walk when nothing in the body can break a
+    rule — the common case, where the walk's pointer for every value is the cost. Numbers are
+    checked while parsing, escapes in the raw bytes, nesting by a walk of the containers.
+    Raises like ``json.loads`` when ``raw`` is not JSON."""
+    not_finite = False
+
+    def marker(text: str) -> Any:
+        nonlocal not_finite
+        value = _float(text)
+        not_finite = not_finite or isinstance(value, _NotFinite)
+        return value
+
+    value = json.loads(raw, parse_constant=marker, parse_float=marker)
+    if not_finite or _SUSPECT_ESCAPE.search(raw) or _too_deep(value):
+        return problems(value)
+    return []
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether any value sits deeper than ``MAX_DEPTH`` (the root is at depth 0)."""
+    level = [value] if isinstance(value, (dict, list)) else []
+    depth = 0
+    while level:
+        deeper: list[Any] = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            if children and depth >= MAX_DEPTH:
+                return True
+            deeper.extend(c for c in children if isinstance(c, (dict, list)))
+        level = deeper
+        depth += 1
+    return False

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import CursorResult
@@ -20,6 +21,25 @@ from revflow.config import Settings
 from revflow.definition import DefinitionInvalid, validate_definition
 from revflow.errors import NotFound, StaleDraft
 from revflow.models import Workflow, WorkingDraft
+
+
+class WorkflowKey(Protocol):
+    """What a draft needs of its workflow: a ``Workflow``, or a :class:`WorkflowRef` when the
+    save itself finds out whether the workflow exists."""
+
+    @property
+    def account_id(self) -> uuid.UUID: ...
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+@dataclass(frozen=True)
+class WorkflowRef:
+    """A workflow named by the request, not read yet."""
+
+    account_id: uuid.UUID
+    id: uuid.UUID
 
 
 def draft_out(draft: WorkingDraft) -> dict[str, Any]:
@@ -49,7 +69,7 @@ def check(definition: Any, settings: Settings) -> tuple[list[dict[str, Any]], li
     return [], [dict(w) for w in validated.warnings]
 
 
-async def get(session: AsyncSession, workflow: Workflow, user: str) -> WorkingDraft | None:
+async def get(session: AsyncSession, workflow: WorkflowKey, user: str) -> WorkingDraft | None:
     return await session.scalar(
         select(WorkingDraft).where(
             WorkingDraft.account_id == workflow.account_id,
@@ -59,14 +79,26 @@ async def get(session: AsyncSession, workflow: Workflow, user: str) -> WorkingDr
     )
 
 
-async def _stale(session: AsyncSession, workflow: Workflow, user: str, message: str) -> StaleDraft:
+async def _refused(
+    session: AsyncSession, workflow: WorkflowKey, user: str, message: str
+) -> NotFound | StaleDraft:
+    """Why a save wrote nothing: the workflow does not exist (404), or the draft is not at
+    the revision the save was made from (409, with the current draft)."""
+    if not isinstance(workflow, Workflow):
+        exists = await session.scalar(
+            select(Workflow.id).where(
+                Workflow.account_id == workflow.account_id, Workflow.id == workflow.id
+            )
+        )
+        if exists is None:
+            return NotFound(f"No workflow {workflow.id}")
     current = await get(session, workflow, user)
     return StaleDraft(message, draft=draft_out(current) if current else None)
 
 
 async def save(
     session: AsyncSession,
-    workflow: Workflow,
+    workflow: WorkflowKey,
     user: str,
     *,
     definition: Any,
@@ -97,7 +129,7 @@ async def save(
                     )
                 )
         except IntegrityError:
-            raise await _stale(
+            raise await _refused(
                 session,
                 workflow,
                 user,
@@ -124,7 +156,7 @@ async def save(
         )
     ).first()
     if saved is None:
-        raise await _stale(
+        raise await _refused(
             session, workflow, user, f"Revision {revision} is not the draft's current one"
         )
     return WorkingDraft(

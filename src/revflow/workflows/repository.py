@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, exists, func, select, tuple_
+from sqlalchemy import Row, Select, and_, exists, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
@@ -107,7 +107,7 @@ async def content_hash_of(
     )
 
 
-async def list_versions(
+async def version_page(
     session: AsyncSession,
     account_id: uuid.UUID,
     workflow_id: uuid.UUID,
@@ -117,8 +117,52 @@ async def list_versions(
     include_archived: bool,
     before_number: int | None,
     limit: int,
-) -> Sequence[Row[Any]]:
-    """Versions newest first, without their definitions."""
+) -> tuple[bool, list[Row[Any]]]:
+    """Whether the workflow exists, and a page of its versions newest first (without their
+    definitions, each with its ``live_executions``) — in one statement: the workflow's row
+    joined with the page, each listed version's live executions counted beside it."""
+    page = _versions_query(
+        account_id,
+        workflow_id,
+        statuses=statuses,
+        tag=tag,
+        include_archived=include_archived,
+        before_number=before_number,
+        limit=limit,
+    ).subquery("page")
+    live = (
+        select(func.count())
+        .where(
+            Execution.account_id == account_id,
+            Execution.workflow_id == workflow_id,
+            Execution.version == page.c.number,
+            Execution.status.in_(LIVE_STATUSES),
+        )
+        .scalar_subquery()
+    )
+    query = (
+        select(Workflow.id.label("found"), *page.c, live.label("live_executions"))
+        .select_from(Workflow)
+        .outerjoin(page, literal(True))
+        .where(Workflow.account_id == account_id, Workflow.id == workflow_id)
+        .order_by(page.c.number.desc())
+    )
+    rows = (await session.execute(query)).all()
+    if not rows:
+        return False, []
+    return True, [row for row in rows if row.number is not None]
+
+
+def _versions_query(
+    account_id: uuid.UUID,
+    workflow_id: uuid.UUID,
+    *,
+    statuses: Sequence[str] | None,
+    tag: str | None,
+    include_archived: bool,
+    before_number: int | None,
+    limit: int,
+) -> Select[Any]:
     query = select(*VERSION_SUMMARY_COLUMNS).where(
         Version.account_id == account_id, Version.workflow_id == workflow_id
     )
@@ -136,8 +180,32 @@ async def list_versions(
         )
     if before_number is not None:
         query = query.where(Version.number < before_number)
-    query = query.order_by(Version.number.desc()).limit(limit)
-    return (await session.execute(query)).all()
+    return query.order_by(Version.number.desc()).limit(limit)
+
+
+async def list_versions(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    workflow_id: uuid.UUID,
+    *,
+    statuses: Sequence[str] | None,
+    tag: str | None,
+    include_archived: bool,
+    before_number: int | None,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """Versions newest first, without their definitions."""
+    query = _versions_query(
+        account_id,
+        workflow_id,
+        statuses=statuses,
+        tag=tag,
+        include_archived=include_archived,
+        before_number=before_number,
+        limit=limit,
+    )
+    rows: Sequence[Row[Any]] = (await session.execute(query)).all()
+    return rows
 
 
 async def live_executions(

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from revflow.deps import (
     Editor,
@@ -20,6 +20,7 @@ from revflow.deps import (
 from revflow.diff import render_text
 from revflow.errors import (
     CanaryActive,
+    InvalidCursor,
     InvalidDefinition,
     NoCanary,
     NoChanges,
@@ -32,7 +33,7 @@ from revflow.errors import (
 )
 from revflow.kit import idempotency
 from revflow.kit.etag import make_etag
-from revflow.kit.ids import INT32_MAX
+from revflow.kit.ids import INT32_MAX, parse_id
 from revflow.kit.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -42,8 +43,8 @@ from revflow.kit.pagination import (
     time_id_after,
     time_id_next,
 )
+from revflow.kit.responses import FastJSONResponse
 from revflow.kit.transactions import commit
-from revflow.models import Workflow
 from revflow.problems import raises
 from revflow.releases import service as releases
 from revflow.workflows import drafts, service
@@ -58,6 +59,7 @@ from revflow.workflows.schemas import (
     VersionCreate,
     VersionDetail,
     VersionList,
+    VersionOut,
     VersionStatus,
     WorkflowCreate,
     WorkflowDetail,
@@ -69,6 +71,8 @@ from revflow.workflows.schemas import (
 )
 
 router = APIRouter(prefix="/api/v1", tags=["workflows"])
+
+_LISTED = TypeAdapter(list[VersionOut])
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
@@ -144,7 +148,9 @@ async def create_version(
         change.session, change.principal, change.workflow, body, settings, now=change.now
     )
     # A version made by this request has no executions yet: nothing to count.
-    return await change.respond(version_out(version, 0, with_definition=True), 201)
+    response = await change.respond(version_out(version, 0, with_definition=True), 201)
+    service.remember_committed(version)
+    return response
 
 
 @router.get("/workflows/{workflow_id}/versions", response_model=VersionList)
@@ -157,34 +163,42 @@ async def list_versions(
     include_archived: bool = False,
     limit: Limit = DEFAULT_LIMIT,
     cursor: str | None = None,
-) -> dict[str, Any]:
-    workflow = await service.require_workflow(session, principal.account_id, workflow_id)
+) -> JSONResponse:
+    parsed = parse_id(workflow_id)
+    if parsed is None:
+        raise NotFound(f"No workflow {workflow_id}")
     filters = {
-        "list": f"versions:{workflow.id}",
+        "list": f"versions:{parsed}",
         "status": sorted(status or []),
         "tag": tag,
         "archived": include_archived,
     }
-    after = decode_cursor(cursor, filters, 1)
-    rows = await repo.list_versions(
+    try:
+        after = decode_cursor(cursor, filters, 1)
+        before_number = cursor_int(after[0], bits=32) if after else None
+    except InvalidCursor:
+        # 404 comes before 422 (SPEC §4): only a bad cursor pays for a lookup of its own.
+        await service.require_workflow(session, principal.account_id, workflow_id)
+        raise
+    # The workflow's lookup, the page and its live executions: one statement.
+    found, rows = await repo.version_page(
         session,
         principal.account_id,
-        workflow.id,
+        parsed,
         statuses=status,
         tag=tag,
         include_archived=include_archived,
-        before_number=cursor_int(after[0], bits=32) if after else None,
+        before_number=before_number,
         limit=limit + 1,
     )
+    if not found:
+        raise NotFound(f"No workflow {workflow_id}")
     page = rows[:limit]
-    live = await repo.live_executions(
-        session, principal.account_id, workflow.id, [row.number for row in page]
-    )
     next_cursor = encode_cursor([page[-1].number], filters) if len(rows) > limit else None
-    return {
-        "items": [version_out(row, live.get(row.number, 0)) for row in page],
-        "next_cursor": next_cursor,
-    }
+    # The rows carry every field of a listed version: validated and dumped in one pass of
+    # pydantic-core, and answered as is (not validated again against the response model).
+    items = _LISTED.dump_python(_LISTED.validate_python(page, from_attributes=True), mode="json")
+    return FastJSONResponse({"items": items, "next_cursor": next_cursor})
 
 
 @router.get(
@@ -226,7 +240,7 @@ async def get_version(
         raise NotFound(f"Workflow {workflow.id} has no version {number}")
     version = await service.require_version(session, workflow, int(number))
     live = await repo.live_executions(session, principal.account_id, workflow.id, [version.number])
-    return JSONResponse(
+    return FastJSONResponse(
         version_out(version, live.get(version.number, 0), with_definition=True),
         headers={"ETag": make_etag(workflow.id, workflow.revision)},
     )
@@ -341,16 +355,29 @@ class DraftOut(BaseModel):
     warnings: list[dict[str, Any]]
 
 
-async def _workflow_to_edit(workflow_id: str, principal: Editor, session: WriteSession) -> Workflow:
-    """The workflow of a draft save, looked up as a dependency so its 404 comes before the
-    body's 422 (SPEC §4 check order)."""
-    return await service.require_workflow(session, principal.account_id, workflow_id)
+async def _workflow_to_edit(
+    request: Request, workflow_id: str, principal: Editor, session: WriteSession
+) -> drafts.WorkflowKey:
+    """The workflow of a draft save. A valid body is saved without reading the workflow first
+    (the save's own statement finds out whether it exists: one round trip fewer per
+    auto-save); an invalid one looks it up here, a dependency, so that its 404 comes before
+    the framework's 422 for the body (SPEC §4 check order)."""
+    parsed = parse_id(workflow_id)
+    if parsed is None:
+        raise NotFound(f"No workflow {workflow_id}")
+    try:
+        if "json" not in request.headers.get("content-type", ""):
+            raise ValueError("not read as JSON by the framework")
+        DraftIn.model_validate_json(await request.body())
+    except (ValueError, ValidationError):
+        return await service.require_workflow(session, principal.account_id, workflow_id)
+    return drafts.WorkflowRef(principal.account_id, parsed)
 
 
 @router.put("/workflows/{workflow_id}/draft", response_model=DraftOut)
 @raises(StaleDraft)
 async def save_draft(
-    workflow: Annotated[Workflow, Depends(_workflow_to_edit)],
+    workflow: Annotated[drafts.WorkflowKey, Depends(_workflow_to_edit)],
     body: DraftIn,
     principal: Editor,
     session: WriteSession,
@@ -371,7 +398,7 @@ async def save_draft(
     answer = drafts.draft_out(draft)
     await commit(session)
     # Already JSON: answered as is rather than re-validated against DraftOut on every save.
-    return JSONResponse(answer)
+    return FastJSONResponse(answer)
 
 
 @router.get("/workflows/{workflow_id}/draft", response_model=DraftOut)

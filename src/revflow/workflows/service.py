@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, update
@@ -115,6 +116,64 @@ async def require_version(
     if version is None:
         raise NotFound(f"Workflow {workflow.id} has no version {number}")
     return version
+
+
+# Versions never change, so what creating a version needs of its parent is kept per process:
+# the parent's definition by version id (for the semver's diff, without reading and decoding
+# the stored one again), and its id, content hash and semver by (account, workflow, number) —
+# the latter only for committed versions, since a number is taken for good only by a commit.
+# Both bounded by clearing, like the compare cache.
+_DEFINITIONS: dict[uuid.UUID, dict[str, Any]] = {}
+_DEFINITIONS_KEPT = 128
+
+
+@dataclass(frozen=True)
+class VersionFacts:
+    """What never changes about a committed version, as creating its child needs it."""
+
+    id: uuid.UUID
+    content_hash: str
+    semver: str
+
+
+_COMMITTED: dict[tuple[uuid.UUID, uuid.UUID, int], VersionFacts] = {}
+_COMMITTED_KEPT = 4096
+
+
+def remember_definition(version_id: uuid.UUID, definition: dict[str, Any]) -> None:
+    if len(_DEFINITIONS) >= _DEFINITIONS_KEPT:
+        _DEFINITIONS.clear()
+    _DEFINITIONS[version_id] = definition
+
+
+def remember_committed(version: Version) -> None:
+    """Keep the facts of ``version``, once its transaction has committed."""
+    if len(_COMMITTED) >= _COMMITTED_KEPT:
+        _COMMITTED.clear()
+    key = (version.account_id, version.workflow_id, version.number)
+    _COMMITTED[key] = VersionFacts(version.id, version.content_hash, version.semver)
+
+
+async def _parent_facts(session: AsyncSession, workflow: Workflow, number: int) -> VersionFacts:
+    facts = _COMMITTED.get((workflow.account_id, workflow.id, number))
+    if facts is None:
+        # Read under the workflow's lock, below the latest number: committed by someone.
+        parent = await require_version(session, workflow, number, with_definition=False)
+        remember_committed(parent)
+        facts = VersionFacts(parent.id, parent.content_hash, parent.semver)
+    return facts
+
+
+async def definition_of(
+    session: AsyncSession, account_id: uuid.UUID, version_id: uuid.UUID
+) -> dict[str, Any]:
+    """The definition of the account's version ``version_id``."""
+    cached = _DEFINITIONS.get(version_id)
+    if cached is None:
+        stored = await repo.definitions(session, account_id, [version_id])
+        cached = stored[version_id]
+        remember_definition(version_id, cached)
+    return cached
 
 
 async def version_detail(
@@ -232,9 +291,11 @@ async def create_version(
             "merge your changes into it and retry",
             latest_version=latest,
         )
-    parent: Version | None = None
+    parent: VersionFacts | None = None
     if base is not None:
-        parent = await require_version(session, workflow, base)
+        # Without its definition: the content hash decides "no changes", and the semver's
+        # diff takes the definition from the cache when this process has seen it.
+        parent = await _parent_facts(session, workflow, base)
         if parent.content_hash == validated.content_hash:
             raise NoChanges(f"The definition is identical to version {base}")
     if latest >= settings.max_versions:
@@ -245,9 +306,8 @@ async def create_version(
     if parent is None:
         semver = next_semver(None, "major")
     else:
-        semver = next_semver(
-            parent.semver, compare(parent.definition, validated.definition).suggested_bump
-        )
+        before = await definition_of(session, workflow.account_id, parent.id)
+        semver = next_semver(parent.semver, compare(before, validated.definition).suggested_bump)
     version = Version(
         account_id=workflow.account_id,
         workflow_id=workflow.id,
@@ -270,6 +330,7 @@ async def create_version(
     workflow.version_count = latest + 1
     touch(workflow, now)
     await session.flush()
+    remember_definition(version.id, validated.definition)
     await audit_version(
         session,
         principal.actor,
