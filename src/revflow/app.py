@@ -29,9 +29,10 @@ from revflow.db import Database
 from revflow.definition.routes import router as definition_router
 from revflow.definition.schema import definition_schema
 from revflow.engine.clock import Clock, SystemClock
-from revflow.errors import BadRequest, PayloadTooLarge, ValidationFailed
+from revflow.errors import BadRequest, PayloadTooLarge, ServerBusy, ValidationFailed
 from revflow.executions.routes import router as executions_router
 from revflow.kit import strictjson
+from revflow.kit.admission import Admission
 from revflow.kit.ratelimit import Decision, TokenBuckets
 from revflow.logging import get_logger
 from revflow.migrations.routes import router as migrations_router
@@ -50,6 +51,14 @@ DOCS_ASSETS = Path(__file__).parent / "static" / "docs"
 
 REQUESTS = Counter("revflow_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("revflow_http_request_seconds", "HTTP request latency", ["method", "route"])
+
+
+def admitted_in_turn(path: str) -> bool:
+    """The requests that take a turn (kit.admission): the API's and the console's pages, not
+    the probes, the metrics, the documentation or the console's static files."""
+    if path.startswith("/ui/static/"):
+        return False
+    return path.startswith(("/api/", "/ui"))
 
 
 class RefuseInvalidUTF8:
@@ -402,6 +411,15 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(RateLimitFields)
+    app.add_middleware(
+        Admission,
+        limit=settings.api_concurrent_requests or settings.db_pool_size,
+        wait_seconds=settings.api_queue_seconds,
+        gated=admitted_in_turn,
+        refuse=problems.problem_response(
+            ServerBusy("The server is busy; retry"), headers={"Retry-After": "1"}
+        ),
+    )
     app.add_middleware(Observe)
     app.add_middleware(StrictRequest)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)

@@ -39,6 +39,17 @@ class Settings(BaseSettings):
         description="PostgreSQL, API processes: how long a request waits for a pooled "
         "connection before the API answers 503 database_busy.",
     )
+    api_concurrent_requests: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests of /api and the console an API process works on at once (default: "
+        "db_pool_size); the others wait their turn in arrival order.",
+    )
+    api_queue_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a request waits for its turn before the API answers 503 server_busy.",
+    )
     db_connect_timeout_seconds: float = Field(
         default=5.0, gt=0, description="PostgreSQL: how long opening a connection may take."
     )

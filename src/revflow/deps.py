@@ -14,7 +14,14 @@ from revflow.auth.service import KeyCache, Principal, authenticate
 from revflow.config import Settings
 from revflow.db import Database, ReadOnlyViolation, enter_account, mark_read_only
 from revflow.engine.clock import Clock
-from revflow.errors import ConcurrentChange, DatabaseBusy, Forbidden, RateLimited, Unauthorized
+from revflow.errors import (
+    ConcurrentChange,
+    DatabaseBusy,
+    Forbidden,
+    RateLimited,
+    ServerBusy,
+    Unauthorized,
+)
 from revflow.kit.bearer import bearer_token
 from revflow.kit.ratelimit import TokenBuckets
 from revflow.problems import raises
@@ -80,7 +87,7 @@ def _may_write(request: Request) -> bool:
     return endpoint is None or not is_reading(endpoint)
 
 
-@raises(DatabaseBusy)
+@raises(DatabaseBusy, ServerBusy)
 async def request_session(
     request: Request, db: Annotated[Database, Depends(get_db)]
 ) -> AsyncIterator[AsyncSession]:

@@ -213,3 +213,11 @@ class DatabaseBusy(RevflowError):
     status = 503
     code = "database_busy"
     title = "The database is busy or unreachable"
+
+
+class ServerBusy(RevflowError):
+    """503: the request waited ``api_queue_seconds`` for its turn (kit.admission)."""
+
+    status = 503
+    code = "server_busy"
+    title = "The server is busy"

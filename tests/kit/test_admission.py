@@ -1,0 +1,142 @@
+"""Admission (kit.admission): at most so many requests run at once, the others wait their turn
+in arrival order, and one that waits too long is answered 503 ``server_busy``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from starlette.types import Receive, Scope, Send
+
+from revflow import problems
+from revflow.app import admitted_in_turn, create_app
+from revflow.config import Settings
+from revflow.db import Database
+from revflow.errors import ServerBusy
+from revflow.kit.admission import Admission, Turns
+from tests.support.waiting import until
+
+
+async def test_turns_go_in_arrival_order_and_a_timed_out_wait_loses_nothing() -> None:
+    turns = Turns(2)
+    assert await turns.enter(1) and await turns.enter(1)
+    order: list[str] = []
+
+    async def wait(name: str, seconds: float) -> bool:
+        taken = await turns.enter(seconds)
+        order.append(name if taken else f"{name} gave up")
+        return taken
+
+    first = asyncio.create_task(wait("first", 5))
+    gives_up = asyncio.create_task(wait("impatient", 0.05))
+    second = asyncio.create_task(wait("second", 5))
+    await asyncio.sleep(0)
+    assert turns.waiting == 3
+    assert not await gives_up
+    turns.leave()
+    assert await first
+    turns.leave()
+    assert await second
+    assert order == ["impatient gave up", "first", "second"]
+    assert (turns.running, turns.waiting) == (2, 0)
+    turns.leave()
+    turns.leave()
+    assert turns.running == 0
+
+
+async def test_a_waiter_that_goes_away_takes_no_turn_with_it() -> None:
+    turns = Turns(1)
+    assert await turns.enter(1)
+    gone = asyncio.create_task(turns.enter(5))
+    after = asyncio.create_task(turns.enter(5))
+    await asyncio.sleep(0)
+    gone.cancel()  # the client went away while waiting
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    turns.leave()
+    assert await after
+    assert (turns.running, turns.waiting) == (1, 0)
+
+
+async def test_a_turn_handed_over_as_its_waiter_is_cancelled_is_used_or_passed_on() -> None:
+    turns = Turns(1)
+    assert await turns.enter(1)
+    raced = asyncio.create_task(turns.enter(5))
+    after = asyncio.create_task(turns.enter(5))
+    await asyncio.sleep(0)
+    turns.leave()  # handed to ``raced`` …
+    raced.cancel()  # … cancelled before it runs again: it keeps the turn or passes it on
+    try:
+        kept = await raced
+    except asyncio.CancelledError:
+        kept = False
+    if kept:
+        turns.leave()
+    assert await after
+    assert (turns.running, turns.waiting) == (1, 0)
+
+
+def gated_app(release: asyncio.Event, started: list[str]) -> Admission:
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        started.append(scope["path"])
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    refuse = problems.problem_response(ServerBusy("busy"), headers={"Retry-After": "1"})
+    return Admission(inner, limit=1, wait_seconds=0.2, gated=admitted_in_turn, refuse=refuse)
+
+
+async def test_a_request_that_waits_too_long_is_answered_503_server_busy() -> None:
+    release, started = asyncio.Event(), []
+    transport = httpx.ASGITransport(app=gated_app(release, started))
+    async with httpx.AsyncClient(transport=transport, base_url="http://revflow.test") as client:
+        running = asyncio.create_task(client.get("/api/v1/workflows"))
+        await until(lambda: asyncio.sleep(0, bool(started)), "the first request to run")
+        refused = await client.get("/api/v1/contacts")
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "1"
+        assert refused.json()["code"] == "server_busy"
+        probe = asyncio.create_task(client.get("/healthz"))  # not gated: runs beside it
+        await until(lambda: asyncio.sleep(0, len(started) == 2), "the probe to run")
+        release.set()
+        assert (await running).status_code == 200 and (await probe).status_code == 200
+    assert started == ["/api/v1/workflows", "/healthz"]
+
+
+@pytest.mark.parametrize(
+    ("path", "gated"),
+    [
+        ("/api/v1/workflows", True),
+        ("/ui/workflows", True),
+        ("/ui/static/app.css", False),
+        ("/healthz", False),
+        ("/readyz", False),
+        ("/metrics", False),
+        ("/docs", False),
+    ],
+)
+def test_what_takes_a_turn(path: str, gated: bool) -> None:
+    assert admitted_in_turn(path) is gated
+
+
+def admission_of(app: Any) -> dict[str, Any]:
+    found = [m for m in app.user_middleware if m.cls is Admission]
+    assert len(found) == 1
+    return dict(found[0].kwargs)
+
+
+async def test_the_api_takes_turns_as_configured(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        default = admission_of(create_app(Settings(database_url=database_url, db_pool_size=7), db))
+        assert (default["limit"], default["wait_seconds"]) == (7, 10.0)
+        configured = Settings(
+            database_url=database_url, api_concurrent_requests=3, api_queue_seconds=2.5
+        )
+        chosen = admission_of(create_app(configured, db))
+        assert (chosen["limit"], chosen["wait_seconds"]) == (3, 2.5)
+    finally:
+        await db.dispose()
