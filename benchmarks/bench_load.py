@@ -2,10 +2,13 @@
 
 N concurrent clients (8, 32 and 128 by default) each run a realistic mix for a fixed time —
 contact upserts and events (70 %), version creates, draft saves, compares and version lists
-(25 %), publishes (5 %) — against two API processes on one fresh PostgreSQL database while two
-``revflow worker`` processes run what the events start. Reported per N: requests/s, the error
-rate (transport errors, timeouts, 5xx, and any status the operation does not expect) and
-p50/p95/p99 of each operation.
+(25 %), publishes (5 %) — against two API processes while two ``revflow worker`` processes run
+what the events start. Each N runs on a fresh PostgreSQL database with processes of its own, so
+that every N starts from the same state: run one after another on one database, the later
+levels found the versions, drafts and executions of the earlier ones and measured slower for
+that, not for their clients (8 → 128 clients: 127 → 73 requests/s; 128 → 8: 92 → 86).
+Reported per N: requests/s, the error rate (transport errors, timeouts, 5xx, and any status
+the operation does not expect) and p50/p95/p99 of each operation.
 
 Goals (SPEC §9 under load): no error and no 5xx at any N; requests/s at the highest N at least
 90 % of the best N (no collapse under overload: the pool queues or answers 503 quickly); contact
@@ -419,6 +422,41 @@ def verdicts(all_levels: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def run_fresh_level(args: argparse.Namespace, count: int, clients: int) -> dict[str, Any]:
+    """One level on a database of its own, with servers and workers of its own: every level
+    starts from the same state (a level run after another would find the versions, drafts and
+    executions the earlier ones made, and the workers still running their executions)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="revflow-load-") as tmp,
+        fresh_database("postgresql", Path(tmp), args.pg_admin_dsn) as url,
+    ):
+        workdir = Path(tmp)
+        env = revflow_env(
+            url,
+            {
+                "REVFLOW_MAX_VERSIONS": "1000000",
+                "REVFLOW_DB_POOL_SIZE": str(args.pool_size),
+                "REVFLOW_LOG_LEVEL": "WARNING",
+                "REVFLOW_WORKER_POLL_SECONDS": "0.2",
+                **(
+                    {"REVFLOW_API_CONCURRENT_REQUESTS": str(args.concurrent_requests)}
+                    if args.concurrent_requests
+                    else {}
+                ),
+            },
+        )
+        run_revflow(["db", "upgrade"], env, workdir)
+        created = json.loads(run_revflow(["accounts", "create", "load"], env, workdir))
+        with ExitStack() as stack:
+            servers = [stack.enter_context(revflow_server(env, workdir)) for _ in range(count)]
+            urls = [server.base_url for server in servers]
+            stack.enter_context(workers(env, workdir, args.workers))
+            setup = asyncio.run(prepare(urls, created["api_key"], clients))
+            say(f"load: {clients} clients on {count} servers, {args.workers} workers")
+            level = asyncio.run(run_level(urls, setup, clients, args.seconds, url))
+            return level.to_dict()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--clients", type=int, nargs="+", default=[8, 32, 128])
@@ -432,40 +470,20 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pool-size", type=int, default=10, help="REVFLOW_DB_POOL_SIZE")
+    parser.add_argument(
+        "--concurrent-requests",
+        type=int,
+        default=None,
+        help="REVFLOW_API_CONCURRENT_REQUESTS (default: the pool's size)",
+    )
     parser.add_argument("--pg-admin-dsn", default=PG_ADMIN_DSN)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     load_at_start = load_average()
-    with (
-        tempfile.TemporaryDirectory(prefix="revflow-load-") as tmp,
-        fresh_database("postgresql", Path(tmp), args.pg_admin_dsn) as url,
-    ):
-        workdir = Path(tmp)
-        env = revflow_env(
-            url,
-            {
-                "REVFLOW_MAX_VERSIONS": "1000000",
-                "REVFLOW_DB_POOL_SIZE": str(args.pool_size),
-                "REVFLOW_LOG_LEVEL": "WARNING",
-                "REVFLOW_WORKER_POLL_SECONDS": "0.2",
-            },
-        )
-        run_revflow(["db", "upgrade"], env, workdir)
-        created = json.loads(run_revflow(["accounts", "create", "load"], env, workdir))
-        levels = []
-        setup: Setup | None = None
-        for count in args.server_counts:
-            with ExitStack() as stack:
-                servers = [stack.enter_context(revflow_server(env, workdir)) for _ in range(count)]
-                urls = [server.base_url for server in servers]
-                stack.enter_context(workers(env, workdir, args.workers))
-                say(f"load: {count} servers, {args.workers} workers")
-                if setup is None:
-                    setup = asyncio.run(prepare(urls, created["api_key"], max(args.clients)))
-                for clients in args.clients:
-                    say(f"load: {clients} clients on {count} servers for {args.seconds:g} s")
-                    level = asyncio.run(run_level(urls, setup, clients, args.seconds, url))
-                    levels.append(level.to_dict())
+    levels = []
+    for count in args.server_counts:
+        for clients in args.clients:
+            levels.append(run_fresh_level(args, count, clients))
     document = {
         "benchmark": "bench_load",
         "config": {
@@ -474,6 +492,7 @@ def main() -> None:
             "server_counts": args.server_counts,
             "workers": args.workers,
             "pool_size": args.pool_size,
+            "concurrent_requests": args.concurrent_requests or args.pool_size,
             "mix_percent": MIX,
             "generator": "httpx.AsyncClient in one asyncio loop",
         },
