@@ -438,8 +438,8 @@ def _unnested_writes(
             error=(Text(), [e["error"] for e in history]),
         )
         columns = [c.name for c in rows.c]
-        values = [cast_to(rows.c.detail, JSONB) if n == "detail" else rows.c[n] for n in columns]
-        writes.append((insert(HISTORY).from_select(columns, select(*values)), None))
+        entries = [cast_to(rows.c.detail, JSONB) if n == "detail" else rows.c[n] for n in columns]
+        writes.append((insert(HISTORY).from_select(columns, select(*entries)), None))
     if effects.messages:
         messages = effects.messages
         rows = _arrays(
@@ -476,7 +476,7 @@ def _unnested_writes(
             lease_expires_at=(UTCDateTime(), [leases.get(ex.id, no_lease)[1] for ex in executions]),
         )
         key = ("account_id", "id")
-        values = {c.name: c for c in rows.c if c.name not in key}
+        values: dict[str, Any] = {c.name: c for c in rows.c if c.name not in key}
         values["fired_goals"] = cast_to(rows.c.fired_goals, JSONB)
         statement = (
             update(EXECUTIONS)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -58,6 +59,7 @@ ITEMS = cast(Table, MigrationItem.__table__)
 HISTORY = cast(Table, HistoryEntry.__table__)
 MIGRATIONS = cast(Table, Migration.__table__)
 ITEM_ORIGINAL = ITEMS.alias("original")
+PENDING = literal("pending", literal_execute=True)
 
 
 def _json_object(dialect: str, **values: Any) -> ColumnElementType[Any]:
@@ -218,41 +220,11 @@ async def _move_by_plan(
     )
     if moved == 0:
         return 0, skipped
-    waiting = EXECUTIONS.c.status == "waiting"
-    wake_cases: list[tuple[Any, Any]] = []
-    started_cases: list[tuple[Any, Any]] = []
-    now_steps = [s for s, p in movable.items() if p.wake == "now"]
-    if now_steps:
-        wake_cases.append((and_(waiting, ITEMS.c.from_step.in_(now_steps)), now))
-        started_cases.append((and_(waiting, ITEMS.c.from_step.in_(now_steps)), None))
-    for step, p in movable.items():
-        at_step = and_(waiting, ITEMS.c.from_step == step)
-        # planning gives "restart" and "recompute" their seconds, "until" its time
-        if p.wake == "restart":
-            assert p.seconds is not None
-            wake_cases.append((at_step, now + dt.timedelta(seconds=p.seconds)))
-            started_cases.append((at_step, now))
-        elif p.wake == "recompute":
-            assert p.seconds is not None
-            wake_cases.append(
-                (at_step, _plus_seconds(dialect, EXECUTIONS.c.wait_started_at, p.seconds))
-            )
-        elif p.wake == "until":
-            assert p.until is not None
-            wake_cases.append((at_step, dt.datetime.fromisoformat(p.until)))
     values: dict[str, Any] = {
         "version": migration.to_version,
         "current_step": ITEMS.c.to_step,
+        **_new_positions(dialect, movable, ITEMS.c.from_step, now),
     }
-    if now_steps:
-        values["status"] = case(
-            (and_(waiting, ITEMS.c.from_step.in_(now_steps)), "active"),
-            else_=EXECUTIONS.c.status,
-        )
-    if wake_cases:
-        values["wake_at"] = case(*wake_cases, else_=EXECUTIONS.c.wake_at)
-    if started_cases:
-        values["wait_started_at"] = case(*started_cases, else_=EXECUTIONS.c.wait_started_at)
     await session.execute(
         update(EXECUTIONS)
         .where(
@@ -365,6 +337,199 @@ async def _write_history(
             ),
         )
     )
+
+
+@dataclass
+class _Settled:
+    """What one batch statement did: moved, skipped, the ids it skipped, and whether any item
+    of the migration is still pending."""
+
+    moved: int
+    skipped: int
+    skipped_ids: list[uuid.UUID]
+    remaining: bool
+
+
+def _settle_statement(migration: Migration, now: dt.datetime) -> Any:
+    """A forward migration's whole batch as one PostgreSQL statement (data-modifying ``WITH``).
+
+    ``picked`` locks the next pending items' executions (``FOR UPDATE SKIP LOCKED``, none
+    under an unexpired lease) and reads them once; ``settled`` gives every picked item its
+    final state in one ``UPDATE`` — skipped as finished, on another version, or on a step the
+    plan cannot move (with the plan's reason), else migrated with its restore record;
+    ``moved`` moves the migrated executions and ``history`` writes their entries. The answer
+    is one row: the counts, the skipped ids, and whether any other item is still pending.
+    Every table is read by its ``(account_id, …)`` key with the migration's account.
+    """
+    account, to_version = migration.account_id, migration.to_version
+    # Written into the statement, not bound, so that a generic plan can use the partial index
+    # of pending items.
+    plans = {step: StepPlan.from_dict(p) for step, p in migration.plan.items()}
+    movable = {step: p for step, p in plans.items() if p.target is not None}
+    reasons = {step: p.reason for step, p in plans.items() if p.target is None}
+    picked = (
+        select(
+            ITEMS.c.execution_id.label("id"),
+            EXECUTIONS.c.status,
+            EXECUTIONS.c.version,
+            EXECUTIONS.c.current_step,
+            EXECUTIONS.c.wake_at,
+        )
+        .join(
+            EXECUTIONS,
+            (EXECUTIONS.c.account_id == ITEMS.c.account_id)
+            & (EXECUTIONS.c.id == ITEMS.c.execution_id),
+        )
+        .where(
+            ITEMS.c.account_id == account,
+            ITEMS.c.migration_id == migration.id,
+            ITEMS.c.state == PENDING,
+            or_(EXECUTIONS.c.lease_expires_at.is_(None), EXECUTIONS.c.lease_expires_at < now),
+        )
+        .order_by(ITEMS.c.execution_id)
+        .limit(migration.batch_size)
+        .with_for_update(of=EXECUTIONS, skip_locked=True)
+        .cte("picked")
+    )
+    live = picked.c.status.in_(LIVE_STATUSES)
+    here = and_(live, picked.c.version == migration.from_version)
+    moves = and_(here, picked.c.current_step.in_(list(movable)))
+    unmovable: Any = (
+        case(reasons, value=picked.c.current_step, else_="step_unknown")
+        if reasons
+        else "step_unknown"
+    )
+    targets = {step: p.target for step, p in movable.items()}
+    settled = (
+        update(ITEMS)
+        .where(
+            ITEMS.c.account_id == account,
+            ITEMS.c.migration_id == migration.id,
+            ITEMS.c.execution_id == picked.c.id,
+            ITEMS.c.state == PENDING,
+        )
+        .values(
+            state=case((moves, "migrated"), else_="skipped"),
+            reason=case(
+                (not_(live), "finished"),
+                (not_(here), "version_changed"),
+                (moves, None),
+                else_=unmovable,
+            ),
+            from_step=picked.c.current_step,
+            from_status=case((moves, picked.c.status)),
+            from_wake_at=case((moves, picked.c.wake_at)),
+            to_step=case((moves, case(targets, value=picked.c.current_step))) if targets else None,
+            moved_at=case((moves, now)),
+        )
+        .returning(ITEMS.c.execution_id, ITEMS.c.state, ITEMS.c.from_step, ITEMS.c.to_step)
+        .cte("settled")
+    )
+    migrated = settled.c.state == "migrated"
+    moved = (
+        update(EXECUTIONS)
+        .where(
+            EXECUTIONS.c.account_id == account,
+            EXECUTIONS.c.id == settled.c.execution_id,
+            migrated,
+        )
+        .values(
+            version=to_version,
+            current_step=settled.c.to_step,
+            **_new_positions("postgresql", movable, settled.c.from_step, now),
+        )
+        .cte("moved")
+    )
+    detail = _json_object(
+        "postgresql",
+        **{
+            "migration_id": literal(str(migration.id)),
+            "from": literal(migration.from_version),
+            "to": literal(to_version),
+            "from_step": settled.c.from_step,
+            "step": settled.c.to_step,
+        },
+    )
+    history = insert(HISTORY).from_select(
+        ["account_id", "execution_id", "at", "step", "result", "detail"],
+        select(
+            literal(account, Uuid()),
+            settled.c.execution_id,
+            literal(now, HISTORY.c.at.type),
+            settled.c.to_step,
+            literal("migrated"),
+            detail,
+        )
+        .where(migrated)
+        .order_by(settled.c.execution_id),
+    )
+    others_pending = (
+        select(ITEMS.c.execution_id)
+        .where(
+            ITEMS.c.account_id == account,
+            ITEMS.c.migration_id == migration.id,
+            ITEMS.c.state == PENDING,
+            ITEMS.c.execution_id.not_in(select(picked.c.id)),
+        )
+        .exists()
+    )
+    skipped = settled.c.state == "skipped"
+    return (
+        select(
+            func.count().filter(migrated),
+            func.count().filter(skipped),
+            func.array_agg(settled.c.execution_id).filter(skipped),
+            others_pending,
+        )
+        .select_from(settled)
+        .add_cte(moved, history.cte("history"))
+    )
+
+
+def _new_positions(
+    dialect: str, movable: dict[str, StepPlan], from_step: Any, now: dt.datetime
+) -> dict[str, Any]:
+    """An UPDATE's new status, wake time and wait start of the executions the plan moves off
+    the step ``from_step`` names (each column kept where the plan changes nothing)."""
+    waiting = EXECUTIONS.c.status == "waiting"
+    wake_cases: list[tuple[Any, Any]] = []
+    started_cases: list[tuple[Any, Any]] = []
+    now_steps = [s for s, p in movable.items() if p.wake == "now"]
+    if now_steps:
+        wake_cases.append((and_(waiting, from_step.in_(now_steps)), now))
+        started_cases.append((and_(waiting, from_step.in_(now_steps)), None))
+    for step, p in movable.items():
+        at_step = and_(waiting, from_step == step)
+        if p.wake == "restart":
+            assert p.seconds is not None
+            wake_cases.append((at_step, now + dt.timedelta(seconds=p.seconds)))
+            started_cases.append((at_step, now))
+        elif p.wake == "recompute":
+            assert p.seconds is not None
+            wake_cases.append(
+                (at_step, _plus_seconds(dialect, EXECUTIONS.c.wait_started_at, p.seconds))
+            )
+        elif p.wake == "until":
+            assert p.until is not None
+            wake_cases.append((at_step, dt.datetime.fromisoformat(p.until)))
+    values: dict[str, Any] = {}
+    if now_steps:
+        values["status"] = case(
+            (and_(waiting, from_step.in_(now_steps)), "active"), else_=EXECUTIONS.c.status
+        )
+    if wake_cases:
+        values["wake_at"] = case(*wake_cases, else_=EXECUTIONS.c.wake_at)
+    if started_cases:
+        values["wait_started_at"] = case(*started_cases, else_=EXECUTIONS.c.wait_started_at)
+    return values
+
+
+async def _settle_in_one_statement(
+    session: AsyncSession, migration: Migration, now: dt.datetime
+) -> _Settled:
+    row: Any = (await session.execute(_settle_statement(migration, now))).one()
+    moved, skipped, skipped_ids, remaining = row
+    return _Settled(int(moved), int(skipped), list(skipped_ids or []), bool(remaining))
 
 
 async def moved_failure_rate(session: AsyncSession, migration: Migration) -> tuple[int, int]:
@@ -546,6 +711,56 @@ async def _fail(session: AsyncSession, migration: Migration, now: dt.datetime, w
     )
 
 
+async def _next_batch(
+    session: AsyncSession, migration: Migration, now: dt.datetime
+) -> tuple[int, bool]:
+    """Settle the migration's next batch; answers (executions settled, whether any item is
+    still pending).
+
+    A forward migration on PostgreSQL runs its batch as one statement; if it fails for
+    anything but the database itself, the batch is picked again and goes the way of every
+    other batch (below), which finds the executions that cannot be moved one by one.
+    """
+    if session.get_bind().dialect.name == "postgresql" and migration.reverts is None:
+        try:
+            async with session.begin_nested():
+                done = await _settle_in_one_statement(session, migration, now)
+        except Exception as exc:
+            if _transient(exc):
+                raise
+        else:
+            settled = done.moved + done.skipped
+            migration.migrated += done.moved
+            migration.skipped += done.skipped
+            if settled:
+                migration.batches += 1
+            if done.skipped_ids:
+                await _list_skips(session, migration, done.skipped_ids)
+            return settled, done.remaining
+    ids = await _pick_batch(session, migration, now)
+    settled = 0
+    if ids:
+        moved, skipped, failed = await _settle_batch(session, migration, ids, now)
+        migration.migrated += moved
+        migration.skipped += skipped
+        migration.failed += failed
+        migration.batches += 1
+        settled = moved + skipped + failed
+        await _list_skips(session, migration, ids)
+    # Whether any item is still pending (not how many: counting them all in every batch made
+    # each batch read the whole rest of the migration).
+    remaining = await session.scalar(
+        select(ITEMS.c.execution_id)
+        .where(
+            ITEMS.c.account_id == migration.account_id,
+            ITEMS.c.migration_id == migration.id,
+            ITEMS.c.state == "pending",
+        )
+        .limit(1)
+    )
+    return settled, remaining is not None
+
+
 async def run_batch(session: AsyncSession, migration: Migration, now: dt.datetime) -> int:
     """Run one batch of ``migration`` (locked by the caller); the caller commits.
 
@@ -575,28 +790,8 @@ async def run_batch(session: AsyncSession, migration: Migration, now: dt.datetim
         await _fail(session, migration, now, f"version {migration.to_version} was archived")
         return 0
     migration.status = "in_progress"
-    ids = await _pick_batch(session, migration, now)
-    settled = 0
-    if ids:
-        moved, skipped, failed = await _settle_batch(session, migration, ids, now)
-        migration.migrated += moved
-        migration.skipped += skipped
-        migration.failed += failed
-        migration.batches += 1
-        settled = moved + skipped + failed
-        await _list_skips(session, migration, ids)
-    # Whether any item is still pending (not how many: counting them all in every batch made
-    # each batch read the whole rest of the migration).
-    remaining = await session.scalar(
-        select(ITEMS.c.execution_id)
-        .where(
-            ITEMS.c.account_id == migration.account_id,
-            ITEMS.c.migration_id == migration.id,
-            ITEMS.c.state == "pending",
-        )
-        .limit(1)
-    )
-    if remaining is None:
+    settled, remaining = await _next_batch(session, migration, now)
+    if not remaining:
         migration.status = "completed"
         migration.finished_at = now
         migration.next_batch_at = None
@@ -623,6 +818,6 @@ async def run_batch(session: AsyncSession, migration: Migration, now: dt.datetim
         migration.next_batch_at = now + dt.timedelta(seconds=migration.interval_seconds)
     else:
         # Executions held by workers are retried shortly rather than spun on.
-        migration.next_batch_at = now if ids else now + dt.timedelta(seconds=0.2)
+        migration.next_batch_at = now if settled else now + dt.timedelta(seconds=0.2)
     await session.flush()
     return settled
