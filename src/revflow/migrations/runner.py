@@ -8,6 +8,10 @@ the finished and unmovable ones skipped, records where each movable one was (the
 record), moves them, writes their ``migrated`` history entries, and updates the counts.
 Items only ever go from ``pending`` to a final state, so a batch that is retried after a
 crash, or run by two workers, moves nothing twice.
+
+On PostgreSQL a forward migration's batch is all of that in one statement (a data-modifying
+``WITH``: ``_settle_statement``); reverts, SQLite, and a batch whose statement fails (found
+one by one) take the separate statements.
 """
 
 from __future__ import annotations
