@@ -304,6 +304,10 @@ async def snapshot_positions(db: Database, population: Population) -> None:
 STATEMENT_KINDS = (
     ("claim the migration (SELECT … FOR UPDATE SKIP LOCKED)", r"^SELECT migrations\."),
     (
+        "the whole batch, one statement (WITH picked … settled … moved … history)",
+        r"^WITH picked AS",
+    ),
+    (
         "pick the batch (items ⋈ executions, FOR UPDATE SKIP LOCKED)",
         r"^SELECT migration_items\.execution_id\s+FROM migration_items JOIN",
     ),

@@ -345,13 +345,11 @@ async def _write_history(
 
 @dataclass
 class _Settled:
-    """What one batch statement did: moved, skipped, the ids it skipped, and whether any item
-    of the migration is still pending."""
+    """What one batch statement did: moved, skipped, and the ids it skipped."""
 
     moved: int
     skipped: int
     skipped_ids: list[uuid.UUID]
-    remaining: bool
 
 
 def _settle_statement(migration: Migration, now: dt.datetime) -> Any:
@@ -362,7 +360,7 @@ def _settle_statement(migration: Migration, now: dt.datetime) -> Any:
     final state in one ``UPDATE`` — skipped as finished, on another version, or on a step the
     plan cannot move (with the plan's reason), else migrated with its restore record;
     ``moved`` moves the migrated executions and ``history`` writes their entries. The answer
-    is one row: the counts, the skipped ids, and whether any other item is still pending.
+    is one row: the counts and the skipped ids.
     Every table is read by its ``(account_id, …)`` key with the migration's account.
     """
     account, to_version = migration.account_id, migration.to_version
@@ -467,23 +465,12 @@ def _settle_statement(migration: Migration, now: dt.datetime) -> Any:
         .where(migrated)
         .order_by(settled.c.execution_id),
     )
-    others_pending = (
-        select(ITEMS.c.execution_id)
-        .where(
-            ITEMS.c.account_id == account,
-            ITEMS.c.migration_id == migration.id,
-            ITEMS.c.state == PENDING,
-            ITEMS.c.execution_id.not_in(select(picked.c.id)),
-        )
-        .exists()
-    )
     skipped = settled.c.state == "skipped"
     return (
         select(
             func.count().filter(migrated),
             func.count().filter(skipped),
             func.array_agg(settled.c.execution_id).filter(skipped),
-            others_pending,
         )
         .select_from(settled)
         .add_cte(moved, history.cte("history"))
@@ -532,8 +519,8 @@ async def _settle_in_one_statement(
     session: AsyncSession, migration: Migration, now: dt.datetime
 ) -> _Settled:
     row: Any = (await session.execute(_settle_statement(migration, now))).one()
-    moved, skipped, skipped_ids, remaining = row
-    return _Settled(int(moved), int(skipped), list(skipped_ids or []), bool(remaining))
+    moved, skipped, skipped_ids = row
+    return _Settled(int(moved), int(skipped), list(skipped_ids or []))
 
 
 async def moved_failure_rate(session: AsyncSession, migration: Migration) -> tuple[int, int]:
@@ -740,7 +727,7 @@ async def _next_batch(
                 migration.batches += 1
             if done.skipped_ids:
                 await _list_skips(session, migration, done.skipped_ids)
-            return settled, done.remaining
+            return settled, await _any_pending(session, migration)
     ids = await _pick_batch(session, migration, now)
     settled = 0
     if ids:
@@ -751,6 +738,10 @@ async def _next_batch(
         migration.batches += 1
         settled = moved + skipped + failed
         await _list_skips(session, migration, ids)
+    return settled, await _any_pending(session, migration)
+
+
+async def _any_pending(session: AsyncSession, migration: Migration) -> bool:
     # Whether any item is still pending (not how many: counting them all in every batch made
     # each batch read the whole rest of the migration).
     remaining = await session.scalar(
@@ -762,7 +753,7 @@ async def _next_batch(
         )
         .limit(1)
     )
-    return settled, remaining is not None
+    return remaining is not None
 
 
 async def run_batch(session: AsyncSession, migration: Migration, now: dt.datetime) -> int:
