@@ -9,9 +9,9 @@ record), moves them, writes their ``migrated`` history entries, and updates the 
 Items only ever go from ``pending`` to a final state, so a batch that is retried after a
 crash, or run by two workers, moves nothing twice.
 
-On PostgreSQL a forward migration's batch is all of that in one statement (a data-modifying
-``WITH``: ``_settle_statement``); reverts, SQLite, and a batch whose statement fails (found
-one by one) take the separate statements.
+On PostgreSQL a forward migration's batch, once picked, is settled in one statement (a
+data-modifying ``WITH``: ``_settle_statement``); reverts, SQLite, and a batch whose statement
+fails (found one by one) take the separate statements.
 """
 
 from __future__ import annotations
@@ -352,102 +352,76 @@ class _Settled:
     skipped_ids: list[uuid.UUID]
 
 
-def _settle_statement(migration: Migration, now: dt.datetime) -> Any:
-    """A forward migration's whole batch as one PostgreSQL statement (data-modifying ``WITH``).
+def _settle_statement(migration: Migration, ids: list[uuid.UUID], now: dt.datetime) -> Any:
+    """A forward migration's batch (``ids``, picked and locked) settled in one PostgreSQL
+    statement, a data-modifying ``WITH``.
 
-    ``picked`` locks the next pending items' executions (``FOR UPDATE SKIP LOCKED``, none
-    under an unexpired lease) and reads them once; ``settled`` gives every picked item its
-    final state in one ``UPDATE`` — skipped as finished, on another version, or on a step the
-    plan cannot move (with the plan's reason), else migrated with its restore record;
-    ``moved`` moves the migrated executions and ``history`` writes their entries. The answer
-    is one row: the counts and the skipped ids.
-    Every table is read by its ``(account_id, …)`` key with the migration's account.
+    ``settled`` gives every pending item of the batch its final state in one ``UPDATE`` —
+    skipped as finished, as on another version, or on a step the plan cannot move (with the
+    plan's reason), else migrated with its restore record (where the execution was); ``moved``
+    moves the executions the same condition picks (every part of the statement sees the rows
+    as they were before it, and the batch's executions are locked, so the two agree);
+    ``history`` writes the moved ones' entries. The answer is one row: how many were moved,
+    how many skipped, and the skipped ids.
+
+    Each table is joined to the batch's ids (one array, unnested) by equality on its key with
+    the migration's account, as in every batch statement (see ``_Batch``): joined to one
+    another through a CTE instead, the planner may scan the CTE once per row.
     """
-    account, to_version = migration.account_id, migration.to_version
-    # Written into the statement, not bound, so that a generic plan can use the partial index
-    # of pending items.
+    account = migration.account_id
     plans = {step: StepPlan.from_dict(p) for step, p in migration.plan.items()}
     movable = {step: p for step, p in plans.items() if p.target is not None}
     reasons = {step: p.reason for step, p in plans.items() if p.target is None}
-    picked = (
-        select(
-            ITEMS.c.execution_id.label("id"),
-            EXECUTIONS.c.status,
-            EXECUTIONS.c.version,
-            EXECUTIONS.c.current_step,
-            EXECUTIONS.c.wake_at,
-        )
-        .join(
-            EXECUTIONS,
-            (EXECUTIONS.c.account_id == ITEMS.c.account_id)
-            & (EXECUTIONS.c.id == ITEMS.c.execution_id),
-        )
-        .where(
-            ITEMS.c.account_id == account,
-            ITEMS.c.migration_id == migration.id,
-            ITEMS.c.state == PENDING,
-            or_(EXECUTIONS.c.lease_expires_at.is_(None), EXECUTIONS.c.lease_expires_at < now),
-        )
-        .order_by(ITEMS.c.execution_id)
-        .limit(migration.batch_size)
-        .with_for_update(of=EXECUTIONS, skip_locked=True)
-        .cte("picked")
-    )
-    live = picked.c.status.in_(LIVE_STATUSES)
-    here = and_(live, picked.c.version == migration.from_version)
-    moves = and_(here, picked.c.current_step.in_(list(movable)))
-    unmovable: Any = (
-        case(reasons, value=picked.c.current_step, else_="step_unknown")
-        if reasons
-        else "step_unknown"
-    )
     targets = {step: p.target for step, p in movable.items()}
+    batch = _Batch("postgresql", account, ids)
+    pending_here = and_(
+        ITEMS.c.migration_id == migration.id,
+        batch.has(ITEMS.c.execution_id, EXECUTIONS.c.id),
+        EXECUTIONS.c.id == ITEMS.c.execution_id,
+        ITEMS.c.state == PENDING,
+    )
+    step = EXECUTIONS.c.current_step
+    here = and_(_live(), EXECUTIONS.c.version == migration.from_version)
+    moves = and_(here, step.in_(list(movable)))
+    unmovable: Any = case(reasons, value=step, else_="step_unknown") if reasons else "step_unknown"
+    to_step: Any = case(targets, value=step) if targets else None
     settled = (
         update(ITEMS)
-        .where(
-            ITEMS.c.account_id == account,
-            ITEMS.c.migration_id == migration.id,
-            ITEMS.c.execution_id == picked.c.id,
-            ITEMS.c.state == PENDING,
-        )
+        .where(pending_here)
         .values(
             state=case((moves, "migrated"), else_="skipped"),
             reason=case(
-                (not_(live), "finished"),
+                (not_(_live()), "finished"),
                 (not_(here), "version_changed"),
                 (moves, None),
                 else_=unmovable,
             ),
-            from_step=picked.c.current_step,
-            from_status=case((moves, picked.c.status)),
-            from_wake_at=case((moves, picked.c.wake_at)),
-            to_step=case((moves, case(targets, value=picked.c.current_step))) if targets else None,
+            from_step=step,
+            from_status=case((moves, EXECUTIONS.c.status)),
+            from_wake_at=case((moves, EXECUTIONS.c.wake_at)),
+            to_step=case((moves, to_step)),
             moved_at=case((moves, now)),
         )
         .returning(ITEMS.c.execution_id, ITEMS.c.state, ITEMS.c.from_step, ITEMS.c.to_step)
         .cte("settled")
     )
-    migrated = settled.c.state == "migrated"
     moved = (
         update(EXECUTIONS)
-        .where(
-            EXECUTIONS.c.account_id == account,
-            EXECUTIONS.c.id == settled.c.execution_id,
-            migrated,
-        )
+        .where(pending_here, moves)
         .values(
-            version=to_version,
-            current_step=settled.c.to_step,
-            **_new_positions("postgresql", movable, settled.c.from_step, now),
+            version=migration.to_version,
+            current_step=to_step,
+            **_new_positions("postgresql", movable, step, now),
         )
         .cte("moved")
     )
+    migrated = settled.c.state == "migrated"
     detail = _json_object(
         "postgresql",
         **{
             "migration_id": literal(str(migration.id)),
             "from": literal(migration.from_version),
-            "to": literal(to_version),
+            "to": literal(migration.to_version),
             "from_step": settled.c.from_step,
             "step": settled.c.to_step,
         },
@@ -516,9 +490,9 @@ def _new_positions(
 
 
 async def _settle_in_one_statement(
-    session: AsyncSession, migration: Migration, now: dt.datetime
+    session: AsyncSession, migration: Migration, ids: list[uuid.UUID], now: dt.datetime
 ) -> _Settled:
-    row: Any = (await session.execute(_settle_statement(migration, now))).one()
+    row: Any = (await session.execute(_settle_statement(migration, ids, now))).one()
     moved, skipped, skipped_ids = row
     return _Settled(int(moved), int(skipped), list(skipped_ids or []))
 
@@ -705,17 +679,20 @@ async def _fail(session: AsyncSession, migration: Migration, now: dt.datetime, w
 async def _next_batch(
     session: AsyncSession, migration: Migration, now: dt.datetime
 ) -> tuple[int, bool]:
-    """Settle the migration's next batch; answers (executions settled, whether any item is
-    still pending).
+    """Pick and settle the migration's next batch; answers (executions settled, whether any
+    item is still pending).
 
-    A forward migration on PostgreSQL runs its batch as one statement; if it fails for
-    anything but the database itself, the batch is picked again and goes the way of every
-    other batch (below), which finds the executions that cannot be moved one by one.
+    A forward migration on PostgreSQL settles its batch in one statement; if that fails for
+    anything but the database itself, the batch goes the way of every other batch
+    (``_settle_batch``), which finds the executions that cannot be moved one by one.
     """
-    if session.get_bind().dialect.name == "postgresql" and migration.reverts is None:
+    ids = await _pick_batch(session, migration, now)
+    settled = 0
+    one_statement = session.get_bind().dialect.name == "postgresql" and migration.reverts is None
+    if ids and one_statement:
         try:
             async with session.begin_nested():
-                done = await _settle_in_one_statement(session, migration, now)
+                done = await _settle_in_one_statement(session, migration, ids, now)
         except Exception as exc:
             if _transient(exc):
                 raise
@@ -723,13 +700,10 @@ async def _next_batch(
             settled = done.moved + done.skipped
             migration.migrated += done.moved
             migration.skipped += done.skipped
-            if settled:
-                migration.batches += 1
+            migration.batches += 1
             if done.skipped_ids:
                 await _list_skips(session, migration, done.skipped_ids)
             return settled, await _any_pending(session, migration)
-    ids = await _pick_batch(session, migration, now)
-    settled = 0
     if ids:
         moved, skipped, failed = await _settle_batch(session, migration, ids, now)
         migration.migrated += moved
