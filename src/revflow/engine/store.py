@@ -398,8 +398,12 @@ async def write_effects(
 _Write = tuple[Any, dict[str, Any] | list[dict[str, Any]] | None]
 
 
+# One encoder for every value: json.dumps with any option builds a new encoder per call.
+_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 def _json_text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return _JSON.encode(value)
 
 
 def _arrays(name: str, **columns: tuple[Any, list[Any]]) -> TableValuedAlias:
