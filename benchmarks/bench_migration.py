@@ -304,8 +304,8 @@ async def snapshot_positions(db: Database, population: Population) -> None:
 STATEMENT_KINDS = (
     ("claim the migration (SELECT … FOR UPDATE SKIP LOCKED)", r"^SELECT migrations\."),
     (
-        "the whole batch, one statement (WITH picked … settled … moved … history)",
-        r"^WITH picked AS",
+        "settle the batch, one statement (WITH moved … settled … history)",
+        r"^WITH moved AS \(UPDATE executions",
     ),
     (
         "pick the batch (items ⋈ executions, FOR UPDATE SKIP LOCKED)",
