@@ -305,7 +305,7 @@ STATEMENT_KINDS = (
     ("claim the migration (SELECT … FOR UPDATE SKIP LOCKED)", r"^SELECT migrations\."),
     (
         "settle the batch, one statement (WITH moved … settled … history)",
-        r"^WITH moved AS \(UPDATE executions",
+        r"^WITH moved AS\s+\(UPDATE executions",
     ),
     (
         "pick the batch (items ⋈ executions, FOR UPDATE SKIP LOCKED)",
