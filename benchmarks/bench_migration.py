@@ -304,6 +304,10 @@ async def snapshot_positions(db: Database, population: Population) -> None:
 STATEMENT_KINDS = (
     ("claim the migration (SELECT … FOR UPDATE SKIP LOCKED)", r"^SELECT migrations\."),
     (
+        "settle the batch, one statement (WITH moved … settled … history)",
+        r"^WITH moved AS\s+\(UPDATE executions",
+    ),
+    (
         "pick the batch (items ⋈ executions, FOR UPDATE SKIP LOCKED)",
         r"^SELECT migration_items\.execution_id\s+FROM migration_items JOIN",
     ),

@@ -133,3 +133,38 @@ async def test_pruning_takes_its_share_of_a_busy_worker_and_runs_free_when_idle(
     assert await turn(True), "the second saved up goes too"
     assert not await turn(True), "a long idle time saves up one second, not more"
     assert worker._pruned["history"] == 10 * 9
+
+
+async def test_a_busy_worker_looks_for_migration_batches_once_per_poll_interval(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = engine.worker
+    worker.settings = worker.settings.model_copy(update={"worker_poll_seconds": 60.0})
+    looks: list[int] = []
+    found = {"settled": 0}
+
+    async def look(_db: Database, _now: object) -> int:
+        looks.append(found["settled"])
+        return found["settled"]
+
+    busy = BatchResult(executions=200, steps=1000)
+
+    async def engine_batch(*, wait_external: bool = False) -> BatchResult:
+        return busy
+
+    monkeypatch.setattr(worker_module, "run_migration_batch", look)
+    monkeypatch.setattr(worker.engine, "run_once", engine_batch)
+    for _ in range(3):
+        await worker.round()
+    assert len(looks) == 1, "while the engine is busy, an empty look waits a poll interval"
+
+    busy = BatchResult()
+    await worker.round()
+    assert len(looks) == 2, "a round that found no due executions always looks"
+
+    found["settled"] = 5
+    await worker.round()
+    busy = BatchResult(executions=200, steps=1000)
+    for _ in range(3):
+        await worker.round()
+    assert len(looks) == 6, "a migration with more to move is looked for every round"

@@ -104,6 +104,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._next_schedule_check = 0.0
+        self._next_migration_look = 0.0
         # Besides the engine's batches, every round runs these, in this order; scheduled
         # work (archival, and starting a pruning run) runs between rounds, at most once a
         # minute. A pruning run goes on one batch a round, so due executions never wait on it,
@@ -173,12 +174,25 @@ class Worker:
         engine = await self.engine.run_once(wait_external=wait_external)
         self._engine_busy = engine.executions > 0
         other = 0
-        for _name, duty in self.duties:
+        for name, duty in self.duties:
+            if name == "migrations" and not self._look_for_migrations(engine):
+                continue
             other += await duty()
         return Round(engine, other)
 
+    def _look_for_migrations(self, engine: BatchResult) -> bool:
+        """Whether this round looks for a migration batch: while the engine has due
+        executions, once per ``worker_poll_seconds`` (a look is a locking query, and a batch
+        of steps takes a few milliseconds); always when the engine found nothing to do, so
+        that a worker never goes idle with a migration left runnable."""
+        return engine.executions == 0 or self.monotonic() >= self._next_migration_look
+
     async def _migration_batch(self) -> int:
-        return await run_migration_batch(self.db, self.clock.now())
+        settled = await run_migration_batch(self.db, self.clock.now())
+        # A migration with more to move is looked for again at once; none, in a poll interval.
+        wait = 0.0 if settled else self.settings.worker_poll_seconds
+        self._next_migration_look = self.monotonic() + wait
+        return settled
 
     async def _pruning_batch(self) -> int:
         """One batch of this worker's pruning run, if it claimed one; a run that dies with

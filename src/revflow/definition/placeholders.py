@@ -5,6 +5,7 @@ Kept in one module so that validation and the engine that renders texts agree on
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -91,22 +92,41 @@ def render_placeholders(
     """
     if "{{" not in text:
         return text
-
-    def substitute(match: re.Match[str]) -> str:
-        path = match.group(1).strip()
-        if not path.startswith("contact."):
-            return match.group(0)
-        name = path.removeprefix("contact.")
-        field = custom_field_name(name)
+    out: list[str] = []
+    for part in _template(text):
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        name, field = part
         if field is not None:
             fields = contact.get("fields")
             value = fields.get(field) if isinstance(fields, Mapping) else None
         else:
             value = contact.get(name)
         rendered = _render_value(value)
-        return encode(rendered) if encode is not None else rendered
+        out.append(encode(rendered) if encode is not None else rendered)
+    return "".join(out)
 
-    return PLACEHOLDER_RE.sub(substitute, text)
+
+@functools.lru_cache(maxsize=4096)
+def _template(text: str) -> tuple[str | tuple[str, str | None], ...]:
+    """``text`` split once into its literal parts and its placeholders, each placeholder as
+    (the name after ``contact.``, the custom field it names or None); a placeholder that
+    names no contact path stays literal. The engine renders the same few texts for every
+    contact, so the parse is kept."""
+    parts: list[str | tuple[str, str | None]] = []
+    end = 0
+    for match in PLACEHOLDER_RE.finditer(text):
+        parts.append(text[end : match.start()])
+        path = match.group(1).strip()
+        if path.startswith("contact."):
+            name = path.removeprefix("contact.")
+            parts.append((name, custom_field_name(name)))
+        else:
+            parts.append(match.group(0))
+        end = match.end()
+    parts.append(text[end:])
+    return tuple(parts)
 
 
 def render_url(url: str, contact: Mapping[str, object]) -> str:

@@ -8,12 +8,17 @@ the finished and unmovable ones skipped, records where each movable one was (the
 record), moves them, writes their ``migrated`` history entries, and updates the counts.
 Items only ever go from ``pending`` to a final state, so a batch that is retried after a
 crash, or run by two workers, moves nothing twice.
+
+On PostgreSQL a forward migration's batch, once picked, is settled in one statement (a
+data-modifying ``WITH``: ``_settle_statement``); reverts, SQLite, and a batch whose statement
+fails (found one by one) take the separate statements.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -58,6 +63,7 @@ ITEMS = cast(Table, MigrationItem.__table__)
 HISTORY = cast(Table, HistoryEntry.__table__)
 MIGRATIONS = cast(Table, Migration.__table__)
 ITEM_ORIGINAL = ITEMS.alias("original")
+PENDING = literal("pending", literal_execute=True)
 
 
 def _json_object(dialect: str, **values: Any) -> ColumnElementType[Any]:
@@ -218,41 +224,11 @@ async def _move_by_plan(
     )
     if moved == 0:
         return 0, skipped
-    waiting = EXECUTIONS.c.status == "waiting"
-    wake_cases: list[tuple[Any, Any]] = []
-    started_cases: list[tuple[Any, Any]] = []
-    now_steps = [s for s, p in movable.items() if p.wake == "now"]
-    if now_steps:
-        wake_cases.append((and_(waiting, ITEMS.c.from_step.in_(now_steps)), now))
-        started_cases.append((and_(waiting, ITEMS.c.from_step.in_(now_steps)), None))
-    for step, p in movable.items():
-        at_step = and_(waiting, ITEMS.c.from_step == step)
-        # planning gives "restart" and "recompute" their seconds, "until" its time
-        if p.wake == "restart":
-            assert p.seconds is not None
-            wake_cases.append((at_step, now + dt.timedelta(seconds=p.seconds)))
-            started_cases.append((at_step, now))
-        elif p.wake == "recompute":
-            assert p.seconds is not None
-            wake_cases.append(
-                (at_step, _plus_seconds(dialect, EXECUTIONS.c.wait_started_at, p.seconds))
-            )
-        elif p.wake == "until":
-            assert p.until is not None
-            wake_cases.append((at_step, dt.datetime.fromisoformat(p.until)))
     values: dict[str, Any] = {
         "version": migration.to_version,
         "current_step": ITEMS.c.to_step,
+        **_new_positions(dialect, movable, ITEMS.c.from_step, now),
     }
-    if now_steps:
-        values["status"] = case(
-            (and_(waiting, ITEMS.c.from_step.in_(now_steps)), "active"),
-            else_=EXECUTIONS.c.status,
-        )
-    if wake_cases:
-        values["wake_at"] = case(*wake_cases, else_=EXECUTIONS.c.wake_at)
-    if started_cases:
-        values["wait_started_at"] = case(*started_cases, else_=EXECUTIONS.c.wait_started_at)
     await session.execute(
         update(EXECUTIONS)
         .where(
@@ -365,6 +341,160 @@ async def _write_history(
             ),
         )
     )
+
+
+@dataclass
+class _Settled:
+    """What one batch statement did: moved, skipped, and the ids it skipped."""
+
+    moved: int
+    skipped: int
+    skipped_ids: list[uuid.UUID]
+
+
+def _settle_statement(migration: Migration, ids: list[uuid.UUID], now: dt.datetime) -> Any:
+    """A forward migration's batch (``ids``, picked and locked) settled in one PostgreSQL
+    statement, a data-modifying ``WITH``.
+
+    ``settled`` gives every pending item of the batch its final state in one ``UPDATE`` —
+    skipped as finished, as on another version, or on a step the plan cannot move (with the
+    plan's reason), else migrated with its restore record (where the execution was); ``moved``
+    moves the executions the same condition picks (every part of the statement sees the rows
+    as they were before it, and the batch's executions are locked, so the two agree);
+    ``history`` writes the moved ones' entries. The answer is one row: how many were moved,
+    how many skipped, and the skipped ids.
+
+    Each table is joined to the batch's ids (one array, unnested) by equality on its key with
+    the migration's account, as in every batch statement (see ``_Batch``): joined to one
+    another through a CTE instead, the planner may scan the CTE once per row.
+    """
+    account = migration.account_id
+    plans = {step: StepPlan.from_dict(p) for step, p in migration.plan.items()}
+    movable = {step: p for step, p in plans.items() if p.target is not None}
+    reasons = {step: p.reason for step, p in plans.items() if p.target is None}
+    targets = {step: p.target for step, p in movable.items()}
+    batch = _Batch("postgresql", account, ids)
+    pending_here = and_(
+        ITEMS.c.migration_id == migration.id,
+        batch.has(ITEMS.c.execution_id, EXECUTIONS.c.id),
+        EXECUTIONS.c.id == ITEMS.c.execution_id,
+        ITEMS.c.state == PENDING,
+    )
+    step = EXECUTIONS.c.current_step
+    here = and_(_live(), EXECUTIONS.c.version == migration.from_version)
+    moves = and_(here, step.in_(list(movable)))
+    unmovable: Any = case(reasons, value=step, else_="step_unknown") if reasons else "step_unknown"
+    to_step: Any = case(targets, value=step) if targets else None
+    settled = (
+        update(ITEMS)
+        .where(pending_here)
+        .values(
+            state=case((moves, "migrated"), else_="skipped"),
+            reason=case(
+                (not_(_live()), "finished"),
+                (not_(here), "version_changed"),
+                (moves, None),
+                else_=unmovable,
+            ),
+            from_step=step,
+            from_status=case((moves, EXECUTIONS.c.status)),
+            from_wake_at=case((moves, EXECUTIONS.c.wake_at)),
+            to_step=case((moves, to_step)),
+            moved_at=case((moves, now)),
+        )
+        .returning(ITEMS.c.execution_id, ITEMS.c.state, ITEMS.c.from_step, ITEMS.c.to_step)
+        .cte("settled")
+    )
+    moved = (
+        update(EXECUTIONS)
+        .where(pending_here, moves)
+        .values(
+            version=migration.to_version,
+            current_step=to_step,
+            **_new_positions("postgresql", movable, step, now),
+        )
+        .cte("moved")
+    )
+    migrated = settled.c.state == "migrated"
+    detail = _json_object(
+        "postgresql",
+        **{
+            "migration_id": literal(str(migration.id)),
+            "from": literal(migration.from_version),
+            "to": literal(migration.to_version),
+            "from_step": settled.c.from_step,
+            "step": settled.c.to_step,
+        },
+    )
+    history = insert(HISTORY).from_select(
+        ["account_id", "execution_id", "at", "step", "result", "detail"],
+        select(
+            literal(account, Uuid()),
+            settled.c.execution_id,
+            literal(now, HISTORY.c.at.type),
+            settled.c.to_step,
+            literal("migrated"),
+            detail,
+        )
+        .where(migrated)
+        .order_by(settled.c.execution_id),
+    )
+    skipped = settled.c.state == "skipped"
+    return (
+        select(
+            func.count().filter(migrated),
+            func.count().filter(skipped),
+            func.array_agg(settled.c.execution_id).filter(skipped),
+        )
+        .select_from(settled)
+        .add_cte(moved, history.cte("history"))
+    )
+
+
+def _new_positions(
+    dialect: str, movable: dict[str, StepPlan], from_step: Any, now: dt.datetime
+) -> dict[str, Any]:
+    """An UPDATE's new status, wake time and wait start of the executions the plan moves off
+    the step ``from_step`` names (each column kept where the plan changes nothing)."""
+    waiting = EXECUTIONS.c.status == "waiting"
+    wake_cases: list[tuple[Any, Any]] = []
+    started_cases: list[tuple[Any, Any]] = []
+    now_steps = [s for s, p in movable.items() if p.wake == "now"]
+    if now_steps:
+        wake_cases.append((and_(waiting, from_step.in_(now_steps)), now))
+        started_cases.append((and_(waiting, from_step.in_(now_steps)), None))
+    for step, p in movable.items():
+        at_step = and_(waiting, from_step == step)
+        if p.wake == "restart":
+            assert p.seconds is not None
+            wake_cases.append((at_step, now + dt.timedelta(seconds=p.seconds)))
+            started_cases.append((at_step, now))
+        elif p.wake == "recompute":
+            assert p.seconds is not None
+            wake_cases.append(
+                (at_step, _plus_seconds(dialect, EXECUTIONS.c.wait_started_at, p.seconds))
+            )
+        elif p.wake == "until":
+            assert p.until is not None
+            wake_cases.append((at_step, dt.datetime.fromisoformat(p.until)))
+    values: dict[str, Any] = {}
+    if now_steps:
+        values["status"] = case(
+            (and_(waiting, from_step.in_(now_steps)), "active"), else_=EXECUTIONS.c.status
+        )
+    if wake_cases:
+        values["wake_at"] = case(*wake_cases, else_=EXECUTIONS.c.wake_at)
+    if started_cases:
+        values["wait_started_at"] = case(*started_cases, else_=EXECUTIONS.c.wait_started_at)
+    return values
+
+
+async def _settle_in_one_statement(
+    session: AsyncSession, migration: Migration, ids: list[uuid.UUID], now: dt.datetime
+) -> _Settled:
+    row: Any = (await session.execute(_settle_statement(migration, ids, now))).one()
+    moved, skipped, skipped_ids = row
+    return _Settled(int(moved), int(skipped), list(skipped_ids or []))
 
 
 async def moved_failure_rate(session: AsyncSession, migration: Migration) -> tuple[int, int]:
@@ -546,6 +676,60 @@ async def _fail(session: AsyncSession, migration: Migration, now: dt.datetime, w
     )
 
 
+async def _next_batch(
+    session: AsyncSession, migration: Migration, now: dt.datetime
+) -> tuple[int, bool]:
+    """Pick and settle the migration's next batch; answers (executions settled, whether any
+    item is still pending).
+
+    A forward migration on PostgreSQL settles its batch in one statement; if that fails for
+    anything but the database itself, the batch goes the way of every other batch
+    (``_settle_batch``), which finds the executions that cannot be moved one by one.
+    """
+    ids = await _pick_batch(session, migration, now)
+    settled = 0
+    one_statement = session.get_bind().dialect.name == "postgresql" and migration.reverts is None
+    if ids and one_statement:
+        try:
+            async with session.begin_nested():
+                done = await _settle_in_one_statement(session, migration, ids, now)
+        except Exception as exc:
+            if _transient(exc):
+                raise
+        else:
+            settled = done.moved + done.skipped
+            migration.migrated += done.moved
+            migration.skipped += done.skipped
+            migration.batches += 1
+            if done.skipped_ids:
+                await _list_skips(session, migration, done.skipped_ids)
+            return settled, await _any_pending(session, migration)
+    if ids:
+        moved, skipped, failed = await _settle_batch(session, migration, ids, now)
+        migration.migrated += moved
+        migration.skipped += skipped
+        migration.failed += failed
+        migration.batches += 1
+        settled = moved + skipped + failed
+        await _list_skips(session, migration, ids)
+    return settled, await _any_pending(session, migration)
+
+
+async def _any_pending(session: AsyncSession, migration: Migration) -> bool:
+    # Whether any item is still pending (not how many: counting them all in every batch made
+    # each batch read the whole rest of the migration).
+    remaining = await session.scalar(
+        select(ITEMS.c.execution_id)
+        .where(
+            ITEMS.c.account_id == migration.account_id,
+            ITEMS.c.migration_id == migration.id,
+            ITEMS.c.state == "pending",
+        )
+        .limit(1)
+    )
+    return remaining is not None
+
+
 async def run_batch(session: AsyncSession, migration: Migration, now: dt.datetime) -> int:
     """Run one batch of ``migration`` (locked by the caller); the caller commits.
 
@@ -575,28 +759,8 @@ async def run_batch(session: AsyncSession, migration: Migration, now: dt.datetim
         await _fail(session, migration, now, f"version {migration.to_version} was archived")
         return 0
     migration.status = "in_progress"
-    ids = await _pick_batch(session, migration, now)
-    settled = 0
-    if ids:
-        moved, skipped, failed = await _settle_batch(session, migration, ids, now)
-        migration.migrated += moved
-        migration.skipped += skipped
-        migration.failed += failed
-        migration.batches += 1
-        settled = moved + skipped + failed
-        await _list_skips(session, migration, ids)
-    # Whether any item is still pending (not how many: counting them all in every batch made
-    # each batch read the whole rest of the migration).
-    remaining = await session.scalar(
-        select(ITEMS.c.execution_id)
-        .where(
-            ITEMS.c.account_id == migration.account_id,
-            ITEMS.c.migration_id == migration.id,
-            ITEMS.c.state == "pending",
-        )
-        .limit(1)
-    )
-    if remaining is None:
+    settled, remaining = await _next_batch(session, migration, now)
+    if not remaining:
         migration.status = "completed"
         migration.finished_at = now
         migration.next_batch_at = None
@@ -623,6 +787,6 @@ async def run_batch(session: AsyncSession, migration: Migration, now: dt.datetim
         migration.next_batch_at = now + dt.timedelta(seconds=migration.interval_seconds)
     else:
         # Executions held by workers are retried shortly rather than spun on.
-        migration.next_batch_at = now if ids else now + dt.timedelta(seconds=0.2)
+        migration.next_batch_at = now if settled else now + dt.timedelta(seconds=0.2)
     await session.flush()
     return settled

@@ -1,0 +1,90 @@
+"""A batch's writes: every row as the steps made it, and on PostgreSQL one statement per kind
+of row whatever the batch's size (one array parameter per column, read with ``unnest``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+
+from revflow.db import Database
+from tests.support.engine import Engine
+
+
+@contextmanager
+def statements(db: Database) -> Iterator[list[tuple[str, bool]]]:
+    """The statements run meanwhile, each with whether it ran once per row (executemany)."""
+    seen: list[tuple[str, bool]] = []
+
+    def record(_conn: Any, _cursor: Any, sql: str, _params: Any, _ctx: Any, many: bool) -> None:
+        seen.append((" ".join(sql.split()), many))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def test_a_batch_writes_each_kind_of_row_once_and_every_value_as_the_steps_made_it(
+    engine: Engine,
+) -> None:
+    wf = await engine.workflow(
+        {
+            "trigger": {"type": "manual"},
+            "steps": [
+                {
+                    "id": "stage",
+                    "type": "update_field",
+                    "field": "fields.stage",
+                    "value": "ö",
+                    "next": "tag",
+                },
+                {"id": "tag", "type": "add_tag", "tag": "vip", "next": "hello"},
+                {
+                    "id": "hello",
+                    "type": "send_email",
+                    "subject": "Hi {{contact.fields.name}}",
+                    "body": "{{contact.email}} — {{contact.tags}}",
+                    "next": "pause",
+                },
+                {"id": "pause", "type": "wait", "duration": "1d", "next": "done"},
+                {"id": "done", "type": "end"},
+            ],
+        }
+    )
+    people = {
+        await engine.contact(email=f"w{i}-{uuid.uuid4().hex[:6]}@x.com", fields={"name": f"N{i}"})
+        for i in range(3)
+    }
+    executions = (await engine.enroll(wf, *people))["executions"]
+    db = engine.worker.db
+    with statements(db) as seen:
+        await engine.run()
+    if not db.is_sqlite:
+        for target in ("INSERT INTO execution_history", "INSERT INTO messages"):
+            [(sql, many)] = [(sql, many) for sql, many in seen if sql.startswith(target)]
+            assert "unnest(" in sql and not many, sql
+        for target in ("UPDATE executions", "UPDATE contacts"):
+            writes = [(sql, many) for sql, many in seen if sql.startswith(target)]
+            assert writes and all("unnest(" in sql and not many for sql, many in writes)
+
+    for execution_id in executions:
+        ex = await engine.execution(execution_id)
+        assert (ex["status"], ex["current_step"]) == ("waiting", "pause"), ex
+        assert ex["wake_at"] is not None and ex["error"] is None
+        steps = [(h["step"], h["result"]) for h in ex["history"]]
+        assert steps[:3] == [("stage", "done"), ("tag", "done"), ("hello", "sent")], steps
+        assert ex["history"][0]["detail"] == {"field": "fields.stage", "changed": True}
+        contact = (
+            await engine.tenant.request("GET", f"/api/v1/contacts/{ex['contact_id']}")
+        ).json()
+        assert contact["fields"] == {"name": contact["fields"]["name"], "stage": "ö"}
+        assert contact["tags"] == ["vip"]
+        [message] = [m for m in await engine.messages() if m["execution_id"] == execution_id]
+        assert message["subject"] == f"Hi {contact['fields']['name']}"
+        assert message["body"] == f"{contact['email']} — vip"
+        assert ex["history"][2]["detail"]["message_id"] == message["id"]
