@@ -320,7 +320,12 @@ async def run_level(
 ) -> Level:
     level = Level(clients, seconds, servers=len(urls))
     headers = {"Authorization": f"Bearer {setup.api_key}"}
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # Idle connections are dropped well before uvicorn closes them (after 5 s idle): with
+    # httpx's own 5 s, a request sent on a connection the server was closing at that moment
+    # failed with ReadError, a race of the generator's, not an answer of the server's.
+    limits = httpx.Limits(
+        max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0
+    )
     https = [
         httpx.AsyncClient(base_url=url, headers=headers, timeout=30, limits=limits) for url in urls
     ]
