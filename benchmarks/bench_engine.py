@@ -490,6 +490,15 @@ async def revflow_outcome(dsn: str) -> dict[str, int]:
         await conn.close()
 
 
+def problems_of(checks: dict[str, int], expected: dict[str, int]) -> list[str]:
+    """Each count of ``checks`` that is not what ``expected`` says (empty: all as expected)."""
+    return [
+        f"{key}: {checks.get(key, 0)}, expected {value}"
+        for key, value in expected.items()
+        if checks.get(key, 0) != value
+    ]
+
+
 def revflow_problems(checks: dict[str, int], executions: int) -> list[str]:
     """What is wrong with the rows a run of the workload wrote (empty: all as expected)."""
     expected = {
@@ -498,11 +507,7 @@ def revflow_problems(checks: dict[str, int], executions: int) -> list[str]:
         "messages": executions,
         "contacts_tagged": executions,
     }
-    return [
-        f"{key}: {checks.get(key, 0)}, expected {value}"
-        for key, value in expected.items()
-        if checks.get(key, 0) != value
-    ]
+    return problems_of(checks, expected)
 
 
 # Entered beside a run, with its database URL and account; it may yield what to wait for once
@@ -647,15 +652,14 @@ def run_dbos(args: argparse.Namespace, concurrency: int) -> Run:
         busy,
         checks,
         mode="execution",
-        problems=[
-            f"{key}: {checks.get(key, 0)}, expected {value}"
-            for key, value in (
-                ("history", executions * STEPS_PER_EXECUTION),
-                ("completed", executions),
-                ("messages", executions),
-            )
-            if checks.get(key, 0) != value
-        ],
+        problems=problems_of(
+            checks,
+            {
+                "history": executions * STEPS_PER_EXECUTION,
+                "completed": executions,
+                "messages": executions,
+            },
+        ),
     )
     say(f"[bold]{label}[/bold]: {run.units} steps in {run.wall_s:.2f} s = {run.per_s:,.0f}/s")
     return run
@@ -704,16 +708,15 @@ def run_baseline(args: argparse.Namespace, mode: str, concurrency: int) -> Run:
                     break
                 time.sleep(0.1)
     steps_expected = executions * baseline.STEPS
-    problems = [
-        f"{key}: {checks.get(key, 0)}, expected {value}"
-        for key, value in (
-            ("jobs_succeeded", jobs_expected),
-            ("history", steps_expected),
-            ("completed", executions),
-            ("messages", executions),
-        )
-        if checks.get(key, 0) != value
-    ]
+    problems = problems_of(
+        checks,
+        {
+            "jobs_succeeded": jobs_expected,
+            "history": steps_expected,
+            "completed": executions,
+            "messages": executions,
+        },
+    )
     run = Run(
         "procrastinate",
         workers,
