@@ -13,7 +13,7 @@ import pytest
 
 from revflow.app import create_app
 from revflow.client import AsyncClient, endpoints, errors
-from revflow.client.core import Call
+from revflow.client.core import Call, Plan, Request, flow
 from revflow.config import Settings
 from revflow.db import Database
 from tests.support.routes import openapi_routes
@@ -192,3 +192,12 @@ async def test_a_simulation_comes_back_typed(api: AsyncClient) -> None:
     with pytest.raises(errors.ValidationError) as invalid:
         await api.simulate(workflow.id, 1, contact_id=contact.id, contact={"email": "x@y.z"})
     assert [e["pointer"] for e in invalid.value.errors] == ["/contact"]
+
+
+def test_a_plan_of_several_calls_names_each_route() -> None:
+    @flow
+    def unnamed(owner: object) -> Plan[None]:
+        yield Request(path={"workflow_id": "w"})
+
+    with pytest.raises(TypeError, match="yields Calls"):
+        next(unnamed.plan(object()))

@@ -17,7 +17,17 @@ from typing import Any, Literal, Self, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from revflow.client.core import Call, Endpoint, Plan, Reply, endpoint, flow, run_async, run_sync
+from revflow.client.core import (
+    Calls,
+    Endpoint,
+    Plan,
+    Reply,
+    Request,
+    endpoint,
+    flow,
+    run_async,
+    run_sync,
+)
 from revflow.client.errors import NotFound, RevflowError
 from revflow.client.models import (
     AccountCreated,
@@ -112,23 +122,23 @@ class Routes:
 
     @endpoint("GET", "/healthz")
     def health(self) -> Plan[dict[str, Any]]:
-        reply = yield Call("GET", "/healthz")
+        reply = yield Request()
         return dict(reply.body)
 
     @endpoint("GET", "/readyz")
     def ready(self) -> Plan[dict[str, Any]]:
-        reply = yield Call("GET", "/readyz")
+        reply = yield Request()
         return dict(reply.body)
 
     @endpoint("GET", "/metrics")
     def metrics(self) -> Plan[str]:
-        reply = yield Call("GET", "/metrics")
+        reply = yield Request()
         return str(reply.body)
 
     @endpoint("GET", f"{API}/schema/definition")
     def definition_schema(self) -> Plan[dict[str, Any]]:
         """The JSON Schema of a workflow definition (for editors and validation)."""
-        reply = yield Call("GET", f"{API}/schema/definition")
+        reply = yield Request()
         return dict(reply.body)
 
     # -- accounts and keys ---------------------------------------------------------------
@@ -137,24 +147,24 @@ class Routes:
     def create_account(self, name: str, *, admin_token: str) -> Plan[AccountCreated]:
         """Create an account with the operator token (``REVFLOW_ADMIN_TOKEN``)."""
         headers = {"Authorization": f"Bearer {admin_token}"}
-        reply = yield Call("POST", f"{API}/accounts", json={"name": name}, headers=headers)
+        reply = yield Request(json={"name": name}, headers=headers)
         return _one(AccountCreated, reply)
 
     @endpoint("POST", f"{API}/api-keys")
     def create_key(self, user: str, role: Role) -> Plan[ApiKeyCreated]:
-        reply = yield Call("POST", f"{API}/api-keys", json={"user": user, "role": role})
+        reply = yield Request(json={"user": user, "role": role})
         return _one(ApiKeyCreated, reply)
 
     @endpoint("GET", f"{API}/api-keys")
     def list_keys(
         self, *, limit: int | None = None, cursor: str | None = None
     ) -> Plan[Page[ApiKey]]:
-        reply = yield Call("GET", f"{API}/api-keys", params=_list(limit, cursor))
+        reply = yield Request(params=_list(limit, cursor))
         return _page(ApiKey, reply)
 
     @endpoint("DELETE", f"{API}/api-keys/{{key_id}}")
     def revoke_key(self, key_id: str) -> Plan[ApiKey]:
-        reply = yield Call("DELETE", f"{API}/api-keys/{{key_id}}", path={"key_id": key_id})
+        reply = yield Request(path={"key_id": key_id})
         return _one(ApiKey, reply)
 
     # -- workflows -----------------------------------------------------------------------
@@ -173,23 +183,19 @@ class Routes:
         body: dict[str, Any] = {"name": name, "description": description}
         if definition is not None:
             body.update(definition=dict(definition), change_summary=change_summary)
-        reply = yield Call(
-            "POST", f"{API}/workflows", json=body, headers=_changes(None, idempotency_key)
-        )
+        reply = yield Request(json=body, headers=_changes(None, idempotency_key))
         return _one(Workflow, reply)
 
     @endpoint("GET", f"{API}/workflows")
     def list_workflows(
         self, *, limit: int | None = None, cursor: str | None = None
     ) -> Plan[Page[Workflow]]:
-        reply = yield Call("GET", f"{API}/workflows", params=_list(limit, cursor))
+        reply = yield Request(params=_list(limit, cursor))
         return _page(Workflow, reply)
 
     @endpoint("GET", f"{API}/workflows/{{workflow_id}}")
     def get_workflow(self, workflow_id: str) -> Plan[Workflow]:
-        reply = yield Call(
-            "GET", f"{API}/workflows/{{workflow_id}}", path={"workflow_id": workflow_id}
-        )
+        reply = yield Request(path={"workflow_id": workflow_id})
         return _one(Workflow, reply)
 
     @endpoint("PATCH", f"{API}/workflows/{{workflow_id}}")
@@ -204,9 +210,7 @@ class Routes:
         body = {
             k: v for k, v in {"name": name, "description": description}.items() if v is not None
         }
-        reply = yield Call(
-            "PATCH",
-            f"{API}/workflows/{{workflow_id}}",
+        reply = yield Request(
             path={"workflow_id": workflow_id},
             json=body,
             headers=_changes(if_match),
@@ -215,9 +219,7 @@ class Routes:
 
     @endpoint("POST", f"{API}/workflows/{{workflow_id}}/pause")
     def pause_workflow(self, workflow_id: str, *, if_match: str | None = None) -> Plan[Workflow]:
-        reply = yield Call(
-            "POST",
-            f"{API}/workflows/{{workflow_id}}/pause",
+        reply = yield Request(
             path={"workflow_id": workflow_id},
             headers=_changes(if_match),
         )
@@ -225,9 +227,7 @@ class Routes:
 
     @endpoint("POST", f"{API}/workflows/{{workflow_id}}/resume")
     def resume_workflow(self, workflow_id: str, *, if_match: str | None = None) -> Plan[Workflow]:
-        reply = yield Call(
-            "POST",
-            f"{API}/workflows/{{workflow_id}}/resume",
+        reply = yield Request(
             path={"workflow_id": workflow_id},
             headers=_changes(if_match),
         )
@@ -287,9 +287,7 @@ class Routes:
             "base_version": base_version,
             "publish": publish,
         }
-        reply = yield Call(
-            "POST",
-            f"{API}/workflows/{{workflow_id}}/versions",
+        reply = yield Request(
             path={"workflow_id": workflow_id},
             json=body,
             headers=_changes(if_match, idempotency_key),
@@ -315,9 +313,7 @@ class Routes:
             tag=tag,
             include_archived=include_archived,
         )
-        reply = yield Call(
-            "GET",
-            f"{API}/workflows/{{workflow_id}}/versions",
+        reply = yield Request(
             path={"workflow_id": workflow_id},
             params=params,
         )
@@ -326,9 +322,7 @@ class Routes:
     @endpoint("GET", f"{API}/workflows/{{workflow_id}}/versions/{{number}}")
     def get_version(self, workflow_id: str, number: int) -> Plan[Version]:
         """One version with its definition."""
-        reply = yield Call(
-            "GET",
-            f"{API}/workflows/{{workflow_id}}/versions/{{number}}",
+        reply = yield Request(
             path={"workflow_id": workflow_id, "number": number},
         )
         return _one(Version, reply)
@@ -348,9 +342,7 @@ class Routes:
         self, workflow_id: str, from_version: int, to_version: int
     ) -> Plan[Comparison]:
         """The structured diff of two versions, with the live executions each break affects."""
-        reply = yield Call(
-            "GET",
-            f"{API}/workflows/{{workflow_id}}/versions/compare",
+        reply = yield Request(
             path={"workflow_id": workflow_id},
             params={"from": from_version, "to": to_version},
         )
@@ -361,9 +353,7 @@ class Routes:
         self, workflow_id: str, from_version: int, to_version: int
     ) -> Plan[str]:
         """The same comparison as readable text (``?format=text``)."""
-        reply = yield Call(
-            "GET",
-            f"{API}/workflows/{{workflow_id}}/versions/compare",
+        reply = yield Request(
             path={"workflow_id": workflow_id},
             params={"from": from_version, "to": to_version, "format": "text"},
         )
@@ -380,9 +370,7 @@ class Routes:
     ) -> Plan[Version]:
         """Make version ``number`` current, or with ``canary_percent`` the workflow's canary."""
         body = {"canary_percent": canary_percent} if canary_percent is not None else None
-        reply = yield Call(
-            "POST",
-            f"{API}/workflows/{{workflow_id}}/versions/{{number}}/publish",
+        reply = yield Request(
             path={"workflow_id": workflow_id, "number": number},
             json=body,
             headers=_changes(if_match),
@@ -391,9 +379,7 @@ class Routes:
 
     @endpoint("POST", f"{API}/workflows/{{workflow_id}}/canary/promote")
     def promote_canary(self, workflow_id: str, *, if_match: str | None = None) -> Plan[Version]:
-        reply = yield Call(
-            "POST",
-            f"{API}/workflows/{{workflow_id}}/canary/promote",
+        reply = yield Request(
             path={"workflow_id": workflow_id},
             headers=_changes(if_match),
         )
@@ -403,9 +389,7 @@ class Routes:
     def abort_canary(
         self, workflow_id: str, *, reason: str | None = None, if_match: str | None = None
     ) -> Plan[Version]:
-        reply = yield Call(
-            "POST",
-            f"{API}/workflows/{{workflow_id}}/canary/abort",
+        reply = yield Request(
             path={"workflow_id": workflow_id},
             json={"reason": reason} if reason else None,
             headers=_changes(if_match),
@@ -426,9 +410,7 @@ class Routes:
         body: dict[str, Any] = {"reason": reason}
         if migrate is not None:
             body["migrate"] = dict(migrate)
-        reply = yield Call(
-            "POST",
-            f"{API}/workflows/{{workflow_id}}/versions/{{number}}/rollback",
+        reply = yield Request(
             path={"workflow_id": workflow_id, "number": number},
             json=body,
             headers=_changes(if_match),
@@ -460,9 +442,7 @@ class Routes:
         for name, value in (("start", start), ("until", until)):
             if value is not None:
                 body[name] = value.isoformat() if isinstance(value, dt.datetime) else value
-        reply = yield Call(
-            "POST",
-            f"{API}/workflows/{{workflow_id}}/versions/{{number}}/simulate",
+        reply = yield Request(
             path={"workflow_id": workflow_id, "number": number},
             json=body,
         )
@@ -472,9 +452,7 @@ class Routes:
     def set_tags(
         self, workflow_id: str, number: int, tags: Sequence[str], *, if_match: str | None = None
     ) -> Plan[Version]:
-        reply = yield Call(
-            "PUT",
-            f"{API}/workflows/{{workflow_id}}/versions/{{number}}/tags",
+        reply = yield Request(
             path={"workflow_id": workflow_id, "number": number},
             json={"tags": list(tags)},
             headers=_changes(if_match),
@@ -484,9 +462,7 @@ class Routes:
     @endpoint("GET", f"{API}/workflows/{{workflow_id}}/versions/{{number}}/stats")
     def version_stats(self, workflow_id: str, number: int) -> Plan[VersionStats]:
         """Executions of a version by status and by current step, completions, failures."""
-        reply = yield Call(
-            "GET",
-            f"{API}/workflows/{{workflow_id}}/versions/{{number}}/stats",
+        reply = yield Request(
             path={"workflow_id": workflow_id, "number": number},
         )
         return _one(VersionStats, reply)
@@ -504,9 +480,7 @@ class Routes:
     ) -> Plan[Draft]:
         """Save the caller's working draft; a stale ``revision`` raises ``StaleDraft``."""
         body = {"definition": definition, "base_version": base_version, "revision": revision}
-        reply = yield Call(
-            "PUT",
-            f"{API}/workflows/{{workflow_id}}/draft",
+        reply = yield Request(
             path={"workflow_id": workflow_id},
             json=body,
         )
@@ -514,16 +488,12 @@ class Routes:
 
     @endpoint("GET", f"{API}/workflows/{{workflow_id}}/draft")
     def get_draft(self, workflow_id: str) -> Plan[Draft]:
-        reply = yield Call(
-            "GET", f"{API}/workflows/{{workflow_id}}/draft", path={"workflow_id": workflow_id}
-        )
+        reply = yield Request(path={"workflow_id": workflow_id})
         return _one(Draft, reply)
 
     @endpoint("DELETE", f"{API}/workflows/{{workflow_id}}/draft")
     def discard_draft(self, workflow_id: str) -> Plan[None]:
-        yield Call(
-            "DELETE", f"{API}/workflows/{{workflow_id}}/draft", path={"workflow_id": workflow_id}
-        )
+        yield Request(path={"workflow_id": workflow_id})
         return None
 
     # -- executions ----------------------------------------------------------------------
@@ -532,9 +502,7 @@ class Routes:
     def enroll(
         self, workflow_id: str, contact_ids: Sequence[str], *, idempotency_key: str | None = None
     ) -> Plan[Enrollment]:
-        reply = yield Call(
-            "POST",
-            f"{API}/workflows/{{workflow_id}}/enrollments",
+        reply = yield Request(
             path={"workflow_id": workflow_id},
             json={"contact_ids": list(contact_ids)},
             headers=_changes(None, idempotency_key),
@@ -552,9 +520,7 @@ class Routes:
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Plan[Page[Execution]]:
-        reply = yield Call(
-            "GET",
-            f"{API}/workflows/{{workflow_id}}/executions",
+        reply = yield Request(
             path={"workflow_id": workflow_id},
             params=_list(limit, cursor, version=version, status=status, step=step),
         )
@@ -562,16 +528,12 @@ class Routes:
 
     @endpoint("GET", f"{API}/executions/{{execution_id}}")
     def get_execution(self, execution_id: str) -> Plan[Execution]:
-        reply = yield Call(
-            "GET", f"{API}/executions/{{execution_id}}", path={"execution_id": execution_id}
-        )
+        reply = yield Request(path={"execution_id": execution_id})
         return _one(Execution, reply)
 
     @endpoint("POST", f"{API}/executions/{{execution_id}}/cancel")
     def cancel_execution(self, execution_id: str) -> Plan[Execution]:
-        reply = yield Call(
-            "POST", f"{API}/executions/{{execution_id}}/cancel", path={"execution_id": execution_id}
-        )
+        reply = yield Request(path={"execution_id": execution_id})
         return _one(Execution, reply)
 
     @endpoint("GET", f"{API}/messages")
@@ -584,7 +546,7 @@ class Routes:
         cursor: str | None = None,
     ) -> Plan[Page[Message]]:
         params = _list(limit, cursor, contact_id=contact_id, execution_id=execution_id)
-        reply = yield Call("GET", f"{API}/messages", params=params)
+        reply = yield Request(params=params)
         return _page(Message, reply)
 
     # -- migrations ----------------------------------------------------------------------
@@ -619,9 +581,7 @@ class Routes:
         )
         if allow_unreleased:
             body["allow_unreleased"] = True
-        reply = yield Call(
-            "POST",
-            f"{API}/workflows/{{workflow_id}}/versions/{{number}}/migrate",
+        reply = yield Request(
             path={"workflow_id": workflow_id, "number": to_version},
             json=body,
             headers=_changes(None, idempotency_key),
@@ -644,9 +604,7 @@ class Routes:
             from_version, strategy, mapping, execution_ids, None, None, None, None
         )
         body["dry_run"] = True
-        reply = yield Call(
-            "POST",
-            f"{API}/workflows/{{workflow_id}}/versions/{{number}}/migrate",
+        reply = yield Request(
             path={"workflow_id": workflow_id, "number": to_version},
             json=body,
         )
@@ -656,9 +614,7 @@ class Routes:
     def list_migrations(
         self, workflow_id: str, *, limit: int | None = None, cursor: str | None = None
     ) -> Plan[Page[Migration]]:
-        reply = yield Call(
-            "GET",
-            f"{API}/workflows/{{workflow_id}}/migrations",
+        reply = yield Request(
             path={"workflow_id": workflow_id},
             params=_list(limit, cursor),
         )
@@ -666,38 +622,28 @@ class Routes:
 
     @endpoint("GET", f"{API}/migrations/{{migration_id}}")
     def get_migration(self, migration_id: str) -> Plan[Migration]:
-        reply = yield Call(
-            "GET", f"{API}/migrations/{{migration_id}}", path={"migration_id": migration_id}
-        )
+        reply = yield Request(path={"migration_id": migration_id})
         return _one(Migration, reply)
 
     @endpoint("POST", f"{API}/migrations/{{migration_id}}/pause")
     def pause_migration(self, migration_id: str) -> Plan[Migration]:
-        reply = yield Call(
-            "POST", f"{API}/migrations/{{migration_id}}/pause", path={"migration_id": migration_id}
-        )
+        reply = yield Request(path={"migration_id": migration_id})
         return _one(Migration, reply)
 
     @endpoint("POST", f"{API}/migrations/{{migration_id}}/resume")
     def resume_migration(self, migration_id: str) -> Plan[Migration]:
-        reply = yield Call(
-            "POST", f"{API}/migrations/{{migration_id}}/resume", path={"migration_id": migration_id}
-        )
+        reply = yield Request(path={"migration_id": migration_id})
         return _one(Migration, reply)
 
     @endpoint("POST", f"{API}/migrations/{{migration_id}}/cancel")
     def cancel_migration(self, migration_id: str) -> Plan[Migration]:
-        reply = yield Call(
-            "POST", f"{API}/migrations/{{migration_id}}/cancel", path={"migration_id": migration_id}
-        )
+        reply = yield Request(path={"migration_id": migration_id})
         return _one(Migration, reply)
 
     @endpoint("POST", f"{API}/migrations/{{migration_id}}/revert")
     def revert_migration(self, migration_id: str) -> Plan[Migration]:
         """Move back what the migration moved (a new manual migration, answered here)."""
-        reply = yield Call(
-            "POST", f"{API}/migrations/{{migration_id}}/revert", path={"migration_id": migration_id}
-        )
+        reply = yield Request(path={"migration_id": migration_id})
         return _one(Migration, reply)
 
     # -- contacts and events -------------------------------------------------------------
@@ -720,21 +666,19 @@ class Routes:
             "fields": dict(fields or {}),
             "tags": list(tags or []),
         }
-        reply = yield Call(
-            "POST", f"{API}/contacts", json=body, headers=_changes(None, idempotency_key)
-        )
+        reply = yield Request(json=body, headers=_changes(None, idempotency_key))
         return _one(Contact, reply)
 
     @endpoint("GET", f"{API}/contacts")
     def list_contacts(
         self, *, limit: int | None = None, cursor: str | None = None
     ) -> Plan[Page[Contact]]:
-        reply = yield Call("GET", f"{API}/contacts", params=_list(limit, cursor))
+        reply = yield Request(params=_list(limit, cursor))
         return _page(Contact, reply)
 
     @endpoint("GET", f"{API}/contacts/{{contact_id}}")
     def get_contact(self, contact_id: str) -> Plan[Contact]:
-        reply = yield Call("GET", f"{API}/contacts/{{contact_id}}", path={"contact_id": contact_id})
+        reply = yield Request(path={"contact_id": contact_id})
         return _one(Contact, reply)
 
     @endpoint("PATCH", f"{API}/contacts/{{contact_id}}")
@@ -757,9 +701,7 @@ class Routes:
                 if v is not None
             }
         )
-        reply = yield Call(
-            "PATCH", f"{API}/contacts/{{contact_id}}", path={"contact_id": contact_id}, json=body
-        )
+        reply = yield Request(path={"contact_id": contact_id}, json=body)
         return _one(Contact, reply)
 
     @endpoint("PUT", f"{API}/contacts/by-external-id/{{external_id}}")
@@ -783,9 +725,7 @@ class Routes:
             }.items()
             if v is not None
         }
-        reply = yield Call(
-            "PUT",
-            f"{API}/contacts/by-external-id/{{external_id}}",
+        reply = yield Request(
             path={"external_id": external_id},
             json=body,
         )
@@ -794,7 +734,7 @@ class Routes:
     @endpoint("DELETE", f"{API}/contacts/{{contact_id}}")
     def erase_contact(self, contact_id: str) -> Plan[None]:
         """Erase a contact: its executions are cancelled and its personal data removed."""
-        yield Call("DELETE", f"{API}/contacts/{{contact_id}}", path={"contact_id": contact_id})
+        yield Request(path={"contact_id": contact_id})
         return None
 
     @endpoint("POST", f"{API}/events")
@@ -807,9 +747,7 @@ class Routes:
         idempotency_key: str | None = None,
     ) -> Plan[EventResult]:
         body = {"contact_id": contact_id, "name": name, "data": dict(data or {})}
-        reply = yield Call(
-            "POST", f"{API}/events", json=body, headers=_changes(None, idempotency_key)
-        )
+        reply = yield Request(json=body, headers=_changes(None, idempotency_key))
         return _one(EventResult, reply)
 
     # -- audit ---------------------------------------------------------------------------
@@ -828,7 +766,7 @@ class Routes:
         params = _list(
             limit, cursor, workflow_id=workflow_id, action=action, since=since, until=until
         )
-        reply = yield Call("GET", f"{API}/audit", params=params)
+        reply = yield Request(params=params)
         return _page(AuditEntry, reply)
 
     # -- webhooks ------------------------------------------------------------------------
@@ -839,19 +777,19 @@ class Routes:
     ) -> Plan[WebhookSubscription]:
         """Subscribe ``url`` to ``events``; the answer's ``secret`` is shown only here."""
         body = {"url": url, "events": events, "description": description}
-        reply = yield Call("POST", f"{API}/webhooks", json=body)
+        reply = yield Request(json=body)
         return _one(WebhookSubscription, reply)
 
     @endpoint("GET", f"{API}/webhooks")
     def list_webhooks(
         self, *, limit: int | None = None, cursor: str | None = None
     ) -> Plan[Page[WebhookSubscription]]:
-        reply = yield Call("GET", f"{API}/webhooks", params=_list(limit, cursor))
+        reply = yield Request(params=_list(limit, cursor))
         return _page(WebhookSubscription, reply)
 
     @endpoint("GET", f"{API}/webhooks/{{webhook_id}}")
     def get_webhook(self, webhook_id: str) -> Plan[WebhookSubscription]:
-        reply = yield Call("GET", f"{API}/webhooks/{{webhook_id}}", path={"webhook_id": webhook_id})
+        reply = yield Request(path={"webhook_id": webhook_id})
         return _one(WebhookSubscription, reply)
 
     @endpoint("PATCH", f"{API}/webhooks/{{webhook_id}}")
@@ -866,39 +804,31 @@ class Routes:
     ) -> Plan[WebhookSubscription]:
         changes = {"url": url, "events": events, "description": description, "enabled": enabled}
         body = {k: v for k, v in changes.items() if v is not None}
-        reply = yield Call(
-            "PATCH", f"{API}/webhooks/{{webhook_id}}", path={"webhook_id": webhook_id}, json=body
-        )
+        reply = yield Request(path={"webhook_id": webhook_id}, json=body)
         return _one(WebhookSubscription, reply)
 
     @endpoint("DELETE", f"{API}/webhooks/{{webhook_id}}")
     def delete_webhook(self, webhook_id: str) -> Plan[None]:
-        yield Call("DELETE", f"{API}/webhooks/{{webhook_id}}", path={"webhook_id": webhook_id})
+        yield Request(path={"webhook_id": webhook_id})
         return None
 
     @endpoint("POST", f"{API}/webhooks/{{webhook_id}}/rotate-secret")
     def rotate_webhook_secret(self, webhook_id: str) -> Plan[WebhookSubscription]:
         """A new secret (in this answer only); the old one keeps signing for 24 hours."""
-        reply = yield Call(
-            "POST", f"{API}/webhooks/{{webhook_id}}/rotate-secret", path={"webhook_id": webhook_id}
-        )
+        reply = yield Request(path={"webhook_id": webhook_id})
         return _one(WebhookSubscription, reply)
 
     @endpoint("POST", f"{API}/webhooks/{{webhook_id}}/test")
     def test_webhook(self, webhook_id: str) -> Plan[WebhookDelivery]:
         """Send a ``ping`` event now."""
-        reply = yield Call(
-            "POST", f"{API}/webhooks/{{webhook_id}}/test", path={"webhook_id": webhook_id}
-        )
+        reply = yield Request(path={"webhook_id": webhook_id})
         return _one(WebhookDelivery, reply)
 
     @endpoint("GET", f"{API}/webhooks/{{webhook_id}}/deliveries")
     def list_deliveries(
         self, webhook_id: str, *, limit: int | None = None, cursor: str | None = None
     ) -> Plan[Page[WebhookDelivery]]:
-        reply = yield Call(
-            "GET",
-            f"{API}/webhooks/{{webhook_id}}/deliveries",
+        reply = yield Request(
             path={"webhook_id": webhook_id},
             params=_list(limit, cursor),
         )
@@ -907,9 +837,7 @@ class Routes:
     @endpoint("POST", f"{API}/webhooks/{{webhook_id}}/deliveries/{{delivery_id}}/redeliver")
     def redeliver(self, webhook_id: str, delivery_id: str) -> Plan[WebhookDelivery]:
         """Send a delivery again now (same ``webhook-id``)."""
-        reply = yield Call(
-            "POST",
-            f"{API}/webhooks/{{webhook_id}}/deliveries/{{delivery_id}}/redeliver",
+        reply = yield Request(
             path={"webhook_id": webhook_id, "delivery_id": delivery_id},
         )
         return _one(WebhookDelivery, reply)
@@ -956,7 +884,7 @@ class Client(Routes):
         """A client of ``REVFLOW_URL`` with the key ``REVFLOW_API_KEY``."""
         return cls(os.environ.get("REVFLOW_URL", DEFAULT_URL), os.environ.get("REVFLOW_API_KEY"))
 
-    def _run(self, plan: Plan[Any]) -> Any:
+    def _run(self, plan: Calls[Any]) -> Any:
         return run_sync(self.http, plan)
 
     def close(self) -> None:
@@ -999,7 +927,7 @@ class AsyncClient(Routes):
         """A client of ``REVFLOW_URL`` with the key ``REVFLOW_API_KEY``."""
         return cls(os.environ.get("REVFLOW_URL", DEFAULT_URL), os.environ.get("REVFLOW_API_KEY"))
 
-    async def _run(self, plan: Plan[Any]) -> Any:
+    async def _run(self, plan: Calls[Any]) -> Any:
         return await run_async(self.http, plan)
 
     async def aclose(self) -> None:

@@ -5,6 +5,10 @@ Each method of the API is written once, as a *plan*: a generator that yields the
 of an error answer), then returns its result. :class:`Endpoint` turns such a generator into a
 method that ``Client`` runs with ``httpx.Client`` and ``AsyncClient`` runs with
 ``httpx.AsyncClient``: one definition of every route, two thin drivers.
+
+A method that calls one route names it once, in :func:`endpoint`, and its plan yields a
+:class:`Request` — the path values, query, body and headers — which the endpoint makes the
+:class:`Call` of its route.
 """
 
 from __future__ import annotations
@@ -55,6 +59,20 @@ class Call:
 
 
 @dataclass(frozen=True)
+class Request:
+    """What an endpoint's plan sends to its own route: the :class:`Call` without the route."""
+
+    path: Mapping[str, str | int] = field(default_factory=dict)
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    headers: Mapping[str, str] | None = None
+
+    def to(self, route: tuple[str, str]) -> Call:
+        method, template = route
+        return Call(method, template, self.path, self.params, self.json, self.headers)
+
+
+@dataclass(frozen=True)
 class Reply:
     """A successful answer: its status, headers and body (decoded JSON, text, or None)."""
 
@@ -63,7 +81,29 @@ class Reply:
     body: Any
 
 
-Plan = Generator[Call, Reply, T]
+Calls = Generator[Call, Reply, T]
+"""A plan as it runs: every request with its route."""
+Plan = Generator[Call | Request, Reply, T]
+"""A plan as it is written: an endpoint's plan yields :class:`Request`\\ s of its own route."""
+
+
+def routed(plan: Plan[T], route: tuple[str, str] | None) -> Calls[T]:
+    """``plan`` with each :class:`Request` made the :class:`Call` of ``route``."""
+    try:
+        step = next(plan)
+        while True:
+            if isinstance(step, Request):
+                if route is None:
+                    raise TypeError("a plan of several calls yields Calls, not Requests")
+                step = step.to(route)
+            try:
+                reply = yield step
+            except RevflowError as error:
+                step = plan.throw(error)
+            else:
+                step = plan.send(reply)
+    except StopIteration as stop:
+        return cast(T, stop.value)
 
 
 class Endpoint(Generic[P, T]):
@@ -76,9 +116,14 @@ class Endpoint(Generic[P, T]):
     def __init__(
         self, plan: Callable[Concatenate[Any, P], Plan[T]], route: tuple[str, str] | None
     ) -> None:
-        self.plan = plan
         self.route = route
         functools.update_wrapper(self, plan)  # type: ignore[arg-type]
+
+        @functools.wraps(plan)
+        def calls(owner: Any, /, *args: P.args, **kwargs: P.kwargs) -> Calls[T]:
+            return routed(plan(owner, *args, **kwargs), route)
+
+        self.plan: Callable[Concatenate[Any, P], Calls[T]] = calls
 
     @overload
     def __get__(self, obj: None, owner: type[Any]) -> Endpoint[P, T]: ...
@@ -138,7 +183,7 @@ def unreachable(base_url: str, error: httpx.TransportError) -> Unreachable:
     return Unreachable(0, "unreachable", "The server cannot be reached", f"{base_url}: {reason}")
 
 
-def run_sync(http: httpx.Client, plan: Plan[T]) -> T:
+def run_sync(http: httpx.Client, plan: Calls[T]) -> T:
     """Run a plan with a blocking client."""
     try:
         call = next(plan)
@@ -162,7 +207,7 @@ def run_sync(http: httpx.Client, plan: Plan[T]) -> T:
         return cast(T, stop.value)
 
 
-async def run_async(http: httpx.AsyncClient, plan: Plan[T]) -> T:
+async def run_async(http: httpx.AsyncClient, plan: Calls[T]) -> T:
     """Run a plan with an asynchronous client."""
     try:
         call = next(plan)
