@@ -15,8 +15,8 @@ from revflow.db import Database
 from revflow.migrate import downgrade, upgrade
 from revflow.models import Base, Contact, HistoryEntry
 from tests.support.engine import EngineFactory, WorkflowEngine
+from tests.support.schema import read_keys
 from tests.support.workflows import manual_workflow
-from tests.test_schema import read_keys
 
 KEYS_REVISION = "0013"
 API = "/api/v1"

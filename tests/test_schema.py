@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from revflow.alembic import rls
 from revflow.db import ACCOUNT_SETTING, TENANT_ROLE
 from revflow.migrate import alembic_config, downgrade, upgrade
+from tests.support.schema import read_keys, read_schema
 
 RLS_REVISION = "0011"
 
@@ -37,33 +38,6 @@ WORKER_INDEXES = {
 }
 
 
-async def read_schema(database_url: str) -> dict[str, Any]:
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.connect() as connection:
-
-            def read(sync: Any) -> dict[str, Any]:
-                inspector = inspect(sync)
-                tables = {}
-                for table in inspector.get_table_names():
-                    tables[table] = {
-                        "columns": [c["name"] for c in inspector.get_columns(table)],
-                        "indexes": [
-                            (i["name"], list(i["column_names"]))
-                            for i in inspector.get_indexes(table)
-                        ]
-                        + [
-                            (u["name"], list(u["column_names"]))
-                            for u in inspector.get_unique_constraints(table)
-                        ],
-                    }
-                return tables
-
-            return await connection.run_sync(read)
-    finally:
-        await engine.dispose()
-
-
 async def test_every_tenant_table_and_index_leads_with_the_account(database_url: str) -> None:
     schema = await read_schema(database_url)
     assert "executions" in schema and "held_reactions" in schema
@@ -81,44 +55,6 @@ async def test_every_tenant_table_and_index_leads_with_the_account(database_url:
         if columns and columns[0] != "account_id" and name not in WORKER_INDEXES
     ]
     assert against == []
-
-
-async def read_keys(database_url: str) -> dict[str, Any]:
-    """Per table: its primary key, its unique constraints and indexes, its foreign keys."""
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.connect() as connection:
-
-            def read(sync: Any) -> dict[str, Any]:
-                inspector = inspect(sync)
-                return {
-                    table: {
-                        "primary": inspector.get_pk_constraint(table)["constrained_columns"],
-                        "unique": [
-                            (u["name"], list(u["column_names"]))
-                            for u in inspector.get_unique_constraints(table)
-                        ]
-                        + [
-                            (i["name"], list(i["column_names"]))
-                            for i in inspector.get_indexes(table)
-                            if i["unique"]
-                        ],
-                        "foreign": [
-                            (
-                                fk["name"],
-                                list(fk["constrained_columns"]),
-                                fk["referred_table"],
-                                list(fk["referred_columns"]),
-                            )
-                            for fk in inspector.get_foreign_keys(table)
-                        ],
-                    }
-                    for table in inspector.get_table_names()
-                }
-
-            return await connection.run_sync(read)
-    finally:
-        await engine.dispose()
 
 
 def key_problems(backend: str, keys: dict[str, Any], schema: dict[str, Any]) -> list[str]:
