@@ -17,6 +17,7 @@ from revflow.config import Settings
 from revflow.db import Database
 from revflow.engine.clock import ManualClock
 from tests.support.tenants import Tenant, make_tenant
+from tests.support.workflows import manual_workflow
 
 
 @dataclass
@@ -109,23 +110,26 @@ async def test_one_account_exhausted_leaves_another_untouched(database_url: str)
         assert refused.status_code == 429
 
 
+async def published_manual_workflow(tenant: Tenant) -> str:
+    """A workflow with a manual trigger and one wait, version 1 published (two requests)."""
+    created = await tenant.request(
+        "POST",
+        "/api/v1/workflows",
+        json={
+            "name": "manual",
+            "change_summary": "first",
+            "definition": manual_workflow({"id": "wait", "type": "wait", "duration": "1d"}),
+        },
+    )
+    workflow: str = created.json()["id"]
+    await tenant.request("POST", f"/api/v1/workflows/{workflow}/versions/1/publish")
+    return workflow
+
+
 async def test_an_enrollment_costs_one_token_per_contact(database_url: str) -> None:
     async with limited_app(database_url, rate_limit_per_second=1, rate_limit_burst=40) as app:
         tenant = await app.tenant("enrolling")
-        created = await tenant.request(
-            "POST",
-            "/api/v1/workflows",
-            json={
-                "name": "manual",
-                "change_summary": "first",
-                "definition": {
-                    "trigger": {"type": "manual"},
-                    "steps": [{"id": "wait", "type": "wait", "duration": "1d"}],
-                },
-            },
-        )
-        workflow = created.json()["id"]
-        await tenant.request("POST", f"/api/v1/workflows/{workflow}/versions/1/publish")
+        workflow = await published_manual_workflow(tenant)
         contacts = []
         for i in range(8):
             answer = await tenant.request("POST", "/api/v1/contacts", json={"email": f"{i}@x.io"})
@@ -157,20 +161,7 @@ async def test_an_enrollment_larger_than_the_burst_leaves_the_bucket_in_debt(
 ) -> None:
     async with limited_app(database_url, rate_limit_per_second=1, rate_limit_burst=30) as app:
         tenant = await app.tenant("debt")
-        created = await tenant.request(
-            "POST",
-            "/api/v1/workflows",
-            json={
-                "name": "manual",
-                "change_summary": "first",
-                "definition": {
-                    "trigger": {"type": "manual"},
-                    "steps": [{"id": "wait", "type": "wait", "duration": "1d"}],
-                },
-            },
-        )
-        workflow = created.json()["id"]
-        await tenant.request("POST", f"/api/v1/workflows/{workflow}/versions/1/publish")
+        workflow = await published_manual_workflow(tenant)
         contacts = [
             (await tenant.request("POST", "/api/v1/contacts", json={})).json()["id"]
             for _ in range(20)

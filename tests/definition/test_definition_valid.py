@@ -28,32 +28,9 @@ from revflow.definition import (
     validate_definition,
     wait_kind,
 )
+from tests.support.workflows import spec_example
 
-SPEC_EXAMPLE: dict[str, Any] = {
-    "trigger": {"type": "tag_added", "tag": "lead"},
-    "start": "welcome",
-    "steps": [
-        {
-            "id": "welcome",
-            "type": "send_email",
-            "subject": "Hi {{contact.fields.first_name}}",
-            "body": "...",
-            "next": "pause",
-        },
-        {"id": "pause", "type": "wait", "duration": "2d", "next": "is_vip"},
-        {
-            "id": "is_vip",
-            "type": "condition",
-            "if": {"field": "tags", "op": "contains", "value": "vip"},
-            "then": "vip_offer",
-            "else": "nurture",
-        },
-        {"id": "vip_offer", "type": "send_sms", "body": "..."},
-        {"id": "nurture", "type": "add_tag", "tag": "nurture"},
-        {"id": "thank_you", "type": "send_email", "subject": "Thank you!", "body": "..."},
-    ],
-    "goals": [{"id": "purchased", "event": "purchase", "then": "thank_you"}],
-}
+SPEC_EXAMPLE: dict[str, Any] = spec_example()
 
 EVERY_STEP: dict[str, Any] = {
     "trigger": {"type": "event", "event": "signed_up", "reenroll": "30d"},

@@ -9,35 +9,7 @@ from typing import Any
 import pytest
 
 from revflow.diff import Breaking, Change, FieldChange, compare, diff_fields, json_equal
-
-
-def example() -> dict[str, Any]:
-    """The SPEC §2 example definition."""
-    return {
-        "trigger": {"type": "tag_added", "tag": "lead"},
-        "start": "welcome",
-        "steps": [
-            {
-                "id": "welcome",
-                "type": "send_email",
-                "subject": "Hi {{contact.fields.first_name}}",
-                "body": "...",
-                "next": "pause",
-            },
-            {"id": "pause", "type": "wait", "duration": "2d", "next": "is_vip"},
-            {
-                "id": "is_vip",
-                "type": "condition",
-                "if": {"field": "tags", "op": "contains", "value": "vip"},
-                "then": "vip_offer",
-                "else": "nurture",
-            },
-            {"id": "vip_offer", "type": "send_sms", "body": "..."},
-            {"id": "nurture", "type": "add_tag", "tag": "nurture"},
-            {"id": "thank_you", "type": "send_email", "subject": "Thank you!", "body": "..."},
-        ],
-        "goals": [{"id": "purchased", "event": "purchase", "then": "thank_you"}],
-    }
+from tests.support.workflows import spec_example
 
 
 def step(definition: dict[str, Any], step_id: str) -> dict[str, Any]:
@@ -51,7 +23,7 @@ def only_change(before: dict[str, Any], after: dict[str, Any]) -> Change:
 
 
 def test_identical_definitions_have_no_changes() -> None:
-    comparison = compare(example(), example())
+    comparison = compare(spec_example(), spec_example())
     assert comparison.changes == []
     assert comparison.breaking == []
     assert not comparison.has_changes
@@ -68,9 +40,9 @@ def test_identical_definitions_have_no_changes() -> None:
 
 
 def test_trigger_modified() -> None:
-    after = example()
+    after = spec_example()
     after["trigger"] = {"type": "tag_added", "tag": "customer", "reenroll": "never"}
-    comparison = compare(example(), after)
+    comparison = compare(spec_example(), after)
     [change] = comparison.changes
     assert change.entity == "trigger"
     assert change.kind == "modified"
@@ -85,18 +57,18 @@ def test_trigger_modified() -> None:
 
 
 def test_trigger_type_change_is_not_breaking() -> None:
-    after = example()
+    after = spec_example()
     after["trigger"] = {"type": "manual"}
-    comparison = compare(example(), after)
+    comparison = compare(spec_example(), after)
     assert comparison.breaking == []
     assert comparison.suggested_bump == "minor"
     assert {f.path for f in comparison.changes[0].fields} == {"/type", "/tag"}
 
 
 def test_start_changed() -> None:
-    after = example()
+    after = spec_example()
     after["start"] = "pause"
-    change = only_change(example(), after)
+    change = only_change(spec_example(), after)
     assert (change.entity, change.kind, change.before, change.after) == (
         "start",
         "modified",
@@ -104,20 +76,20 @@ def test_start_changed() -> None:
         "pause",
     )
     assert change.fields == [FieldChange("", "welcome", "pause")]
-    comparison = compare(example(), after)
+    comparison = compare(spec_example(), after)
     assert comparison.summary.start_changed
     assert comparison.suggested_bump == "minor"
 
 
 def test_omitted_start_equal_to_first_step_is_not_a_change() -> None:
-    after = example()
+    after = spec_example()
     del after["start"]
-    assert compare(example(), after).changes == []
-    assert compare(after, example()).changes == []
+    assert compare(spec_example(), after).changes == []
+    assert compare(after, spec_example()).changes == []
 
 
 def test_omitted_start_follows_the_first_step() -> None:
-    before, after = example(), example()
+    before, after = spec_example(), spec_example()
     del before["start"], after["start"]
     after["steps"].insert(0, after["steps"].pop(1))
     comparison = compare(before, after)
@@ -127,10 +99,10 @@ def test_omitted_start_follows_the_first_step() -> None:
 
 
 def test_step_added() -> None:
-    after = example()
+    after = spec_example()
     new = {"id": "follow_up", "type": "send_sms", "body": "Still there?"}
     after["steps"].append(new)
-    comparison = compare(example(), after)
+    comparison = compare(spec_example(), after)
     [change] = comparison.changes
     assert change == Change("step", "added", "follow_up", None, new)
     assert comparison.summary.steps_added == 1
@@ -139,14 +111,14 @@ def test_step_added() -> None:
 
 
 def test_step_removed_is_breaking() -> None:
-    after = example()
+    after = spec_example()
     after["steps"] = [s for s in after["steps"] if s["id"] != "nurture"]
     step(after, "is_vip").pop("else")
-    comparison = compare(example(), after)
+    comparison = compare(spec_example(), after)
     kinds = [(c.entity, c.kind, c.id) for c in comparison.changes]
     assert kinds == [("step", "modified", "is_vip"), ("step", "removed", "nurture")]
     removed = comparison.changes[1]
-    assert removed.before == step(example(), "nurture")
+    assert removed.before == step(spec_example(), "nurture")
     assert removed.after is None
     assert comparison.breaking == [Breaking(step="nurture", goal=None, reason="step removed")]
     assert comparison.summary.steps_removed == 1
@@ -155,10 +127,10 @@ def test_step_removed_is_breaking() -> None:
 
 
 def test_step_modified_reports_exact_field_paths() -> None:
-    after = example()
+    after = spec_example()
     step(after, "welcome")["subject"] = "Hello"
     step(after, "is_vip")["if"]["value"] = "gold"
-    comparison = compare(example(), after)
+    comparison = compare(spec_example(), after)
     assert [(c.id, c.fields, c.rewired) for c in comparison.changes] == [
         ("welcome", [FieldChange("/subject", "Hi {{contact.fields.first_name}}", "Hello")], False),
         ("is_vip", [FieldChange("/if/value", "vip", "gold")], False),
@@ -169,11 +141,11 @@ def test_step_modified_reports_exact_field_paths() -> None:
 
 
 def test_field_removed_and_added_are_reported_with_none() -> None:
-    after = example()
+    after = spec_example()
     step(after, "pause")["duration"] = "3d"
     del step(after, "welcome")["next"]
     step(after, "vip_offer")["next"] = "thank_you"
-    comparison = compare(example(), after)
+    comparison = compare(spec_example(), after)
     fields = {c.id: c.fields for c in comparison.changes}
     assert fields == {
         "welcome": [FieldChange("/next", "pause", None)],
@@ -192,24 +164,24 @@ def test_field_removed_and_added_are_reported_with_none() -> None:
     ],
 )
 def test_rewired_when_wiring_changes(step_id: str, key: str, value: str) -> None:
-    after = example()
+    after = spec_example()
     step(after, step_id)[key] = value
-    change = only_change(example(), after)
+    change = only_change(spec_example(), after)
     assert change.rewired
-    assert change.fields == [FieldChange(f"/{key}", step(example(), step_id).get(key), value)]
-    assert compare(example(), after).suggested_bump == "patch"
+    assert change.fields == [FieldChange(f"/{key}", step(spec_example(), step_id).get(key), value)]
+    assert compare(spec_example(), after).suggested_bump == "patch"
 
 
 def test_content_change_is_not_rewired() -> None:
-    after = example()
+    after = spec_example()
     step(after, "welcome")["body"] = "new body"
-    assert not only_change(example(), after).rewired
+    assert not only_change(spec_example(), after).rewired
 
 
 def test_type_change_is_breaking() -> None:
-    after = example()
+    after = spec_example()
     step(after, "nurture")["type"] = "remove_tag"
-    comparison = compare(example(), after)
+    comparison = compare(spec_example(), after)
     assert comparison.changes[0].fields == [FieldChange("/type", "add_tag", "remove_tag")]
     assert comparison.breaking == [
         Breaking(step="nurture", goal=None, reason="type changed from add_tag to remove_tag")
@@ -218,9 +190,9 @@ def test_type_change_is_breaking() -> None:
 
 
 def test_type_change_from_wait_reports_one_breaking_entry() -> None:
-    after = example()
+    after = spec_example()
     after["steps"][1] = {"id": "pause", "type": "add_tag", "tag": "x", "next": "is_vip"}
-    comparison = compare(example(), after)
+    comparison = compare(spec_example(), after)
     assert [b.reason for b in comparison.breaking] == ["type changed from wait to add_tag"]
 
 
@@ -232,24 +204,24 @@ def test_type_change_from_wait_reports_one_breaking_entry() -> None:
     ],
 )
 def test_wait_kind_change_is_breaking(new_wait: dict[str, Any], reason: str) -> None:
-    after = example()
+    after = spec_example()
     after["steps"][1] = {"id": "pause", "type": "wait", **new_wait, "next": "is_vip"}
-    comparison = compare(example(), after)
+    comparison = compare(spec_example(), after)
     assert comparison.breaking == [Breaking(step="pause", goal=None, reason=reason)]
     assert comparison.suggested_bump == "major"
     assert not comparison.changes[0].rewired
 
 
 def test_wait_duration_change_is_not_breaking() -> None:
-    after = example()
+    after = spec_example()
     step(after, "pause")["duration"] = "5d"
-    comparison = compare(example(), after)
+    comparison = compare(spec_example(), after)
     assert comparison.breaking == []
     assert comparison.suggested_bump == "patch"
 
 
 def wait_for_event(event: str, timeout: str = "3d") -> dict[str, Any]:
-    definition = example()
+    definition = spec_example()
     definition["steps"][1] = {
         "id": "pause",
         "type": "wait",
@@ -276,9 +248,9 @@ def test_wait_event_timeout_change_is_not_breaking() -> None:
 
 
 def test_goal_added() -> None:
-    after = example()
+    after = spec_example()
     after["goals"].append({"id": "unsubscribed", "event": "unsubscribe"})
-    comparison = compare(example(), after)
+    comparison = compare(spec_example(), after)
     [change] = comparison.changes
     assert (change.entity, change.kind, change.id) == ("goal", "added", "unsubscribed")
     assert comparison.summary.goals_changed == 1
@@ -287,16 +259,16 @@ def test_goal_added() -> None:
 
 
 def test_goal_added_when_before_had_no_goals() -> None:
-    before = example()
+    before = spec_example()
     del before["goals"]
-    comparison = compare(before, example())
+    comparison = compare(before, spec_example())
     assert [(c.entity, c.kind) for c in comparison.changes] == [("goal", "added")]
 
 
 def test_goal_removed_is_breaking() -> None:
-    after = example()
+    after = spec_example()
     after["goals"] = []
-    comparison = compare(example(), after)
+    comparison = compare(spec_example(), after)
     [change] = comparison.changes
     assert (change.entity, change.kind, change.id) == ("goal", "removed", "purchased")
     assert comparison.breaking == [Breaking(step=None, goal="purchased", reason="goal removed")]
@@ -307,9 +279,9 @@ def test_goal_removed_is_breaking() -> None:
 
 
 def test_goal_modified_is_patch_and_rewired_on_then() -> None:
-    after = example()
+    after = spec_example()
     after["goals"][0] = {"id": "purchased", "event": "order", "then": "nurture"}
-    comparison = compare(example(), after)
+    comparison = compare(spec_example(), after)
     [change] = comparison.changes
     assert change.kind == "modified"
     assert change.fields == [
@@ -323,21 +295,21 @@ def test_goal_modified_is_patch_and_rewired_on_then() -> None:
 
 
 def test_moving_steps_in_the_list_is_not_a_change() -> None:
-    after = example()
+    after = spec_example()
     after["steps"].reverse()
     after["goals"].reverse()
-    assert compare(example(), after).changes == []
+    assert compare(spec_example(), after).changes == []
 
 
 def test_key_order_inside_a_step_is_not_a_change() -> None:
-    after = example()
+    after = spec_example()
     after["steps"] = [dict(reversed(list(s.items()))) for s in after["steps"]]
-    assert compare(example(), after).changes == []
+    assert compare(spec_example(), after).changes == []
 
 
 def test_change_order_is_trigger_start_steps_goals() -> None:
-    before = example()
-    after = example()
+    before = spec_example()
+    after = spec_example()
     after["trigger"]["tag"] = "customer"
     after["start"] = "pause"
     after["steps"] = [s for s in after["steps"] if s["id"] not in ("vip_offer", "nurture")]
@@ -373,10 +345,10 @@ def test_bool_and_number_are_different_values() -> None:
 
 
 def test_renamed_step_is_suggested_in_the_mapping() -> None:
-    after = example()
+    after = spec_example()
     step(after, "vip_offer")["id"] = "vip_sms"
     step(after, "is_vip")["then"] = "vip_sms"
-    comparison = compare(example(), after)
+    comparison = compare(spec_example(), after)
     assert comparison.suggested_mapping == {"vip_offer": "vip_sms"}
     assert [(c.kind, c.id) for c in comparison.changes] == [
         ("modified", "is_vip"),
@@ -386,21 +358,21 @@ def test_renamed_step_is_suggested_in_the_mapping() -> None:
 
 
 def test_mapping_prefers_exact_content_over_rewired_content() -> None:
-    after = example()
+    after = spec_example()
     after["steps"] = [s for s in after["steps"] if s["id"] != "welcome"]
-    rewired = {**step(example(), "welcome"), "id": "hello_rewired", "next": "is_vip"}
-    exact = {**step(example(), "welcome"), "id": "hello_exact"}
+    rewired = {**step(spec_example(), "welcome"), "id": "hello_rewired", "next": "is_vip"}
+    exact = {**step(spec_example(), "welcome"), "id": "hello_exact"}
     after["steps"] += [rewired, exact]
     after["start"] = "hello_exact"
-    assert compare(example(), after).suggested_mapping == {"welcome": "hello_exact"}
+    assert compare(spec_example(), after).suggested_mapping == {"welcome": "hello_exact"}
 
 
 def test_mapping_ignores_wiring_when_no_exact_match() -> None:
-    after = example()
+    after = spec_example()
     after["steps"] = [s for s in after["steps"] if s["id"] != "welcome"]
-    after["steps"].append({**step(example(), "welcome"), "id": "hello", "next": "is_vip"})
+    after["steps"].append({**step(spec_example(), "welcome"), "id": "hello", "next": "is_vip"})
     after["start"] = "hello"
-    assert compare(example(), after).suggested_mapping == {"welcome": "hello"}
+    assert compare(spec_example(), after).suggested_mapping == {"welcome": "hello"}
 
 
 def test_mapping_follows_renamed_chains() -> None:
@@ -420,12 +392,12 @@ def test_mapping_follows_renamed_chains() -> None:
 
 
 def test_mapping_needs_same_type_and_content() -> None:
-    after = example()
+    after = spec_example()
     after["steps"] = [s for s in after["steps"] if s["id"] != "nurture"]
     after["steps"].append({"id": "nurture2", "type": "remove_tag", "tag": "nurture"})
     after["steps"].append({"id": "nurture3", "type": "add_tag", "tag": "other"})
     step(after, "is_vip")["else"] = "nurture2"
-    assert compare(example(), after).suggested_mapping == {"nurture": None}
+    assert compare(spec_example(), after).suggested_mapping == {"nurture": None}
 
 
 def test_mapping_uses_each_added_step_once() -> None:
@@ -459,23 +431,23 @@ def test_mapping_uses_each_added_step_once() -> None:
     ],
 )
 def test_bump_rules(edit: Any, bump: str) -> None:
-    after = example()
+    after = spec_example()
     edit(after)
-    assert compare(example(), after).suggested_bump == bump
+    assert compare(spec_example(), after).suggested_bump == bump
 
 
 def test_breaking_wins_over_additions() -> None:
-    after = example()
+    after = spec_example()
     after["steps"].pop()
     after["steps"].append({"id": "z", "type": "end"})
-    assert compare(example(), after).suggested_bump == "major"
+    assert compare(spec_example(), after).suggested_bump == "major"
 
 
 def test_to_dict_is_json_and_has_the_spec_shape() -> None:
-    after = example()
+    after = spec_example()
     step(after, "welcome")["subject"] = "Hello"
     after["goals"] = []
-    data = compare(example(), after).to_dict()
+    data = compare(spec_example(), after).to_dict()
     assert json.loads(json.dumps(data)) == data
     assert set(data) == {
         "changes",
@@ -490,7 +462,7 @@ def test_to_dict_is_json_and_has_the_spec_shape() -> None:
         "entity": "step",
         "kind": "modified",
         "id": "welcome",
-        "before": step(example(), "welcome"),
+        "before": step(spec_example(), "welcome"),
         "after": step(after, "welcome"),
         "fields": [
             {"path": "/subject", "before": "Hi {{contact.fields.first_name}}", "after": "Hello"}
@@ -500,7 +472,7 @@ def test_to_dict_is_json_and_has_the_spec_shape() -> None:
 
 
 def test_compare_does_not_mutate_its_inputs() -> None:
-    before, after = example(), example()
+    before, after = spec_example(), spec_example()
     step(after, "welcome")["subject"] = "Hello"
     after["steps"].pop()
     snapshot = copy.deepcopy((before, after))
@@ -509,17 +481,17 @@ def test_compare_does_not_mutate_its_inputs() -> None:
 
 
 def test_duplicate_step_ids_are_rejected() -> None:
-    bad = example()
+    bad = spec_example()
     bad["steps"].append({"id": "welcome", "type": "end"})
     with pytest.raises(ValueError, match="duplicate step id 'welcome'"):
-        compare(example(), bad)
+        compare(spec_example(), bad)
 
 
 def test_step_without_id_is_rejected() -> None:
-    bad = example()
+    bad = spec_example()
     bad["steps"].append({"type": "end"})
     with pytest.raises(ValueError, match="has no id"):
-        compare(bad, example())
+        compare(bad, spec_example())
 
 
 def test_diff_fields_lists_and_pointer_escaping() -> None:

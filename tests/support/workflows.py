@@ -35,6 +35,14 @@ def simple_definition(subject: str = "Hi {{contact.fields.first_name}}") -> dict
     }
 
 
+def spec_example() -> dict[str, Any]:
+    """The SPEC §2 example definition, as the SPEC writes it."""
+    definition = simple_definition()
+    welcome, _, _, offer, _, _ = definition["steps"]
+    welcome["body"] = offer["body"] = "..."
+    return definition
+
+
 async def create_workflow(tenant: Tenant, name: str = "Welcome") -> dict[str, Any]:
     response = await tenant.request("POST", "/api/v1/workflows", json={"name": name})
     assert response.status_code == 201, response.text
