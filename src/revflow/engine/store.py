@@ -7,7 +7,6 @@ one way of reading and writing execution state.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -20,27 +19,21 @@ from sqlalchemy import (
     Select,
     Subquery,
     Table,
-    Text,
-    Uuid,
     bindparam,
-    column,
     func,
     insert,
-    literal,
     or_,
     select,
     true,
     tuple_,
     update,
 )
-from sqlalchemy import cast as cast_to
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
-from sqlalchemy.sql.selectable import TableValuedAlias
 
-from revflow.db import UTCDateTime, of_accounts
+from revflow.db import ReadOnlyViolation, of_accounts
 from revflow.definition import Definition
+from revflow.engine import pg_effects
 from revflow.engine.interpreter import ContactState, Effects, ExecutionState
 from revflow.models import (
     LIVE_STATUSES,
@@ -378,139 +371,31 @@ async def write_effects(
     ``accounts`` maps execution id → account id; ``leases`` sets the lease of executions that
     wait for an external call; every other written execution has its lease cleared.
 
-    Each kind of row is one statement. On PostgreSQL each statement takes one array parameter
-    per column and reads its rows from ``unnest`` of them, so a batch of any size sends a
-    fixed number of parameters; on SQLite each is one statement run for every row.
+    On PostgreSQL the whole batch is one statement (``revflow.engine.pg_effects``); on SQLite
+    each kind of row is one statement run for every row.
     """
     leases = leases or {}
     # Contacts change only through their executions' steps, which are in this batch.
     account_of = {ex.contact_id: accounts[ex.id] for ex in executions}
     dirty = [c for c in contacts if c.dirty]
     if session.get_bind().dialect.name == "postgresql":
-        writes = _unnested_writes(accounts, executions, dirty, account_of, effects, now, leases)
-    else:
-        writes = _row_writes(accounts, executions, dirty, account_of, effects, now, leases)
+        if not (effects.history or effects.messages or executions or dirty):
+            return
+        if session.info.get("read_only"):
+            raise ReadOnlyViolation("a read-only session cannot write an engine batch")
+        arrays = pg_effects.parameters(
+            accounts, executions, dirty, account_of, effects, now, leases
+        )
+        connection = await session.connection()
+        await connection.exec_driver_sql(pg_effects.STATEMENT, arrays)
+        return
+    writes = _row_writes(accounts, executions, dirty, account_of, effects, now, leases)
     for statement, parameters in writes:
         await session.execute(statement, parameters)
 
 
 # A statement and its parameters: one set (run once) or a list of sets (run for each).
 _Write = tuple[Any, dict[str, Any] | list[dict[str, Any]] | None]
-
-
-# One encoder for every value: json.dumps with any option builds a new encoder per call.
-_JSON = json.JSONEncoder(separators=(",", ":"))
-
-
-def _json_text(value: Any) -> str:
-    return _JSON.encode(value)
-
-
-def _arrays(name: str, **columns: tuple[Any, list[Any]]) -> TableValuedAlias:
-    """``unnest(:a, :b, …) AS name(a, b, …)``: rows from one array parameter per column, each
-    given as (element type, values). JSON goes as text (cast where it is written)."""
-    return (
-        func.unnest(
-            *(bindparam(None, values, type_=ARRAY(kind)) for kind, values in columns.values())
-        )
-        .table_valued(*(column(key, kind) for key, (kind, _) in columns.items()))
-        .render_derived()
-        .alias(name)
-    )
-
-
-def _unnested_writes(
-    accounts: dict[uuid.UUID, uuid.UUID],
-    executions: Sequence[ExecutionState],
-    dirty: Sequence[ContactState],
-    account_of: dict[uuid.UUID, uuid.UUID],
-    effects: Effects,
-    now: dt.datetime,
-    leases: dict[uuid.UUID, tuple[str, dt.datetime]],
-) -> list[_Write]:
-    writes: list[_Write] = []
-    if effects.history:
-        history = effects.history
-        rows = _arrays(
-            "entry",
-            account_id=(Uuid(), [accounts[e["execution_id"]] for e in history]),
-            execution_id=(Uuid(), [e["execution_id"] for e in history]),
-            at=(UTCDateTime(), [e["at"] for e in history]),
-            step=(Text(), [e["step"] for e in history]),
-            result=(Text(), [e["result"] for e in history]),
-            detail=(Text(), [_json_text(e["detail"]) for e in history]),
-            error=(Text(), [e["error"] for e in history]),
-        )
-        columns = [c.name for c in rows.c]
-        entries = [cast_to(rows.c.detail, JSONB) if n == "detail" else rows.c[n] for n in columns]
-        writes.append((insert(HISTORY).from_select(columns, select(*entries)), None))
-    if effects.messages:
-        messages = effects.messages
-        rows = _arrays(
-            "message",
-            id=(Uuid(), [m.get("id") or uuid.uuid4() for m in messages]),
-            account_id=(Uuid(), [accounts[m["execution_id"]] for m in messages]),
-            channel=(Text(), [m["channel"] for m in messages]),
-            kind=(Text(), [m["kind"] for m in messages]),
-            to=(Text(), [m.get("to") for m in messages]),
-            subject=(Text(), [m.get("subject") for m in messages]),
-            body=(Text(), [m.get("body") for m in messages]),
-            contact_id=(Uuid(), [m["contact_id"] for m in messages]),
-            execution_id=(Uuid(), [m["execution_id"] for m in messages]),
-            step=(Text(), [m.get("step") for m in messages]),
-        )
-        columns = [c.name for c in rows.c]
-        select_rows = select(*rows.c, literal(now, UTCDateTime()))
-        writes.append((insert(MESSAGES).from_select([*columns, "created_at"], select_rows), None))
-    if executions:
-        no_lease: tuple[str | None, dt.datetime | None] = (None, None)
-        rows = _arrays(
-            "written",
-            account_id=(Uuid(), [accounts[ex.id] for ex in executions]),
-            id=(Uuid(), [ex.id for ex in executions]),
-            status=(Text(), [ex.status for ex in executions]),
-            current_step=(Text(), [ex.current_step for ex in executions]),
-            wake_at=(UTCDateTime(), [ex.wake_at for ex in executions]),
-            outcome=(Text(), [ex.outcome for ex in executions]),
-            finished_at=(UTCDateTime(), [ex.finished_at for ex in executions]),
-            wait_started_at=(UTCDateTime(), [ex.wait_started_at for ex in executions]),
-            fired_goals=(Text(), [_json_text(ex.fired_goals) for ex in executions]),
-            error=(Text(), [ex.error for ex in executions]),
-            lease_owner=(Text(), [leases.get(ex.id, no_lease)[0] for ex in executions]),
-            lease_expires_at=(UTCDateTime(), [leases.get(ex.id, no_lease)[1] for ex in executions]),
-        )
-        key = ("account_id", "id")
-        values: dict[str, Any] = {c.name: c for c in rows.c if c.name not in key}
-        values["fired_goals"] = cast_to(rows.c.fired_goals, JSONB)
-        statement = (
-            update(EXECUTIONS)
-            .where(EXECUTIONS.c.account_id == rows.c.account_id, EXECUTIONS.c.id == rows.c.id)
-            .values(values)
-        )
-        writes.append((statement, None))
-    if dirty:
-        rows = _arrays(
-            "changed",
-            account_id=(Uuid(), [account_of[c.id] for c in dirty]),
-            id=(Uuid(), [c.id for c in dirty]),
-            email=(Text(), [c.email for c in dirty]),
-            phone=(Text(), [c.phone for c in dirty]),
-            fields=(Text(), [_json_text(c.fields) for c in dirty]),
-            tags=(Text(), [_json_text(c.tags) for c in dirty]),
-        )
-        statement = (
-            update(CONTACTS)
-            .where(CONTACTS.c.account_id == rows.c.account_id, CONTACTS.c.id == rows.c.id)
-            .values(
-                email=rows.c.email,
-                phone=rows.c.phone,
-                fields=cast_to(rows.c.fields, JSONB),
-                tags=cast_to(rows.c.tags, JSONB),
-                updated_at=now,
-            )
-        )
-        writes.append((statement, None))
-    return writes
 
 
 def _row_writes(
