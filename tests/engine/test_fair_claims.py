@@ -161,7 +161,7 @@ async def test_the_claim_reads_the_due_index_not_the_whole_backlog(
     try:
         async with db.session() as session:
             await session.execute(text("ANALYZE"))
-            statement = store.shares_statement(
+            statement = store.claim_statement(
                 dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1), 200, 50, None
             )
             sql = statement.compile(

@@ -16,16 +16,19 @@ from typing import Any, cast
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    CompoundSelect,
     Select,
     Subquery,
     Table,
     bindparam,
+    false,
     func,
     insert,
     or_,
     select,
     true,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -137,14 +140,10 @@ async def claim_due(
     """
     share = min(share, limit)
     if session.get_bind().dialect.name == "postgresql":
-        rows = await _claim_shares_postgresql(session, now, limit, share, after)
+        rows = (await session.execute(claim_statement(now, limit, share, after))).all()
         claimed = [(row.account_id, _state(row)) for row in rows]
-        next_after = claimed[-1][0] if claimed else after
-        per_account = Counter(account for account, _ in claimed)
-        if len(claimed) < limit and any(n >= share for n in per_account.values()):
-            exclude = [ex.id for _, ex in claimed]
-            claimed += await claim_oldest(session, now, limit - len(claimed), exclude=exclude)
-        return Claimed(claimed, next_after)
+        shares = [row.account_id for row in rows if not row.filling]
+        return Claimed(claimed, shares[-1] if shares else after)
     shares, rest = await _claim_sqlite(session, now, limit, share, after)
     claimed = [(row.account_id, _state(row)) for row in (*shares, *rest)]
     return Claimed(claimed, shares[-1].account_id if shares else after)
@@ -154,13 +153,6 @@ def _accounts_in_turn(after: uuid.UUID | None) -> Subquery:
     """Every account, those after ``after`` first (by id), then the others (round robin)."""
     wrapped = [] if after is None else [Account.id <= after]
     return select(Account.id).order_by(*wrapped, Account.id).subquery("turn")
-
-
-async def _claim_shares_postgresql(
-    session: AsyncSession, now: dt.datetime, limit: int, share: int, after: uuid.UUID | None
-) -> Sequence[Any]:
-    rows: Sequence[Any] = (await session.execute(shares_statement(now, limit, share, after))).all()
-    return rows
 
 
 def shares_statement(
@@ -182,6 +174,38 @@ def shares_statement(
         .lateral("share")
     )
     return select(shares).select_from(turn.join(shares, true())).limit(limit)
+
+
+def claim_statement(
+    now: dt.datetime, limit: int, share: int, after: uuid.UUID | None
+) -> CompoundSelect[Any]:
+    """The whole claim on PostgreSQL, in one statement: the shares (``shares_statement``),
+    then, when room is left and some account had more than its share, the rest oldest first
+    (skipping what the shares took); each row says whether it is filling.
+
+    The shares are a CTE, locked once and read by the rest: the rest's conditions on them are
+    evaluated before its scan, which does not run (nor lock anything) once the batch is full
+    or when no account had more than its share."""
+    shares = shares_statement(now, limit, share, after).cte("shares")
+    taken = select(func.count()).select_from(shares).scalar_subquery()
+    over_share = (
+        select(shares.c.account_id)
+        .group_by(shares.c.account_id)
+        .having(func.count() >= share)
+        .exists()
+    )
+    rest = (
+        select(*EXECUTION_STATE_COLUMNS)
+        .where(*_due(now), Execution.id.not_in(select(shares.c.id)), over_share)
+        .order_by(Execution.wake_at)
+        .limit(limit - taken)
+        .with_for_update(skip_locked=True, of=Execution)
+        .cte("rest")
+    )
+    return union_all(
+        select(shares, false().label("filling")),
+        select(rest, true().label("filling")),
+    )
 
 
 async def _claim_sqlite(
