@@ -13,12 +13,24 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, ColumnElement, DateTime, MetaData, and_, event, false, or_, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    DateTime,
+    MetaData,
+    and_,
+    any_,
+    bindparam,
+    event,
+    false,
+    or_,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -81,20 +93,32 @@ def new_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
-def of_accounts(model: Any, keys: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> ColumnElement[bool]:
+def of_accounts(
+    model: Any, keys: Iterable[tuple[uuid.UUID, uuid.UUID]], *, arrays: bool = False
+) -> ColumnElement[bool]:
     """The rows of ``keys``, each (account, id): per account, ``account_id = … AND id IN
     (…)``, so that every lookup reads the ``(account_id, id)`` primary key once per row (and a
-    sharded database routes each to its account's node)."""
+    sharded database routes each to its account's node). With ``arrays`` (PostgreSQL only)
+    each account's ids are one array parameter, ``id = ANY(…)``: one parameter to bind instead
+    of one per row."""
     by_account: dict[uuid.UUID, set[uuid.UUID]] = {}
     for account, row_id in keys:
         by_account.setdefault(account, set()).add(row_id)
     return or_(
         false(),
         *(
-            and_(model.account_id == account, model.id.in_(sorted(ids)))
+            and_(model.account_id == account, any_of(model.id, sorted(ids), arrays=arrays))
             for account, ids in sorted(by_account.items())
         ),
     )
+
+
+def any_of(column: Any, values: Sequence[Any], *, arrays: bool) -> ColumnElement[bool]:
+    """``column IN (…)``, or with ``arrays`` (PostgreSQL only) ``column = ANY(:array)``."""
+    if not arrays:
+        return cast(ColumnElement[bool], column.in_(values))
+    array = bindparam(None, list(values), type_=ARRAY(column.type))
+    return cast(ColumnElement[bool], column == any_(array))
 
 
 def utcnow() -> dt.datetime:

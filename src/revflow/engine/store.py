@@ -17,6 +17,8 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     CompoundSelect,
+    Executable,
+    Row,
     Select,
     Subquery,
     Table,
@@ -34,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from revflow.db import ReadOnlyViolation, of_accounts
+from revflow.db import ReadOnlyViolation, any_of, of_accounts
 from revflow.definition import Definition
 from revflow.engine import pg_effects
 from revflow.engine.interpreter import ContactState, Effects, ExecutionState
@@ -98,6 +100,18 @@ class Claimed:
     next_after: uuid.UUID | None
 
 
+def _arrays(session: AsyncSession) -> bool:
+    """Whether lists of ids go as one array parameter (PostgreSQL)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def _rows(session: AsyncSession, query: Executable) -> Sequence[Row[Any]]:
+    """The rows of a hot read, run on the session's connection: plain rows, without the
+    ORM's execution path and result processing."""
+    connection = await session.connection()
+    return (await connection.execute(query)).all()
+
+
 def _due(now: dt.datetime, execution: Any = Execution) -> list[ColumnElement[bool]]:
     """Live, ``wake_at`` reached, no unexpired lease, its workflow not paused.
 
@@ -140,7 +154,7 @@ async def claim_due(
     """
     share = min(share, limit)
     if session.get_bind().dialect.name == "postgresql":
-        rows = (await session.execute(claim_statement(now, limit, share, after))).all()
+        rows = await _rows(session, claim_statement(now, limit, share, after))
         claimed = [(row.account_id, _state(row)) for row in rows]
         shares = [row.account_id for row in rows if not row.filling]
         return Claimed(claimed, shares[-1] if shares else after)
@@ -303,14 +317,14 @@ async def live_executions_of_contacts(
         return []
     query = select(*EXECUTION_STATE_COLUMNS).where(
         Execution.account_id == account_id,
-        Execution.contact_id.in_(ids),
+        any_of(Execution.contact_id, ids, arrays=_arrays(session)),
         Execution.status.in_(LIVE_STATUSES),
     )
     excluded = list(exclude)
     if excluded:
         query = query.where(Execution.id.not_in(excluded))
     query = query.order_by(Execution.id).with_for_update(of=Execution, skip_locked=skip_locked)
-    rows = (await session.execute(query)).all()
+    rows = await _rows(session, query)
     return [_state(row) for row in rows]
 
 
@@ -335,12 +349,12 @@ async def load_contacts(
             Contact.fields,
             Contact.tags,
         )
-        .where(of_accounts(Contact, wanted))
+        .where(of_accounts(Contact, wanted, arrays=_arrays(session)))
         .order_by(Contact.id)
     )
     if lock:
         query = query.with_for_update(skip_locked=skip_locked)
-    rows = (await session.execute(query)).all()
+    rows = await _rows(session, query)
     return {
         row.id: ContactState(
             id=row.id,
