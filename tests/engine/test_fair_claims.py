@@ -161,8 +161,8 @@ async def test_the_claim_reads_the_due_index_not_the_whole_backlog(
     try:
         async with db.session() as session:
             await session.execute(text("ANALYZE"))
-            statement = store.claim_statement(
-                dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1), 200, 50, None
+            statement = store.claim_statement(200, 50, after=False).params(
+                now=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
             )
             sql = statement.compile(
                 dialect=session.get_bind().dialect, compile_kwargs={"literal_binds": True}

@@ -7,6 +7,7 @@ one way of reading and writing execution state.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Select,
     Subquery,
     Table,
+    Uuid,
     bindparam,
     false,
     func,
@@ -36,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from revflow.db import ReadOnlyViolation, any_of, of_accounts
+from revflow.db import ReadOnlyViolation, UTCDateTime, any_of, of_accounts
 from revflow.definition import Definition
 from revflow.engine import pg_effects
 from revflow.engine.interpreter import ContactState, Effects, ExecutionState
@@ -105,14 +107,18 @@ def _arrays(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-async def _rows(session: AsyncSession, query: Executable) -> Sequence[Row[Any]]:
+async def _rows(
+    session: AsyncSession, query: Executable, parameters: dict[str, Any] | None = None
+) -> Sequence[Row[Any]]:
     """The rows of a hot read, run on the session's connection: plain rows, without the
     ORM's execution path and result processing."""
     connection = await session.connection()
-    return (await connection.execute(query)).all()
+    return (await connection.execute(query, parameters)).all()
 
 
-def _due(now: dt.datetime, execution: Any = Execution) -> list[ColumnElement[bool]]:
+def _due(
+    now: dt.datetime | ColumnElement[Any], execution: Any = Execution
+) -> list[ColumnElement[bool]]:
     """Live, ``wake_at`` reached, no unexpired lease, its workflow not paused.
 
     The statuses are written into the statement (not bound): the claims read partial indexes
@@ -154,7 +160,8 @@ async def claim_due(
     """
     share = min(share, limit)
     if session.get_bind().dialect.name == "postgresql":
-        rows = await _rows(session, claim_statement(now, limit, share, after))
+        statement = claim_statement(limit, share, after=after is not None)
+        rows = await _rows(session, statement, {"now": now, "after": after})
         claimed = [(row.account_id, _state(row)) for row in rows]
         shares = [row.account_id for row in rows if not row.filling]
         return Claimed(claimed, shares[-1] if shares else after)
@@ -163,16 +170,16 @@ async def claim_due(
     return Claimed(claimed, shares[-1].account_id if shares else after)
 
 
-def _accounts_in_turn(after: uuid.UUID | None) -> Subquery:
-    """Every account, those after ``after`` first (by id), then the others (round robin)."""
-    wrapped = [] if after is None else [Account.id <= after]
+def _accounts_in_turn(after: bool) -> Subquery:
+    """Every account, with ``after`` those after the ``:after`` parameter first (by id), then
+    the others (round robin)."""
+    wrapped = [Account.id <= bindparam("after", type_=Uuid())] if after else []
     return select(Account.id).order_by(*wrapped, Account.id).subquery("turn")
 
 
-def shares_statement(
-    now: dt.datetime, limit: int, share: int, after: uuid.UUID | None
-) -> Select[Any]:
-    """The claim of each account's share on PostgreSQL.
+def shares_statement(now: ColumnElement[Any], limit: int, share: int, after: bool) -> Select[Any]:
+    """The claim of each account's share on PostgreSQL (``now`` the moment's parameter, with
+    ``after`` the accounts after the ``:after`` parameter first).
 
     A lateral subquery per account reads its oldest due executions from an index on
     ``wake_at`` and locks them (FOR UPDATE SKIP LOCKED), so that the conditions are rechecked
@@ -190,16 +197,18 @@ def shares_statement(
     return select(shares).select_from(turn.join(shares, true())).limit(limit)
 
 
-def claim_statement(
-    now: dt.datetime, limit: int, share: int, after: uuid.UUID | None
-) -> CompoundSelect[Any]:
+@functools.cache
+def claim_statement(limit: int, share: int, *, after: bool) -> CompoundSelect[Any]:
     """The whole claim on PostgreSQL, in one statement: the shares (``shares_statement``),
     then, when room is left and some account had more than its share, the rest oldest first
-    (skipping what the shares took); each row says whether it is filling.
+    (skipping what the shares took); each row says whether it is filling. Its parameters are
+    ``:now`` and, with ``after``, ``:after``; built once per shape, as building it costs more
+    than running it.
 
     The shares are a CTE, locked once and read by the rest: the rest's conditions on them are
     evaluated before its scan, which does not run (nor lock anything) once the batch is full
     or when no account had more than its share."""
+    now = bindparam("now", type_=UTCDateTime())
     shares = shares_statement(now, limit, share, after).cte("shares")
     taken = select(func.count()).select_from(shares).scalar_subquery()
     over_share = (
