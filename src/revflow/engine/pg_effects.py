@@ -93,6 +93,11 @@ class _Positions(Generic[T]):
         return position
 
 
+def _utc(moment: dt.datetime) -> dt.datetime:
+    """A naive moment is UTC (as ``UTCDateTime`` reads it), not the machine's local time."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
 def _message_row(m: dict[str, Any]) -> tuple[Any, ...]:
     return (m["channel"], m["kind"], m.get("to"), m.get("subject"), m.get("body"), m.get("step"))
 
@@ -142,7 +147,7 @@ def parameters(
         )
     values: dict[str, Any] = {
         "now": now,
-        "moments": list(moments.values),
+        "moments": [_utc(moment) for moment in moments.values],
         "x_account": [accounts[ex_id] for ex_id in referenced.values],
         "x_id": list(referenced.values),
         "h_rows": _JSON.encode(h_rows),
