@@ -113,6 +113,15 @@ def of_accounts(
     )
 
 
+def any_of_parameter(column: Any, name: str, *, arrays: bool) -> ColumnElement[bool]:
+    """``column IN :name`` (an expanding parameter), or with ``arrays`` (PostgreSQL only)
+    ``column = ANY(:name)``: the condition of a statement built once and run with a list."""
+    if not arrays:
+        return cast(ColumnElement[bool], column.in_(bindparam(name, expanding=True)))
+    array = bindparam(name, type_=ARRAY(column.type))
+    return cast(ColumnElement[bool], column == any_(array))
+
+
 def any_of(column: Any, values: Sequence[Any], *, arrays: bool) -> ColumnElement[bool]:
     """``column IN (…)``, or with ``arrays`` (PostgreSQL only) ``column = ANY(:array)``."""
     if not arrays:

@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from revflow.db import ReadOnlyViolation, UTCDateTime, any_of, of_accounts
+from revflow.db import ReadOnlyViolation, UTCDateTime, any_of_parameter, of_accounts
 from revflow.definition import Definition
 from revflow.engine import pg_effects
 from revflow.engine.interpreter import ContactState, Effects, ExecutionState
@@ -324,17 +324,28 @@ async def live_executions_of_contacts(
     ids = list(contact_ids)
     if not ids:
         return []
-    query = select(*EXECUTION_STATE_COLUMNS).where(
-        Execution.account_id == account_id,
-        any_of(Execution.contact_id, ids, arrays=_arrays(session)),
-        Execution.status.in_(LIVE_STATUSES),
-    )
+    query = _live_of_contacts_statement(_arrays(session), skip_locked)
     excluded = list(exclude)
     if excluded:
         query = query.where(Execution.id.not_in(excluded))
-    query = query.order_by(Execution.id).with_for_update(of=Execution, skip_locked=skip_locked)
-    rows = await _rows(session, query)
+    rows = await _rows(session, query, {"account": account_id, "contacts": ids})
     return [_state(row) for row in rows]
+
+
+@functools.cache
+def _live_of_contacts_statement(arrays: bool, skip_locked: bool) -> Select[*tuple[Any, ...]]:
+    """The live executions of the ``:contacts`` of ``:account``, locked; built once."""
+    query: Select[*tuple[Any, ...]] = (
+        select(*EXECUTION_STATE_COLUMNS)
+        .where(
+            Execution.account_id == bindparam("account"),
+            any_of_parameter(Execution.contact_id, "contacts", arrays=arrays),
+            Execution.status.in_(LIVE_STATUSES),
+        )
+        .order_by(Execution.id)
+        .with_for_update(of=Execution, skip_locked=skip_locked)
+    )
+    return query
 
 
 async def load_contacts(
@@ -349,21 +360,17 @@ async def load_contacts(
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    query = (
-        select(
-            Contact.id,
-            Contact.email,
-            Contact.phone,
-            Contact.external_id,
-            Contact.fields,
-            Contact.tags,
-        )
-        .where(of_accounts(Contact, wanted, arrays=_arrays(session)))
-        .order_by(Contact.id)
-    )
-    if lock:
-        query = query.with_for_update(skip_locked=skip_locked)
-    rows = await _rows(session, query)
+    arrays = _arrays(session)
+    accounts = {account for account, _ in wanted}
+    if len(accounts) == 1:
+        # A batch's contacts are mostly of one account: that statement is built once.
+        query = _contacts_statement(arrays, lock=lock, skip_locked=skip_locked)
+        parameters = {"account": accounts.pop(), "ids": [contact for _, contact in wanted]}
+    else:
+        query = _contacts_statement(arrays, lock=lock, skip_locked=skip_locked, of_one=False)
+        query = query.where(of_accounts(Contact, wanted, arrays=arrays))
+        parameters = {}
+    rows = await _rows(session, query, parameters)
     return {
         row.id: ContactState(
             id=row.id,
@@ -375,6 +382,30 @@ async def load_contacts(
         )
         for row in rows
     }
+
+
+@functools.cache
+def _contacts_statement(
+    arrays: bool, *, lock: bool, skip_locked: bool, of_one: bool = True
+) -> Select[Any]:
+    """The contacts' state columns, in id order, locked if ``lock``; with ``of_one`` those of
+    the ``:ids`` of ``:account`` (else the caller adds which); built once."""
+    query = select(
+        Contact.id,
+        Contact.email,
+        Contact.phone,
+        Contact.external_id,
+        Contact.fields,
+        Contact.tags,
+    ).order_by(Contact.id)
+    if of_one:
+        query = query.where(
+            Contact.account_id == bindparam("account"),
+            any_of_parameter(Contact.id, "ids", arrays=arrays),
+        )
+    if lock:
+        query = query.with_for_update(skip_locked=skip_locked)
+    return query
 
 
 _DEFINITIONS: dict[tuple[uuid.UUID, int], Definition] = {}
