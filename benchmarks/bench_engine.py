@@ -350,10 +350,25 @@ def libpq_dsn(sqlalchemy_url: str) -> str:
 # --- revflow -----------------------------------------------------------------------------------
 
 
-async def _principal(db: Database) -> Principal:
+def setup_database(url: str) -> Database:
+    """The set-up's database: on PostgreSQL without cached prepared statements — ``enroll``'s
+    ``ON CONFLICT … WHERE status IN ($1, $2)`` fails from the 6th execution of one prepared
+    statement on a connection, when PostgreSQL switches to a generic plan and can no longer
+    infer the partial unique index."""
+    if url.startswith("postgresql"):
+        url = (
+            make_url(url)
+            .update_query_dict({"prepared_statement_cache_size": "0"})
+            .render_as_string(hide_password=False)
+        )
+    return Database(url)
+
+
+async def new_account(db: Database, name: str) -> Principal:
+    """An account named ``name`` and the admin principal of its first key."""
     async with db.session(write=True) as session:
         account, _clear = await auth_service.create_account(
-            session, "bench", Actor(user="operator"), dt.datetime.now(dt.UTC)
+            session, name, Actor(user="operator"), dt.datetime.now(dt.UTC)
         )
         key_id = await session.scalar(select(ApiKey.id).where(ApiKey.account_id == account.id))
         await session.commit()
@@ -361,78 +376,77 @@ async def _principal(db: Database) -> Principal:
     return Principal(account_id=account.id, key_id=key_id, user="bench", role="admin")
 
 
+async def enrolled_workflow(
+    db: Database, settings: Settings, name: str, definition: dict[str, Any], count: int
+) -> tuple[Principal, uuid.UUID, list[uuid.UUID]]:
+    """An account named ``name``, its published workflow of ``definition`` and ``count`` new
+    contacts enrolled in it: (the account's principal, the workflow, the executions)."""
+    principal = await new_account(db, name)
+    async with db.session(write=True) as session:
+        workflow, version = await workflows.create_workflow(
+            session,
+            principal,
+            WorkflowCreate(name=name, definition=definition, change_summary="benchmark"),
+            settings,
+            dt.datetime.now(dt.UTC),
+        )
+        assert version is not None
+        await workflows.publish(session, principal, workflow, version, now=dt.datetime.now(dt.UTC))
+        await session.commit()
+        workflow_id = workflow.id
+    now = dt.datetime.now(dt.UTC)
+    contact_ids = [uuid.uuid4() for _ in range(count)]
+    async with db.session(write=True) as session:
+        for start in range(0, count, 5_000):
+            await session.execute(
+                insert(Contact),
+                [
+                    {
+                        "id": contact_ids[i],
+                        "account_id": principal.account_id,
+                        "external_id": f"{name}-{i}",
+                        "email": f"{name}{i}@example.com",
+                        "phone": None,
+                        "fields": {"first_name": f"Contact{i}"},
+                        "tags": [],
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for i in range(start, min(start + 5_000, count))
+                ],
+            )
+        await session.commit()
+    parsed = Definition.model_validate(definition)
+    executions: list[uuid.UUID] = []
+    for start in range(0, count, ENROLL_CHUNK):
+        async with db.session(write=True) as session:
+            workflow = await session.get_one(Workflow, (principal.account_id, workflow_id))
+            result = await enroll(
+                session,
+                workflow,
+                parsed,
+                contact_ids[start : start + ENROLL_CHUNK],
+                dt.datetime.now(dt.UTC),
+            )
+            await session.commit()
+        if result.skipped:
+            raise RuntimeError(f"enrollment skipped {len(result.skipped)} contacts")
+        executions += result.executions
+    if len(executions) != count:
+        raise RuntimeError(f"enrolled {len(executions)} of {count}")
+    return principal, workflow_id, executions
+
+
 async def prepare_revflow(
     url: str, executions: int, workload: dict[str, Any] = WORKLOAD
 ) -> tuple[Principal, uuid.UUID]:
     """Account, published workflow (``workload``, the five steps unless another definition is
     given), contacts, enrollments; the workflow is left paused."""
-    settings = Settings(database_url=url)
-    # No cached prepared statements for the set-up: ``enroll``'s ``ON CONFLICT … WHERE status IN
-    # ($1, $2)`` fails from the 6th execution of one prepared statement on a connection, when
-    # PostgreSQL switches to a generic plan and can no longer infer the partial unique index.
-    db = Database(
-        make_url(url)
-        .update_query_dict({"prepared_statement_cache_size": "0"})
-        .render_as_string(hide_password=False)
-    )
+    db = setup_database(url)
     try:
-        principal = await _principal(db)
-        async with db.session(write=True) as session:
-            workflow, version = await workflows.create_workflow(
-                session,
-                principal,
-                WorkflowCreate(
-                    name="engine benchmark", definition=workload, change_summary="benchmark"
-                ),
-                settings,
-                dt.datetime.now(dt.UTC),
-            )
-            assert version is not None
-            await workflows.publish(
-                session, principal, workflow, version, now=dt.datetime.now(dt.UTC)
-            )
-            await session.commit()
-            workflow_id = workflow.id
-        now = dt.datetime.now(dt.UTC)
-        contact_ids = [uuid.uuid4() for _ in range(executions)]
-        async with db.session(write=True) as session:
-            for start in range(0, executions, 5_000):
-                await session.execute(
-                    insert(Contact),
-                    [
-                        {
-                            "id": contact_ids[i],
-                            "account_id": principal.account_id,
-                            "external_id": f"bench-{i}",
-                            "email": f"contact{i}@example.com",
-                            "phone": None,
-                            "fields": {"first_name": f"Contact{i}"},
-                            "tags": [],
-                            "created_at": now,
-                            "updated_at": now,
-                        }
-                        for i in range(start, min(start + 5_000, executions))
-                    ],
-                )
-            await session.commit()
-        definition = Definition.model_validate(workload)
-        enrolled = 0
-        for start in range(0, executions, ENROLL_CHUNK):
-            async with db.session(write=True) as session:
-                workflow = await session.get_one(Workflow, (principal.account_id, workflow_id))
-                result = await enroll(
-                    session,
-                    workflow,
-                    definition,
-                    contact_ids[start : start + ENROLL_CHUNK],
-                    dt.datetime.now(dt.UTC),
-                )
-                await session.commit()
-            enrolled += len(result.executions)
-            if result.skipped:
-                raise RuntimeError(f"enrollment skipped {len(result.skipped)} contacts")
-        if enrolled != executions:
-            raise RuntimeError(f"enrolled {enrolled} of {executions}")
+        principal, workflow_id, _ = await enrolled_workflow(
+            db, Settings(database_url=url), "bench", workload, executions
+        )
         await set_workflow_status(db, principal, workflow_id, "paused")
         async with db.engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")

@@ -57,18 +57,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import bindparam, func, select, text, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench_engine import (
     WORKLOAD,
     CpuMeter,
+    enrolled_workflow,
     launch,
     libpq_dsn,
     local_db,
     running,
+    setup_database,
     wait_started,
 )
 from benchmarks.common import (
@@ -81,18 +82,11 @@ from benchmarks.common import (
     revflow_env,
     say,
 )
-from revflow.audit.service import Actor
-from revflow.auth import service as auth_service
-from revflow.auth.service import Principal
 from revflow.config import Settings
 from revflow.db import Database
-from revflow.definition import Definition
 from revflow.engine.store import EXECUTIONS
-from revflow.executions.enrollment import enroll
 from revflow.migrate import upgrade
-from revflow.models import LIVE_STATUSES, ApiKey, Contact, Execution, HistoryEntry, Workflow
-from revflow.workflows import service as workflows
-from revflow.workflows.schemas import WorkflowCreate
+from revflow.models import LIVE_STATUSES, Execution, HistoryEntry
 
 GOAL_P95_DELAY_MS = 1_000.0
 GOAL_DROP_PCT = 10.0
@@ -143,79 +137,6 @@ def worker_main(claim: str) -> None:
 # --- set-up ------------------------------------------------------------------------------------
 
 
-def _setup_url(url: str) -> str:
-    # No cached prepared statements for the set-up on PostgreSQL (see bench_engine.py).
-    if url.startswith("postgresql"):
-        parsed = make_url(url).update_query_dict({"prepared_statement_cache_size": "0"})
-        return parsed.render_as_string(hide_password=False)
-    return url
-
-
-async def _account(db: Database, name: str) -> Principal:
-    async with db.session(write=True) as session:
-        account, _clear = await auth_service.create_account(
-            session, name, Actor(user="operator"), dt.datetime.now(dt.UTC)
-        )
-        key_id = await session.scalar(select(ApiKey.id).where(ApiKey.account_id == account.id))
-        await session.commit()
-    assert key_id is not None
-    return Principal(account_id=account.id, key_id=key_id, user="bench", role="admin")
-
-
-async def _enrolled(
-    db: Database, settings: Settings, name: str, definition: dict[str, Any], count: int
-) -> tuple[uuid.UUID, list[uuid.UUID]]:
-    """An account, its published workflow and ``count`` contacts enrolled; (account, executions)."""
-    principal = await _account(db, name)
-    async with db.session(write=True) as session:
-        workflow, version = await workflows.create_workflow(
-            session,
-            principal,
-            WorkflowCreate(name=name, definition=definition, change_summary="benchmark"),
-            settings,
-            dt.datetime.now(dt.UTC),
-        )
-        assert version is not None
-        await workflows.publish(session, principal, workflow, version, now=dt.datetime.now(dt.UTC))
-        await session.commit()
-        workflow_id = workflow.id
-    now = dt.datetime.now(dt.UTC)
-    contacts = [uuid.uuid4() for _ in range(count)]
-    async with db.session(write=True) as session:
-        for start in range(0, count, 5_000):
-            await session.execute(
-                insert(Contact),
-                [
-                    {
-                        "id": contacts[i],
-                        "account_id": principal.account_id,
-                        "external_id": f"{name}-{i}",
-                        "email": f"{name}{i}@example.com",
-                        "phone": None,
-                        "fields": {"first_name": f"C{i}"},
-                        "tags": [],
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for i in range(start, min(start + 5_000, count))
-                ],
-            )
-        await session.commit()
-    parsed = Definition.model_validate(definition)
-    executions: list[uuid.UUID] = []
-    for start in range(0, count, ENROLL_CHUNK):
-        async with db.session(write=True) as session:
-            wf = await session.get_one(Workflow, (principal.account_id, workflow_id))
-            result = await enroll(
-                session, wf, parsed, contacts[start : start + ENROLL_CHUNK], dt.datetime.now(dt.UTC)
-            )
-            await session.commit()
-        if result.skipped:
-            raise RuntimeError(f"enrollment skipped {len(result.skipped)} contacts")
-        executions += result.executions
-    return principal.account_id, executions
-
-
 @dataclass
 class Prepared:
     big: uuid.UUID
@@ -225,10 +146,10 @@ class Prepared:
 
 async def prepare(url: str, big: int, small: int) -> Prepared:
     settings = Settings(database_url=url)
-    db = Database(_setup_url(url))
+    db = setup_database(url)
     try:
-        big_account, _ = await _enrolled(db, settings, "big", WORKLOAD, big)
-        small_account, small_executions = await _enrolled(
+        big_account, _, _ = await enrolled_workflow(db, settings, "big", WORKLOAD, big)
+        small_account, _, small_executions = await enrolled_workflow(
             db, settings, "small", SMALL_WORKLOAD, small
         )
         later = dt.datetime.now(dt.UTC) + dt.timedelta(days=365)
@@ -239,7 +160,7 @@ async def prepare(url: str, big: int, small: int) -> Prepared:
             async with db.engine.connect() as conn:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
                 await conn.execute(text("VACUUM ANALYZE"))
-        return Prepared(big_account, small_account, small_executions)
+        return Prepared(big_account.account_id, small_account.account_id, small_executions)
     finally:
         await db.dispose()
 

@@ -184,7 +184,7 @@ async def prepare_deliveries(url: str) -> Principal:
     """An account and a workflow (whose ``workflow.paused`` data the deliveries carry)."""
     db = Database(url, pool_size=1)
     try:
-        principal = await engine._principal(db)
+        principal = await engine.new_account(db, "bench")
         async with db.session(write=True) as session:
             await workflows.create_workflow(
                 session,
