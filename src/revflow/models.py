@@ -133,6 +133,15 @@ class Version(Base):
             sqlite_where=text("status = 'canary'"),
             postgresql_where=text("status = 'canary'"),
         ),
+        # The workflows a contact change or an event enrolls into (``fire_triggers``): found
+        # from the few published versions of the trigger's type, whatever the planner knows.
+        Index(
+            "ix_versions_published_trigger",
+            "account_id",
+            "trigger_type",
+            sqlite_where=text("status = 'published'"),
+            postgresql_where=text("status = 'published'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(default=new_id)
