@@ -49,11 +49,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import (
     PG_ADMIN_DSN,
+    Server,
     Stats,
     database_cpu_seconds,
     environment,
     fresh_database,
     load_average,
+    machine_cpu_ticks,
+    process_cpu_seconds,
     revflow_command,
     revflow_env,
     revflow_server,
@@ -154,6 +157,9 @@ class Level:
     client_cpu_s: float = 0.0
     servers: int = 0
     database_cpu_s: float | None = None
+    servers_cpu_s: float = 0.0
+    workers_cpu_s: float = 0.0
+    machine_busy: float = 0.0  # the share of the machine's CPUs busy in the window, all users
 
     @property
     def requests(self) -> int:
@@ -162,6 +168,9 @@ class Level:
     @property
     def failed(self) -> int:
         return sum(self.errors.values())
+
+    def cpu_ms_per_request(self, seconds: float | None) -> float | None:
+        return None if seconds is None else round(seconds * 1000 / max(1, self.requests), 2)
 
     def to_dict(self) -> dict[str, Any]:
         operations = {}
@@ -190,6 +199,15 @@ class Level:
             "database_cpu_share": None
             if self.database_cpu_s is None
             else round(self.database_cpu_s / self.seconds, 2),
+            "servers_cpu_share": round(self.servers_cpu_s / self.seconds, 2),
+            "workers_cpu_share": round(self.workers_cpu_s / self.seconds, 2),
+            "machine_busy": round(self.machine_busy, 2),
+            "cpu_ms_per_request": {
+                "client": self.cpu_ms_per_request(self.client_cpu_s),
+                "servers": self.cpu_ms_per_request(self.servers_cpu_s),
+                "workers": self.cpu_ms_per_request(self.workers_cpu_s),
+                "database": self.cpu_ms_per_request(self.database_cpu_s),
+            },
             "operations": operations,
         }
 
@@ -213,6 +231,10 @@ class Setup:
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def _sum_cpu_seconds(pids: list[int]) -> float:
+    return sum(v for v in map(process_cpu_seconds, pids) if v is not None)
 
 
 async def prepare(urls: list[str], api_key: str, clients: int) -> Setup:
@@ -316,8 +338,15 @@ async def one_client(
 
 
 async def run_level(
-    urls: list[str], setup: Setup, clients: int, seconds: float, database_url: str
+    servers: list[Server],
+    worker_pids: list[int],
+    setup: Setup,
+    clients: int,
+    seconds: float,
+    database_url: str,
 ) -> Level:
+    urls = [server.base_url for server in servers]
+    server_pids = [server.pid for server in servers]
     level = Level(clients, seconds, servers=len(urls))
     headers = {"Authorization": f"Bearer {setup.api_key}"}
     # Idle connections are dropped well before uvicorn closes them (after 5 s idle): with
@@ -345,6 +374,9 @@ async def run_level(
             )
         )
         cpu_before = _cpu_seconds()
+        servers_before = _sum_cpu_seconds(server_pids)
+        workers_before = _sum_cpu_seconds(worker_pids)
+        machine_before = machine_cpu_ticks()
         database_before = database_cpu_seconds(database_url)
         started = time.monotonic()
         await asyncio.gather(
@@ -362,6 +394,10 @@ async def run_level(
         )
         level.seconds = time.monotonic() - started
         level.client_cpu_s = _cpu_seconds() - cpu_before
+        level.servers_cpu_s = _sum_cpu_seconds(server_pids) - servers_before
+        level.workers_cpu_s = _sum_cpu_seconds(worker_pids) - workers_before
+        busy, total = machine_cpu_ticks()
+        level.machine_busy = (busy - machine_before[0]) / max(1, total - machine_before[1])
         database_after = database_cpu_seconds(database_url)
         # A backend that ended in the window takes its CPU with it: no number then.
         if database_before is not None and database_after is not None:
@@ -374,7 +410,7 @@ async def run_level(
 
 
 @contextmanager
-def workers(env: dict[str, str], workdir: Path, count: int) -> Iterator[None]:
+def workers(env: dict[str, str], workdir: Path, count: int) -> Iterator[list[int]]:
     processes = []
     for i in range(count):
         log = (workdir / f"worker-{i}.log").open("wb")
@@ -388,7 +424,7 @@ def workers(env: dict[str, str], workdir: Path, count: int) -> Iterator[None]:
             )
         )
     try:
-        yield
+        yield [process.pid for process in processes]
     finally:
         for process in processes:
             process.terminate()
@@ -455,10 +491,10 @@ def run_fresh_level(args: argparse.Namespace, count: int, clients: int) -> dict[
         with ExitStack() as stack:
             servers = [stack.enter_context(revflow_server(env, workdir)) for _ in range(count)]
             urls = [server.base_url for server in servers]
-            stack.enter_context(workers(env, workdir, args.workers))
+            worker_pids = stack.enter_context(workers(env, workdir, args.workers))
             setup = asyncio.run(prepare(urls, created["api_key"], clients))
             say(f"load: {clients} clients on {count} servers, {args.workers} workers")
-            level = asyncio.run(run_level(urls, setup, clients, args.seconds, url))
+            level = asyncio.run(run_level(servers, worker_pids, setup, clients, args.seconds, url))
             return level.to_dict()
 
 
@@ -525,14 +561,18 @@ def print_table(document: dict[str, Any]) -> None:
     print()
     print(
         f"{'servers':>7} {'clients':>7} {'req/s':>8} {'errors':>7} {'5xx':>5} "
-        f"{'client CPU':>10} {'DB CPU':>7}  operation p99 ms"
+        f"{'client CPU':>10} {'DB CPU':>7} {'API CPU':>7} {'workers':>7} {'busy':>5}  "
+        "CPU ms/request client/API/workers/DB; operation p99 ms"
     )
     for level in document["levels"]:
         p99s = ", ".join(f"{k} {v['p99_ms']:.1f}" for k, v in level["operations"].items())
+        per_request = "/".join(str(v) for v in level["cpu_ms_per_request"].values())
         print(
             f"{level['servers']:>7} {level['clients']:>7} {level['requests_per_s']:>8.1f} "
             f"{level['errors']:>7} {level['server_errors_5xx']:>5} "
-            f"{level['client_cpu_share']:>10.2f} {level['database_cpu_share']!s:>7}  {p99s}"
+            f"{level['client_cpu_share']:>10.2f} {level['database_cpu_share']!s:>7} "
+            f"{level['servers_cpu_share']:>7.2f} {level['workers_cpu_share']:>7.2f} "
+            f"{level['machine_busy']:>5.2f}  {per_request}; {p99s}"
         )
     print()
     print(

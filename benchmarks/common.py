@@ -341,6 +341,24 @@ def database_cpu_seconds(database_url: str) -> float | None:
     return total if found else None
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a local process has used so far (Linux ``/proc``; None when
+    it is gone or unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all this machine's CPUs so far (``/proc/stat``)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
 def postgresql_control() -> list[str] | None:
     """How to stop and start this machine's PostgreSQL (``stop`` or ``start`` is appended):
     ``REVFLOW_TEST_PG_CONTROL`` when set (e.g. ``pg_ctl -D DIR -w -l LOG`` for a private
@@ -426,12 +444,7 @@ class Server:
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time the server has used so far (Linux ``/proc``; else ``None``)."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        # After the command name: state is field 3, utime and stime are fields 14 and 15.
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.pid)
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
