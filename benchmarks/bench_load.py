@@ -497,6 +497,11 @@ def run_fresh_level(args: argparse.Namespace, count: int, clients: int) -> dict[
                     if args.concurrent_requests
                     else {}
                 ),
+                **(
+                    {"REVFLOW_API_AUTHORING_REQUESTS": str(args.authoring_requests)}
+                    if args.authoring_requests
+                    else {}
+                ),
             },
         )
         run_revflow(["db", "upgrade"], env, workdir)
@@ -530,6 +535,12 @@ def main() -> None:
         default=None,
         help="REVFLOW_API_CONCURRENT_REQUESTS (default: the pool's size)",
     )
+    parser.add_argument(
+        "--authoring-requests",
+        type=int,
+        default=None,
+        help="REVFLOW_API_AUTHORING_REQUESTS (default: a quarter of the concurrent requests)",
+    )
     parser.add_argument("--pg-admin-dsn", default=PG_ADMIN_DSN)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -547,6 +558,7 @@ def main() -> None:
             "workers": args.workers,
             "pool_size": args.pool_size,
             "concurrent_requests": args.concurrent_requests or args.pool_size,
+            "authoring_requests": args.authoring_requests,
             "mix_percent": MIX,
             "generator": "httpx.AsyncClient in one asyncio loop",
         },

@@ -61,6 +61,17 @@ def admitted_in_turn(path: str) -> bool:
     return path.startswith(("/api/", "/ui"))
 
 
+AUTHORING = ("/api/v1/workflows", "/api/v1/migrations")
+NOT_AUTHORING = ("/enrollments", "/executions")
+
+
+def authoring(path: str) -> bool:
+    """The requests of the authoring lane (kit.admission): workflows, their versions, drafts,
+    comparisons, releases, simulations and migrations; not a workflow's enrollments and
+    executions, nor contacts, events and the rest, which the embedding product sends."""
+    return path.startswith(AUTHORING) and not path.endswith(NOT_AUTHORING)
+
+
 class RefuseInvalidUTF8:
     """Refuse a path or query whose percent-encoded bytes are not UTF-8 (400): decoded lossily,
     three different raw ids would all name the same object."""
@@ -413,9 +424,11 @@ def create_app(
     app.add_middleware(RateLimitFields)
     app.add_middleware(
         Admission,
-        limit=settings.api_concurrent_requests or settings.db_pool_size,
+        limit=settings.concurrent_requests(),
         wait_seconds=settings.api_queue_seconds,
         gated=admitted_in_turn,
+        authoring=authoring,
+        authoring_limit=settings.authoring_requests(),
         refuse=problems.problem_response(
             ServerBusy("The server is busy; retry"), headers={"Retry-After": "1"}
         ),

@@ -45,6 +45,13 @@ class Settings(BaseSettings):
         description="Requests of /api and the console an API process works on at once (default: "
         "db_pool_size); the others wait their turn in arrival order.",
     )
+    api_authoring_requests: int | None = Field(
+        default=None,
+        ge=1,
+        description="Of those, the authoring requests (workflows, versions, drafts, compares, "
+        "migrations) an API process works on at once (default: a quarter, at least 1); the "
+        "others wait for the authoring lane first, so that ingest is never queued behind them.",
+    )
     api_queue_seconds: float = Field(
         default=10.0,
         gt=0,
@@ -87,6 +94,18 @@ class Settings(BaseSettings):
         ge=1,
         description="Tokens the bucket holds at most. Unset: two seconds' worth of the rate.",
     )
+
+    def concurrent_requests(self) -> int:
+        """Requests an API process works on at once (kit.admission)."""
+        return self.api_concurrent_requests or self.db_pool_size
+
+    def authoring_requests(self) -> int:
+        """Authoring requests an API process works on at once: never all of its turns unless
+        set so, so that contact upserts and events always find some."""
+        return min(
+            self.concurrent_requests(),
+            self.api_authoring_requests or max(1, self.concurrent_requests() // 4),
+        )
 
     def rate_limit(self) -> tuple[float, int] | None:
         """(rate per second, burst) of the API's rate limit, or None when it is off."""

@@ -1,5 +1,6 @@
 """Admission (kit.admission): at most so many requests run at once, the others wait their turn
-in arrival order, and one that waits too long is answered 503 ``server_busy``."""
+in arrival order, and one that waits too long is answered 503 ``server_busy``; authoring
+requests hold a part of the turns at most, so that ingest does not queue behind them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from revflow import problems
-from revflow.app import admitted_in_turn, create_app
+from revflow.app import admitted_in_turn, authoring, create_app
 from revflow.config import Settings
 from revflow.db import Database
 from revflow.errors import ServerBusy
@@ -78,7 +79,13 @@ async def test_a_turn_handed_over_as_its_waiter_is_cancelled_is_used_or_passed_o
     assert (turns.running, turns.waiting) == (1, 0)
 
 
-def gated_app(release: asyncio.Event, started: list[str]) -> Admission:
+def gated_app(
+    release: asyncio.Event,
+    started: list[str],
+    limit: int = 1,
+    authoring_limit: int | None = None,
+    wait_seconds: float = 0.2,
+) -> Admission:
     async def inner(scope: Scope, receive: Receive, send: Send) -> None:
         started.append(scope["path"])
         await release.wait()
@@ -86,7 +93,15 @@ def gated_app(release: asyncio.Event, started: list[str]) -> Admission:
         await send({"type": "http.response.body", "body": b"ok"})
 
     refuse = problems.problem_response(ServerBusy("busy"), headers={"Retry-After": "1"})
-    return Admission(inner, limit=1, wait_seconds=0.2, gated=admitted_in_turn, refuse=refuse)
+    return Admission(
+        inner,
+        limit=limit,
+        wait_seconds=wait_seconds,
+        gated=admitted_in_turn,
+        refuse=refuse,
+        authoring=authoring,
+        authoring_limit=authoring_limit,
+    )
 
 
 async def test_a_request_that_waits_too_long_is_answered_503_server_busy() -> None:
@@ -122,6 +137,86 @@ def test_what_takes_a_turn(path: str, gated: bool) -> None:
     assert admitted_in_turn(path) is gated
 
 
+async def test_ingest_runs_beside_authoring_that_waits_for_its_lane() -> None:
+    release, started = asyncio.Event(), []
+    admission = gated_app(release, started, limit=2, authoring_limit=1, wait_seconds=5)
+    transport = httpx.ASGITransport(app=admission)
+    async with httpx.AsyncClient(transport=transport, base_url="http://revflow.test") as client:
+        first = asyncio.create_task(client.post("/api/v1/workflows/w1/versions"))
+        second = upsert = first
+        try:
+            await until(lambda: asyncio.sleep(0, len(started) == 1), "the first to run", limit=5)
+            second = asyncio.create_task(client.get("/api/v1/workflows/w2/versions/compare"))
+            await asyncio.sleep(0.05)
+            # In one queue the compare would have taken the last turn, and the upsert waited
+            # for the version create to finish.
+            upsert = asyncio.create_task(client.put("/api/v1/contacts/by-external-id/x"))
+            await until(lambda: asyncio.sleep(0, len(started) == 2), "a second to run", limit=5)
+            assert started[1] == "/api/v1/contacts/by-external-id/x"
+            assert admission.authoring_turns.waiting == 1
+        finally:
+            release.set()
+        for answer in await asyncio.gather(first, second, upsert):
+            assert answer.status_code == 200
+    assert started[2] == "/api/v1/workflows/w2/versions/compare"
+    assert (admission.turns.running, admission.authoring_turns.running) == (0, 0)
+
+
+async def test_authoring_that_waits_too_long_for_its_lane_is_answered_503_holding_nothing() -> None:
+    release, started = asyncio.Event(), []
+    admission = gated_app(release, started, limit=3, authoring_limit=1, wait_seconds=0.1)
+    transport = httpx.ASGITransport(app=admission)
+    async with httpx.AsyncClient(transport=transport, base_url="http://revflow.test") as client:
+        running = asyncio.create_task(client.post("/api/v1/workflows"))
+        await until(lambda: asyncio.sleep(0, len(started) == 1), "the first to run")
+        refused = await client.put("/api/v1/workflows/w1/draft")
+        assert refused.status_code == 503 and refused.json()["code"] == "server_busy"
+        assert (admission.turns.running, admission.authoring_turns.running) == (1, 1)
+        release.set()
+        assert (await running).status_code == 200
+    assert (admission.turns.running, admission.authoring_turns.running) == (0, 0)
+
+
+async def test_authoring_cancelled_while_waiting_for_a_turn_gives_its_lane_back() -> None:
+    release, started = asyncio.Event(), []
+    admission = gated_app(release, started, limit=1, authoring_limit=1, wait_seconds=5)
+    transport = httpx.ASGITransport(app=admission)
+    async with httpx.AsyncClient(transport=transport, base_url="http://revflow.test") as client:
+        ingest = asyncio.create_task(client.post("/api/v1/events"))
+        await until(lambda: asyncio.sleep(0, len(started) == 1), "the event to run")
+        waiting = asyncio.create_task(client.post("/api/v1/workflows/w1/versions"))
+        await until(lambda: asyncio.sleep(0, admission.turns.waiting == 1), "the version to wait")
+        assert admission.authoring_turns.running == 1  # its lane's turn, held while it waits
+        waiting.cancel()  # the client went away
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert (admission.authoring_turns.running, admission.turns.waiting) == (0, 0)
+        release.set()
+        assert (await ingest).status_code == 200
+    assert (admission.turns.running, admission.authoring_turns.running) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("path", "lane"),
+    [
+        ("/api/v1/workflows", True),
+        ("/api/v1/workflows/w1/versions", True),
+        ("/api/v1/workflows/w1/versions/compare", True),
+        ("/api/v1/workflows/w1/versions/3/publish", True),
+        ("/api/v1/workflows/w1/draft", True),
+        ("/api/v1/migrations/m1/pause", True),
+        ("/api/v1/workflows/w1/enrollments", False),
+        ("/api/v1/workflows/w1/executions", False),
+        ("/api/v1/contacts/by-external-id/x", False),
+        ("/api/v1/events", False),
+        ("/api/v1/executions/e1", False),
+        ("/ui/workflows", False),
+    ],
+)
+def test_what_takes_the_authoring_lane(path: str, lane: bool) -> None:
+    assert authoring(path) is lane
+
+
 def admission_of(app: Any) -> dict[str, Any]:
     found = [m for m in app.user_middleware if m.cls is Admission]
     assert len(found) == 1
@@ -133,10 +228,18 @@ async def test_the_api_takes_turns_as_configured(database_url: str) -> None:
     try:
         default = admission_of(create_app(Settings(database_url=database_url, db_pool_size=7), db))
         assert (default["limit"], default["wait_seconds"]) == (7, 10.0)
+        assert default["authoring_limit"] == 1  # a quarter, at least one
+        assert default["authoring"] is authoring
         configured = Settings(
-            database_url=database_url, api_concurrent_requests=3, api_queue_seconds=2.5
+            database_url=database_url,
+            api_concurrent_requests=12,
+            api_queue_seconds=2.5,
         )
         chosen = admission_of(create_app(configured, db))
-        assert (chosen["limit"], chosen["wait_seconds"]) == (3, 2.5)
+        assert (chosen["limit"], chosen["wait_seconds"], chosen["authoring_limit"]) == (12, 2.5, 3)
+        lane = Settings(
+            database_url=database_url, api_concurrent_requests=4, api_authoring_requests=9
+        )
+        assert admission_of(create_app(lane, db))["authoring_limit"] == 4  # never more than all
     finally:
         await db.dispose()

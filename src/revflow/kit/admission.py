@@ -7,6 +7,13 @@ statements, every request behind it waits longer, and throughput falls as client
 Admitted requests run at the speed of few; the others wait, in arrival order, holding nothing
 — and one that waits longer than its bound is answered 503 ``server_busy`` with
 ``Retry-After`` instead of an answer nobody waits for any more.
+
+Authoring requests (versions of large definitions, their comparisons, drafts) cost many times
+what a contact upsert or an event costs. In one arrival-order queue, a burst of them holds
+every turn and the cheap ingest calls queue behind seconds of authoring work; so an authoring
+request first takes a turn of its own lane, which holds a part of the process's turns at most,
+and only then waits for one of the process's turns. Authoring then waits for authoring, and
+ingest never has more than that part of the turns taken from it.
 """
 
 from __future__ import annotations
@@ -68,7 +75,9 @@ class Turns:
 
 class Admission:
     """Pure ASGI: requests whose path ``gated`` accepts take a turn of ``turns`` first; one that
-    gets none within ``wait_seconds`` is answered by ``refuse`` (503 ``server_busy``)."""
+    gets none within ``wait_seconds`` is answered by ``refuse`` (503 ``server_busy``). Those
+    whose path ``authoring`` accepts take a turn of ``authoring_turns`` (``authoring_limit``)
+    before that, within the same ``wait_seconds``."""
 
     def __init__(
         self,
@@ -78,23 +87,30 @@ class Admission:
         wait_seconds: float,
         gated: Callable[[str], bool],
         refuse: ASGIApp,
+        authoring: Callable[[str], bool] | None = None,
+        authoring_limit: int | None = None,
     ) -> None:
         self.app = app
         self.turns = Turns(limit)
+        self.authoring_turns = Turns(min(limit, authoring_limit or limit))
         self.wait_seconds = wait_seconds
         self.gated = gated
+        self.authoring = authoring
         self.refuse = refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.gated(scope["path"]):
             await self.app(scope, receive, send)
             return
+        lanes = [self.turns]
+        if self.authoring is not None and self.authoring(scope["path"]):
+            lanes.insert(0, self.authoring_turns)
         WAITING.inc()
         try:
-            admitted = await self.turns.enter(self.wait_seconds)
+            held = await self._enter(lanes)
         finally:
             WAITING.dec()
-        if not admitted:
+        if held is None:
             await self.refuse(scope, receive, send)
             return
         RUNNING.inc()
@@ -102,4 +118,26 @@ class Admission:
             await self.app(scope, receive, send)
         finally:
             RUNNING.dec()
-            self.turns.leave()
+            for turns in reversed(held):
+                turns.leave()
+
+    async def _enter(self, lanes: list[Turns]) -> list[Turns] | None:
+        """A turn of each of ``lanes`` in order, all within ``wait_seconds``; None (holding
+        nothing) when one is not had in time."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_seconds
+        held: list[Turns] = []
+        try:
+            for turns in lanes:
+                if not await turns.enter(max(0.0, deadline - loop.time())):
+                    break
+                held.append(turns)
+        except BaseException:
+            for turns in reversed(held):
+                turns.leave()
+            raise
+        if len(held) == len(lanes):
+            return held
+        for turns in reversed(held):
+            turns.leave()
+        return None
