@@ -63,13 +63,16 @@ def admitted_in_turn(path: str) -> bool:
 
 AUTHORING = ("/api/v1/workflows", "/api/v1/migrations")
 NOT_AUTHORING = ("/enrollments", "/executions")
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def authoring(path: str) -> bool:
-    """The requests of the authoring lane (kit.admission): workflows, their versions, drafts,
-    comparisons, releases, simulations and migrations; not a workflow's enrollments and
-    executions, nor contacts, events and the rest, which the embedding product sends."""
-    return path.startswith(AUTHORING) and not path.endswith(NOT_AUTHORING)
+def authoring(method: str, path: str) -> bool:
+    """The requests of the authoring lane (kit.admission): the changes of workflows, versions,
+    drafts, releases, simulations and migrations, and version comparisons; not their other
+    reads, nor a workflow's enrollments and executions, contacts, events and the rest."""
+    if not path.startswith(AUTHORING) or path.endswith(NOT_AUTHORING):
+        return False
+    return method not in READS or path.endswith("/versions/compare")
 
 
 class RefuseInvalidUTF8:

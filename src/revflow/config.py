@@ -48,9 +48,10 @@ class Settings(BaseSettings):
     api_authoring_requests: int | None = Field(
         default=None,
         ge=1,
-        description="Of those, the authoring requests (workflows, versions, drafts, compares, "
-        "migrations) an API process works on at once (default: a quarter, at least 1); the "
-        "others wait for the authoring lane first, so that ingest is never queued behind them.",
+        description="Of those, the authoring requests (changes of workflows, versions, drafts, "
+        "migrations; version comparisons) an API process works on at once (default: a quarter, "
+        "at least 1); the others wait for the authoring lane first, so that ingest is never "
+        "queued behind them.",
     )
     api_queue_seconds: float = Field(
         default=10.0,

@@ -169,7 +169,7 @@ async def test_authoring_that_waits_too_long_for_its_lane_is_answered_503_holdin
     async with httpx.AsyncClient(transport=transport, base_url="http://revflow.test") as client:
         running = asyncio.create_task(client.post("/api/v1/workflows"))
         await until(lambda: asyncio.sleep(0, len(started) == 1), "the first to run")
-        refused = await client.put("/api/v1/workflows/w1/draft")
+        refused = await client.put("/api/v1/workflows/w1/draft")  # the lane is taken
         assert refused.status_code == 503 and refused.json()["code"] == "server_busy"
         assert (admission.turns.running, admission.authoring_turns.running) == (1, 1)
         release.set()
@@ -197,24 +197,46 @@ async def test_authoring_cancelled_while_waiting_for_a_turn_gives_its_lane_back(
 
 
 @pytest.mark.parametrize(
-    ("path", "lane"),
+    ("method", "path", "lane"),
     [
-        ("/api/v1/workflows", True),
-        ("/api/v1/workflows/w1/versions", True),
-        ("/api/v1/workflows/w1/versions/compare", True),
-        ("/api/v1/workflows/w1/versions/3/publish", True),
-        ("/api/v1/workflows/w1/draft", True),
-        ("/api/v1/migrations/m1/pause", True),
-        ("/api/v1/workflows/w1/enrollments", False),
-        ("/api/v1/workflows/w1/executions", False),
-        ("/api/v1/contacts/by-external-id/x", False),
-        ("/api/v1/events", False),
-        ("/api/v1/executions/e1", False),
-        ("/ui/workflows", False),
+        ("POST", "/api/v1/workflows", True),
+        ("POST", "/api/v1/workflows/w1/versions", True),
+        ("GET", "/api/v1/workflows/w1/versions/compare", True),
+        ("POST", "/api/v1/workflows/w1/versions/3/publish", True),
+        ("PUT", "/api/v1/workflows/w1/draft", True),
+        ("POST", "/api/v1/migrations/m1/pause", True),
+        ("GET", "/api/v1/workflows", False),
+        ("GET", "/api/v1/workflows/w1", False),
+        ("GET", "/api/v1/workflows/w1/versions", False),
+        ("POST", "/api/v1/workflows/w1/enrollments", False),
+        ("GET", "/api/v1/workflows/w1/executions", False),
+        ("PUT", "/api/v1/contacts/by-external-id/x", False),
+        ("POST", "/api/v1/events", False),
+        ("POST", "/api/v1/executions/e1/cancel", False),
+        ("POST", "/ui/workflows", False),
     ],
 )
-def test_what_takes_the_authoring_lane(path: str, lane: bool) -> None:
-    assert authoring(path) is lane
+def test_what_takes_the_authoring_lane(method: str, path: str, lane: bool) -> None:
+    assert authoring(method, path) is lane
+
+
+async def test_reads_of_workflows_run_beside_authoring_that_waits_for_its_lane() -> None:
+    release, started = asyncio.Event(), []
+    admission = gated_app(release, started, limit=3, authoring_limit=1, wait_seconds=5)
+    transport = httpx.ASGITransport(app=admission)
+    async with httpx.AsyncClient(transport=transport, base_url="http://revflow.test") as client:
+        writes = [client.post("/api/v1/workflows/w1/versions") for _ in range(3)]
+        creating = asyncio.gather(*writes)
+        read = asyncio.create_task(client.get("/api/v1/workflows/w1"))
+        try:
+            # One create runs and two wait for the authoring lane; the read does not wait.
+            await until(lambda: asyncio.sleep(0, len(started) == 2), "two to run", limit=5)
+            assert sorted(started) == ["/api/v1/workflows/w1", "/api/v1/workflows/w1/versions"]
+            assert admission.authoring_turns.waiting == 2
+        finally:
+            release.set()
+        assert all(answer.status_code == 200 for answer in await creating)
+        assert (await read).status_code == 200
 
 
 def admission_of(app: Any) -> dict[str, Any]:

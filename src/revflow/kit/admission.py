@@ -8,8 +8,8 @@ Admitted requests run at the speed of few; the others wait, in arrival order, ho
 — and one that waits longer than its bound is answered 503 ``server_busy`` with
 ``Retry-After`` instead of an answer nobody waits for any more.
 
-Authoring requests (versions of large definitions, their comparisons, drafts) cost many times
-what a contact upsert or an event costs. In one arrival-order queue, a burst of them holds
+Authoring requests (new versions of large definitions, their comparisons, drafts) cost many
+times what a contact upsert or an event costs. In one arrival-order queue, a burst of them holds
 every turn and the cheap ingest calls queue behind seconds of authoring work; so an authoring
 request first takes a turn of its own lane, which holds a part of the process's turns at most,
 and only then waits for one of the process's turns. Authoring then waits for authoring, and
@@ -76,8 +76,8 @@ class Turns:
 class Admission:
     """Pure ASGI: requests whose path ``gated`` accepts take a turn of ``turns`` first; one that
     gets none within ``wait_seconds`` is answered by ``refuse`` (503 ``server_busy``). Those
-    whose path ``authoring`` accepts take a turn of ``authoring_turns`` (``authoring_limit``)
-    before that, within the same ``wait_seconds``."""
+    whose method and path ``authoring`` accepts take a turn of ``authoring_turns``
+    (``authoring_limit``) before that, within the same ``wait_seconds``."""
 
     def __init__(
         self,
@@ -87,7 +87,7 @@ class Admission:
         wait_seconds: float,
         gated: Callable[[str], bool],
         refuse: ASGIApp,
-        authoring: Callable[[str], bool] | None = None,
+        authoring: Callable[[str, str], bool] | None = None,
         authoring_limit: int | None = None,
     ) -> None:
         self.app = app
@@ -103,7 +103,7 @@ class Admission:
             await self.app(scope, receive, send)
             return
         lanes = [self.turns]
-        if self.authoring is not None and self.authoring(scope["path"]):
+        if self.authoring is not None and self.authoring(scope["method"], scope["path"]):
             lanes.insert(0, self.authoring_turns)
         WAITING.inc()
         try:
