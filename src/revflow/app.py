@@ -330,6 +330,7 @@ def create_app(
         pool_timeout_s=settings.db_pool_timeout_seconds,
         connect_timeout_s=settings.db_connect_timeout_seconds,
         lock_timeout_ms=0 if with_worker else settings.db_lock_timeout_ms,
+        ping_idle_s=settings.db_ping_idle_seconds,
     )
 
     @asynccontextmanager

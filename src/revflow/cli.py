@@ -381,6 +381,7 @@ async def _run_worker(settings: Settings) -> None:
         pool_size=settings.db_pool_size,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         connect_timeout_s=settings.db_connect_timeout_seconds,
+        ping_idle_s=settings.db_ping_idle_seconds,
     )
     worker = Worker(db, settings)
     # As in ``serve``: what is loaded by now lives as long as the process; kept out of the

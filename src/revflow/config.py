@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     db_connect_timeout_seconds: float = Field(
         default=5.0, gt=0, description="PostgreSQL: how long opening a connection may take."
     )
+    db_ping_idle_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="PostgreSQL: a pooled connection unused for longer than this is pinged "
+        "before use and replaced if the server closed it; one used more recently is not, and "
+        "a request that finds it closed answers 503 database_busy (0: ping before every use).",
+    )
     db_lock_timeout_ms: int = Field(
         default=5000,
         ge=0,

@@ -12,6 +12,7 @@ tenant role with the account set: row-level security then shows it that account'
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -32,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -156,6 +158,33 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
+# Where a pooled connection's entry keeps the moment it went back to the pool.
+_RETURNED_AT = "revflow_returned_at"
+
+
+def _ping_idle_connections(engine: AsyncEngine, idle_s: float) -> None:
+    """Ping a pooled connection before use only when it sat in the pool for more than
+    ``idle_s``: a connection used moments ago is handed out as it is (no round trips spent on
+    it), one that was idle is checked and, if the server closed it meanwhile, replaced
+    together with every connection pooled before it (as SQLAlchemy's own pre-ping does)."""
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned_at = record.info.pop(_RETURNED_AT, None)
+        if returned_at is None or time.monotonic() - returned_at <= idle_s:
+            return  # a new connection, or one in use a moment ago
+        try:
+            sync_engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # The pool replaces this connection and every one pooled before now.
+            raise InvalidatePoolError(f"idle connection failed its ping: {error}") from error
+
+
 class ReadOnlyViolation(RuntimeError):
     """A read-only session was asked to write: a programming error, never a user's."""
 
@@ -234,12 +263,17 @@ class Database:
         pool_timeout_s: float = 30.0,
         connect_timeout_s: float = 5.0,
         lock_timeout_ms: int = 0,
+        ping_idle_s: float = 1.0,
     ) -> None:
         """``pool_timeout_s``, ``connect_timeout_s`` and ``lock_timeout_ms`` (0: none) bound how
         long a PostgreSQL session waits for a pooled connection, a new connection and a row lock:
-        past them the caller gets an error (the API answers 503) instead of hanging. Pooled
-        connections are pinged before use, so connections the server closed (a restart, a
-        terminated backend) are replaced instead of failing the request that draws them.
+        past them the caller gets an error (the API answers 503) instead of hanging. A pooled
+        connection idle for more than ``ping_idle_s`` is pinged before use, so one the server
+        closed while it waited (a restart, a terminated backend, an idle timeout) is replaced
+        instead of failing the request that draws it; one used more recently is not (a ping is
+        three round trips on asyncpg), and a statement that finds it closed fails with a
+        connection error (the API's 503) after which the pool replaces every connection older
+        than the failure.
         """
         self.url = url
         self.is_sqlite = is_sqlite_url(url)
@@ -250,12 +284,13 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=pool_size,
                 pool_timeout=pool_timeout_s,
-                pool_pre_ping=True,
                 connect_args={"timeout": connect_timeout_s, "server_settings": server_settings},
             )
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine, busy_timeout_ms)
+        else:
+            _ping_idle_connections(self.engine, ping_idle_s)
         self.sessionmaker = async_sessionmaker(
             self.engine, expire_on_commit=False, sync_session_class=GuardedSession
         )
