@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import Uuid, bindparam, text
 
 from revflow.app import create_app
+from revflow.audit.repository import append_statements
 from revflow.audit.service import SYSTEM, record, verify_account
 from revflow.config import Settings
 from revflow.db import Database
@@ -458,3 +459,33 @@ async def test_a_change_holds_the_chain_only_while_it_commits(
     assert_chained(items)
     async with fresh_db.session() as session:
         assert (await verify_account(session, account)).ok
+
+
+def _entry_row(account_id: uuid.UUID, seq: int) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "account_id": account_id,
+        "seq": seq,
+        "at": dt.datetime.now(dt.UTC),
+        "actor_user": "someone@example.com",
+        "actor_key_id": None,
+        "action": "version.created",
+        "workflow_id": uuid.uuid4(),
+        "object_type": "version",
+        "object_id": str(uuid.uuid4()),
+        "details": {"number": seq},
+        "prev_hash": f"{seq - 1:064x}",
+        "hash": f"{seq:064x}",
+    }
+
+
+def test_one_entry_appends_by_a_statement_compiled_once() -> None:
+    """Every API change appends one entry: its statement has a cache key (a multi-row VALUES
+    has none), the same whatever the entry, so SQLAlchemy compiles it once per process."""
+    keys = []
+    for seq in (1, 2):
+        account_id = uuid.uuid4()
+        insert_entries, set_hash = append_statements(account_id, [_entry_row(account_id, seq)])
+        keys.append(set_hash.add_cte(insert_entries.cte("entries"))._generate_cache_key())
+    assert keys[0] is not None
+    assert keys[0] == keys[1]

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Insert, Table, Update, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -35,17 +35,29 @@ def append(session: Session, account_id: uuid.UUID, entries: Sequence[dict[str, 
     hash the head's. On PostgreSQL both are one statement (the insert in a CTE of the head's
     update); the head is already locked by the advance, so the chain's order is the advances'
     order either way."""
-    insert_entries = insert(AUDIT_ENTRIES).values(list(entries))
-    set_hash = (
-        update(AUDIT_HEADS)
-        .where(AUDIT_HEADS.c.account_id == account_id)
-        .values(hash=entries[-1]["hash"])
-    )
+    insert_entries, set_hash = append_statements(account_id, entries)
     if session.get_bind().dialect.name == "postgresql":
         session.execute(set_hash.add_cte(insert_entries.cte("entries")))
         return
     session.execute(insert_entries)
     session.execute(set_hash)
+
+
+def append_statements(
+    account_id: uuid.UUID, entries: Sequence[dict[str, Any]]
+) -> tuple[Insert, Update]:
+    """The insert of ``entries`` and the update of the head's hash. One entry (what every API
+    change appends) is a single-row ``VALUES``, whose compiled form SQLAlchemy caches; a
+    multi-row ``VALUES`` has no cache key and is compiled again on every execution."""
+    insert_entries = insert(AUDIT_ENTRIES).values(
+        entries[0] if len(entries) == 1 else list(entries)
+    )
+    set_hash = (
+        update(AUDIT_HEADS)
+        .where(AUDIT_HEADS.c.account_id == account_id)
+        .values(hash=entries[-1]["hash"])
+    )
+    return insert_entries, set_hash
 
 
 async def head(session: AsyncSession, account_id: uuid.UUID) -> AuditHead | None:
