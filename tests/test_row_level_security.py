@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -24,6 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from revflow import db as db_module
 from revflow.alembic import rls
 from revflow.app import create_app
 from revflow.auth.service import authenticate
@@ -264,6 +266,82 @@ async def test_the_account_holds_across_savepoints_and_commits_and_leaves_with_t
         assert await session.scalar(text("SELECT current_user")) != TENANT_ROLE
         accounts = await session.scalars(text("SELECT DISTINCT account_id FROM contacts"))
         assert {str(a) for a in accounts} == {crossing.a.account_id, crossing.b.account_id}
+
+
+class SimpleQueries:
+    """Every statement the pooled connections send without parameters (BEGIN, COMMIT, …)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sent: list[str] = []
+        plain = asyncpg.Connection.execute
+
+        async def recorded(connection: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+            if not args:
+                self.sent.append(query)
+            return await plain(connection, query, *args, **kwargs)
+
+        monkeypatch.setattr(asyncpg.Connection, "execute", recorded)
+
+
+async def test_a_tenants_transaction_sends_its_settings_with_its_begin(
+    crossing: Crossing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The role and the account travel in the BEGIN's own round trip, and hold for the
+    transaction's statements."""
+    queries = SimpleQueries(monkeypatch)
+    async with entered(crossing.db, crossing.a) as session:
+        await session.commit()  # the key's lookup: the transaction is the next one
+        queries.sent.clear()
+        user = await session.scalar(text("SELECT current_user"))
+        account = await session.scalar(text("SELECT current_setting('app.account_id')"))
+        await session.commit()
+    assert (user, account) == (TENANT_ROLE, crossing.a.account_id)
+    begin, commit = queries.sent
+    assert begin.startswith("BEGIN") and "set_config('role', 'revflow_tenant', true)" in begin
+    assert f"'{crossing.a.account_id}'" in begin
+    assert commit.startswith("COMMIT")
+
+
+async def test_a_tenants_transaction_that_sent_nothing_leaves_nothing_behind(
+    pg: None, fresh_database_url: str
+) -> None:
+    """The settings wait for the transaction's first statement; a transaction that ends
+    before it does not hand them to the connection's next user."""
+    db = Database(fresh_database_url, pool_size=1)
+    try:
+        async with db.session() as session:
+            await enter_account(session, uuid.uuid4())
+            await session.connection()  # begun, nothing sent
+            await session.commit()
+        async with db.session() as session:
+            await enter_account(session, uuid.uuid4())
+            await session.connection()
+            await session.rollback()
+        async with db.session() as session:
+            assert await session.scalar(text("SELECT current_user")) != TENANT_ROLE
+            assert not await session.scalar(text("SELECT current_setting('app.account_id', true)"))
+    finally:
+        await db.dispose()
+
+
+async def test_a_begin_whose_settings_fail_closes_its_connection(
+    pg: None, fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Were the settings refused, the connection is closed rather than kept with a
+    transaction half started; the pool replaces it."""
+    db = Database(fresh_database_url, pool_size=1, ping_idle_s=0)
+    monkeypatch.setattr(
+        db_module, "_tenant_settings", lambda _account: "SELECT set_config('role', 'nobody', true)"
+    )
+    try:
+        async with db.session() as session:
+            await enter_account(session, uuid.uuid4())
+            with pytest.raises(DBAPIError):
+                await session.execute(text("SELECT 1"))
+        async with db.session() as session:
+            assert await session.scalar(text("SELECT current_user")) != TENANT_ROLE
+    finally:
+        await db.dispose()
 
 
 async def test_the_tenant_role_cannot_bypass_row_level_security(pg: None, db: Database) -> None:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
+import asyncpg
 from sqlalchemy import (
     JSON,
     ColumnElement,
@@ -231,12 +232,76 @@ async def enter_account(session: AsyncSession, account_id: uuid.UUID) -> None:
 def _run_as_tenant(connection: Connection, account_id: uuid.UUID) -> None:
     if connection.dialect.name != "postgresql":
         return
+    driver = connection.connection.driver_connection
+    if isinstance(driver, TenantConnection) and not driver.is_in_transaction():
+        # asyncpg sends BEGIN with the transaction's first statement: the settings go with it.
+        driver.after_begin(_tenant_settings(account_id))
+        return
     # SET LOCAL ROLE and the account in one round trip; both are local to the transaction,
     # so a pooled connection goes back as its login role.
     connection.execute(
         text("SELECT set_config('role', :role, true), set_config(:name, :value, true)"),
         {"role": TENANT_ROLE, "name": ACCOUNT_SETTING, "value": str(account_id)},
     )
+
+
+def _tenant_settings(account_id: uuid.UUID) -> str:
+    # Literals, as a simple query has no parameters: a constant role and setting, and a
+    # UUID's own text (hex digits and dashes).
+    return (
+        f"SELECT set_config('role', '{TENANT_ROLE}', true), "
+        f"set_config('{ACCOUNT_SETTING}', '{uuid.UUID(str(account_id))}', true)"
+    )
+
+
+class TenantConnection(asyncpg.Connection):  # type: ignore[misc]
+    """An asyncpg connection that can send statements with its next ``BEGIN``, in the same
+    simple-query round trip: how a tenant's transaction starts with its role and account set
+    for one round trip instead of two. What is pending is dropped when the connection goes
+    back to the pool, and a ``BEGIN`` that fails with it closes the connection (asyncpg
+    would otherwise keep a transaction it thinks is starting)."""
+
+    __slots__ = ("_after_begin",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._after_begin: str | None = None
+
+    def after_begin(self, statements: str | None) -> None:
+        """Send ``statements`` with the next ``BEGIN`` (None: nothing)."""
+        self._after_begin = statements
+
+    async def execute(self, query: str, *args: Any, **kwargs: Any) -> str:
+        statements = self._after_begin
+        if statements is None or args or not query.startswith("BEGIN"):
+            result: str = await super().execute(query, *args, **kwargs)
+            return result
+        self._after_begin = None
+        try:
+            result = await super().execute(f"{query.rstrip(';')}; {statements}", **kwargs)
+        except BaseException:
+            self.terminate()
+            raise
+        return result
+
+
+def _drop_pending_settings(engine: AsyncEngine) -> None:
+    """A transaction that ends before its first statement (so before its ``BEGIN``) leaves
+    no settings behind for the connection's next transaction, whoever runs it."""
+
+    def drop(driver: Any) -> None:
+        if isinstance(driver, TenantConnection):
+            driver.after_begin(None)
+
+    @event.listens_for(engine.sync_engine, "commit")
+    @event.listens_for(engine.sync_engine, "rollback")
+    def _on_end(connection: Connection) -> None:
+        if not connection.invalidated:
+            drop(connection.connection.driver_connection)
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, _record: Any) -> None:
+        drop(getattr(dbapi_connection, "driver_connection", None))
 
 
 @event.listens_for(GuardedSession, "after_begin")
@@ -284,13 +349,18 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=pool_size,
                 pool_timeout=pool_timeout_s,
-                connect_args={"timeout": connect_timeout_s, "server_settings": server_settings},
+                connect_args={
+                    "timeout": connect_timeout_s,
+                    "server_settings": server_settings,
+                    "connection_class": TenantConnection,
+                },
             )
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine, busy_timeout_ms)
         else:
             _ping_idle_connections(self.engine, ping_idle_s)
+            _drop_pending_settings(self.engine)
         self.sessionmaker = async_sessionmaker(
             self.engine, expire_on_commit=False, sync_session_class=GuardedSession
         )
