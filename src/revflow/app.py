@@ -127,9 +127,12 @@ class StrictRequest:
             if not message.get("more_body", False):
                 break
         try:
-            errors = strictjson.body_problems(bytes(body)) if body else []
+            value, errors = strictjson.checked_body(bytes(body)) if body else (None, [])
         except (ValueError, RecursionError):
             errors = []  # not JSON at all: the route answers 400 malformed_json
+        else:
+            if body:
+                scope.setdefault("state", {})[strictjson.PARSED_BODY] = value
         if errors:
             await problems.problem_response(ValidationFailed(errors))(scope, receive, send)
             return

@@ -456,3 +456,25 @@ async def test_two_saves_of_the_same_revision_at_once_one_wins(racers: Racers) -
         assert (await racers.call(side, "GET", url)).json()["revision"] == ROUNDS + 1
     workflow = await racers.call(1, "GET", wf_url(workflow_id))
     assert workflow.json()["etag"] == etag and workflow.json()["version_count"] == 1
+
+
+async def test_a_save_parses_its_body_once_for_the_check_and_the_lookup_decision(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether a save needs the workflow looked up first (an invalid body: 404 before 422)
+    is decided on the body the request's JSON check already parsed, not on a second parse;
+    both decisions still come out right."""
+    from revflow.workflows.routes import DraftIn
+
+    def parsed_again(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the body was parsed a second time")
+
+    monkeypatch.setattr(DraftIn, "model_validate_json", parsed_again)
+    workflow_id = await new_workflow(tenant)
+    assert (await save(tenant, workflow_id, body(edited("once"))))["revision"] == 1
+    missing = await tenant.request(
+        "PUT", draft_url("00000000-0000-4000-8000-000000000000"), json={"revision": "x"}
+    )
+    assert_problem(missing, 404, "not_found")
+    invalid = await tenant.request("PUT", draft_url(workflow_id), json={"revision": "x"})
+    assert_problem(invalid, 422, "validation_error")

@@ -14,6 +14,10 @@ import re
 from typing import Any
 
 MAX_DEPTH = 64
+# The ``request.state`` attribute where the check leaves the body it parsed: for a dependency
+# that must know whether the body is valid before the framework validates it (one parse
+# fewer).
+PARSED_BODY = "parsed_json_body"
 
 
 class _NotFinite:
@@ -82,10 +86,16 @@ _SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 
 
 def body_problems(raw: bytes) -> list[dict[str, str]]:
-    """``problems(loads(raw))``, without the full walk when nothing in the body can break a
-    rule — the common case, where the walk's pointer for every value is the cost. Numbers are
-    checked while parsing, escapes in the raw bytes, nesting by a walk of the containers.
-    Raises like ``json.loads`` when ``raw`` is not JSON."""
+    """``problems(loads(raw))``: see :func:`checked_body`."""
+    return checked_body(raw)[1]
+
+
+def checked_body(raw: bytes) -> tuple[Any, list[dict[str, str]]]:
+    """The JSON value of ``raw`` (as ``json.loads`` gives it) and ``problems(loads(raw))``,
+    without the full walk when nothing in the body can break a rule — the common case, where
+    the walk's pointer for every value is the cost. Numbers are checked while parsing, escapes
+    in the raw bytes, nesting by a walk of the containers. Raises like ``json.loads`` when
+    ``raw`` is not JSON."""
     not_finite = False
 
     def marker(text: str) -> Any:
@@ -96,21 +106,22 @@ def body_problems(raw: bytes) -> list[dict[str, str]]:
 
     value = json.loads(raw, parse_constant=marker, parse_float=marker)
     if not_finite or _SUSPECT_ESCAPE.search(raw) or _too_deep(value):
-        return problems(value)
-    return []
+        return value, problems(value)
+    return value, []
 
 
 def _too_deep(value: Any) -> bool:
-    """Whether any value sits deeper than ``MAX_DEPTH`` (the root is at depth 0)."""
-    level = [value] if isinstance(value, (dict, list)) else []
-    depth = 0
-    while level:
+    """Whether any value sits deeper than ``MAX_DEPTH`` (the root is at depth 0): the
+    containers level by level, down to the last one allowed to hold anything."""
+    level = [value] if type(value) is dict or type(value) is list else []
+    for _depth in range(MAX_DEPTH):
         deeper: list[Any] = []
         for item in level:
-            children = item.values() if isinstance(item, dict) else item
-            if children and depth >= MAX_DEPTH:
-                return True
-            deeper.extend(c for c in children if isinstance(c, (dict, list)))
+            for child in item.values() if type(item) is dict else item:
+                if type(child) is dict or type(child) is list:
+                    deeper.append(child)
+        if not deeper:
+            return False
         level = deeper
-        depth += 1
-    return False
+    # ``level`` holds the containers at MAX_DEPTH: anything inside one is too deep.
+    return any(level)

@@ -31,7 +31,7 @@ from revflow.errors import (
     UseRollback,
     VersionLimit,
 )
-from revflow.kit import idempotency
+from revflow.kit import idempotency, strictjson
 from revflow.kit.etag import make_etag
 from revflow.kit.ids import INT32_MAX, parse_id
 from revflow.kit.pagination import (
@@ -355,6 +355,9 @@ class DraftOut(BaseModel):
     warnings: list[dict[str, Any]]
 
 
+_UNPARSED = object()
+
+
 async def _workflow_to_edit(
     request: Request, workflow_id: str, principal: Editor, session: WriteSession
 ) -> drafts.WorkflowKey:
@@ -368,7 +371,12 @@ async def _workflow_to_edit(
     try:
         if "json" not in request.headers.get("content-type", ""):
             raise ValueError("not read as JSON by the framework")
-        DraftIn.model_validate_json(await request.body())
+        parsed_body = getattr(request.state, strictjson.PARSED_BODY, _UNPARSED)
+        if parsed_body is _UNPARSED:
+            DraftIn.model_validate_json(await request.body())
+        else:
+            # What the framework validates next: the body's JSON value, in Python mode.
+            DraftIn.model_validate(parsed_body)
     except (ValueError, ValidationError):
         return await service.require_workflow(session, principal.account_id, workflow_id)
     return drafts.WorkflowRef(principal.account_id, parsed)
