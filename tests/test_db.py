@@ -7,11 +7,12 @@ from collections.abc import Iterable, Iterator
 import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from revflow.app import create_app
 from revflow.config import Settings
-from revflow.db import Database, ReadOnlyViolation, mark_read_only
+from revflow.db import Database, JSONType, ReadOnlyViolation, mark_read_only
 from revflow.deps import is_reading, read_session, request_session, write_session
 from revflow.models import Account
 
@@ -67,3 +68,17 @@ def test_read_routes_take_read_sessions_and_changing_routes_write_sessions(
         assert wanted in calls, f"{route.methods} {route.path} lacks {wanted.__name__}"
         assert unwanted not in calls, f"{route.methods} {route.path} takes {unwanted.__name__}"
     assert checked > 30
+
+
+async def test_jsonb_parameters_keep_their_values_and_refuse_nan(
+    backend: str, db: Database
+) -> None:
+    """PostgreSQL's JSONB parameters are encoded by pydantic-core, not ``json.dumps``: the same
+    values come back, and a number that is not JSON is still refused by the database."""
+    if backend != "postgresql":
+        pytest.skip("the JSONB encoder is PostgreSQL's")
+    value = {"é": ["ü", 1.5, None, True, {"k": "\u2028", "n": 2**60}], "": []}
+    async with db.session() as session:
+        assert await session.scalar(select(bindparam("v", value, type_=JSONType))) == value
+        with pytest.raises(DBAPIError):
+            await session.scalar(select(bindparam("v", {"x": float("nan")}, type_=JSONType)))
