@@ -5,16 +5,31 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, Select, and_, exists, func, literal, select, tuple_
+from sqlalchemy import (
+    Row,
+    Select,
+    Table,
+    and_,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import defer, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from revflow.models import LIVE_STATUSES, Execution, Version, VersionTag, Workflow
 
 # Every column of a version except its definition, for lists.
 VERSION_SUMMARY_COLUMNS = [c for c in Version.__table__.c if c.name != "definition"]
+VERSIONS = cast(Table, Version.__table__)
+WORKFLOWS = cast(Table, Workflow.__table__)
 
 
 async def get_workflow(
@@ -24,6 +39,39 @@ async def get_workflow(
     if lock:
         query = query.with_for_update()
     return await session.scalar(query)
+
+
+async def add_version(
+    session: AsyncSession, workflow: Workflow, version: Version, *, updated_at: dt.datetime
+) -> None:
+    """Insert ``version`` (every column set) as the workflow's next, and advance the
+    workflow's version count and revision: one statement on PostgreSQL (the insert in a CTE
+    of the workflow's update), without the unit of work's bookkeeping on the path every
+    version takes. Both objects end up as if just loaded: ``version`` in the session, the
+    workflow's new values committed to it (nothing left for a flush)."""
+    row = {column.key: getattr(version, column.key) for column in VERSIONS.columns}
+    advanced = {
+        "version_count": version.number,
+        "revision": workflow.revision + 1,
+        "updated_at": updated_at,
+    }
+    insert_version = insert(VERSIONS).values(row)
+    advance = (
+        update(WORKFLOWS)
+        .where(WORKFLOWS.c.account_id == workflow.account_id, WORKFLOWS.c.id == workflow.id)
+        .values(advanced)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(advance.add_cte(insert_version.cte("version")))
+    else:
+        await session.execute(insert_version)
+        await session.execute(advance)
+    for key, value in row.items():
+        setattr(version, key, value)  # unset ones (None) become loaded, not expired
+    make_transient_to_detached(version)
+    session.add(version)
+    for key, value in advanced.items():
+        set_committed_value(workflow, key, value)
 
 
 async def list_workflows(

@@ -21,6 +21,7 @@ from revflow.audit import service as audit
 from revflow.audit.service import Actor
 from revflow.auth.service import Principal
 from revflow.config import Settings
+from revflow.db import new_id
 from revflow.definition import Definition, DefinitionInvalid, validate_definition
 from revflow.diff import compare, next_semver
 from revflow.errors import (
@@ -309,6 +310,7 @@ async def create_version(
         before = await definition_of(session, workflow.account_id, parent.id)
         semver = next_semver(parent.semver, compare(before, validated.definition).suggested_bump)
     version = Version(
+        id=new_id(),
         account_id=workflow.account_id,
         workflow_id=workflow.id,
         number=latest + 1,
@@ -326,10 +328,7 @@ async def create_version(
         trigger_type=validated.model.trigger.type,
         trigger_key=trigger_key(validated.model),
     )
-    session.add(version)
-    workflow.version_count = latest + 1
-    touch(workflow, now)
-    await session.flush()
+    await repo.add_version(session, workflow, version, updated_at=now)  # touches the workflow
     remember_definition(version.id, validated.definition)
     await audit_version(
         session,
