@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import (
+    BindParameter,
     Row,
     Select,
     Table,
     and_,
+    bindparam,
     exists,
     func,
     insert,
@@ -169,15 +172,52 @@ async def version_page(
     """Whether the workflow exists, and a page of its versions newest first (without their
     definitions, each with its ``live_executions``) — in one statement: the workflow's row
     joined with the page, each listed version's live executions counted beside it."""
-    page = _versions_query(
-        account_id,
-        workflow_id,
-        statuses=statuses,
-        tag=tag,
-        include_archived=include_archived,
-        before_number=before_number,
-        limit=limit,
-    ).subquery("page")
+    query = _version_page_statement(
+        by_status=bool(statuses),
+        without_archived=not statuses and not include_archived,
+        by_tag=tag is not None,
+        before=before_number is not None,
+    )
+    params = {
+        "account_id": account_id,
+        "workflow_id": workflow_id,
+        "statuses": list(statuses or []),
+        "tag": tag,
+        "before_number": before_number,
+        "limit": limit,
+    }
+    rows = (await session.execute(query, params)).all()
+    if not rows:
+        return False, []
+    return True, [row for row in rows if row.number is not None]
+
+
+@functools.lru_cache(maxsize=16)
+def _version_page_statement(
+    *, by_status: bool, without_archived: bool, by_tag: bool, before: bool
+) -> Select[Any]:
+    """The statement of :func:`version_page` for one combination of filters, built once with
+    its values as parameters (building it cost more than SQLAlchemy's cached compilation)."""
+    account_id: BindParameter[uuid.UUID] = bindparam("account_id")
+    workflow_id: BindParameter[uuid.UUID] = bindparam("workflow_id")
+    page_query = select(*VERSION_SUMMARY_COLUMNS).where(
+        Version.account_id == account_id, Version.workflow_id == workflow_id
+    )
+    if by_status:
+        page_query = page_query.where(Version.status.in_(bindparam("statuses", expanding=True)))
+    elif without_archived:
+        page_query = page_query.where(Version.status != "archived")
+    if by_tag:
+        page_query = page_query.where(
+            exists().where(
+                VersionTag.version_id == Version.id,
+                VersionTag.account_id == account_id,
+                VersionTag.tag == bindparam("tag"),
+            )
+        )
+    if before:
+        page_query = page_query.where(Version.number < bindparam("before_number"))
+    page = page_query.order_by(Version.number.desc()).limit(bindparam("limit")).subquery("page")
     live = (
         select(func.count())
         .where(
@@ -188,17 +228,13 @@ async def version_page(
         )
         .scalar_subquery()
     )
-    query = (
+    return (
         select(Workflow.id.label("found"), *page.c, live.label("live_executions"))
         .select_from(Workflow)
         .outerjoin(page, literal(True))
         .where(Workflow.account_id == account_id, Workflow.id == workflow_id)
         .order_by(page.c.number.desc())
     )
-    rows = (await session.execute(query)).all()
-    if not rows:
-        return False, []
-    return True, [row for row in rows if row.number is not None]
 
 
 def _versions_query(
