@@ -73,12 +73,18 @@ def test_read_routes_take_read_sessions_and_changing_routes_write_sessions(
 async def test_jsonb_parameters_keep_their_values_and_refuse_nan(
     backend: str, db: Database
 ) -> None:
-    """PostgreSQL's JSONB parameters are encoded by pydantic-core, not ``json.dumps``: the same
-    values come back, and a number that is not JSON is still refused by the database."""
+    """PostgreSQL's JSONB values are encoded and decoded by pydantic-core, not the ``json``
+    module: the same values come back, however deep, and a number that is not JSON is still
+    refused by the database."""
     if backend != "postgresql":
         pytest.skip("the JSONB encoder is PostgreSQL's")
     value = {"é": ["ü", 1.5, None, True, {"k": "\u2028", "n": 2**60}], "": []}
     async with db.session() as session:
         assert await session.scalar(select(bindparam("v", value, type_=JSONType))) == value
+        # Read back by pydantic-core's parser, or the standard one where it stops (depth).
+        deep: list[object] = []
+        for _ in range(300):
+            deep = [deep]
+        assert await session.scalar(select(bindparam("v", deep, type_=JSONType))) == deep
         with pytest.raises(DBAPIError):
             await session.scalar(select(bindparam("v", {"x": float("nan")}, type_=JSONType)))
