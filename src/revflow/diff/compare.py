@@ -105,13 +105,18 @@ def compare(before: Mapping[str, Any], after: Mapping[str, Any]) -> Comparison:
     else:
         # Content-only edits, rewiring and goal modifications: nothing new, nothing gone.
         bump = "patch"
+    # The wiring into each step is read only to pair removed steps with added ones.
+    pairing = bool(removed_steps and added_steps)
     return Comparison(
         changes=changes,
         summary=summary,
         breaking=breaking,
         suggested_bump=bump,
         suggested_mapping=_suggest_mapping(
-            removed_steps, added_steps, _predecessors(before_steps), _predecessors(after_steps)
+            removed_steps,
+            added_steps,
+            _predecessors(before_steps) if pairing else None,
+            _predecessors(after_steps) if pairing else None,
         ),
     )
 
