@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from typing import Any
 
 import httpx
@@ -10,7 +12,9 @@ import pytest
 from revflow.app import create_app
 from revflow.config import Settings
 from revflow.db import Database
+from revflow.models import Version, Workflow
 from revflow.workflows import service as workflows_service
+from revflow.workflows.repository import add_version
 from tests.support.engine import Engine
 from tests.support.tenants import Tenant, make_tenant
 from tests.support.workflows import create_version, create_workflow, simple_definition
@@ -263,3 +267,12 @@ async def test_list_versions_answers_404_before_422_and_an_empty_page(tenant: Te
         assert response.status_code == 404, (params, response.text)
     response = await tenant.request("GET", versions_url(wf["id"]), params={"cursor": "bad"})
     assert response.status_code == 422 and response.json()["code"] == "invalid_cursor"
+
+
+async def test_a_version_is_inserted_only_with_its_defaulted_columns_set() -> None:
+    """``add_version`` writes the version's columns as given: one left to its default would
+    be written NULL, so it refuses the version before any statement."""
+    workflow = Workflow(id=uuid.uuid4(), account_id=uuid.uuid4(), revision=1)
+    version = Version(account_id=workflow.account_id, workflow_id=workflow.id, number=1)
+    with pytest.raises(ValueError, match="status"):
+        await add_version(None, workflow, version, updated_at=dt.datetime.now(dt.UTC))  # type: ignore[arg-type]

@@ -33,6 +33,12 @@ from revflow.models import LIVE_STATUSES, Execution, Version, VersionTag, Workfl
 VERSION_SUMMARY_COLUMNS = [c for c in Version.__table__.c if c.name != "definition"]
 VERSIONS = cast(Table, Version.__table__)
 WORKFLOWS = cast(Table, Workflow.__table__)
+_VERSION_KEYS = frozenset(column.key for column in VERSIONS.columns)
+_VERSION_DEFAULTED = frozenset(
+    column.key
+    for column in VERSIONS.columns
+    if column.default is not None or column.server_default is not None
+)
 
 
 async def get_workflow(
@@ -52,7 +58,11 @@ async def add_version(
     of the workflow's update), without the unit of work's bookkeeping on the path every
     version takes. Both objects end up as if just loaded: ``version`` in the session, the
     workflow's new values committed to it (nothing left for a flush)."""
-    row = {column.key: getattr(version, column.key) for column in VERSIONS.columns}
+    given = version.__dict__
+    unset = _VERSION_KEYS - given.keys()
+    if unset & _VERSION_DEFAULTED:
+        raise ValueError(f"set every column with a default: {sorted(unset & _VERSION_DEFAULTED)}")
+    row = {key: given.get(key) for key in _VERSION_KEYS}
     advanced = {
         "version_count": version.number,
         "revision": workflow.revision + 1,
@@ -69,8 +79,8 @@ async def add_version(
     else:
         await session.execute(insert_version)
         await session.execute(advance)
-    for key, value in row.items():
-        setattr(version, key, value)  # unset ones (None) become loaded, not expired
+    for key in unset:
+        set_committed_value(version, key, None)  # loaded as NULL, not expired
     make_transient_to_detached(version)
     session.add(version)
     for key, value in advanced.items():
