@@ -44,10 +44,18 @@ _VERSION_DEFAULTED = frozenset(
 async def get_workflow(
     session: AsyncSession, account_id: uuid.UUID, workflow_id: uuid.UUID, *, lock: bool = False
 ) -> Workflow | None:
-    query = select(Workflow).where(Workflow.account_id == account_id, Workflow.id == workflow_id)
-    if lock:
-        query = query.with_for_update()
-    return await session.scalar(query)
+    params = {"account_id": account_id, "workflow_id": workflow_id}
+    workflow: Workflow | None = await session.scalar(_workflow_statement(lock=lock), params)
+    return workflow
+
+
+@functools.lru_cache(maxsize=2)
+def _workflow_statement(*, lock: bool) -> Select[Workflow]:
+    """The lookup of every route on one workflow, built once (values as parameters)."""
+    query = select(Workflow).where(
+        Workflow.account_id == bindparam("account_id"), Workflow.id == bindparam("workflow_id")
+    )
+    return query.with_for_update() if lock else query
 
 
 async def add_version(
