@@ -276,3 +276,25 @@ async def test_a_version_is_inserted_only_with_its_defaulted_columns_set() -> No
     version = Version(account_id=workflow.account_id, workflow_id=workflow.id, number=1)
     with pytest.raises(ValueError, match="status"):
         await add_version(None, workflow, version, updated_at=dt.datetime.now(dt.UTC))  # type: ignore[arg-type]
+
+
+async def test_a_versions_body_is_parsed_once(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The framework reads a create's body as the value the request's JSON check parsed, not
+    by parsing the bytes again; a body the check refuses is still refused."""
+    from starlette.requests import Request
+
+    async def parsed_again(_request: Request) -> object:
+        raise AssertionError("the body was parsed a second time")
+
+    wf = await create_workflow(tenant)
+    monkeypatch.setattr(Request, "json", parsed_again)
+    await create_version(tenant, wf["id"], simple_definition("b"), None)
+    refused = await tenant.request(
+        "POST",
+        versions_url(wf["id"]),
+        content=b'{"definition": {"a": NaN}, "change_summary": "x", "base_version": 1}',
+        headers={"content-type": "application/json"},
+    )
+    assert refused.status_code == 422, refused.text

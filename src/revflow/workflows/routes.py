@@ -32,6 +32,7 @@ from revflow.errors import (
     VersionLimit,
 )
 from revflow.kit import idempotency, strictjson
+from revflow.kit.checkedjson import CheckedJSONRoute
 from revflow.kit.etag import make_etag
 from revflow.kit.ids import INT32_MAX, parse_id
 from revflow.kit.pagination import (
@@ -70,7 +71,8 @@ from revflow.workflows.schemas import (
     workflow_out,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["workflows"])
+# Its routes carry definitions: their bodies are parsed once, by the JSON check.
+router = APIRouter(prefix="/api/v1", tags=["workflows"], route_class=CheckedJSONRoute)
 
 _LISTED = TypeAdapter(list[VersionOut])
 
