@@ -569,7 +569,7 @@ def main() -> None:
     parser.add_argument(
         "--executions",
         type=int,
-        default=50_000,
+        default=150_000,
         help="the backlog of each configuration (five steps each); it must outlast the window",
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="the measured window")

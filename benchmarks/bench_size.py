@@ -2,7 +2,7 @@
 empty one, and pruning's rate beside the engine's steps/s while it runs.
 
 Run: ``python benchmarks/bench_size.py [--quick] [--accounts 1000] [--executions 1000000]
-[--history 10000000] [--samples 200] [--engine-executions 10000] [--json]``.
+[--history 10000000] [--samples 200] [--engine-executions 50000] [--json]``.
 
 Two fresh databases (created on ``--pg-admin-dsn``, migrated, dropped at the end) with the same
 shapes per account, written with set-based SQL (``INSERT … SELECT … FROM generate_series``):
@@ -108,7 +108,7 @@ FULL = {
     "rounds": 3,
 }
 QUICK = {"accounts": 100, "executions": 100_000, "history": 1_000_000, "samples": 100, "rounds": 2}
-FULL_ENGINE, QUICK_ENGINE = 10_000, 3_000
+FULL_ENGINE, QUICK_ENGINE = 50_000, 15_000
 
 V1: dict[str, Any] = {
     "trigger": {"type": "tag_added", "tag": "lead"},

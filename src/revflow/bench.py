@@ -478,7 +478,7 @@ STAGES = [
     Stage(
         "more workers (1, 2, 4 workers; 1, 2 API processes)",
         "bench_scaling.py",
-        lambda db, quick: ["--executions", "30000", "--seconds", "5"] if quick else [],
+        lambda db, quick: ["--executions", "80000", "--seconds", "5"] if quick else [],
         _collect_scaling,
         SCALING_KEYS,
         postgresql_only=True,
