@@ -15,6 +15,13 @@ from revflow.db import of_accounts
 from revflow.models import WebhookDelivery, WebhookSubscription
 
 DELIVERIES = cast(Table, WebhookDelivery.__table__)
+# Built once: every change of a workflow or version asks it.
+_SUBSCRIBERS = select(
+    WebhookSubscription.account_id, WebhookSubscription.id, WebhookSubscription.events
+).where(
+    WebhookSubscription.account_id.in_(bindparam("accounts", expanding=True)),
+    WebhookSubscription.enabled.is_(True),
+)
 
 
 async def subscribers(
@@ -27,14 +34,7 @@ async def subscribers(
     accounts = sorted(set(account_ids))
     if not accounts:
         return []
-    rows = await session.execute(
-        select(
-            WebhookSubscription.account_id, WebhookSubscription.id, WebhookSubscription.events
-        ).where(
-            WebhookSubscription.account_id.in_(accounts),
-            WebhookSubscription.enabled.is_(True),
-        )
-    )
+    rows = await session.execute(_SUBSCRIBERS, {"accounts": accounts})
     return [(row.account_id, row.id) for row in rows.all() if event in (row.events or [])]
 
 

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     BindParameter,
+    Executable,
     Row,
     Select,
     Table,
@@ -70,29 +71,53 @@ async def add_version(
     unset = _VERSION_KEYS - given.keys()
     if unset & _VERSION_DEFAULTED:
         raise ValueError(f"set every column with a default: {sorted(unset & _VERSION_DEFAULTED)}")
-    row = {key: given.get(key) for key in _VERSION_KEYS}
     advanced = {
         "version_count": version.number,
         "revision": workflow.revision + 1,
         "updated_at": updated_at,
     }
-    insert_version = insert(VERSIONS).values(row)
-    advance = (
-        update(WORKFLOWS)
-        .where(WORKFLOWS.c.account_id == workflow.account_id, WORKFLOWS.c.id == workflow.id)
-        .values(advanced)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(advance.add_cte(insert_version.cte("version")))
+    inserted = {f"v_{key}": given.get(key) for key in _VERSION_KEYS}
+    updated = {f"w_{key}": value for key, value in advanced.items()}
+    updated.update(w_account_id=workflow.account_id, w_id=workflow.id)
+    statements = _add_version_statements(session.get_bind().dialect.name)
+    if len(statements) == 1:
+        await session.execute(statements[0], inserted | updated)
     else:
-        await session.execute(insert_version)
-        await session.execute(advance)
+        await session.execute(statements[0], inserted)
+        await session.execute(statements[1], updated)
     for key in unset:
         set_committed_value(version, key, None)  # loaded as NULL, not expired
     make_transient_to_detached(version)
     session.add(version)
     for key, value in advanced.items():
         set_committed_value(workflow, key, value)
+
+
+@functools.lru_cache(maxsize=2)
+def _add_version_statements(dialect: str) -> tuple[Executable, ...]:
+    """The statements of ``add_version``, built once with every value a parameter (building
+    them per call, with a coercion per value, cost more than executing them): ``v_<column>``
+    for the version, ``w_<column>`` for the workflow's new values, ``w_account_id`` and
+    ``w_id`` for its key."""
+    insert_version = insert(VERSIONS).values(
+        {column.key: bindparam(f"v_{column.key}", type_=column.type) for column in VERSIONS.c}
+    )
+    advance = (
+        update(WORKFLOWS)
+        .where(
+            WORKFLOWS.c.account_id == bindparam("w_account_id"),
+            WORKFLOWS.c.id == bindparam("w_id"),
+        )
+        .values(
+            {
+                key: bindparam(f"w_{key}", type_=WORKFLOWS.c[key].type)
+                for key in ("version_count", "revision", "updated_at")
+            }
+        )
+    )
+    if dialect == "postgresql":
+        return (advance.add_cte(insert_version.cte("version")),)
+    return (insert_version, advance)
 
 
 async def list_workflows(
