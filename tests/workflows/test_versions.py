@@ -298,3 +298,32 @@ async def test_a_versions_body_is_parsed_once(
         headers={"content-type": "application/json"},
     )
     assert refused.status_code == 422, refused.text
+
+
+async def test_a_listed_version_is_the_version_without_its_definition(tenant: Tenant) -> None:
+    """A page's rows are answered as the database gives them: each listed version has exactly
+    the fields, values and formats of the version read alone, less its definition."""
+    wf = await create_workflow(tenant)
+    unreachable = simple_definition()
+    unreachable["goals"] = []  # "thank_you" is then unreachable: a warning
+    await create_version(tenant, wf["id"], unreachable, None)
+    await create_version(tenant, wf["id"], simple_definition("b"), 1)
+    published = await tenant.request("POST", versions_url(wf["id"], "/1/publish"))
+    assert published.status_code == 200, published.text
+    tagged = await tenant.request(
+        "PUT", versions_url(wf["id"], "/1/tags"), json={"tags": ["q4", "launch"]}
+    )
+    assert tagged.status_code == 200, tagged.text
+
+    listed = await tenant.request("GET", versions_url(wf["id"]))
+    assert listed.status_code == 200, listed.text
+    items = listed.json()["items"]
+    assert [item["number"] for item in items] == [2, 1]
+    for item in items:
+        alone = (await tenant.request("GET", versions_url(wf["id"], f"/{item['number']}"))).json()
+        del alone["definition"]
+        assert item == alone
+    first = items[1]
+    assert sorted(first["tags"]) == ["launch", "q4"]
+    assert [w["pointer"] for w in first["warnings"]] == ["/definition/steps/5"]
+    assert first["published_at"] is not None and first["live_executions"] == 0
