@@ -16,14 +16,16 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 import pytest
 from sqlalchemy import Uuid, bindparam, text
+from sqlalchemy.orm import Session
 
 from revflow.app import create_app
-from revflow.audit.repository import append_statements
+from revflow.audit.repository import append
 from revflow.audit.service import SYSTEM, record, verify_account
 from revflow.config import Settings
 from revflow.db import Database
@@ -479,13 +481,33 @@ def _entry_row(account_id: uuid.UUID, seq: int) -> dict[str, Any]:
     }
 
 
-def test_one_entry_appends_by_a_statement_compiled_once() -> None:
-    """Every API change appends one entry: its statement has a cache key (a multi-row VALUES
-    has none), the same whatever the entry, so SQLAlchemy compiles it once per process."""
-    keys = []
+class _Recording:
+    """Stands in for a session: records the statements executed and their parameters."""
+
+    def __init__(self, dialect: str) -> None:
+        self.executed: list[tuple[Any, dict[str, Any]]] = []
+        self.dialect = dialect
+
+    def get_bind(self) -> Any:
+        return SimpleNamespace(dialect=SimpleNamespace(name=self.dialect))
+
+    def execute(self, statement: Any, params: dict[str, Any]) -> None:
+        self.executed.append((statement, params))
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_one_entry_appends_by_statements_built_once(dialect: str) -> None:
+    """Every API change appends one entry: by the same statements whatever the entry (built
+    once, the entry's values as parameters), so no statement is built or compiled per change."""
+    runs = []
     for seq in (1, 2):
+        session = _Recording(dialect)
         account_id = uuid.uuid4()
-        insert_entries, set_hash = append_statements(account_id, [_entry_row(account_id, seq)])
-        keys.append(set_hash.add_cte(insert_entries.cte("entries"))._generate_cache_key())
-    assert keys[0] is not None
-    assert keys[0] == keys[1]
+        row = _entry_row(account_id, seq)
+        append(cast(Session, session), account_id, [row])
+        runs.append(session.executed)
+        params = {key: value for _, given in session.executed for key, value in given.items()}
+        assert params["e_hash"] == row["hash"] and params["head_hash"] == row["hash"]
+        assert params["e_details"] == {"number": seq}
+    assert [id(statement) for statement, _ in runs[0]] == [id(s) for s, _ in runs[1]]
+    assert len(runs[0]) == (1 if dialect == "postgresql" else 2)

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, Update, insert, select, update
+from sqlalchemy import BigInteger, Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -21,12 +21,7 @@ AUDIT_ENTRIES = cast(Table, AuditEntry.__table__)
 def advance_head(session: Session, account_id: uuid.UUID, count: int) -> tuple[int, str]:
     """Take the next ``count`` numbers of the account's chain (locking its head until the
     commit). Answers the last number taken and the hash of the entry before the first."""
-    head = session.execute(
-        update(AUDIT_HEADS)
-        .where(AUDIT_HEADS.c.account_id == account_id)
-        .values(seq=AUDIT_HEADS.c.seq + count)
-        .returning(AUDIT_HEADS.c.seq, AUDIT_HEADS.c.hash)
-    ).one()
+    head = session.execute(_ADVANCE_HEAD, {"head_account_id": account_id, "count": count}).one()
     return int(head.seq), str(head.hash)
 
 
@@ -35,29 +30,41 @@ def append(session: Session, account_id: uuid.UUID, entries: Sequence[dict[str, 
     hash the head's. On PostgreSQL both are one statement (the insert in a CTE of the head's
     update); the head is already locked by the advance, so the chain's order is the advances'
     order either way."""
-    insert_entries, set_hash = append_statements(account_id, entries)
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(set_hash.add_cte(insert_entries.cte("entries")))
+    head = {"head_account_id": account_id, "head_hash": entries[-1]["hash"]}
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if len(entries) == 1:
+        # What every API change appends: statements built once, every value a parameter.
+        one = {f"e_{key}": value for key, value in entries[0].items()}
+        if postgresql:
+            session.execute(_APPEND_ONE, one | head)
+            return
+        session.execute(_INSERT_ONE, one)
+        session.execute(_SET_HASH, head)
+        return
+    insert_entries = insert(AUDIT_ENTRIES).values(list(entries))
+    if postgresql:
+        session.execute(_SET_HASH.add_cte(insert_entries.cte("entries")), head)
         return
     session.execute(insert_entries)
-    session.execute(set_hash)
+    session.execute(_SET_HASH, head)
 
 
-def append_statements(
-    account_id: uuid.UUID, entries: Sequence[dict[str, Any]]
-) -> tuple[Insert, Update]:
-    """The insert of ``entries`` and the update of the head's hash. One entry (what every API
-    change appends) is a single-row ``VALUES``, whose compiled form SQLAlchemy caches; a
-    multi-row ``VALUES`` has no cache key and is compiled again on every execution."""
-    insert_entries = insert(AUDIT_ENTRIES).values(
-        entries[0] if len(entries) == 1 else list(entries)
-    )
-    set_hash = (
-        update(AUDIT_HEADS)
-        .where(AUDIT_HEADS.c.account_id == account_id)
-        .values(hash=entries[-1]["hash"])
-    )
-    return insert_entries, set_hash
+_ADVANCE_HEAD = (
+    update(AUDIT_HEADS)
+    .where(AUDIT_HEADS.c.account_id == bindparam("head_account_id"))
+    .values(seq=AUDIT_HEADS.c.seq + bindparam("count", type_=BigInteger))
+    .returning(AUDIT_HEADS.c.seq, AUDIT_HEADS.c.hash)
+)
+_SET_HASH = (
+    update(AUDIT_HEADS)
+    .where(AUDIT_HEADS.c.account_id == bindparam("head_account_id"))
+    .values(hash=bindparam("head_hash", type_=AUDIT_HEADS.c.hash.type))
+)
+# One entry: ``e_<column>`` for each of its columns.
+_INSERT_ONE = insert(AUDIT_ENTRIES).values(
+    {column.key: bindparam(f"e_{column.key}", type_=column.type) for column in AUDIT_ENTRIES.c}
+)
+_APPEND_ONE = _SET_HASH.add_cte(_INSERT_ONE.cte("entries"))
 
 
 async def head(session: AsyncSession, account_id: uuid.UUID) -> AuditHead | None:
