@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, update
+from sqlalchemy import Table, bindparam, delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.audit import service as audit
@@ -345,17 +345,21 @@ async def create_version(
         now=now,
     )
     # Creating a version ends the creator's working draft of the workflow.
-    drafts = cast(Table, WorkingDraft.__table__)
     await session.execute(
-        delete(drafts).where(
-            drafts.c.account_id == workflow.account_id,
-            drafts.c.workflow_id == workflow.id,
-            drafts.c.user == principal.user,
-        )
+        _END_DRAFT,
+        {"account_id": workflow.account_id, "workflow_id": workflow.id, "user": principal.user},
     )
     if body.publish:
         await publish(session, principal, workflow, version, now=now)
     return version
+
+
+_DRAFTS = cast(Table, WorkingDraft.__table__)
+_END_DRAFT = delete(_DRAFTS).where(
+    _DRAFTS.c.account_id == bindparam("account_id"),
+    _DRAFTS.c.workflow_id == bindparam("workflow_id"),
+    _DRAFTS.c.user == bindparam("user"),
+)
 
 
 async def publish(
