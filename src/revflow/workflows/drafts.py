@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -143,16 +143,14 @@ async def save(
     # the rest of the answer is what was just written, so nothing is read back.
     saved = (
         await session.execute(
-            update(WorkingDraft)
-            .where(
-                WorkingDraft.account_id == workflow.account_id,
-                WorkingDraft.workflow_id == workflow.id,
-                WorkingDraft.user == user,
-                WorkingDraft.revision == revision,
-            )
-            .values(revision=WorkingDraft.revision + 1, **values)
-            .returning(WorkingDraft.id, WorkingDraft.revision)
-            .execution_options(synchronize_session=False)
+            _SAVE,
+            {
+                "d_account_id": workflow.account_id,
+                "d_workflow_id": workflow.id,
+                "d_user": user,
+                "d_revision": revision,
+                **{f"v_{key}": value for key, value in values.items()},
+            },
         )
     ).first()
     if saved is None:
@@ -167,6 +165,28 @@ async def save(
         revision=saved.revision,
         **values,
     )
+
+
+_DRAFTS = cast(Table, WorkingDraft.__table__)
+# The conditional save, built once: ``d_*`` name the draft and the revision it was made from,
+# ``v_*`` are the values written.
+_SAVE = (
+    update(_DRAFTS)
+    .where(
+        _DRAFTS.c.account_id == bindparam("d_account_id"),
+        _DRAFTS.c.workflow_id == bindparam("d_workflow_id"),
+        _DRAFTS.c.user == bindparam("d_user"),
+        _DRAFTS.c.revision == bindparam("d_revision"),
+    )
+    .values(
+        revision=_DRAFTS.c.revision + 1,
+        **{
+            key: bindparam(f"v_{key}", type_=_DRAFTS.c[key].type)
+            for key in ("definition", "base_version", "problems", "warnings", "saved_at")
+        },
+    )
+    .returning(_DRAFTS.c.id, _DRAFTS.c.revision)
+)
 
 
 async def discard(session: AsyncSession, workflow: Workflow, user: str) -> None:
