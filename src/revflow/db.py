@@ -200,14 +200,24 @@ def _jsonb_text(value: Any) -> str:
         return json.dumps(value)
 
 
-def _jsonb_value(text: str) -> Any:
-    """The value of a JSONB column's text: pydantic-core's parser (a list's fifty rows hold
-    a hundred small arrays; ``json.loads`` pays a few microseconds of setup on each), or the
-    standard one for what the faster parser refuses (nesting deeper than it goes)."""
+def json_value(text: str | bytes) -> Any:
+    """The value of a JSON text (a JSONB column's, a cached one): pydantic-core's parser (a
+    list's fifty rows hold a hundred small arrays; ``json.loads`` pays a few microseconds of
+    setup on each), or the standard one for what the faster parser refuses (nesting deeper
+    than it goes)."""
     try:
         return pydantic_core.from_json(text)
     except ValueError:
         return json.loads(text)
+
+
+def json_text(value: Any) -> bytes:
+    """Compact JSON of a JSON value, by pydantic-core or, for what it refuses, the standard
+    encoder."""
+    try:
+        return pydantic_core.to_json(value)
+    except pydantic_core.PydanticSerializationError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class ReadOnlyViolation(RuntimeError):
@@ -379,7 +389,7 @@ class Database:
                     "connection_class": TenantConnection,
                 },
                 json_serializer=_jsonb_text,
-                json_deserializer=_jsonb_value,
+                json_deserializer=json_value,
             )
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:

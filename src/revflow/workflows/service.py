@@ -21,7 +21,7 @@ from revflow.audit import service as audit
 from revflow.audit.service import Actor
 from revflow.auth.service import Principal
 from revflow.config import Settings
-from revflow.db import new_id
+from revflow.db import json_text, json_value, new_id
 from revflow.definition import Definition, DefinitionInvalid, validate_definition
 from revflow.diff import compare, next_semver
 from revflow.errors import (
@@ -123,8 +123,10 @@ async def require_version(
 # the parent's definition by version id (for the semver's diff, without reading and decoding
 # the stored one again), and its id, content hash and semver by (account, workflow, number) —
 # the latter only for committed versions, since a number is taken for good only by a commit.
-# Both bounded by clearing, like the compare cache.
-_DEFINITIONS: dict[uuid.UUID, dict[str, Any]] = {}
+# Both bounded by clearing, like the compare cache. A definition is kept as its JSON text and
+# decoded when asked for (~0.2 ms for 200 steps): as a document, each would be thousands of
+# containers that every full pass of the garbage collector walks while requests wait.
+_DEFINITIONS: dict[uuid.UUID, bytes] = {}
 _DEFINITIONS_KEPT = 128
 
 
@@ -141,7 +143,8 @@ _COMMITTED: dict[tuple[uuid.UUID, uuid.UUID, int], VersionFacts] = {}
 _COMMITTED_KEPT = 4096
 
 
-def remember_definition(version_id: uuid.UUID, definition: dict[str, Any]) -> None:
+def remember_definition(version_id: uuid.UUID, definition: bytes) -> None:
+    """Keep the definition of version ``version_id``, as JSON text."""
     if len(_DEFINITIONS) >= _DEFINITIONS_KEPT:
         _DEFINITIONS.clear()
     _DEFINITIONS[version_id] = definition
@@ -170,11 +173,12 @@ async def definition_of(
 ) -> dict[str, Any]:
     """The definition of the account's version ``version_id``."""
     cached = _DEFINITIONS.get(version_id)
-    if cached is None:
-        stored = await repo.definitions(session, account_id, [version_id])
-        cached = stored[version_id]
-        remember_definition(version_id, cached)
-    return cached
+    if cached is not None:
+        definition: dict[str, Any] = json_value(cached)
+        return definition
+    stored = await repo.definitions(session, account_id, [version_id])
+    remember_definition(version_id, json_text(stored[version_id]))
+    return stored[version_id]
 
 
 async def version_detail(
@@ -329,7 +333,7 @@ async def create_version(
         trigger_key=trigger_key(validated.model),
     )
     await repo.add_version(session, workflow, version, updated_at=now)  # touches the workflow
-    remember_definition(version.id, validated.definition)
+    remember_definition(version.id, validated.canonical)
     await audit_version(
         session,
         principal.actor,
