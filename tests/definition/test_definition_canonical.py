@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import enum
 import hashlib
 import json
 import random
+import re
+import uuid
+from collections import OrderedDict
 from typing import Any
 
-from hypothesis import given
+import pytest
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from revflow.definition import canonical_json, content_hash, make_definition, validate_definition
+from revflow.definition.canonical import canonical_json_and_copy, read_canonical
 
 
 def _shuffled(value: Any, rng: random.Random) -> Any:
@@ -70,3 +78,146 @@ def test_canonical_json_ignores_key_order_and_round_trips(value: Any, rng: rando
     canonical = canonical_json(value)
     assert canonical_json(_shuffled(value, rng)) == canonical
     assert canonical_json(json.loads(canonical)) == canonical
+
+
+# The canonical form, as it has always been written: content hashes of stored versions depend
+# on every byte of it.
+_STANDARD = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+def _standard(value: object) -> bytes:
+    return _STANDARD.encode(value).encode("utf-8")
+
+
+_awkward_floats = st.sampled_from(
+    [
+        *(1e16, 1e-5, -0.0, 0.0, 1.5, 1e-4, 9.99e-5, 1.5e-7, 1e-10, 1e22, 1e300, 5e-324),
+        *(2.5e-308, 1.7976931348623157e308, 123456789012345680.0, 0.1, -1e-9, 1e15, 1e21),
+    ]
+)
+_awkward_text = st.text(
+    st.characters(codec="utf-8") | st.sampled_from('\x00\x1f\x7f\u2028\u2029\ufeff"\\/é😀'),
+)
+_wide_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=2**63 - 2, max_value=2**64 + 2)
+    | st.integers(min_value=-(2**63) - 2, max_value=-(2**63) + 2)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _awkward_floats
+    | _awkward_text,
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(_awkward_text, children, max_size=5)
+    ),
+    max_leaves=40,
+)
+
+
+@given(_wide_json)
+@example({"b": 1e-05, "a": "x"})
+@example([2**64, 2**64 - 1, -(2**63), -(2**63) - 1])
+@example({"é": 1, "z": 2, "😀": 3, "\uffff": 4, "": 5, "\x00": 6})
+def test_canonical_bytes_are_the_standard_encoders(value: Any) -> None:
+    canonical, copy = canonical_json_and_copy(value)
+    assert canonical == _standard(value)
+    assert canonical_json(value) == canonical
+    # The copy, when one came on the way, is what reading the canonical bytes back gives: the
+    # same types (1, 1.0 and True apart), the same -0.0, keys in the same order.
+    if copy is not None:
+        assert repr(copy) == repr(read_canonical(canonical))
+
+
+def test_a_plain_definition_takes_the_fast_way() -> None:
+    definition = make_definition(40, seed=2)
+    canonical, copy = canonical_json_and_copy(definition)
+    assert copy is not None
+    assert canonical == _standard(definition)
+    assert copy == definition
+    assert copy is not definition and copy["steps"][0] is not definition["steps"][0]
+
+
+class _Colour(enum.Enum):
+    RED = 1
+
+
+class _Size(enum.IntEnum):
+    SMALL = 1
+
+
+class _Name(enum.StrEnum):
+    ADA = "ada"
+
+
+class _Int(int):
+    pass
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        (1, [2, (3,)]),
+        OrderedDict(b=1, a=2),
+        _Size.SMALL,
+        _Name.ADA,
+        _Int(7),
+        {"n": True, "1": 1.0, "k": [None, -0.0]},
+        {"big": 2**64, "small": 1e-7},
+        {"s": "😀\u2028\x00"},
+    ],
+    ids=repr,
+)
+def test_values_the_standard_encoder_accepts_give_its_bytes(value: object) -> None:
+    canonical, copy = canonical_json_and_copy(value)
+    assert canonical == _standard(value)
+    assert repr(copy if copy is not None else read_canonical(canonical)) == repr(
+        json.loads(canonical)
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        float("nan"),
+        [float("inf")],
+        {"x": float("-inf")},
+        _Colour.RED,
+        uuid.UUID(int=1),
+        datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC),
+        _Point(1),
+        {1: "x", "a": 2},
+        {"a": "\ud800"},
+        {2, 3},
+        b"bytes",
+    ],
+    ids=repr,
+)
+def test_values_the_standard_encoder_refuses_are_refused_alike(value: object) -> None:
+    with pytest.raises((TypeError, ValueError)) as expected:
+        _standard(value)
+    with pytest.raises(type(expected.value), match="^" + re.escape(str(expected.value)) + "$"):
+        canonical_json_and_copy(value)
+
+
+def test_a_circular_value_is_refused_as_before() -> None:
+    value: list[Any] = []
+    value.append(value)
+    with pytest.raises(ValueError, match="Circular reference detected"):
+        canonical_json(value)
+
+
+def test_deep_nesting_beyond_the_fast_encoder_gives_the_same_bytes() -> None:
+    value: Any = "x"
+    for _ in range(400):
+        value = {"k": [value]}
+    canonical, copy = canonical_json_and_copy(value)
+    assert canonical == _standard(value)
+    assert copy is None
+    assert read_canonical(canonical) == value

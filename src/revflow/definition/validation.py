@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-import pydantic_core
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from revflow.definition.canonical import canonical_json
+from revflow.definition.canonical import canonical_json_and_copy, read_canonical
 from revflow.definition.models import (
     PROBLEMS_ERROR_TYPE,
     STEP_ID_PATTERN,
@@ -97,7 +95,7 @@ def _validate(raw: object, max_steps: int, max_definition_bytes: int) -> Validat
     if not isinstance(raw, dict):
         raise DefinitionInvalid([_problem("", "a definition must be a JSON object")])
     try:
-        canonical = canonical_json(raw)
+        canonical, copy = canonical_json_and_copy(raw)
     except (TypeError, ValueError) as exc:
         raise DefinitionInvalid(
             [_problem("", f"a definition must contain only JSON values: {exc}")]
@@ -114,12 +112,7 @@ def _validate(raw: object, max_steps: int, max_definition_bytes: int) -> Validat
         )
     # A fresh copy made of plain JSON types only (tuples become lists), so that later changes
     # to `raw` cannot reach the stored version; its keys come in canonical order.
-    document: dict[str, Any]
-    try:
-        document = pydantic_core.from_json(canonical)
-    except ValueError:
-        # The faster parser refuses deep nesting; the standard one goes as deep as the encoder.
-        document = json.loads(canonical)
+    document: dict[str, Any] = read_canonical(canonical) if copy is None else copy
 
     problems: list[DefinitionProblem] = []
     model: Definition | None = None
