@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from revflow.definition import placeholder_problems, render_placeholders
+from revflow.definition.placeholders import placeholders_all_valid
 
 CONTACT = {
     "id": "c-1",
@@ -76,3 +79,21 @@ def test_a_url_placeholder_is_one_percent_encoded_segment() -> None:
         "https://api.example.com/users/x%2F..%2F..%2Fadmin%3Fy%3D1%23frag/notify"
         "?to=a%2Bb%40example.com"
     )
+
+
+# Texts built from the pieces placeholders are made of, so that valid, invalid and unterminated
+# placeholders, and ones broken by NUL, come up often.
+_placeholder_texts = st.lists(
+    st.sampled_from(
+        ["{{", "}}", "{", "}", "contact.", "email", "fields.", "a-b", "é", " ", "\n", "\0", "x"]
+    ),
+    max_size=12,
+).map("".join)
+
+
+@given(st.lists(_placeholder_texts, max_size=6))
+@example(["{", "{contact.email}}"])
+@example(["{{contact.email}}\0", "{{contact.email"])
+@example(["{{contact.", "email}}"])
+def test_placeholders_all_valid_agrees_with_each_text(texts: list[str]) -> None:
+    assert placeholders_all_valid(texts) == all(not placeholder_problems(t) for t in texts)

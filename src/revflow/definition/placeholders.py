@@ -80,6 +80,15 @@ def placeholder_problems(text: str) -> list[str]:
     return problems
 
 
+def placeholders_all_valid(texts: list[str]) -> bool:
+    """Whether :func:`placeholder_problems` finds nothing in any of ``texts``, in one pass.
+
+    Joined by NUL, which no placeholder contains, each text keeps its own matches and no
+    ``{{`` can form across two of them, so the joined text is valid exactly when each is.
+    """
+    return "{{" not in _VALID_PLACEHOLDER_RE.sub("", "\0".join(texts))
+
+
 def render_placeholders(
     text: str, contact: Mapping[str, object], *, encode: Callable[[str], str] | None = None
 ) -> str:

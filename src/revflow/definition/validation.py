@@ -19,7 +19,7 @@ from revflow.definition.models import (
     TRIGGER_TYPES,
     Definition,
 )
-from revflow.definition.placeholders import placeholder_problems
+from revflow.definition.placeholders import placeholder_problems, placeholders_all_valid
 
 DEFAULT_MAX_STEPS = 500
 DEFAULT_MAX_DEFINITION_BYTES = 1_000_000
@@ -215,6 +215,8 @@ class _Graph:
         self.busy: list[bool] = []
         self.roots: list[int] = []
         self.problems: list[DefinitionProblem] = []
+        # The texts with a "{{", each with the path to it: checked together, once all are known.
+        self.texts: list[tuple[tuple[str | int, ...], str]] = []
 
     def check(self, max_steps: int) -> list[DefinitionProblem]:
         """Return the problems of the whole document."""
@@ -228,6 +230,7 @@ class _Graph:
         index_of = self._index_steps()
         for i, step in enumerate(steps):
             self.edges.append(self._check_step(i, step, index_of))
+        self._check_placeholders()
 
         start = self.document.get("start")
         if isinstance(start, str):
@@ -277,12 +280,19 @@ class _Graph:
         for key in text_keys:
             text = step.get(key)
             if type(text) is str and "{{" in text:
-                for message in placeholder_problems(text):
-                    problems.append(_problem(f"/steps/{i}/{key}", message))
+                self.texts.append((("steps", i, key), text))
         for key in json_text_keys:
             if key in step:
-                _check_json_texts(step[key], ["steps", i, key], problems)
+                _find_json_texts(step[key], ["steps", i, key], self.texts)
         return targets
+
+    def _check_placeholders(self) -> None:
+        texts = self.texts
+        if placeholders_all_valid([text for _, text in texts]):
+            return
+        for path, text in texts:
+            for message in placeholder_problems(text):
+                self.problems.append(_problem(_pointer(path), message))
 
     def _check_goals(self, index_of: dict[str, int]) -> None:
         problems = self.problems
@@ -371,23 +381,22 @@ class _Graph:
         ]
 
 
-def _check_json_texts(
-    value: object, path: list[str | int], problems: list[DefinitionProblem]
+def _find_json_texts(
+    value: object, path: list[str | int], texts: list[tuple[tuple[str | int, ...], str]]
 ) -> None:
-    # `path` is a stack shared down the recursion: pointers are built only for problems.
+    # `path` is a stack shared down the recursion: a path is kept only for texts with a "{{".
     if type(value) is str:
         if "{{" in value:
-            for message in placeholder_problems(value):
-                problems.append(_problem(_pointer(path), message))
+            texts.append((tuple(path), value))
     elif type(value) is list:
         for i, item in enumerate(value):
             path.append(i)
-            _check_json_texts(item, path, problems)
+            _find_json_texts(item, path, texts)
             path.pop()
     elif type(value) is dict:
         for key, item in value.items():
             path.append(key)
-            _check_json_texts(item, path, problems)
+            _find_json_texts(item, path, texts)
             path.pop()
 
 
