@@ -8,7 +8,6 @@ import re
 from typing import Any
 
 import orjson
-import pydantic_core
 
 # Built once: json.dumps with non-default options makes a new encoder on every call.
 _ENCODER = json.JSONEncoder(
@@ -43,20 +42,11 @@ def canonical_json(obj: object) -> bytes:
 
 def canonical_json_and_copy(obj: object) -> tuple[bytes, Any | None]:
     """Return :func:`canonical_json` of ``obj`` and, when one came on the way, a fresh copy of
-    ``obj`` as :func:`read_canonical` would give it; None means the caller reads it if needed."""
+    ``obj`` read back from it (plain JSON types, keys in canonical order); None when not."""
     fast = _orjson_canonical(obj)
     if fast is not None:
         return fast
     return _ENCODER.encode(obj).encode("utf-8"), None
-
-
-def read_canonical(canonical: bytes) -> Any:
-    """Read canonical JSON back: a value of plain JSON types, every object's keys in order."""
-    try:
-        return pydantic_core.from_json(canonical)
-    except ValueError:
-        # The faster parser refuses deep nesting; the standard one goes as deep as the encoder.
-        return json.loads(canonical)
 
 
 def _orjson_canonical(obj: object) -> tuple[bytes, Any] | None:

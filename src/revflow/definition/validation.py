@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+import pydantic_core
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from revflow.definition.canonical import canonical_json_and_copy, read_canonical
+from revflow.definition.canonical import canonical_json_and_copy
 from revflow.definition.models import (
     PROBLEMS_ERROR_TYPE,
     STEP_ID_PATTERN,
@@ -112,7 +114,16 @@ def _validate(raw: object, max_steps: int, max_definition_bytes: int) -> Validat
         )
     # A fresh copy made of plain JSON types only (tuples become lists), so that later changes
     # to `raw` cannot reach the stored version; its keys come in canonical order.
-    document: dict[str, Any] = read_canonical(canonical) if copy is None else copy
+    document: dict[str, Any]
+    if copy is not None:
+        document = copy
+    else:
+        try:
+            document = pydantic_core.from_json(canonical)
+        except ValueError:
+            # The faster parser refuses deep nesting; the standard one goes as deep as the
+            # encoder.
+            document = json.loads(canonical)
 
     problems: list[DefinitionProblem] = []
     model: Definition | None = None
@@ -385,16 +396,22 @@ def _find_json_texts(
     value: object, path: list[str | int], texts: list[tuple[tuple[str | int, ...], str]]
 ) -> None:
     # `path` is a stack shared down the recursion: a path is kept only for texts with a "{{".
+    # Strings inside a list or an object are looked at in place: most values are flat.
     if type(value) is str:
         if "{{" in value:
             texts.append((tuple(path), value))
-    elif type(value) is list:
-        for i, item in enumerate(value):
-            path.append(i)
-            _find_json_texts(item, path, texts)
-            path.pop()
+        return
+    if type(value) is list:
+        items: Iterable[tuple[str | int, object]] = enumerate(value)
     elif type(value) is dict:
-        for key, item in value.items():
+        items = value.items()
+    else:
+        return
+    for key, item in items:
+        if type(item) is str:
+            if "{{" in item:
+                texts.append(((*path, key), item))
+        elif type(item) is list or type(item) is dict:
             path.append(key)
             _find_json_texts(item, path, texts)
             path.pop()
