@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from revflow.definition import DefinitionInvalid, validate_definition
 
@@ -411,3 +413,67 @@ def test_moderate_nesting_is_fine() -> None:
     for _ in range(100):
         body = {"level": [body]}
     validate_definition(doc(http(body=body)))
+
+
+# Small graphs of busy steps (tags, conditions) and waits, wired at random, backwards too.
+_wiring = st.integers(min_value=1, max_value=8).flatmap(
+    lambda n: st.lists(
+        st.tuples(
+            st.sampled_from(["add_tag", "condition", "wait"]),
+            st.none() | st.integers(min_value=0, max_value=n - 1),
+            st.none() | st.integers(min_value=0, max_value=n - 1),
+        ),
+        min_size=n,
+        max_size=n,
+    )
+)
+
+
+def _has_busy_cycle(wiring: list[tuple[str, int | None, int | None]]) -> bool:
+    busy = [kind != "wait" for kind, _, _ in wiring]
+    edges = [
+        [j for j in (first, second if kind == "condition" else None) if j is not None and busy[j]]
+        for kind, first, second in wiring
+    ]
+    for start, is_busy in enumerate(busy):
+        seen, pending = set(), list(edges[start]) if is_busy else []
+        while pending:
+            node = pending.pop()
+            if node == start:
+                return True
+            if node not in seen:
+                seen.add(node)
+                pending.extend(edges[node])
+    return False
+
+
+@given(_wiring)
+def test_a_busy_loop_is_reported_exactly_when_there_is_one(
+    wiring: list[tuple[str, int | None, int | None]],
+) -> None:
+    steps: list[dict[str, Any]] = []
+    for i, (kind, first, second) in enumerate(wiring):
+        step: dict[str, Any] = {"id": f"s{i}", "type": kind}
+        if kind == "add_tag":
+            step["tag"] = "t"
+        elif kind == "wait":
+            step["duration"] = "1h"
+        if kind == "condition":
+            step["if"] = {"field": "email", "op": "exists"}
+            step["then"] = f"s{first if first is not None else i}"
+            if second is not None:
+                step["else"] = f"s{second}"
+        elif first is not None:
+            step["next"] = f"s{first}"
+        steps.append(step)
+    try:
+        validate_definition(doc(*steps))
+        loops = []
+    except DefinitionInvalid as exc:
+        loops = [e for e in exc.errors if "form a loop without a wait" in e["message"]]
+    # A condition without a chosen `then` loops on itself: count that edge too.
+    wired = [
+        (kind, first if first is not None or kind != "condition" else i, second)
+        for i, (kind, first, second) in enumerate(wiring)
+    ]
+    assert bool(loops) == _has_busy_cycle(wired)
