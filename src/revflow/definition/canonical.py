@@ -22,9 +22,10 @@ _ORJSON_OPTIONS = (
     | orjson.OPT_PASSTHROUGH_DATACLASS
     | orjson.OPT_PASSTHROUGH_DATETIME
 )
-# The one place orjson writes plain JSON differently: floats below 1e-4, which repr writes with
-# a two-digit exponent (1e-05, 1e-07) and orjson as 0.00001 or 1e-7. These patterns find every
-# such float; a match inside a string only costs the standard encoder.
+# The one place orjson writes plain JSON differently: nonzero floats smaller than 1e-4 (in
+# magnitude), which repr writes with a two-digit exponent (1e-05, 1e-07) and orjson as 0.00001
+# or 1e-7. These patterns find every such float; a match inside a string only costs the
+# standard encoder.
 _SMALL_FLOAT = re.compile(rb"e-(?<=[0-9]e-)")
 _SMALL_FLOAT_FIXED = b"0.0000"
 
