@@ -47,8 +47,6 @@ def _api_routes(routes: Iterable[object]) -> Iterator[APIRoute]:
     for route in routes:
         if isinstance(route, APIRoute):
             yield route
-        elif hasattr(route, "original_router"):  # an included router
-            yield from _api_routes(route.original_router.routes)
 
 
 def test_read_routes_take_read_sessions_and_changing_routes_write_sessions(

@@ -16,7 +16,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -266,7 +266,7 @@ def _declared(dependant: Dependant) -> set[type[RevflowError]]:
     return found
 
 
-def route_problems(route: APIRoute | RouteContext) -> set[type[RevflowError]]:
+def route_problems(route: APIRoute) -> set[type[RevflowError]]:
     """Every problem ``route`` can answer: declared ones, and those its parameters imply."""
     found = _declared(route.dependant)
     if route.body_field is not None:
@@ -319,8 +319,8 @@ def openapi_document(
         if name in schemas and schemas[name] != schema:
             raise ValueError(f"two different schemas are named {name}")
         schemas[name] = schema
-    for route in iter_route_contexts(app.routes):
-        if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
         answers = problem_responses(route_problems(route))
         operations = document["paths"][route.path_format]
