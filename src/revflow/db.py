@@ -211,15 +211,6 @@ def json_value(text: str | bytes) -> Any:
         return json.loads(text)
 
 
-def json_text(value: Any) -> bytes:
-    """Compact JSON of a JSON value, by pydantic-core or, for what it refuses, the standard
-    encoder."""
-    try:
-        return pydantic_core.to_json(value)
-    except pydantic_core.PydanticSerializationError:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 class ReadOnlyViolation(RuntimeError):
     """A read-only session was asked to write: a programming error, never a user's."""
 

@@ -190,12 +190,20 @@ _SAVE = (
 
 
 async def discard(session: AsyncSession, workflow: Workflow, user: str) -> None:
-    result = await session.execute(
-        delete(WorkingDraft).where(
-            WorkingDraft.account_id == workflow.account_id,
-            WorkingDraft.workflow_id == workflow.id,
-            WorkingDraft.user == user,
-        )
-    )
-    if not (result.rowcount if isinstance(result, CursorResult) else 0):
+    if not await end(session, workflow, user):
         raise NotFound("You have no draft of this workflow")
+
+
+async def end(session: AsyncSession, workflow: WorkflowKey, user: str) -> int:
+    """Delete ``user``'s draft of ``workflow``; answers how many were deleted (0 or 1)."""
+    result = await session.execute(
+        _END, {"account_id": workflow.account_id, "workflow_id": workflow.id, "user": user}
+    )
+    return result.rowcount if isinstance(result, CursorResult) else 0
+
+
+_END = delete(_DRAFTS).where(
+    _DRAFTS.c.account_id == bindparam("account_id"),
+    _DRAFTS.c.workflow_id == bindparam("workflow_id"),
+    _DRAFTS.c.user == bindparam("user"),
+)

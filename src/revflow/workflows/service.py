@@ -12,17 +12,17 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.audit import service as audit
 from revflow.audit.service import Actor
 from revflow.auth.service import Principal
 from revflow.config import Settings
-from revflow.db import json_text, json_value, new_id
-from revflow.definition import Definition, DefinitionInvalid, validate_definition
+from revflow.db import json_value, new_id
+from revflow.definition import Definition, DefinitionInvalid, canonical_json, validate_definition
 from revflow.diff import compare, next_semver
 from revflow.errors import (
     CanaryActive,
@@ -38,7 +38,8 @@ from revflow.errors import (
     VersionLimit,
 )
 from revflow.kit.ids import parse_id
-from revflow.models import Version, VersionTag, Workflow, WorkingDraft
+from revflow.models import Version, VersionTag, Workflow
+from revflow.workflows import drafts
 from revflow.workflows import events as webhook_events
 from revflow.workflows import repository as repo
 from revflow.workflows.schemas import (
@@ -144,7 +145,7 @@ _COMMITTED_KEPT = 4096
 
 
 def remember_definition(version_id: uuid.UUID, definition: bytes) -> None:
-    """Keep the definition of version ``version_id``, as JSON text."""
+    """Keep the definition of version ``version_id``, as its canonical JSON."""
     if len(_DEFINITIONS) >= _DEFINITIONS_KEPT:
         _DEFINITIONS.clear()
     _DEFINITIONS[version_id] = definition
@@ -177,7 +178,7 @@ async def definition_of(
         definition: dict[str, Any] = json_value(cached)
         return definition
     stored = await repo.definitions(session, account_id, [version_id])
-    remember_definition(version_id, json_text(stored[version_id]))
+    remember_definition(version_id, canonical_json(stored[version_id]))
     return stored[version_id]
 
 
@@ -349,21 +350,10 @@ async def create_version(
         now=now,
     )
     # Creating a version ends the creator's working draft of the workflow.
-    await session.execute(
-        _END_DRAFT,
-        {"account_id": workflow.account_id, "workflow_id": workflow.id, "user": principal.user},
-    )
+    await drafts.end(session, workflow, principal.user)
     if body.publish:
         await publish(session, principal, workflow, version, now=now)
     return version
-
-
-_DRAFTS = cast(Table, WorkingDraft.__table__)
-_END_DRAFT = delete(_DRAFTS).where(
-    _DRAFTS.c.account_id == bindparam("account_id"),
-    _DRAFTS.c.workflow_id == bindparam("workflow_id"),
-    _DRAFTS.c.user == bindparam("user"),
-)
 
 
 async def publish(
