@@ -8,7 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from revflow.definition.samples import make_definition
-from revflow.kit.strictjson import MAX_DEPTH, body_problems, loads, problems
+from revflow.kit.strictjson import (
+    MAX_DEPTH,
+    _NotFinite,
+    body_problems,
+    checked_body,
+    loads,
+    problems,
+)
 
 CASES = [
     b'{"a": "x\\u0000"}',
@@ -52,3 +59,40 @@ def test_any_body(value: object, wrap: int) -> None:
         value = [value]
     raw = json.dumps(value).encode()  # floats("nan") become NaN, as a client may send
     assert body_problems(raw) == problems(loads(raw))
+
+
+def _typed(value: object) -> object:
+    """``value`` with every number tagged by its type: ``1 == 1.0 == True`` in Python, not in
+    JSON."""
+    if isinstance(value, dict):
+        return [(key, _typed(child)) for key, child in value.items()]
+    if isinstance(value, list):
+        return [_typed(child) for child in value]
+    if isinstance(value, _NotFinite):
+        return ("not finite", value.text)
+    return (type(value).__name__, value)
+
+
+@given(
+    json_values
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.lists(st.floats(allow_nan=False) | st.integers(), max_size=5),
+    st.booleans(),
+)
+def test_the_parsed_body_is_the_standard_parsers_value(value: object, ascii_only: bool) -> None:
+    # The fast parser hands over to ``json.loads`` wherever their values could differ:
+    # the route sees the same value either way, types, key order and duplicates included.
+    raw = json.dumps(value, ensure_ascii=ascii_only).encode()
+    assert _typed(checked_body(raw)[0]) == _typed(loads(raw))
+
+
+def test_duplicate_keys_keep_the_first_place_and_the_last_value() -> None:
+    raw = b'{"a": 1, "b": 2, "a": 3}'
+    assert (
+        list(checked_body(raw)[0].items())
+        == list(json.loads(raw).items())
+        == [
+            ("a", 3),
+            ("b", 2),
+        ]
+    )

@@ -13,6 +13,8 @@ import math
 import re
 from typing import Any
 
+import orjson
+
 MAX_DEPTH = 64
 # The ``request.state`` attribute where the check leaves the body it parsed: for a dependency
 # that must know whether the body is valid before the framework validates it (one parse
@@ -83,6 +85,9 @@ def problems(value: Any, pointer: str = "", depth: int = 0) -> list[dict[str, st
 # A NUL or a surrogate can only be written as a \u escape: a raw NUL is not JSON, and
 # surrogates are not UTF-8.
 _SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+# Where orjson's value could differ from ``json.loads``'s: integers beyond 64 bits (orjson
+# makes them floats), and, for safety's sake, every other long run of digits.
+_LONG_NUMBER = re.compile(rb"[0-9]{16}")
 
 
 def body_problems(raw: bytes) -> list[dict[str, str]]:
@@ -93,9 +98,19 @@ def body_problems(raw: bytes) -> list[dict[str, str]]:
 def checked_body(raw: bytes) -> tuple[Any, list[dict[str, str]]]:
     """The JSON value of ``raw`` (as ``json.loads`` gives it) and ``problems(loads(raw))``,
     without the full walk when nothing in the body can break a rule — the common case, where
-    the walk's pointer for every value is the cost. Numbers are checked while parsing, escapes
-    in the raw bytes, nesting by a walk of the containers. Raises like ``json.loads`` when
-    ``raw`` is not JSON."""
+    the walk's pointer for every value is the cost. Escapes are checked in the raw bytes,
+    nesting by a walk of the containers, numbers while parsing. A body without suspect
+    escapes or long digit runs is parsed by orjson (a third of ``json.loads``'s time on a
+    definition), which refuses what the standard parser would let through as a marker (NaN,
+    Infinity, numbers beyond a float's range) or as a lone surrogate: those, and what is not
+    JSON at all, go to ``json.loads``. Raises like ``json.loads`` when ``raw`` is not JSON."""
+    if not _SUSPECT_ESCAPE.search(raw) and not _LONG_NUMBER.search(raw):
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # NaN, Infinity, 1e400, lone surrogates or not JSON: the standard parser says
+        else:
+            return value, (problems(value) if _too_deep(value) else [])
     not_finite = False
 
     def marker(text: str) -> Any:
