@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from revflow.alembic import rls
 from revflow.db import ACCOUNT_SETTING, TENANT_ROLE
 from revflow.migrate import alembic_config, downgrade, upgrade
-from tests.support.schema import read_keys, read_schema
+from tests.support.schema import read_index_shapes, read_keys, read_schema
 
 RLS_REVISION = "0011"
 
@@ -55,6 +55,19 @@ async def test_every_tenant_table_and_index_leads_with_the_account(database_url:
         if columns and columns[0] != "account_id" and name not in WORKER_INDEXES
     ]
     assert against == []
+
+
+async def test_no_two_indexes_of_a_table_are_the_same(database_url: str) -> None:
+    """Every write pays for every index: two on the same columns (and the same condition)
+    cost an insert twice for one lookup."""
+    twice = []
+    for table, shapes in (await read_index_shapes(database_url)).items():
+        seen: dict[tuple[tuple[str, ...], str], str] = {}
+        for name, columns, options in shapes:
+            if (columns, options) in seen:
+                twice.append(f"{table}: {seen[columns, options]} and {name} on {columns}")
+            seen[columns, options] = name
+    assert twice == []
 
 
 def key_problems(backend: str, keys: dict[str, Any], schema: dict[str, Any]) -> list[str]:

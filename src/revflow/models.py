@@ -115,7 +115,6 @@ class Version(Base):
             ["workflows.account_id", "workflows.id"],
             ondelete="CASCADE",
         ),
-        Index(None, "account_id", "workflow_id", "number", unique=True),
         # The database guarantees at most one published version (and one canary) per workflow.
         Index(
             "uq_versions_one_published",

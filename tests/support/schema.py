@@ -65,3 +65,32 @@ async def read_schema(database_url: str) -> dict[str, Any]:
 async def read_keys(database_url: str) -> dict[str, Any]:
     """Per table: its primary key, its unique constraints and indexes, its foreign keys."""
     return await _per_table(database_url, _keys)
+
+
+def _condition(options: dict[str, Any]) -> str:
+    """A partial index's condition (its text), or "" for a whole one."""
+    where = options.get("postgresql_where", options.get("sqlite_where"))
+    return "" if where is None else str(where)
+
+
+def _index_shapes(inspector: Inspector, table: str) -> list[tuple[str, tuple[str, ...], str]]:
+    shapes = [
+        (
+            index["name"] or "",
+            tuple(str(c) for c in index["column_names"]),
+            _condition(index.get("dialect_options") or {}),
+        )
+        for index in inspector.get_indexes(table)
+        if not index.get("duplicates_constraint")  # PostgreSQL: a unique constraint's own
+    ]
+    shapes += [
+        (u["name"] or "", tuple(u["column_names"]), "")
+        for u in inspector.get_unique_constraints(table)
+    ]
+    return shapes
+
+
+async def read_index_shapes(database_url: str) -> dict[str, Any]:
+    """Per table: its indexes and unique constraints as (name, columns, a partial index's
+    condition or "")."""
+    return await _per_table(database_url, _index_shapes)
