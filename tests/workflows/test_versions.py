@@ -198,12 +198,22 @@ async def test_idempotent_version_creation(tenant: Tenant) -> None:
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
 
 
-@pytest.mark.parametrize("parent_cached", [True, False])
-async def test_publish_in_same_transaction_and_semver(tenant: Tenant, parent_cached: bool) -> None:
+@pytest.mark.parametrize("parent", ["decoded", "as text", "in the database"])
+async def test_publish_in_same_transaction_and_semver(
+    tenant: Tenant, parent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     wf = await create_workflow(tenant)
     v1 = await create_version(tenant, wf["id"], simple_definition(), None, publish=True)
     assert v1["status"] == "published" and v1["semver"] == "1.0.0"
-    if not parent_cached:
+    if parent == "decoded":
+        # The version this process made last is kept decoded: no JSON is read again.
+        def no_decoding(text: object) -> None:
+            raise AssertionError("a kept definition was decoded again")
+
+        monkeypatch.setattr(workflows_service, "json_value", no_decoding)
+    else:
+        workflows_service._DECODED.clear()
+    if parent == "in the database":
         # As in another process: the parent's definition is read from the database.
         workflows_service._DEFINITIONS.clear()
         workflows_service._COMMITTED.clear()
@@ -275,7 +285,13 @@ async def test_a_version_is_inserted_only_with_its_defaulted_columns_set() -> No
     workflow = Workflow(id=uuid.uuid4(), account_id=uuid.uuid4(), revision=1)
     version = Version(account_id=workflow.account_id, workflow_id=workflow.id, number=1)
     with pytest.raises(ValueError, match="status"):
-        await add_version(None, workflow, version, updated_at=dt.datetime.now(dt.UTC))  # type: ignore[arg-type]
+        await add_version(
+            None,  # type: ignore[arg-type]
+            workflow,
+            version,
+            definition_json=b"{}",
+            updated_at=dt.datetime.now(dt.UTC),
+        )
 
 
 async def test_a_versions_body_is_parsed_once(

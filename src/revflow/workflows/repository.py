@@ -14,6 +14,7 @@ from sqlalchemy import (
     Row,
     Select,
     Table,
+    Text,
     and_,
     bindparam,
     exists,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -60,13 +62,20 @@ def _workflow_statement(*, lock: bool) -> Select[Workflow]:
 
 
 async def add_version(
-    session: AsyncSession, workflow: Workflow, version: Version, *, updated_at: dt.datetime
+    session: AsyncSession,
+    workflow: Workflow,
+    version: Version,
+    *,
+    definition_json: bytes,
+    updated_at: dt.datetime,
 ) -> None:
     """Insert ``version`` (every column set) as the workflow's next, and advance the
     workflow's version count and revision: one statement on PostgreSQL (the insert in a CTE
     of the workflow's update), without the unit of work's bookkeeping on the path every
-    version takes. Both objects end up as if just loaded: ``version`` in the session, the
-    workflow's new values committed to it (nothing left for a flush)."""
+    version takes. The definition is stored from ``definition_json``, its JSON text (the
+    canonical form the caller has made anyway), not encoded again. Both objects end up as if
+    just loaded: ``version`` in the session, the workflow's new values committed to it
+    (nothing left for a flush)."""
     given = version.__dict__
     unset = _VERSION_KEYS - given.keys()
     if unset & _VERSION_DEFAULTED:
@@ -77,6 +86,7 @@ async def add_version(
         "updated_at": updated_at,
     }
     inserted = {f"v_{key}": given.get(key) for key in _VERSION_KEYS}
+    inserted["v_definition"] = definition_json.decode()
     updated = {f"w_{key}": value for key, value in advanced.items()}
     updated.update(w_account_id=workflow.account_id, w_id=workflow.id)
     statements = _add_version_statements(session.get_bind().dialect.name)
@@ -98,10 +108,14 @@ def _add_version_statements(dialect: str) -> tuple[Executable, ...]:
     """The statements of ``add_version``, built once with every value a parameter (building
     them per call, with a coercion per value, cost more than executing them): ``v_<column>``
     for the version, ``w_<column>`` for the workflow's new values, ``w_account_id`` and
-    ``w_id`` for its key."""
-    insert_version = insert(VERSIONS).values(
-        {column.key: bindparam(f"v_{column.key}", type_=column.type) for column in VERSIONS.c}
-    )
+    ``w_id`` for its key. ``v_definition`` is the definition's JSON text."""
+    values: dict[str, Any] = {
+        column.key: bindparam(f"v_{column.key}", type_=column.type) for column in VERSIONS.c
+    }
+    text = bindparam("v_definition", type_=Text)
+    # SQLite keeps JSON as text; PostgreSQL parses the text into JSONB.
+    values["definition"] = text.cast(JSONB) if dialect == "postgresql" else text
+    insert_version = insert(VERSIONS).values(values)
     advance = (
         update(WORKFLOWS)
         .where(

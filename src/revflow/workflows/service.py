@@ -126,9 +126,13 @@ async def require_version(
 # the latter only for committed versions, since a number is taken for good only by a commit.
 # Both bounded by clearing, like the compare cache. A definition is kept as its JSON text and
 # decoded when asked for (~0.2 ms for 200 steps): as a document, each would be thousands of
-# containers that every full pass of the garbage collector walks while requests wait.
+# containers that every full pass of the garbage collector walks while requests wait. Only
+# the few versions this process made last are kept decoded too: the next version of a
+# workflow being edited is most often made from one of them.
 _DEFINITIONS: dict[uuid.UUID, bytes] = {}
 _DEFINITIONS_KEPT = 128
+_DECODED: dict[uuid.UUID, dict[str, Any]] = {}
+_DECODED_KEPT = 8
 
 
 @dataclass(frozen=True)
@@ -144,11 +148,18 @@ _COMMITTED: dict[tuple[uuid.UUID, uuid.UUID, int], VersionFacts] = {}
 _COMMITTED_KEPT = 4096
 
 
-def remember_definition(version_id: uuid.UUID, definition: bytes) -> None:
-    """Keep the definition of version ``version_id``, as its canonical JSON."""
+def remember_definition(
+    version_id: uuid.UUID, definition: bytes, decoded: dict[str, Any] | None = None
+) -> None:
+    """Keep the definition of version ``version_id``, as its canonical JSON, and its
+    ``decoded`` value when given (a version this process has just made)."""
     if len(_DEFINITIONS) >= _DEFINITIONS_KEPT:
         _DEFINITIONS.clear()
     _DEFINITIONS[version_id] = definition
+    if decoded is not None:
+        if len(_DECODED) >= _DECODED_KEPT:
+            del _DECODED[next(iter(_DECODED))]  # the oldest
+        _DECODED[version_id] = decoded
 
 
 def remember_committed(version: Version) -> None:
@@ -172,7 +183,11 @@ async def _parent_facts(session: AsyncSession, workflow: Workflow, number: int) 
 async def definition_of(
     session: AsyncSession, account_id: uuid.UUID, version_id: uuid.UUID
 ) -> dict[str, Any]:
-    """The definition of the account's version ``version_id``."""
+    """The definition of the account's version ``version_id`` (not to be changed: it may be
+    the one kept decoded)."""
+    decoded = _DECODED.get(version_id)
+    if decoded is not None:
+        return decoded
     cached = _DEFINITIONS.get(version_id)
     if cached is not None:
         definition: dict[str, Any] = json_value(cached)
@@ -333,8 +348,10 @@ async def create_version(
         trigger_type=validated.model.trigger.type,
         trigger_key=trigger_key(validated.model),
     )
-    await repo.add_version(session, workflow, version, updated_at=now)  # touches the workflow
-    remember_definition(version.id, validated.canonical)
+    await repo.add_version(  # touches the workflow
+        session, workflow, version, definition_json=validated.canonical, updated_at=now
+    )
+    remember_definition(version.id, validated.canonical, validated.definition)
     await audit_version(
         session,
         principal.actor,
