@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.engine import Engine
+from tests.support.engine import Engine, EngineFactory
 from tests.support.workflows import migration_v1 as v1
 from tests.support.workflows import migration_v2 as v2
 
@@ -210,49 +210,58 @@ async def test_rollback_with_migrate_moves_executions_back_in_one_transaction(
 
 
 async def test_gradual_migration_pauses_itself_when_moved_executions_fail(
-    engine: Engine,
+    make_engine: EngineFactory, database_url: str
 ) -> None:
-    wf = await engine.workflow(
-        {
-            "trigger": {"type": "manual"},
-            "steps": [
-                {"id": "pause", "type": "wait", "duration": "1d", "next": "done"},
-                {"id": "done", "type": "end"},
-            ],
-        }
-    )
-    contacts = [await engine.contact(email=f"g{i}@example.com") for i in range(30)]
-    await engine.enroll(wf, *contacts)
-    await engine.run()
-    await engine.new_version(
-        wf,
-        {
-            "trigger": {"type": "manual"},
-            "steps": [
-                {"id": "pause", "type": "wait", "duration": "1d", "next": "call"},
-                # Nothing listens on port 9 of loopback: every call fails.
-                {
-                    "id": "call",
-                    "type": "http_request",
-                    "url": "http://127.0.0.1:9/hook",
-                    "max_attempts": 1,
-                },
-            ],
-        },
-        1,
-    )
-    started = await migrate(
-        engine, wf, {"strategy": "gradual", "batch_size": 25, "interval_seconds": 3600}
-    )
-    mid = started.json()["id"]
-    await engine.run()  # first batch: 25 moved
-    await engine.advance(days=2)  # they wake and fail on the new step
-    await engine.advance(hours=2)  # the next batch is due: the failure rate halts it
-    migration = (await engine.tenant.request("GET", f"/api/v1/migrations/{mid}")).json()
-    assert migration["status"] == "paused", migration
-    assert migration["migrated"] == 25 and "paused itself" in migration["status_reason"]
-    failed = await engine.executions(wf, status="failed")
-    assert len(failed) == 25
+    # Room in the bulkhead for the 25 calls at once: a call that waits for a slot longer than
+    # http_slot_wait_seconds (real time) is deferred, not failed, and this test's timeline is
+    # the manual clock's alone.
+    async with make_engine(
+        database_url, http_concurrency_per_account_host=30, http_concurrency_per_account=30
+    ) as engine:
+        wf = await engine.workflow(
+            {
+                "trigger": {"type": "manual"},
+                "steps": [
+                    {"id": "pause", "type": "wait", "duration": "1h", "next": "done"},
+                    {"id": "done", "type": "end"},
+                ],
+            }
+        )
+        contacts = [await engine.contact(email=f"g{i}@example.com") for i in range(30)]
+        await engine.enroll(wf, *contacts)
+        await engine.run()
+        await engine.new_version(
+            wf,
+            {
+                "trigger": {"type": "manual"},
+                "steps": [
+                    {"id": "pause", "type": "wait", "duration": "1h", "next": "call"},
+                    # Nothing listens on port 9 of loopback: every call fails.
+                    {
+                        "id": "call",
+                        "type": "http_request",
+                        "url": "http://127.0.0.1:9/hook",
+                        "max_attempts": 1,
+                    },
+                ],
+            },
+            1,
+        )
+        started = await migrate(
+            engine, wf, {"strategy": "gradual", "batch_size": 25, "interval_seconds": 86400}
+        )
+        mid = started.json()["id"]
+        url = f"/api/v1/migrations/{mid}"
+        await engine.run()  # first batch: 25 moved; the next is due in a day
+        await engine.advance(hours=2)  # they wake and fail on the new step
+        assert len(await engine.executions(wf, status="failed")) == 25
+        migration = (await engine.tenant.request("GET", url)).json()
+        assert (migration["status"], migration["migrated"]) == ("in_progress", 25), migration
+        await engine.advance(days=1)  # the next batch is due: the failure rate halts it
+        migration = (await engine.tenant.request("GET", url)).json()
+        assert migration["status"] == "paused", migration
+        assert (migration["migrated"], migration["skipped"], migration["batches"]) == (25, 0, 1)
+        assert "paused itself" in migration["status_reason"]
 
 
 async def test_a_dry_run_with_an_idempotency_key_replays_its_report(engine: Engine) -> None:
