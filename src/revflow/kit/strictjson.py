@@ -86,8 +86,15 @@ def problems(value: Any, pointer: str = "", depth: int = 0) -> list[dict[str, st
 # surrogates are not UTF-8.
 _SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 # Where orjson's value could differ from ``json.loads``'s: integers beyond 64 bits (orjson
-# makes them floats), and, for safety's sake, every other long run of digits.
-_LONG_NUMBER = re.compile(rb"[0-9]{16}")
+# makes them floats), and, for safety's sake, every other run of 16 digits or more. Found by
+# making every digit a "0" and looking for sixteen of them: a tenth of the time of a regular
+# expression's search (which tries the run at every digit).
+_LONG_RUN = b"0" * 16
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+
+
+def _long_digit_run(raw: bytes) -> bool:
+    return raw.translate(_DIGITS_AS_ZERO).find(_LONG_RUN) >= 0
 
 
 def body_problems(raw: bytes) -> list[dict[str, str]]:
@@ -104,7 +111,7 @@ def checked_body(raw: bytes) -> tuple[Any, list[dict[str, str]]]:
     definition), which refuses what the standard parser would let through as a marker (NaN,
     Infinity, numbers beyond a float's range) or as a lone surrogate: those, and what is not
     JSON at all, go to ``json.loads``. Raises like ``json.loads`` when ``raw`` is not JSON."""
-    if not _SUSPECT_ESCAPE.search(raw) and not _LONG_NUMBER.search(raw):
+    if not _SUSPECT_ESCAPE.search(raw) and not _long_digit_run(raw):
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError:
