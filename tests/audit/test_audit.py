@@ -21,10 +21,11 @@ from typing import Any, cast
 
 import httpx
 import pytest
-from sqlalchemy import Uuid, bindparam, text
+from sqlalchemy import Uuid, bindparam, event, text
 from sqlalchemy.orm import Session
 
 from revflow.app import create_app
+from revflow.audit import service as audit_service
 from revflow.audit.repository import append
 from revflow.audit.service import SYSTEM, record, verify_account
 from revflow.config import Settings
@@ -458,6 +459,78 @@ async def test_a_change_holds_the_chain_only_while_it_commits(
     items = await entries(owner)
     assert [item["action"] for item in items[:2]] == ["test.slow", "test.quick"]
     assert "test.gone" not in {item["action"] for item in items}
+    assert_chained(items)
+    async with fresh_db.session() as session:
+        assert (await verify_account(session, account)).ok
+
+
+async def _record_and_commit(db: Database, account: uuid.UUID, action: str) -> list[str]:
+    """Record one entry and commit it; answers the statements that touched the chain's head."""
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "audit_heads" in statement:
+            statements.append(statement)
+
+    sync_engine = db.engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", seen)
+    try:
+        async with db.session(write=True) as session:
+            now = dt.datetime.now(dt.UTC)
+            await record(
+                session, account, SYSTEM, action, object_type="test", object_id="1", now=now
+            )
+            await session.commit()
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", seen)
+    return statements
+
+
+async def test_an_entry_after_a_head_this_process_left_is_one_statement(
+    backend: str, fresh_db: Database, owner: Tenant
+) -> None:
+    """Where this process left the account's head is where the next entry goes: appended and
+    made the head in one statement, on the condition that the head is still there."""
+    account = uuid.UUID(owner.account_id)
+    await _record_and_commit(fresh_db, account, "test.first")
+    second = await _record_and_commit(fresh_db, account, "test.second")
+    if backend == "postgresql":
+        assert len(second) == 1 and "moved_head" in second[0], second
+    else:  # no UPDATE in a CTE: the head is advanced, then the entry appended
+        assert len(second) == 2, second
+    items = await entries(owner)
+    assert [item["action"] for item in items[:2]] == ["test.second", "test.first"]
+    assert_chained(items)
+
+
+async def test_a_head_left_elsewhere_costs_a_statement_not_the_chain(
+    backend: str, fresh_db: Database, owner: Tenant
+) -> None:
+    """The head this process remembers can be wrong: its entry was appended in a savepoint
+    whose transaction rolled back, and another process appended since — the same number, a
+    different hash. The next entry finds the head is not where it was left and joins the
+    chain where the chain really ends."""
+    account = uuid.UUID(owner.account_id)
+    await _record_and_commit(fresh_db, account, "test.first")
+    async with fresh_db.session(write=True) as session:
+        async with session.begin_nested():
+            now = dt.datetime.now(dt.UTC)
+            # Inside a savepoint the entry is appended at once: the head moves, then not.
+            await record(
+                session, account, SYSTEM, "test.gone", object_type="t", object_id="2", now=now
+            )
+        await session.rollback()
+    # Another process appends: as if this one had never seen that entry.
+    left_after_gone = dict(audit_service._HEADS)
+    await _record_and_commit(fresh_db, account, "test.elsewhere")
+    audit_service._HEADS.clear()
+    audit_service._HEADS.update(left_after_gone)
+    statements = await _record_and_commit(fresh_db, account, "test.after")
+    if backend == "postgresql":
+        # The conditional append (no row), then the advance and the append.
+        assert len(statements) == 3 and "moved_head" in statements[0], statements
+    items = await entries(owner)
+    assert [item["action"] for item in items[:3]] == ["test.after", "test.elsewhere", "test.first"]
     assert_chained(items)
     async with fresh_db.session() as session:
         assert (await verify_account(session, account)).ok

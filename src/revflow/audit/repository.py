@@ -65,6 +65,46 @@ _INSERT_ONE = insert(AUDIT_ENTRIES).values(
     {column.key: bindparam(f"e_{column.key}", type_=column.type) for column in AUDIT_ENTRIES.c}
 )
 _APPEND_ONE = _SET_HASH.add_cte(_INSERT_ONE.cte("entries"))
+# The head moved to the entry only where it still is the entry before; the entry inserted
+# only where the head moved.
+_MOVED_HEAD = (
+    update(AUDIT_HEADS)
+    .where(
+        AUDIT_HEADS.c.account_id == bindparam("e_account_id"),
+        AUDIT_HEADS.c.seq == bindparam("head_seq", type_=BigInteger),
+        AUDIT_HEADS.c.hash == bindparam("e_prev_hash"),
+    )
+    .values(seq=bindparam("e_seq"), hash=bindparam("e_hash"))
+    .returning(AUDIT_HEADS.c.seq)
+    .cte("moved_head")
+)
+_APPEND_AFTER = (
+    insert(AUDIT_ENTRIES)
+    .from_select(
+        [column.key for column in AUDIT_ENTRIES.c],
+        select(
+            *(
+                _MOVED_HEAD.c.seq
+                if column.key == "seq"
+                else bindparam(f"e_{column.key}", type_=column.type)
+                for column in AUDIT_ENTRIES.c
+            )
+        ),
+    )
+    .returning(AUDIT_ENTRIES.c.seq)
+)
+
+
+def append_after(session: Session, row: dict[str, Any]) -> bool:
+    """Insert ``row`` as the next entry of its account's chain if the head is still entry
+    ``seq - 1`` with hash ``prev_hash``, and make ``row`` the head: one statement, which locks
+    the head as :func:`advance_head` does. Answers whether it did; on SQLite (no ``UPDATE`` in
+    a CTE) it does nothing and answers False."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    params = {f"e_{key}": value for key, value in row.items()}
+    params["head_seq"] = row["seq"] - 1
+    return session.execute(_APPEND_AFTER, params).first() is not None
 
 
 async def head(session: AsyncSession, account_id: uuid.UUID) -> AuditHead | None:

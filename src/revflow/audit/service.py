@@ -119,49 +119,71 @@ def _drop_pending(session: Session, transaction: SessionTransaction) -> None:
         session.info.pop(PENDING, None)
 
 
+# Where this process last left each account's head: (its number, its hash). A guess, only
+# ever used as the condition of an append (see ``_append``), so a stale one costs a statement.
+_HEADS: dict[uuid.UUID, tuple[int, str]] = {}
+_HEADS_KEPT = 4096
+
+
 def _append(session: Session, entries: Sequence[_Entry]) -> None:
     """Add ``entries`` to their accounts' chains, in order; accounts' heads are locked in
-    the order of their ids, so that two transactions never wait for each other's."""
+    the order of their ids, so that two transactions never wait for each other's.
+
+    A single entry of an account whose head this process has seen is first appended in one
+    statement, on the condition that the head is still where it was seen
+    (``repo.append_after``); otherwise — another process or a rolled-back transaction moved
+    it, or nothing is known — the head is advanced and read, then the entries appended."""
     by_account: dict[uuid.UUID, list[_Entry]] = {}
     for entry in entries:
         by_account.setdefault(entry.account_id, []).append(entry)
     for account_id in sorted(by_account):
         mine = by_account[account_id]
+        known = _HEADS.get(account_id)
+        if known is not None and len(mine) == 1:
+            row = _row(account_id, mine[0], known[0] + 1, known[1])
+            if repo.append_after(session, row):
+                _HEADS[account_id] = (row["seq"], row["hash"])
+                continue
         last, prev_hash = repo.advance_head(session, account_id, len(mine))
         rows: list[dict[str, Any]] = []
         for seq, entry in enumerate(mine, start=last - len(mine) + 1):
-            digest = entry_hash(
-                prev_hash=prev_hash,
-                seq=seq,
-                at=entry.at,
-                actor_user=entry.actor.user,
-                actor_key_id=entry.actor.key_id,
-                action=entry.action,
-                workflow_id=entry.workflow_id,
-                object_type=entry.object_type,
-                object_id=entry.object_id,
-                details=entry.details,
-            )
-            rows.append(
-                {
-                    "id": new_id(),
-                    "account_id": account_id,
-                    "seq": seq,
-                    "at": entry.at,
-                    "actor_user": entry.actor.user,
-                    "actor_key_id": entry.actor.key_id,
-                    "action": entry.action,
-                    "workflow_id": entry.workflow_id,
-                    "object_type": entry.object_type,
-                    "object_id": entry.object_id,
-                    "details": entry.details,
-                    "prev_hash": prev_hash,
-                    "hash": digest,
-                }
-            )
-            prev_hash = digest
+            rows.append(_row(account_id, entry, seq, prev_hash))
+            prev_hash = rows[-1]["hash"]
         repo.append(session, account_id, rows)
+        if len(_HEADS) >= _HEADS_KEPT:
+            _HEADS.clear()
+        _HEADS[account_id] = (last, prev_hash)
     session.flush()
+
+
+def _row(account_id: uuid.UUID, entry: _Entry, seq: int, prev_hash: str) -> dict[str, Any]:
+    """The row of ``entry`` as number ``seq`` of its account's chain, after ``prev_hash``."""
+    return {
+        "id": new_id(),
+        "account_id": account_id,
+        "seq": seq,
+        "at": entry.at,
+        "actor_user": entry.actor.user,
+        "actor_key_id": entry.actor.key_id,
+        "action": entry.action,
+        "workflow_id": entry.workflow_id,
+        "object_type": entry.object_type,
+        "object_id": entry.object_id,
+        "details": entry.details,
+        "prev_hash": prev_hash,
+        "hash": entry_hash(
+            prev_hash=prev_hash,
+            seq=seq,
+            at=entry.at,
+            actor_user=entry.actor.user,
+            actor_key_id=entry.actor.key_id,
+            action=entry.action,
+            workflow_id=entry.workflow_id,
+            object_type=entry.object_type,
+            object_id=entry.object_id,
+            details=entry.details,
+        ),
+    }
 
 
 @dataclass(frozen=True)
