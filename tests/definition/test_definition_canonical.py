@@ -17,8 +17,14 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from revflow.definition import canonical_json, content_hash, make_definition, validate_definition
-from revflow.definition.canonical import canonical_json_and_copy
+from revflow.definition import (
+    DefinitionInvalid,
+    canonical_json,
+    content_hash,
+    make_definition,
+    validate_definition,
+)
+from revflow.definition.canonical import canonical_json_and_copy, parsed_canonical_json
 
 
 def _shuffled(value: Any, rng: random.Random) -> Any:
@@ -128,6 +134,32 @@ def test_canonical_bytes_are_the_standard_encoders(value: Any) -> None:
     # same types (1, 1.0 and True apart), the same -0.0, keys in the same order.
     if copy is not None:
         assert repr(copy) == repr(json.loads(canonical))
+
+
+@given(_wide_json | st.lists(st.sampled_from([float("nan"), float("inf"), -float("inf"), 1])))
+@example([float("nan")])
+@example({"a": None, "b": 1e-07})
+def test_a_parsed_values_canonical_bytes_are_the_standard_encoders(value: Any) -> None:
+    # As a request's JSON value comes: read back from JSON text (NaN and the infinities
+    # included, which the standard parser accepts and the standard encoder refuses).
+    parsed = json.loads(json.dumps(value))
+    fast = parsed_canonical_json(parsed)
+    if fast is None:
+        return  # for canonical_json_and_copy to decide
+    assert fast == _standard(parsed)
+
+
+def test_a_parsed_definition_is_kept_as_it_came() -> None:
+    raw = json.loads(json.dumps(make_definition(40, seed=3)))
+    parsed = validate_definition(raw, parsed=True)
+    copied = validate_definition(raw)
+    assert parsed.definition is raw and copied.definition is not raw
+    assert parsed.canonical == copied.canonical == _standard(raw)
+    assert parsed.content_hash == copied.content_hash and parsed.model == copied.model
+    # NaN, which the standard parser reads, is refused as before (orjson would write null).
+    with pytest.raises(DefinitionInvalid) as refused:
+        validate_definition({**raw, "description": float("nan")}, parsed=True)
+    assert "only JSON values" in refused.value.errors[0]["message"]
 
 
 def test_a_plain_definition_takes_the_fast_way() -> None:

@@ -50,6 +50,26 @@ def canonical_json_and_copy(obj: object) -> tuple[bytes, Any | None]:
     return _ENCODER.encode(obj).encode("utf-8"), None
 
 
+def parsed_canonical_json(obj: object) -> bytes | None:
+    """:func:`canonical_json` of ``obj``, a value as a JSON parser gives it (dicts, lists,
+    strings, numbers, booleans, None), without the copy that checks it: orjson's bytes where
+    they are the standard encoder's. None where they might not be, for
+    :func:`canonical_json_and_copy` to decide: a ``null`` in them (orjson writes NaN and the
+    infinities, which the standard parser lets through, as ``null``), small floats, or a value
+    orjson refuses."""
+    try:
+        canonical = orjson.dumps(obj, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        return None
+    if (
+        b"null" in canonical
+        or _SMALL_FLOAT_FIXED in canonical
+        or _SMALL_FLOAT.search(canonical) is not None
+    ):
+        return None
+    return canonical
+
+
 def _orjson_canonical(obj: object) -> tuple[bytes, Any] | None:
     """The canonical bytes and copy by orjson, or None where they might not be the standard's."""
     try:

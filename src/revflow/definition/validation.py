@@ -13,7 +13,7 @@ import pydantic_core
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from revflow.definition.canonical import canonical_json_and_copy
+from revflow.definition.canonical import canonical_json_and_copy, parsed_canonical_json
 from revflow.definition.models import (
     PROBLEMS_ERROR_TYPE,
     STEP_ID_PATTERN,
@@ -51,7 +51,8 @@ class ValidatedDefinition:
 
     model: Definition
     definition: dict[str, Any]
-    """The document as submitted: a fresh copy in plain JSON types, keys in canonical order."""
+    """The document as submitted: a fresh copy in plain JSON types, keys in canonical order
+    (or, for a ``parsed`` one, the request's own value)."""
     canonical: bytes
     content_hash: str
     warnings: list[DefinitionProblem] = field(default_factory=list)
@@ -79,6 +80,7 @@ def validate_definition(
     *,
     max_steps: int = DEFAULT_MAX_STEPS,
     max_definition_bytes: int = DEFAULT_MAX_DEFINITION_BYTES,
+    parsed: bool = False,
 ) -> ValidatedDefinition:
     """Validate a definition document and return it with its canonical form and hash.
 
@@ -86,18 +88,25 @@ def validate_definition(
     :class:`DefinitionInvalid` is raised with all of them. Unreachable steps are not errors:
     they come back in ``warnings``. A document over ``max_definition_bytes`` (measured on its
     canonical JSON) is refused with that single error, without looking further into it.
+
+    ``parsed``: ``raw`` is a request's value just parsed from JSON, which nothing else holds
+    or changes; it becomes the document as it is (keys in the order they came), without the
+    copy that otherwise keeps later changes to ``raw`` from reaching the stored version.
     """
     try:
-        return _validate(raw, max_steps, max_definition_bytes)
+        return _validate(raw, max_steps, max_definition_bytes, parsed)
     except RecursionError:
         raise DefinitionInvalid([_problem("", NESTED_TOO_DEEPLY)]) from None
 
 
-def _validate(raw: object, max_steps: int, max_definition_bytes: int) -> ValidatedDefinition:
+def _validate(
+    raw: object, max_steps: int, max_definition_bytes: int, parsed: bool
+) -> ValidatedDefinition:
     if not isinstance(raw, dict):
         raise DefinitionInvalid([_problem("", "a definition must be a JSON object")])
+    fast = parsed_canonical_json(raw) if parsed else None
     try:
-        canonical, copy = canonical_json_and_copy(raw)
+        canonical, copy = (fast, raw) if fast is not None else canonical_json_and_copy(raw)
     except (TypeError, ValueError) as exc:
         raise DefinitionInvalid(
             [_problem("", f"a definition must contain only JSON values: {exc}")]
@@ -113,7 +122,8 @@ def _validate(raw: object, max_steps: int, max_definition_bytes: int) -> Validat
             ]
         )
     # A fresh copy made of plain JSON types only (tuples become lists), so that later changes
-    # to `raw` cannot reach the stored version; its keys come in canonical order.
+    # to `raw` cannot reach the stored version; its keys come in canonical order. (A parsed
+    # request's value is its own copy.)
     document: dict[str, Any]
     if copy is not None:
         document = copy

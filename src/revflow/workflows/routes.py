@@ -99,7 +99,9 @@ async def create_workflow(
     claim = await idempotency.claim(session, request, principal.account_id)
     if claim is not None and claim.replay is not None:
         return claim.replay
-    workflow, _version = await service.create_workflow(session, principal, body, settings, now=now)
+    workflow, _version = await service.create_workflow(
+        session, principal, body, settings, now=now, parsed=True
+    )
     answer = workflow_out(workflow)
     headers = {"ETag": answer["etag"], "Location": f"/api/v1/workflows/{workflow.id}"}
     if claim is not None:
@@ -149,7 +151,13 @@ async def create_version(
     if change.replay:
         return change.replay
     version = await service.create_version(
-        change.session, change.principal, change.workflow, body, settings, now=change.now
+        change.session,
+        change.principal,
+        change.workflow,
+        body,
+        settings,
+        now=change.now,
+        parsed=True,
     )
     # A version made by this request has no executions yet: nothing to count.
     response = await change.respond(version_out(version, 0, with_definition=True), 201)

@@ -211,7 +211,11 @@ async def create_workflow(
     body: WorkflowCreate,
     settings: Settings,
     now: dt.datetime,
+    *,
+    parsed: bool = False,
 ) -> tuple[Workflow, Version | None]:
+    """A new workflow, with its first version when the body has a definition (``parsed``:
+    as for :func:`create_version`)."""
     if (body.definition is None) != (body.change_summary is None):
         missing = "/change_summary" if body.change_summary is None else "/definition"
         raise ValidationFailed.at(missing, "definition and change_summary go together")
@@ -242,6 +246,7 @@ async def create_workflow(
             ),
             settings,
             now=now,
+            parsed=parsed,
         )
     return workflow, version
 
@@ -276,12 +281,13 @@ async def update_workflow(
     return workflow
 
 
-def _validate(definition: dict[str, Any], settings: Settings) -> Any:
+def _validate(definition: dict[str, Any], settings: Settings, parsed: bool) -> Any:
     try:
         return validate_definition(
             definition,
             max_steps=settings.max_steps,
             max_definition_bytes=settings.max_definition_bytes,
+            parsed=parsed,
         )
     except DefinitionInvalid as exc:
         raise InvalidDefinition(
@@ -299,9 +305,13 @@ async def create_version(
     body: VersionCreate,
     settings: Settings,
     now: dt.datetime,
+    *,
+    parsed: bool = False,
 ) -> Version:
-    """A new immutable version; ``workflow`` must be locked by the caller."""
-    validated = _validate(body.definition, settings)
+    """A new immutable version; ``workflow`` must be locked by the caller. ``parsed``: the
+    body's definition is the request's JSON value, which the version may keep as it is
+    (``validate_definition``'s ``parsed``)."""
+    validated = _validate(body.definition, settings, parsed)
     latest = workflow.version_count
     base = body.base_version
     if base is not None and not 1 <= base <= latest:
