@@ -291,6 +291,7 @@ async def test_a_version_is_inserted_only_with_its_defaulted_columns_set() -> No
             version,
             definition_json=b"{}",
             updated_at=dt.datetime.now(dt.UTC),
+            ending_draft_of="someone@example.com",
         )
 
 

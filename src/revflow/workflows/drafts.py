@@ -196,14 +196,19 @@ async def discard(session: AsyncSession, workflow: Workflow, user: str) -> None:
 
 async def end(session: AsyncSession, workflow: WorkflowKey, user: str) -> int:
     """Delete ``user``'s draft of ``workflow``; answers how many were deleted (0 or 1)."""
-    result = await session.execute(
-        _END, {"account_id": workflow.account_id, "workflow_id": workflow.id, "user": user}
-    )
+    result = await session.execute(END, end_parameters(workflow, user))
     return result.rowcount if isinstance(result, CursorResult) else 0
 
 
-_END = delete(_DRAFTS).where(
-    _DRAFTS.c.account_id == bindparam("account_id"),
-    _DRAFTS.c.workflow_id == bindparam("workflow_id"),
-    _DRAFTS.c.user == bindparam("user"),
+def end_parameters(workflow: WorkflowKey, user: str) -> dict[str, Any]:
+    """The parameters of :data:`END` for ``user``'s draft of ``workflow``."""
+    return {"end_account_id": workflow.account_id, "end_workflow_id": workflow.id, "end_user": user}
+
+
+# The deletion of a user's draft, built once; also a part of the statement that creates a
+# version (which ends its creator's draft).
+END = delete(_DRAFTS).where(
+    _DRAFTS.c.account_id == bindparam("end_account_id"),
+    _DRAFTS.c.workflow_id == bindparam("end_workflow_id"),
+    _DRAFTS.c.user == bindparam("end_user"),
 )

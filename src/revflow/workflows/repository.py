@@ -31,6 +31,7 @@ from sqlalchemy.orm import defer, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from revflow.models import LIVE_STATUSES, Execution, Version, VersionTag, Workflow
+from revflow.workflows import drafts
 
 # Every column of a version except its definition, for lists.
 VERSION_SUMMARY_COLUMNS = [c for c in Version.__table__.c if c.name != "definition"]
@@ -68,14 +69,16 @@ async def add_version(
     *,
     definition_json: bytes,
     updated_at: dt.datetime,
+    ending_draft_of: str,
 ) -> None:
-    """Insert ``version`` (every column set) as the workflow's next, and advance the
-    workflow's version count and revision: one statement on PostgreSQL (the insert in a CTE
-    of the workflow's update), without the unit of work's bookkeeping on the path every
-    version takes. The definition is stored from ``definition_json``, its JSON text (the
-    canonical form the caller has made anyway), not encoded again. Both objects end up as if
-    just loaded: ``version`` in the session, the workflow's new values committed to it
-    (nothing left for a flush)."""
+    """Insert ``version`` (every column set) as the workflow's next, advance the workflow's
+    version count and revision, and delete the working draft of the workflow that the
+    version ends, ``ending_draft_of``'s (its creator's): one statement on PostgreSQL (the
+    insert and the deletion in CTEs of the workflow's update), without the unit of work's
+    bookkeeping on the path every version takes. The definition is stored from
+    ``definition_json``, its JSON text (the canonical form the caller has made anyway), not
+    encoded again. Both objects end up as if just loaded: ``version`` in the session, the
+    workflow's new values committed to it (nothing left for a flush)."""
     given = version.__dict__
     unset = _VERSION_KEYS - given.keys()
     if unset & _VERSION_DEFAULTED:
@@ -89,12 +92,13 @@ async def add_version(
     inserted["v_definition"] = definition_json.decode()
     updated = {f"w_{key}": value for key, value in advanced.items()}
     updated.update(w_account_id=workflow.account_id, w_id=workflow.id)
+    ended = drafts.end_parameters(workflow, ending_draft_of)
     statements = _add_version_statements(session.get_bind().dialect.name)
     if len(statements) == 1:
-        await session.execute(statements[0], inserted | updated)
+        await session.execute(statements[0], inserted | updated | ended)
     else:
-        await session.execute(statements[0], inserted)
-        await session.execute(statements[1], updated)
+        for statement, parameters in zip(statements, (inserted, updated, ended), strict=True):
+            await session.execute(statement, parameters)
     for key in unset:
         set_committed_value(version, key, None)  # loaded as NULL, not expired
     make_transient_to_detached(version)
@@ -108,7 +112,8 @@ def _add_version_statements(dialect: str) -> tuple[Executable, ...]:
     """The statements of ``add_version``, built once with every value a parameter (building
     them per call, with a coercion per value, cost more than executing them): ``v_<column>``
     for the version, ``w_<column>`` for the workflow's new values, ``w_account_id`` and
-    ``w_id`` for its key. ``v_definition`` is the definition's JSON text."""
+    ``w_id`` for its key, ``drafts.end_parameters`` for the draft. ``v_definition`` is the
+    definition's JSON text."""
     values: dict[str, Any] = {
         column.key: bindparam(f"v_{column.key}", type_=column.type) for column in VERSIONS.c
     }
@@ -130,8 +135,10 @@ def _add_version_statements(dialect: str) -> tuple[Executable, ...]:
         )
     )
     if dialect == "postgresql":
-        return (advance.add_cte(insert_version.cte("version")),)
-    return (insert_version, advance)
+        return (
+            advance.add_cte(insert_version.cte("version")).add_cte(drafts.END.cte("ended_draft")),
+        )
+    return (insert_version, advance, drafts.END)
 
 
 async def list_workflows(

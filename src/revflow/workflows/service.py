@@ -39,7 +39,6 @@ from revflow.errors import (
 )
 from revflow.kit.ids import parse_id
 from revflow.models import Version, VersionTag, Workflow
-from revflow.workflows import drafts
 from revflow.workflows import events as webhook_events
 from revflow.workflows import repository as repo
 from revflow.workflows.schemas import (
@@ -359,7 +358,12 @@ async def create_version(
         trigger_key=trigger_key(validated.model),
     )
     await repo.add_version(  # touches the workflow
-        session, workflow, version, definition_json=validated.canonical, updated_at=now
+        session,
+        workflow,
+        version,
+        definition_json=validated.canonical,
+        updated_at=now,
+        ending_draft_of=principal.user,  # creating a version ends its creator's draft
     )
     remember_definition(version.id, validated.canonical, validated.definition)
     await audit_version(
@@ -376,8 +380,6 @@ async def create_version(
         },
         now=now,
     )
-    # Creating a version ends the creator's working draft of the workflow.
-    await drafts.end(session, workflow, principal.user)
     if body.publish:
         await publish(session, principal, workflow, version, now=now)
     return version
