@@ -7,8 +7,18 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from revflow.diff import Breaking, Change, FieldChange, compare, diff_fields, json_equal
+from revflow.diff import (
+    Breaking,
+    Change,
+    FieldChange,
+    compare,
+    diff_fields,
+    json_equal,
+    suggested_bump,
+)
 from tests.support.workflows import spec_example
 
 
@@ -513,3 +523,79 @@ def test_json_equal() -> None:
     assert not json_equal([1, 2], [2, 1])
     assert not json_equal("1", 1)
     assert not json_equal(None, {})
+
+
+_EDITS = st.lists(
+    st.sampled_from(
+        [
+            "text",  # a message's content
+            "retype",  # a step of another type (breaking)
+            "wait for an event",  # the wait's kind (breaking)
+            "event",  # the awaited event (breaking once it waits for one)
+            "duration",  # the wait's duration (not breaking)
+            "remove step",  # breaking
+            "add step",  # minor
+            "rename step",  # removed and added: breaking
+            "rewire",  # next elsewhere
+            "trigger",  # minor
+            "trigger flag as number",  # true written 1 in the trigger: a change (minor)
+            "flag as number",  # true written 1 in a step: a modification (patch)
+            "start",  # minor
+            "remove goal",  # breaking
+            "add goal",  # minor
+            "goal event",  # a goal modified (patch)
+        ]
+    ),
+    max_size=4,
+)
+
+
+def _edit(definition: dict[str, Any], edit: str) -> None:
+    steps, goals = definition["steps"], definition["goals"]
+    pause = next((s for s in steps if s["type"] == "wait"), None)
+    if edit == "text":
+        steps[0]["subject"] = steps[0].get("subject", "") + "!"
+    elif edit == "retype" and len(steps) > 4:
+        steps[4] = {"id": steps[4]["id"], "type": "remove_tag", "tag": "x"}
+    elif edit == "wait for an event" and pause is not None:
+        pause.pop("duration", None)
+        pause["event"] = "clicked"
+    elif edit == "event" and pause is not None and "event" in pause:
+        pause["event"] += "_again"
+    elif edit == "duration" and pause is not None and "duration" in pause:
+        pause["duration"] = "3d"
+    elif edit == "remove step" and len(steps) > 1:
+        steps.pop()
+    elif edit == "add step":
+        steps.append({"id": f"extra_{len(steps)}", "type": "add_tag", "tag": "x"})
+    elif edit == "rename step":
+        steps[-1]["id"] += "_renamed"
+    elif edit == "rewire":
+        steps[0]["next"] = steps[-1]["id"]
+    elif edit == "trigger":
+        definition["trigger"] = {"type": "tag_added", "tag": "customer"}
+    elif edit == "trigger flag as number":
+        definition["trigger"]["flag"] = 1 if definition["trigger"].get("flag") is True else True
+    elif edit == "flag as number":
+        steps[0]["flag"] = 1 if steps[0].get("flag") is True else True
+    elif edit == "start":
+        definition["start"] = steps[-1]["id"]
+    elif edit == "remove goal" and goals:
+        goals.pop()
+    elif edit == "add goal":
+        goals.append({"id": f"goal_{len(goals)}", "event": "x"})
+    elif edit == "goal event" and goals:
+        goals[0]["event"] += "_again"
+
+
+@given(_EDITS, _EDITS)
+def test_the_suggested_bump_alone_is_the_comparisons(earlier: list[str], later: list[str]) -> None:
+    """What a new version's semver takes: ``suggested_bump`` agrees with ``compare`` on every
+    kind of edit, alone and together (the definitions need not be valid: the diff is pure)."""
+    before = spec_example()
+    for edit in earlier:
+        _edit(before, edit)
+    after = copy.deepcopy(before)
+    for edit in later:
+        _edit(after, edit)
+    assert suggested_bump(before, after) == compare(before, after).suggested_bump

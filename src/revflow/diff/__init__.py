@@ -5,7 +5,14 @@ suggested mapping of removed steps; ``next_semver`` applies a bump; ``render_tex
 ``render_rich`` show a comparison to people.
 """
 
-from revflow.diff.compare import compare, diff_fields, effective_start, json_equal, wait_kind
+from revflow.diff.compare import (
+    compare,
+    diff_fields,
+    effective_start,
+    json_equal,
+    suggested_bump,
+    wait_kind,
+)
 from revflow.diff.model import (
     Breaking,
     Bump,
@@ -36,5 +43,6 @@ __all__ = [
     "next_semver",
     "render_rich",
     "render_text",
+    "suggested_bump",
     "wait_kind",
 ]

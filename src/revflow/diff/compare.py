@@ -121,6 +121,36 @@ def compare(before: Mapping[str, Any], after: Mapping[str, Any]) -> Comparison:
     )
 
 
+def suggested_bump(before: Mapping[str, Any], after: Mapping[str, Any]) -> Bump:
+    """``compare(before, after).suggested_bump``, without the changes themselves: what a new
+    version's semver needs. A step equal in Python (``==``) is taken as unchanged: it could
+    differ from its peer only by a ``true`` facing a ``1``, a modification, which never moves
+    the bump beyond the patch every new version gets anyway."""
+    before_steps = _index(before.get("steps"), "step")
+    after_steps = _index(after.get("steps"), "step")
+    if any(step_id not in after_steps for step_id in before_steps):
+        return "major"  # a step removed
+    added = False
+    for step_id, after_step in after_steps.items():
+        before_step = before_steps.get(step_id)
+        if before_step is None:
+            added = True
+        elif before_step != after_step and _step_breaking_reason(before_step, after_step):
+            return "major"
+    before_goals = _index(before.get("goals"), "goal")
+    after_goals = _index(after.get("goals"), "goal")
+    if any(goal_id not in after_goals for goal_id in before_goals):
+        return "major"  # a goal removed
+    if (
+        added
+        or any(goal_id not in before_goals for goal_id in after_goals)
+        or _entity_change("trigger", None, before.get("trigger"), after.get("trigger"))
+        or _start_change(before, after)
+    ):
+        return "minor"
+    return "patch"
+
+
 def diff_fields(before: Any, after: Any, path: str = "") -> list[FieldChange]:
     """Return the field-level differences between two JSON values as JSON Pointer paths.
 

@@ -23,7 +23,7 @@ from revflow.auth.service import Principal
 from revflow.config import Settings
 from revflow.db import json_value, new_id
 from revflow.definition import Definition, DefinitionInvalid, canonical_json, validate_definition
-from revflow.diff import compare, next_semver
+from revflow.diff import next_semver, suggested_bump
 from revflow.errors import (
     CanaryActive,
     InvalidDefinition,
@@ -337,7 +337,7 @@ async def create_version(
         semver = next_semver(None, "major")
     else:
         before = await definition_of(session, workflow.account_id, parent.id)
-        semver = next_semver(parent.semver, compare(before, validated.definition).suggested_bump)
+        semver = next_semver(parent.semver, suggested_bump(before, validated.definition))
     version = Version(
         id=new_id(),
         account_id=workflow.account_id,
