@@ -56,13 +56,17 @@ def draft_out(draft: WorkingDraft) -> dict[str, Any]:
     }
 
 
-def check(definition: Any, settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(problems, warnings) of the draft's content; never raises."""
+def check(
+    definition: Any, settings: Settings, *, parsed: bool = False
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(problems, warnings) of the draft's content (``parsed``: as ``validate_definition``'s);
+    never raises."""
     try:
         validated = validate_definition(
             definition,
             max_steps=settings.max_steps,
             max_definition_bytes=settings.max_definition_bytes,
+            parsed=parsed,
         )
     except DefinitionInvalid as exc:
         return [dict(e) for e in exc.errors], []
@@ -106,8 +110,11 @@ async def save(
     revision: int | None,
     settings: Settings,
     now: dt.datetime,
+    parsed: bool = False,
 ) -> WorkingDraft:
-    problems, warnings = check(definition, settings)
+    """Save ``user``'s draft of ``workflow`` with its problems and warnings (``parsed``: the
+    definition is the request's JSON value, checked without a copy of it)."""
+    problems, warnings = check(definition, settings, parsed=parsed)
     values = {
         "definition": definition,
         "base_version": base_version,

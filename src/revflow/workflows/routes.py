@@ -420,6 +420,7 @@ async def save_draft(
         revision=body.revision,
         settings=settings,
         now=now,
+        parsed=True,
     )
     answer = drafts.draft_out(draft)
     await commit(session)
