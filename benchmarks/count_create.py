@@ -1,0 +1,139 @@
+"""Count the instructions one version create costs, in process, with valgrind's callgrind.
+
+    python benchmarks/count_create.py [--database postgresql|sqlite] [--creates 40] [--steps 200]
+    PYTHONPATH=<another checkout>/src python benchmarks/count_create.py   # another revision
+
+Timings on a shared two-core machine move by 30-60 % from run to run; instruction counts do
+not: callgrind counts the same total for the same code and inputs whatever else the machine is
+doing, so two revisions compare in one run each. The application runs in this process (httpx's
+ASGI transport: no server, no socket) on a fresh database with one account. It makes a workflow
+of ``--steps`` steps and 20 versions of it to warm up (one message edited each time, as in
+``bench_api.py``), then ``--creates`` more with callgrind's instrumentation switched on
+(``callgrind_control``), and prints the instructions per create. Client and server share the
+process: the count includes the client's part of each request, and none of the database's.
+Needs Debian's ``valgrind`` (its ``callgrind_control`` included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+
+from benchmarks.common import fresh_database
+from revflow.app import create_app
+from revflow.audit.service import Actor
+from revflow.auth import service as auth_service
+from revflow.config import Settings
+from revflow.db import Database
+from revflow.definition.samples import make_definition
+from revflow.migrate import upgrade
+
+WARM_UP = 20
+# Set in the process that valgrind runs: the one that makes the requests.
+COUNTING = "REVFLOW_COUNT_CREATE"
+
+
+def _instrument(on: bool) -> None:
+    subprocess.run(
+        ["callgrind_control", "--instr=on" if on else "--instr=off", str(os.getpid())],
+        check=True,
+        capture_output=True,
+    )
+
+
+def _bodies(steps: int, count: int) -> list[bytes]:
+    definition = make_definition(steps, 1)
+    editable = [i for i, s in enumerate(definition["steps"]) if isinstance(s.get("body"), str)]
+    bodies = []
+    for number in range(2, count + 2):
+        definition["steps"][editable[number % len(editable)]]["body"] += " (edited)"
+        body = {"definition": definition, "change_summary": "edit", "base_version": number - 1}
+        bodies.append(json.dumps(body).encode())
+    return bodies
+
+
+async def _create_versions(url: str, steps: int, creates: int) -> None:
+    settings = Settings(database_url=url, log_json=False, max_versions=WARM_UP + creates + 10)
+    db = Database(url, pool_size=2)
+    app = create_app(settings, db)
+    async with db.session(write=True) as session:
+        _account, key = await auth_service.create_account(
+            session, "count", Actor(user="bench"), dt.datetime.now(dt.UTC)
+        )
+        await session.commit()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    first = {"name": "counted", "definition": make_definition(steps, 1), "change_summary": "1"}
+    bodies = _bodies(steps, WARM_UP + creates)
+    logging.disable(logging.CRITICAL)  # the request log is the same work in both revisions
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://count") as client:
+        made = await client.post("/api/v1/workflows", headers=headers, json=first)
+        made.raise_for_status()
+        path = f"/api/v1/workflows/{made.json()['id']}/versions"
+        for index, body in enumerate(bodies):
+            if index == WARM_UP:
+                _instrument(True)
+            response = await client.post(path, headers=headers, content=body)
+            if response.status_code != 201:
+                raise RuntimeError(f"create answered {response.status_code}: {response.text}")
+        _instrument(False)
+    await db.dispose()
+
+
+def _count(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as workdir:
+        out = Path(workdir) / "callgrind.out"
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            __file__,
+            *sys.argv[1:],
+        ]
+        done = subprocess.run(
+            command, env={**os.environ, COUNTING: "1"}, capture_output=True, text=True
+        )
+        collected = re.search(r"Collected : (\d+)", done.stderr)
+        if done.returncode != 0 or collected is None:
+            sys.exit(f"the counted run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    per_create = int(collected.group(1)) / args.creates
+    print(
+        f"{args.database}: {per_create / 1e6:.2f} M instructions per create "
+        f"({args.creates} creates of a {args.steps}-step definition, after {WARM_UP})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--creates", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=200)
+    args = parser.parse_args()
+    if os.environ.get(COUNTING) != "1":
+        _count(args)
+        return
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        fresh_database(args.database, Path(workdir)) as url,
+    ):
+        upgrade(url)
+        asyncio.run(_create_versions(url, args.steps, args.creates))
+
+
+if __name__ == "__main__":
+    main()
