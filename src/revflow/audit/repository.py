@@ -95,13 +95,17 @@ _APPEND_AFTER = (
 )
 
 
+def appends_after(session: Session) -> bool:
+    """Whether :func:`append_after` works on the session's database: PostgreSQL (SQLite has no
+    ``UPDATE`` in a CTE)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def append_after(session: Session, row: dict[str, Any]) -> bool:
     """Insert ``row`` as the next entry of its account's chain if the head is still entry
     ``seq - 1`` with hash ``prev_hash``, and make ``row`` the head: one statement, which locks
-    the head as :func:`advance_head` does. Answers whether it did; on SQLite (no ``UPDATE`` in
-    a CTE) it does nothing and answers False."""
-    if session.get_bind().dialect.name != "postgresql":
-        return False
+    the head as :func:`advance_head` does. Answers whether it did. PostgreSQL only
+    (:func:`appends_after`)."""
     params = {f"e_{key}": value for key, value in row.items()}
     params["head_seq"] = row["seq"] - 1
     return session.execute(_APPEND_AFTER, params).first() is not None

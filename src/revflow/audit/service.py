@@ -129,16 +129,17 @@ def _append(session: Session, entries: Sequence[_Entry]) -> None:
     """Add ``entries`` to their accounts' chains, in order; accounts' heads are locked in
     the order of their ids, so that two transactions never wait for each other's.
 
-    A single entry of an account whose head this process has seen is first appended in one
-    statement, on the condition that the head is still where it was seen
+    On PostgreSQL, a single entry of an account whose head this process has seen is first
+    appended in one statement, on the condition that the head is still where it was seen
     (``repo.append_after``); otherwise — another process or a rolled-back transaction moved
     it, or nothing is known — the head is advanced and read, then the entries appended."""
     by_account: dict[uuid.UUID, list[_Entry]] = {}
     for entry in entries:
         by_account.setdefault(entry.account_id, []).append(entry)
+    heads = _HEADS if repo.appends_after(session) else None
     for account_id in sorted(by_account):
         mine = by_account[account_id]
-        known = _HEADS.get(account_id)
+        known = None if heads is None else heads.get(account_id)
         if known is not None and len(mine) == 1:
             row = _row(account_id, mine[0], known[0] + 1, known[1])
             if repo.append_after(session, row):
@@ -150,9 +151,10 @@ def _append(session: Session, entries: Sequence[_Entry]) -> None:
             rows.append(_row(account_id, entry, seq, prev_hash))
             prev_hash = rows[-1]["hash"]
         repo.append(session, account_id, rows)
-        if len(_HEADS) >= _HEADS_KEPT:
-            _HEADS.clear()
-        _HEADS[account_id] = (last, prev_hash)
+        if heads is not None:
+            if len(heads) >= _HEADS_KEPT:
+                heads.clear()
+            heads[account_id] = (last, prev_hash)
     session.flush()
 
 
