@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import event
+
 from tests.support.engine import Engine
 
 
@@ -97,3 +99,33 @@ async def test_compare_answers_404_and_422(engine: Engine) -> None:
     ):
         bad = await engine.tenant.request("GET", url, params=params)
         assert bad.status_code == 422, (params, bad.text)
+
+
+async def test_the_two_versions_are_read_in_one_query(engine: Engine) -> None:
+    """Both ends of a comparison come from one query (either order, a version against
+    itself, a missing one answering 404 whichever end it is)."""
+    wf = await engine.workflow(v1())
+    await engine.new_version(wf, v2(), 1, publish=False)
+    url = f"/api/v1/workflows/{wf}/versions/compare"
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM versions" in statement and "versions.number" in statement:
+            statements.append(statement)  # a lookup of versions by number
+
+    event.listen(engine.worker.db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        for ends, status in (((1, 2), 200), ((2, 1), 200), ((2, 2), 200), ((9, 1), 404)):
+            statements.clear()
+            params = {"from": ends[0], "to": ends[1]}
+            response = await engine.tenant.request("GET", url, params=params)
+            assert response.status_code == status, response.text
+            if status == 200:
+                answer = response.json()
+                assert (answer["from"]["number"], answer["to"]["number"]) == ends
+            else:
+                assert "has no version 9" in response.json()["detail"]
+            # (The definitions, read once per pair and process, are looked up by id.)
+            assert len(statements) == 1, statements
+    finally:
+        event.remove(engine.worker.db.engine.sync_engine, "before_cursor_execute", seen)

@@ -186,6 +186,30 @@ async def get_version(
     return await session.scalar(query)
 
 
+async def get_versions_without_definitions(
+    session: AsyncSession, account_id: uuid.UUID, workflow_id: uuid.UUID, numbers: Sequence[int]
+) -> dict[int, Version]:
+    """The workflow's versions numbered ``numbers`` that exist, by number, in one query;
+    without their definitions (not loadable later)."""
+    found = await session.scalars(
+        _VERSIONS_BY_NUMBER,
+        {"account_id": account_id, "workflow_id": workflow_id, "numbers": list(numbers)},
+    )
+    return {version.number: version for version in found}
+
+
+# Built once, the numbers an expanding parameter.
+_VERSIONS_BY_NUMBER = (
+    select(Version)
+    .where(
+        Version.account_id == bindparam("account_id"),
+        Version.workflow_id == bindparam("workflow_id"),
+        Version.number.in_(bindparam("numbers", expanding=True)),
+    )
+    .options(defer(Version.definition, raiseload=True))
+)
+
+
 async def definitions(
     session: AsyncSession, account_id: uuid.UUID, version_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, dict[str, Any]]:

@@ -235,8 +235,9 @@ async def compare_versions(
     """Structured diff of two versions (either order, archived included) with live impact."""
     workflow = await service.require_workflow(session, principal.account_id, workflow_id)
     # The definitions are read only when this process has not compared the two versions yet.
-    source = await service.require_version(session, workflow, from_, with_definition=False)
-    target = await service.require_version(session, workflow, to, with_definition=False)
+    source, target = await service.require_versions_without_definitions(
+        session, workflow, [from_, to]
+    )
     comparison, answer = await compare_versions_with_impact(session, source, target)
     if format == "text":
         text = render_text(

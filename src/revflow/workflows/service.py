@@ -119,6 +119,21 @@ async def require_version(
     return version
 
 
+async def require_versions_without_definitions(
+    session: AsyncSession, workflow: Workflow, numbers: Sequence[int]
+) -> list[Version]:
+    """The workflow's versions ``numbers``, in that order, read in one query without their
+    definitions; 404 for the first that does not exist."""
+    in_range = [n for n in numbers if 1 <= n <= 2**31 - 1]
+    found = await repo.get_versions_without_definitions(
+        session, workflow.account_id, workflow.id, in_range
+    )
+    for number in numbers:
+        if number not in found:
+            raise NotFound(f"Workflow {workflow.id} has no version {number}")
+    return [found[number] for number in numbers]
+
+
 # Versions never change, so what creating a version needs of its parent is kept per process:
 # the parent's definition by version id (for the semver's diff, without reading and decoding
 # the stored one again), and its id, content hash and semver by (account, workflow, number) —
