@@ -1,6 +1,7 @@
 """Admission (kit.admission): at most so many requests run at once, the others wait their turn
 in arrival order, and one that waits too long is answered 503 ``server_busy``; authoring
-requests hold a part of the turns at most, so that ingest does not queue behind them."""
+requests hold a part of the turns at most and are handed one only when nothing else waits, so
+that ingest does not queue behind them."""
 
 from __future__ import annotations
 
@@ -45,6 +46,28 @@ async def test_turns_go_in_arrival_order_and_a_timed_out_wait_loses_nothing() ->
     turns.leave()
     turns.leave()
     assert turns.running == 0
+
+
+async def test_turns_go_to_those_ahead_before_earlier_ones_behind() -> None:
+    turns = Turns(1)
+    assert await turns.enter(1)
+    order: list[str] = []
+
+    async def wait(name: str, ahead: bool) -> None:
+        assert await turns.enter(5, ahead=ahead)
+        order.append(name)
+
+    behind = [asyncio.create_task(wait(f"behind {i}", False)) for i in range(2)]
+    await asyncio.sleep(0)
+    ahead = [asyncio.create_task(wait(f"ahead {i}", True)) for i in range(2)]
+    await asyncio.sleep(0)
+    assert turns.waiting == 4
+    for _ in range(4):
+        turns.leave()
+        await asyncio.sleep(0)
+    await asyncio.gather(*behind, *ahead)
+    assert order == ["ahead 0", "ahead 1", "behind 0", "behind 1"]
+    assert (turns.running, turns.waiting) == (1, 0)
 
 
 async def test_a_waiter_that_goes_away_takes_no_turn_with_it() -> None:
@@ -159,6 +182,40 @@ async def test_ingest_runs_beside_authoring_that_waits_for_its_lane() -> None:
         for answer in await asyncio.gather(first, second, upsert):
             assert answer.status_code == 200
     assert started[2] == "/api/v1/workflows/w2/versions/compare"
+    assert (admission.turns.running, admission.authoring_turns.running) == (0, 0)
+
+
+async def test_ingest_that_comes_later_runs_before_authoring_waiting_for_a_turn() -> None:
+    release, started = asyncio.Event(), []
+    admission = gated_app(release, started, limit=1, authoring_limit=1, wait_seconds=5)
+    transport = httpx.ASGITransport(app=admission)
+    async with httpx.AsyncClient(transport=transport, base_url="http://revflow.test") as client:
+        event = asyncio.create_task(client.post("/api/v1/events"))
+        create = upsert = event
+        try:
+            await until(lambda: asyncio.sleep(0, len(started) == 1), "the event to run", limit=5)
+            create = asyncio.create_task(client.post("/api/v1/workflows/w1/versions"))
+            await until(
+                lambda: asyncio.sleep(0, admission.turns.waiting == 1),
+                "the create to wait",
+                limit=5,
+            )
+            upsert = asyncio.create_task(client.put("/api/v1/contacts/by-external-id/x"))
+            await until(
+                lambda: asyncio.sleep(0, admission.turns.waiting == 2),
+                "the upsert to wait",
+                limit=5,
+            )
+        finally:
+            release.set()
+        for answer in await asyncio.gather(event, create, upsert):
+            assert answer.status_code == 200
+    # In arrival order the version create, which came first, would have run second.
+    assert started == [
+        "/api/v1/events",
+        "/api/v1/contacts/by-external-id/x",
+        "/api/v1/workflows/w1/versions",
+    ]
     assert (admission.turns.running, admission.authoring_turns.running) == (0, 0)
 
 
