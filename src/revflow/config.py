@@ -49,9 +49,8 @@ class Settings(BaseSettings):
         default=None,
         ge=1,
         description="Of those, the authoring requests (changes of workflows, versions, drafts, "
-        "migrations; version comparisons) an API process works on at once (default: a quarter, "
-        "at least 1); the others wait for the authoring lane first, so that ingest is never "
-        "queued behind them.",
+        "migrations; version comparisons) an API process works on at once (default: 1); the "
+        "others wait for the authoring lane first, so that ingest is never queued behind them.",
     )
     api_queue_seconds: float = Field(
         default=10.0,
@@ -108,12 +107,10 @@ class Settings(BaseSettings):
         return self.api_concurrent_requests or self.db_pool_size
 
     def authoring_requests(self) -> int:
-        """Authoring requests an API process works on at once: never all of its turns unless
-        set so, so that contact upserts and events always find some."""
-        return min(
-            self.concurrent_requests(),
-            self.api_authoring_requests or max(1, self.concurrent_requests() // 4),
-        )
+        """Authoring requests an API process works on at once: one unless set, so that their
+        CPU-heavy work (a definition's validation, a comparison) runs one request at a time
+        and contact upserts and events interleave with it on the event loop."""
+        return min(self.concurrent_requests(), self.api_authoring_requests or 1)
 
     def rate_limit(self) -> tuple[float, int] | None:
         """(rate per second, burst) of the API's rate limit, or None when it is off."""

@@ -307,7 +307,7 @@ async def test_the_api_takes_turns_as_configured(database_url: str) -> None:
     try:
         default = admission_of(create_app(Settings(database_url=database_url, db_pool_size=7), db))
         assert (default["limit"], default["wait_seconds"]) == (7, 10.0)
-        assert default["authoring_limit"] == 1  # a quarter, at least one
+        assert default["authoring_limit"] == 1
         assert default["authoring"] is authoring
         configured = Settings(
             database_url=database_url,
@@ -315,7 +315,11 @@ async def test_the_api_takes_turns_as_configured(database_url: str) -> None:
             api_queue_seconds=2.5,
         )
         chosen = admission_of(create_app(configured, db))
-        assert (chosen["limit"], chosen["wait_seconds"], chosen["authoring_limit"]) == (12, 2.5, 3)
+        assert (chosen["limit"], chosen["wait_seconds"], chosen["authoring_limit"]) == (12, 2.5, 1)
+        wider = Settings(
+            database_url=database_url, api_concurrent_requests=12, api_authoring_requests=3
+        )
+        assert admission_of(create_app(wider, db))["authoring_limit"] == 3
         lane = Settings(
             database_url=database_url, api_concurrent_requests=4, api_authoring_requests=9
         )
