@@ -57,32 +57,32 @@ def parsed_canonical_json(obj: object) -> bytes | None:
     :func:`canonical_json_and_copy` to decide: a ``null`` in them (orjson writes NaN and the
     infinities, which the standard parser lets through, as ``null``), small floats, or a value
     orjson refuses."""
-    try:
-        canonical = orjson.dumps(obj, option=_ORJSON_OPTIONS)
-    except orjson.JSONEncodeError:
-        return None
-    if (
-        b"null" in canonical
-        or _SMALL_FLOAT_FIXED in canonical
-        or _SMALL_FLOAT.search(canonical) is not None
-    ):
-        return None
-    return canonical
+    canonical = _orjson_bytes(obj)
+    return None if canonical is None or b"null" in canonical else canonical
 
 
 def _orjson_canonical(obj: object) -> tuple[bytes, Any] | None:
     """The canonical bytes and copy by orjson, or None where they might not be the standard's."""
-    try:
-        canonical = orjson.dumps(obj, option=_ORJSON_OPTIONS)
-    except orjson.JSONEncodeError:
+    canonical = _orjson_bytes(obj)
+    if canonical is None:
         return None
     copy = orjson.loads(canonical)
     # Equal only if orjson wrote every value as itself: it writes NaN and infinities as null,
     # and enums and UUIDs that the standard encoder refuses. Tuples compare unequal too (the
     # standard path makes them lists).
-    if copy != obj or _SMALL_FLOAT_FIXED in canonical or _SMALL_FLOAT.search(canonical) is not None:
+    return (canonical, copy) if copy == obj else None
+
+
+def _orjson_bytes(obj: object) -> bytes | None:
+    """orjson's canonical bytes of ``obj``; None where orjson refuses ``obj`` or writes a small
+    float, the one place its bytes for plain JSON differ from the standard encoder's."""
+    try:
+        canonical = orjson.dumps(obj, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
         return None
-    return canonical, copy
+    if _SMALL_FLOAT_FIXED in canonical or _SMALL_FLOAT.search(canonical) is not None:
+        return None
+    return canonical
 
 
 def content_hash(obj: object) -> str:
