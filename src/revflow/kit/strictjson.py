@@ -111,7 +111,8 @@ def checked_body(raw: bytes) -> tuple[Any, list[dict[str, str]]]:
     definition), which refuses what the standard parser would let through as a marker (NaN,
     Infinity, numbers beyond a float's range) or as a lone surrogate: those, and what is not
     JSON at all, go to ``json.loads``. Raises like ``json.loads`` when ``raw`` is not JSON."""
-    if not _SUSPECT_ESCAPE.search(raw) and not _long_digit_run(raw):
+    suspect = _SUSPECT_ESCAPE.search(raw) is not None
+    if not suspect and not _long_digit_run(raw):
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -127,7 +128,7 @@ def checked_body(raw: bytes) -> tuple[Any, list[dict[str, str]]]:
         return value
 
     value = json.loads(raw, parse_constant=marker, parse_float=marker)
-    if not_finite or _SUSPECT_ESCAPE.search(raw) or _too_deep(value):
+    if not_finite or suspect or _too_deep(value):
         return value, problems(value)
     return value, []
 
