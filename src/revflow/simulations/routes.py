@@ -12,7 +12,7 @@ from revflow.models import Version, Workflow
 from revflow.problems import raises
 from revflow.simulations import service
 from revflow.simulations.schemas import SimulationIn, SimulationOut
-from revflow.workflows.service import require_version, require_workflow
+from revflow.workflows.service import require_version, require_workflow, version_number
 
 router = APIRouter(prefix="/api/v1", tags=["workflows"])
 
@@ -23,9 +23,7 @@ async def _version_to_simulate(
     """The workflow and version, looked up as a dependency so that their 404 comes before the
     body's 422 (SPEC §4 check order)."""
     workflow = await require_workflow(session, principal.account_id, workflow_id)
-    if not (number.isascii() and number.isdigit()):
-        raise NotFound(f"Workflow {workflow.id} has no version {number}")
-    return workflow, await require_version(session, workflow, int(number))
+    return workflow, await require_version(session, workflow, version_number(workflow, number))
 
 
 @router.post("/workflows/{workflow_id}/versions/{number}/simulate", response_model=SimulationOut)

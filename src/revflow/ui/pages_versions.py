@@ -11,7 +11,7 @@ from fastapi import APIRouter, Form, Query
 from fastapi.responses import HTMLResponse, Response
 
 from revflow.engine import store
-from revflow.errors import NoCanary, NotFound, RevflowError, ValidationFailed
+from revflow.errors import NoCanary, RevflowError, ValidationFailed
 from revflow.executions.service import version_stats
 from revflow.kit.etag import check_if_match, make_etag
 from revflow.models import Version, Workflow
@@ -28,13 +28,9 @@ async def _version(page: Page, workflow_id: str, number: str, *, lock: bool = Fa
     workflow = await service.require_workflow(
         page.db, page.principal.account_id, workflow_id, lock=lock
     )
-    return await service.require_version(page.db, workflow, _number(workflow, number))
-
-
-def _number(workflow: Workflow, number: str) -> int:
-    if not (number.isascii() and number.isdigit()):
-        raise NotFound(f"Workflow {workflow.id} has no version {number}")
-    return int(number)
+    return await service.require_version(
+        page.db, workflow, service.version_number(workflow, number)
+    )
 
 
 async def _live_by_step(page: Page, version: Version) -> dict[str, int]:
@@ -172,7 +168,9 @@ async def _canary(page: Page, workflow: Workflow) -> Version:
 
 
 async def _publish_action(page: Page, workflow: Workflow, number: str, canary: bool) -> Action:
-    target = await service.require_version(page.db, workflow, _number(workflow, number))
+    target = await service.require_version(
+        page.db, workflow, service.version_number(workflow, number)
+    )
     base = f"/ui/workflows/{workflow.id}/versions/{target.number}"
     if canary:
         return Action(
@@ -194,7 +192,9 @@ async def _publish_action(page: Page, workflow: Workflow, number: str, canary: b
 
 
 async def _rollback_action(page: Page, workflow: Workflow, number: str) -> Action:
-    target = await service.require_version(page.db, workflow, _number(workflow, number))
+    target = await service.require_version(
+        page.db, workflow, service.version_number(workflow, number)
+    )
     return Action(
         f"Roll back to version {target.number}",
         f"/ui/workflows/{workflow.id}/versions/{target.number}/rollback",

@@ -13,13 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.auth.service import Principal
 from revflow.deps import Editor, Now, WriteSession
-from revflow.errors import NotFound, PreconditionFailed
+from revflow.errors import PreconditionFailed
 from revflow.kit import idempotency
 from revflow.kit.etag import check_if_match, make_etag
 from revflow.kit.responses import committed
 from revflow.models import Version, Workflow
 from revflow.problems import raises
-from revflow.workflows.service import require_version, require_workflow
+from revflow.workflows.service import require_version, require_workflow, version_number
 
 
 @dataclass
@@ -94,9 +94,9 @@ async def version_change(
     if_match: IfMatch = None,
 ) -> WorkflowChange:
     """Like ``workflow_change`` for a route on one version: its 404 comes before the 412."""
-    if not (number.isascii() and number.isdigit()):
-        raise NotFound(f"Workflow {change.workflow.id} has no version {number}")
-    change.version = await require_version(change.session, change.workflow, int(number))
+    change.version = await require_version(
+        change.session, change.workflow, version_number(change.workflow, number)
+    )
     return await _claim_and_check(request, change, if_match)
 
 

@@ -255,9 +255,9 @@ async def get_version(
     workflow_id: str, number: str, principal: Viewer, session: ReadSession
 ) -> JSONResponse:
     workflow = await service.require_workflow(session, principal.account_id, workflow_id)
-    if not (number.isascii() and number.isdigit()):
-        raise NotFound(f"Workflow {workflow.id} has no version {number}")
-    version = await service.require_version(session, workflow, int(number))
+    version = await service.require_version(
+        session, workflow, service.version_number(workflow, number)
+    )
     live = await repo.live_executions(session, principal.account_id, workflow.id, [version.number])
     return FastJSONResponse(
         version_out(version, live.get(version.number, 0), with_definition=True),

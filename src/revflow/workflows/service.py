@@ -37,7 +37,7 @@ from revflow.errors import (
     ValidationFailed,
     VersionLimit,
 )
-from revflow.kit.ids import parse_id
+from revflow.kit.ids import INT32_MAX, parse_id
 from revflow.models import Version, VersionTag, Workflow
 from revflow.workflows import events as webhook_events
 from revflow.workflows import repository as repo
@@ -102,20 +102,35 @@ async def require_workflow(
     return workflow
 
 
+def no_version(workflow: Workflow, number: object) -> NotFound:
+    """The 404 of a version ``number`` the workflow does not have."""
+    return NotFound(f"Workflow {workflow.id} has no version {number}")
+
+
+def version_number(workflow: Workflow, text: str) -> int:
+    """The version number a path names (ASCII digits only); 404 for anything else."""
+    if not (text.isascii() and text.isdigit()):
+        raise no_version(workflow, text)
+    return int(text)
+
+
+def _storable(number: int) -> bool:
+    # A number beyond the column's 32-bit range cannot exist (and would overflow the driver).
+    return 1 <= number <= INT32_MAX
+
+
 async def require_version(
     session: AsyncSession, workflow: Workflow, number: int, *, with_definition: bool = True
 ) -> Version:
-    # A number beyond the column's 32-bit range cannot exist (and would overflow the driver).
-    in_range = 1 <= number <= 2**31 - 1
     version = (
         await repo.get_version(
             session, workflow.account_id, workflow.id, number, with_definition=with_definition
         )
-        if in_range
+        if _storable(number)
         else None
     )
     if version is None:
-        raise NotFound(f"Workflow {workflow.id} has no version {number}")
+        raise no_version(workflow, number)
     return version
 
 
@@ -124,13 +139,12 @@ async def require_versions_without_definitions(
 ) -> list[Version]:
     """The workflow's versions ``numbers``, in that order, read in one query without their
     definitions; 404 for the first that does not exist."""
-    in_range = [n for n in numbers if 1 <= n <= 2**31 - 1]
     found = await repo.get_versions_without_definitions(
-        session, workflow.account_id, workflow.id, in_range
+        session, workflow.account_id, workflow.id, [n for n in numbers if _storable(n)]
     )
     for number in numbers:
         if number not in found:
-            raise NotFound(f"Workflow {workflow.id} has no version {number}")
+            raise no_version(workflow, number)
     return [found[number] for number in numbers]
 
 
