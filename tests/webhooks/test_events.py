@@ -6,10 +6,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
+from revflow.audit.service import Actor
+from revflow.kit.egress import EgressPolicy
 from revflow.models import WEBHOOK_EVENTS, Version, WebhookDelivery
 from revflow.webhooks import service as webhooks
+from revflow.webhooks.schemas import SubscriptionCreate
+from revflow.workflows import repository as workflows_repo
 from tests.webhooks.conftest import API, Rig, RigFactory
 from tests.webhooks.receiver import Receiver
 
@@ -167,3 +171,57 @@ async def test_a_rolled_back_change_queues_nothing_and_a_committed_one_is_kept(r
         )
         assert stale.status_code == 409
         assert await count() == 2  # the one above and version 1's version.created
+
+
+async def test_a_change_reads_the_subscriptions_with_the_workflows_lock(rig: Rig) -> None:
+    """The workflow's locking statement brings the account's enabled subscriptions along: a
+    change asks nothing more of them, and each subscription still gets exactly its events."""
+    async with Receiver() as receiver:
+        created = await rig.subscribe(receiver.url, ["version.created"])
+        published = await rig.subscribe(receiver.url, ["version.published"])
+        disabled = await rig.subscribe(receiver.url)
+        await ok(rig, "PATCH", f"{API}/webhooks/{disabled['id']}", json={"enabled": False})
+        wf = (await ok(rig, "POST", f"{API}/workflows", json={"name": "Along"}))["id"]
+        asked: list[str] = []
+
+        def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if "webhook_subscriptions" in statement:
+                asked.append(statement)
+
+        engine = rig.db.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            await version(rig, wf, V1, None)
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        assert len(asked) == 1 and "FROM workflows" in asked[0], asked
+        events = {
+            name: [d["event"] for d in await rig.deliveries(hook["id"])]
+            for name, hook in (("created", created), ("published", published), ("off", disabled))
+        }
+        assert events == {"created": ["version.created"], "published": [], "off": []}
+
+
+async def test_subscriptions_read_along_hold_for_their_transaction_only(rig: Rig) -> None:
+    """A subscription made after the workflow's lock read them, in the same transaction or a
+    later one, is not missed."""
+    account = uuid.UUID(rig.tenant.account_id)
+    wf = uuid.UUID((await ok(rig, "POST", f"{API}/workflows", json={"name": "Fresh"}))["id"])
+    policy = EgressPolicy.parse(rig.settings.egress_allow)
+    body = SubscriptionCreate(url="http://127.0.0.1:9/hook", events=["workflow.paused"])
+    async with rig.db.session(write=True) as session:
+        assert await workflows_repo.get_workflow(session, account, wf, lock=True) is not None
+        now = rig.clock.now()
+        # None yet: the lock read that the account has no subscription.
+        assert await webhooks.emit(session, account, "workflow.paused", {}, now=now) == 0
+        await webhooks.create(session, account, Actor(user="t"), body, policy, now)
+        assert await webhooks.emit(session, account, "workflow.paused", {}, now=now) == 1
+        await session.commit()
+        # What a transaction read along does not outlive it.
+        assert await workflows_repo.get_workflow(session, account, wf, lock=True) is not None
+        await session.commit()
+        async with rig.db.session(write=True) as other:
+            await webhooks.create(other, account, Actor(user="t"), body, policy, now)
+            await other.commit()
+        assert await webhooks.emit(session, account, "workflow.paused", {}, now=now) == 2
+        await session.rollback()

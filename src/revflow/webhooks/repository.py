@@ -24,16 +24,72 @@ _SUBSCRIBERS = select(
 )
 
 
+Subscription = tuple[uuid.UUID, list[str] | None]
+"""An enabled subscription and the events it takes."""
+
+
+@dataclass
+class _ReadAlong:
+    """The enabled subscriptions of accounts, read by another statement of ``transaction``
+    (kept in ``session.info``)."""
+
+    transaction: object
+    by_account: dict[uuid.UUID, list[Subscription]]
+
+
+_READ_ALONG = "webhook_subscriptions_read_along"
+
+
+def read_along(
+    session: AsyncSession, account_id: uuid.UUID, subscriptions: Iterable[Subscription]
+) -> None:
+    """Keep the account's enabled subscriptions, read by another statement of the session's
+    current transaction, so that :func:`subscribers` asks nothing more in that transaction.
+    Rows whose id is None (an outer join that found none) are left out."""
+    transaction = session.sync_session.get_transaction()
+    known = session.info.get(_READ_ALONG)
+    if not isinstance(known, _ReadAlong) or known.transaction is not transaction:
+        known = session.info[_READ_ALONG] = _ReadAlong(transaction, {})
+    known.by_account[account_id] = [(id_, events) for id_, events in subscriptions if id_]
+
+
+def forget_read_along(session: AsyncSession) -> None:
+    """A subscription changes in this transaction: what was read along no longer holds."""
+    session.info.pop(_READ_ALONG, None)
+
+
+def _read_along(
+    session: AsyncSession, accounts: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[Subscription]] | None:
+    known = session.info.get(_READ_ALONG)
+    if not isinstance(known, _ReadAlong):
+        return None
+    if known.transaction is not session.sync_session.get_transaction():
+        return None
+    if any(account not in known.by_account for account in accounts):
+        return None
+    return known.by_account
+
+
 async def subscribers(
     session: AsyncSession, account_ids: Iterable[uuid.UUID], event: str
 ) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    """(account, subscription) of the enabled subscriptions to ``event`` of these accounts.
+    """(account, subscription) of the enabled subscriptions to ``event`` of these accounts;
+    read again unless this transaction read them already (:func:`read_along`).
 
     An account has a handful of subscriptions: their event lists are filtered here rather
     than with JSON operators that differ between the two databases."""
     accounts = sorted(set(account_ids))
     if not accounts:
         return []
+    known = _read_along(session, accounts)
+    if known is not None:
+        return [
+            (account, id_)
+            for account in accounts
+            for id_, events in known[account]
+            if event in (events or [])
+        ]
     rows = await session.execute(_SUBSCRIBERS, {"accounts": accounts})
     return [(row.account_id, row.id) for row in rows.all() if event in (row.events or [])]
 

@@ -205,6 +205,7 @@ async def create(
         updated_at=now,
     )
     session.add(subscription)
+    repo.forget_read_along(session)
     await session.flush()
     await _audit(session, actor, subscription, "webhook.created", _shown(subscription), now)
     return subscription
@@ -234,6 +235,7 @@ async def update(
     changed = {k: {"before": before[k], "after": after[k]} for k in after if before[k] != after[k]}
     if changed:
         subscription.updated_at = now
+        repo.forget_read_along(session)
         await session.flush()
         await _audit(session, actor, subscription, "webhook.updated", changed, now)
     return subscription
@@ -251,6 +253,7 @@ async def remove(
     )
     await _audit(session, actor, subscription, "webhook.deleted", _shown(subscription), now)
     await session.delete(subscription)
+    repo.forget_read_along(session)
     await session.flush()
 
 

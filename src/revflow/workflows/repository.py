@@ -30,7 +30,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-from revflow.models import LIVE_STATUSES, Execution, Version, VersionTag, Workflow
+from revflow.models import (
+    LIVE_STATUSES,
+    Execution,
+    Version,
+    VersionTag,
+    WebhookSubscription,
+    Workflow,
+)
+from revflow.webhooks import repository as webhooks_repo
 from revflow.workflows import drafts
 
 # Every column of a version except its definition, for lists.
@@ -48,18 +56,39 @@ _VERSION_DEFAULTED = frozenset(
 async def get_workflow(
     session: AsyncSession, account_id: uuid.UUID, workflow_id: uuid.UUID, *, lock: bool = False
 ) -> Workflow | None:
+    """The account's workflow; ``lock``: locked for a change, which will emit its webhook
+    events, so the account's enabled subscriptions are read in the same statement (one round
+    trip fewer for every change of a workflow or its versions)."""
     params = {"account_id": account_id, "workflow_id": workflow_id}
-    workflow: Workflow | None = await session.scalar(_workflow_statement(lock=lock), params)
-    return workflow
+    if not lock:
+        workflow: Workflow | None = await session.scalar(_WORKFLOW, params)
+        return workflow
+    rows = (await session.execute(_LOCKED_WORKFLOW, params)).all()
+    if not rows:
+        return None
+    webhooks_repo.read_along(session, account_id, [(row[1], row[2]) for row in rows])
+    locked: Workflow = rows[0][0]
+    return locked
 
 
-@functools.lru_cache(maxsize=2)
-def _workflow_statement(*, lock: bool) -> Select[Workflow]:
-    """The lookup of every route on one workflow, built once (values as parameters)."""
-    query = select(Workflow).where(
-        Workflow.account_id == bindparam("account_id"), Workflow.id == bindparam("workflow_id")
+# The lookups of every route on one workflow, built once (values as parameters).
+_WORKFLOW = select(Workflow).where(
+    Workflow.account_id == bindparam("account_id"), Workflow.id == bindparam("workflow_id")
+)
+# One row per enabled subscription of the account (one with nulls when it has none); only the
+# workflow's row is locked.
+_LOCKED_WORKFLOW = (
+    select(Workflow, WebhookSubscription.id, WebhookSubscription.events)
+    .outerjoin(
+        WebhookSubscription,
+        and_(
+            WebhookSubscription.account_id == Workflow.account_id,
+            WebhookSubscription.enabled.is_(True),
+        ),
     )
-    return query.with_for_update() if lock else query
+    .where(Workflow.account_id == bindparam("account_id"), Workflow.id == bindparam("workflow_id"))
+    .with_for_update(of=Workflow)
+)
 
 
 async def add_version(
