@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import gc
 import json
 import logging
 import os
@@ -54,6 +55,18 @@ def _instrument(on: bool) -> None:
     )
 
 
+def _settle_collector() -> None:
+    """What ``revflow serve`` does to the collector once the app is loaded, where the
+    revision has it."""
+    try:
+        from revflow.kit import collector
+    except ImportError:  # older revisions froze only
+        gc.collect()
+        gc.freeze()
+    else:
+        collector.settle()
+
+
 def _bodies(steps: int, count: int) -> list[bytes]:
     definition = make_definition(steps, 1)
     editable = [i for i, s in enumerate(definition["steps"]) if isinstance(s.get("body"), str)]
@@ -78,6 +91,7 @@ async def _create_versions(url: str, steps: int, creates: int) -> None:
     first = {"name": "counted", "definition": make_definition(steps, 1), "change_summary": "1"}
     bodies = _bodies(steps, WARM_UP + creates)
     logging.disable(logging.CRITICAL)  # the request log is the same work in both revisions
+    _settle_collector()
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://count") as client:
         made = await client.post("/api/v1/workflows", headers=headers, json=first)

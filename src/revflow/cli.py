@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import signal
 import sys
@@ -28,6 +27,7 @@ from rich.table import Table
 from revflow.client import Client, errors
 from revflow.client.api import DEFAULT_URL
 from revflow.client.models import Migration, MigrationReport
+from revflow.kit import collector
 
 if TYPE_CHECKING:
     from revflow.apply import Applied, FileDiff, WorkflowFile
@@ -308,10 +308,7 @@ def _serve(host: str, port: int, with_worker: bool | None) -> None:
     if with_worker is None:
         with_worker = is_sqlite_url(settings.database_url)
     application = create_app(settings, with_worker=with_worker)
-    # Everything loaded so far lives as long as the process: keep it out of the collector's
-    # full passes, which otherwise pause requests for tens of milliseconds.
-    gc.collect()
-    gc.freeze()
+    collector.settle()  # what is loaded by now lives as long as the process
     uvicorn.run(
         application,
         host=host,
@@ -384,10 +381,7 @@ async def _run_worker(settings: Settings) -> None:
         ping_idle_s=settings.db_ping_idle_seconds,
     )
     worker = Worker(db, settings)
-    # As in ``serve``: what is loaded by now lives as long as the process; kept out of the
-    # collector's full passes, the worker spends ~15 % less CPU on the same steps.
-    gc.collect()
-    gc.freeze()
+    collector.settle()  # as in ``serve``
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
