@@ -1,0 +1,141 @@
+"""Count the instructions one list of versions costs, in process, with valgrind's callgrind.
+
+    python benchmarks/count_list.py [--database postgresql|sqlite] [--lists 100]
+    PYTHONPATH=<another checkout>/src python benchmarks/count_list.py   # another revision
+
+The list's counterpart of ``count_create.py`` (which says why instructions, not
+milliseconds, compare two revisions on a shared machine). The application runs in this process
+(httpx's ASGI transport: no server, no socket) on a fresh database with one account and a
+workflow of ``--versions`` small versions. Twenty lists of the newest 50 warm up, then
+``--lists`` more are counted with callgrind's instrumentation switched on, each answer checked
+to be the first one byte for byte. The count includes the client's part of each request and
+none of the database's. Needs Debian's ``valgrind`` (its ``callgrind_control`` included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+
+from benchmarks.common import fresh_database
+from revflow.app import create_app
+from revflow.audit.service import Actor
+from revflow.auth import service as auth_service
+from revflow.config import Settings
+from revflow.db import Database
+from revflow.definition.samples import make_definition
+from revflow.migrate import upgrade
+
+WARM_UP = 20
+LIMIT = 50
+# Set in the process that valgrind runs: the one that makes the requests.
+COUNTING = "REVFLOW_COUNT_LIST"
+
+
+def _instrument(on: bool) -> None:
+    if os.environ.get(COUNTING) != "1":
+        return
+    subprocess.run(
+        ["callgrind_control", "--instr=on" if on else "--instr=off", str(os.getpid())],
+        check=True,
+        capture_output=True,
+    )
+
+
+async def _list_versions(url: str, versions: int, lists: int) -> None:
+    settings = Settings(database_url=url, log_json=False, max_versions=versions + 10)
+    db = Database(url, pool_size=2)
+    app = create_app(settings, db)
+    async with db.session(write=True) as session:
+        _account, key = await auth_service.create_account(
+            session, "count", Actor(user="bench"), dt.datetime.now(dt.UTC)
+        )
+        await session.commit()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    definition = make_definition(3, 1)
+    first = {"name": "counted", "definition": definition, "change_summary": "1"}
+    logging.disable(logging.CRITICAL)  # the request log is the same work in both revisions
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://count") as client:
+        made = await client.post("/api/v1/workflows", headers=headers, json=first)
+        made.raise_for_status()
+        path = f"/api/v1/workflows/{made.json()['id']}/versions"
+        for number in range(2, versions + 1):
+            definition["steps"][0]["tag"] = f"customer-{number}"
+            body = {"definition": definition, "change_summary": "edit", "base_version": number - 1}
+            (await client.post(path, headers=headers, json=body)).raise_for_status()
+        expected: bytes | None = None
+        for index in range(WARM_UP + lists):
+            if index == WARM_UP:
+                _instrument(True)
+            response = await client.get(path, headers=headers, params={"limit": LIMIT})
+            if response.status_code != 200:
+                raise RuntimeError(f"list answered {response.status_code}: {response.text}")
+            if expected is None:
+                expected = response.content
+            elif response.content != expected:
+                raise RuntimeError("a list answered other bytes than the first")
+        _instrument(False)
+    await db.dispose()
+
+
+def _count(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as workdir:
+        out = Path(workdir) / "callgrind.out"
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            __file__,
+            *sys.argv[1:],
+        ]
+        done = subprocess.run(
+            command, env={**os.environ, COUNTING: "1"}, capture_output=True, text=True
+        )
+        collected = re.search(r"Collected : (\d+)", done.stderr)
+        if done.returncode != 0 or collected is None:
+            sys.exit(f"the counted run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        if args.keep:
+            args.keep.write_bytes(out.read_bytes())
+    per_list = int(collected.group(1)) / args.lists
+    print(
+        f"{args.database}: {per_list / 1e6:.3f} M instructions per list "
+        f"({args.lists} lists of {LIMIT} of {args.versions} versions, after {WARM_UP})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--lists", type=int, default=100)
+    parser.add_argument("--versions", type=int, default=60)
+    parser.add_argument("--keep", type=Path, default=None, help="copy callgrind's output file here")
+    parser.add_argument("--uninstrumented", action="store_true", help="run once, no valgrind")
+    args = parser.parse_args()
+    if os.environ.get(COUNTING) != "1" and not args.uninstrumented:
+        _count(args)
+        return
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        fresh_database(args.database, Path(workdir)) as url,
+    ):
+        upgrade(url)
+        asyncio.run(_list_versions(url, args.versions, args.lists))
+
+
+if __name__ == "__main__":
+    main()
