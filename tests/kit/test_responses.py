@@ -1,5 +1,6 @@
 """Answers are written by orjson where its bytes are pydantic-core's, and by pydantic-core
-everywhere else: the same JSON either way."""
+everywhere else: the same JSON either way. Rows (``rows_json``) too, with their identifiers
+and times."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from typing import Any
 
 import pydantic_core
 import pytest
+from asyncpg.pgproto.pgproto import UUID as DriverUUID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from revflow.kit.responses import FastJSONResponse, json_bytes
+from revflow.kit.responses import FastJSONResponse, json_bytes, rows_json
 
 JSON_VALUES = st.recursive(
     st.none()
@@ -58,3 +60,47 @@ def test_values_that_are_not_plain_json_are_written_by_pydantic_core(value: Any)
 def test_the_response_renders_with_it() -> None:
     body = {"definition": {"steps": [{"id": "é", "n": 1.5}]}, "at": dt.datetime(2026, 1, 1)}
     assert FastJSONResponse(body).body == pydantic_core.to_json(body)
+
+
+IDENTIFIER = "0b9c6e1e-6a57-4b3f-9d0a-2f1e8c7d6b5a"
+AWARE = dt.datetime(2026, 12, 1, 3, 4, 5, 123456, tzinfo=dt.UTC)
+
+ROW_VALUES: list[Any] = [
+    None,
+    True,
+    0,
+    -7,
+    2**63 - 1,
+    2**70,
+    1.5,
+    "",
+    "plain",
+    'quote " and \\ backslash / slash',
+    "control \x00 \x01 \x08 \t \n \x0b \x0c \r \x1f \x7f",
+    "Ünïcödé — 中文 😀 \u2028 \u2029",
+    uuid.UUID(IDENTIFIER),
+    DriverUUID(IDENTIFIER),
+    AWARE,
+    AWARE.replace(microsecond=0),
+    AWARE.replace(microsecond=1000),
+    AWARE.replace(microsecond=120000, tzinfo=None),
+    AWARE.replace(tzinfo=None),
+    AWARE.replace(tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))),
+    AWARE.replace(tzinfo=dt.timezone(-dt.timedelta(hours=8))),
+    Colour.RED,
+    [],
+    {},
+    ["q4", "launch"],
+    [{"pointer": "/definition/steps/5", "message": "unreachable"}],
+]
+
+
+@pytest.mark.parametrize("value", ROW_VALUES, ids=repr)
+def test_a_rows_value_is_written_as_pydantic_core_writes_it(value: Any) -> None:
+    assert rows_json(value) == pydantic_core.to_json(value)
+
+
+def test_a_page_of_rows_is_written_as_pydantic_core_writes_it() -> None:
+    row = {f"field_{i}": value for i, value in enumerate(ROW_VALUES)}
+    page = {"items": [row, row], "next_cursor": "abc"}
+    assert rows_json(page) == pydantic_core.to_json(page)

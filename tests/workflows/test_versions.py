@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pydantic_core
 import pytest
 
 from revflow.app import create_app
@@ -344,3 +345,31 @@ async def test_a_listed_version_is_the_version_without_its_definition(tenant: Te
     assert sorted(first["tags"]) == ["launch", "q4"]
     assert [w["pointer"] for w in first["warnings"]] == ["/definition/steps/5"]
     assert first["published_at"] is not None and first["live_executions"] == 0
+
+
+async def test_a_page_is_written_byte_for_byte_as_the_response_model_writes_it(
+    tenant: Tenant,
+) -> None:
+    """The page's bytes are what pydantic-core writes for the versions read alone (compact,
+    the model's field order, UTC as ``Z``, text unescaped), whichever encoder writes them."""
+    wf = await create_workflow(tenant)
+    summary = 'Ünïcödé «launch» "quoted" \\ / 😀\nsecond line\ttab'
+    await create_version(tenant, wf["id"], simple_definition(), None)
+    await create_version(tenant, wf["id"], simple_definition("b"), 1, summary=summary)
+    await create_version(tenant, wf["id"], simple_definition("c"), 2, publish=True)
+    tagged = await tenant.request("PUT", versions_url(wf["id"], "/3/tags"), json={"tags": ["q4"]})
+    assert tagged.status_code == 200, tagged.text
+
+    listed = await tenant.request("GET", versions_url(wf["id"]), params={"limit": 2})
+    assert listed.status_code == 200, listed.text
+    assert listed.headers["content-type"] == "application/json"
+    page = listed.json()
+    alone = []
+    for number in (3, 2):
+        version = (await tenant.request("GET", versions_url(wf["id"], f"/{number}"))).json()
+        del version["definition"]
+        alone.append(version)
+    assert alone[1]["change_summary"] == summary
+    expected = {"items": alone, "next_cursor": page["next_cursor"]}
+    assert page["next_cursor"] is not None
+    assert listed.content == pydantic_core.to_json(expected)

@@ -45,7 +45,7 @@ from revflow.kit.pagination import (
     time_id_after,
     time_id_next,
 )
-from revflow.kit.responses import FastJSONResponse
+from revflow.kit.responses import FastJSONResponse, rows_json
 from revflow.kit.transactions import commit
 from revflow.problems import raises
 from revflow.releases import service as releases
@@ -175,7 +175,7 @@ async def list_versions(
     include_archived: bool = False,
     limit: Limit = DEFAULT_LIMIT,
     cursor: str | None = None,
-) -> JSONResponse:
+) -> Response:
     parsed = parse_id(workflow_id)
     if parsed is None:
         raise NotFound(f"No workflow {workflow_id}")
@@ -208,15 +208,15 @@ async def list_versions(
     page = rows[:limit]
     next_cursor = encode_cursor([page[-1].number], filters) if len(rows) > limit else None
     # The rows carry every field of a listed version, as the database keeps them: taken as
-    # they are (no model in between) and encoded by pydantic-core, which writes identifiers
-    # and times as the response model would.
+    # they are (no model in between) and written as the response model would write them.
     items: list[dict[str, Any]] = []
     if page:
         # By position: a row's values by name cost a lookup each.
         positions = page[0]._fields
         listed = operator.itemgetter(*(positions.index(name) for name in _LISTED_FIELDS))
         items = [dict(zip(_LISTED_FIELDS, listed(row), strict=True)) for row in page]
-    return FastJSONResponse({"items": items, "next_cursor": next_cursor})
+    body = rows_json({"items": items, "next_cursor": next_cursor})
+    return Response(body, media_type="application/json")
 
 
 @router.get(
