@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pydantic_core
 import pytest
+from sqlalchemy import event
 
 from revflow.app import create_app
 from revflow.config import Settings
@@ -264,6 +265,40 @@ async def test_each_listed_version_counts_its_live_executions(engine: Engine) ->
     await engine.run()  # version 2's start their two-day wait
     await engine.advance(days=3)  # every execution finishes
     assert await live() == {1: 0, 2: 0, 3: 0}
+
+
+async def test_a_page_is_one_statement_of_the_listed_columns(engine: Engine) -> None:
+    """Each page (first, next, filtered, empty) is one statement, which reads no definition
+    and none of a version's columns that the answer does not hold."""
+    wf = await engine.workflow(simple_definition("one"))
+    await engine.new_version(wf, simple_definition("two"), 1, publish=True)
+    await engine.new_version(wf, simple_definition("three"), 2, publish=False)
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "versions" in statement:
+            statements.append(statement)
+
+    first = await engine.tenant.request("GET", versions_url(wf), params={"limit": 2})
+    cursor = first.json()["next_cursor"]
+    pages: list[dict[str, Any]] = [
+        {"limit": 2},
+        {"limit": 2, "cursor": cursor},
+        {"status": ["draft", "published"], "include_archived": True},
+        {"tag": "none-has-it"},
+    ]
+    event.listen(engine.worker.db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        for params in pages:
+            statements.clear()
+            response = await engine.tenant.request("GET", versions_url(wf), params=params)
+            assert response.status_code == 200, response.text
+            assert len(statements) == 1, statements
+            for column in ("definition", "account_id AS", "trigger_type", "trigger_key"):
+                assert column not in statements[0], (column, statements[0])
+    finally:
+        event.remove(engine.worker.db.engine.sync_engine, "before_cursor_execute", seen)
+    assert [item["number"] for item in first.json()["items"]] == [3, 2]
 
 
 async def test_list_versions_answers_404_before_422_and_an_empty_page(tenant: Tenant) -> None:

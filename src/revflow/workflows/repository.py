@@ -21,6 +21,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     select,
     tuple_,
     update,
@@ -29,6 +30,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.elements import ColumnClause
 
 from revflow.models import (
     LIVE_STATUSES,
@@ -285,11 +287,14 @@ async def version_page(
     include_archived: bool,
     before_number: int | None,
     limit: int,
+    fields: tuple[str, ...],
 ) -> tuple[bool, list[Row[Any]]]:
-    """Whether the workflow exists, and a page of its versions newest first (without their
-    definitions, each with its ``live_executions``) — in one statement: the workflow's row
-    joined with the page, each listed version's live executions counted beside it."""
+    """Whether the workflow exists, and a page of its versions newest first — in one
+    statement: the workflow's row joined with the page, each listed version's live executions
+    counted beside it. A row holds the values of ``fields`` (a version's columns and
+    ``live_executions``), in that order, and nothing else."""
     query = _version_page_statement(
+        fields,
         by_status=bool(statuses),
         without_archived=not statuses and not include_archived,
         by_tag=tag is not None,
@@ -306,21 +311,30 @@ async def version_page(
     rows = (await session.execute(query, params)).all()
     if not rows:
         return False, []
-    # An existing workflow without a version on the page is one row of nulls beside it.
+    # An existing workflow without a version on the page is one row of nulls.
     if len(rows) == 1 and rows[0].number is None:
         return True, []
     return True, list(rows)
 
 
+_LIVE_STATUSES_LITERAL: ColumnClause[Any] = literal_column(
+    "(" + ", ".join(f"'{s}'" for s in LIVE_STATUSES) + ")"
+)
+
+
 @functools.lru_cache(maxsize=16)
 def _version_page_statement(
-    *, by_status: bool, without_archived: bool, by_tag: bool, before: bool
+    fields: tuple[str, ...], *, by_status: bool, without_archived: bool, by_tag: bool, before: bool
 ) -> Select[Any]:
     """The statement of :func:`version_page` for one combination of filters, built once with
     its values as parameters (building it cost more than SQLAlchemy's cached compilation)."""
     account_id: BindParameter[uuid.UUID] = bindparam("account_id")
     workflow_id: BindParameter[uuid.UUID] = bindparam("workflow_id")
-    page_query = select(*VERSION_SUMMARY_COLUMNS).where(
+    # Only the columns asked for: each column of each row is decoded by the driver.
+    columns = [VERSIONS.c[name] for name in fields if name in VERSIONS.c]
+    if "number" not in fields:
+        columns.append(VERSIONS.c.number)
+    page_query = select(*columns).where(
         Version.account_id == account_id, Version.workflow_id == workflow_id
     )
     if by_status:
@@ -344,12 +358,15 @@ def _version_page_statement(
             Execution.account_id == account_id,
             Execution.workflow_id == workflow_id,
             Execution.version == page.c.number,
-            Execution.status.in_(LIVE_STATUSES),
+            # Written into the statement: an expanding IN is rendered again at each execution.
+            Execution.status.op("IN")(_LIVE_STATUSES_LITERAL),
         )
         .scalar_subquery()
     )
+    listed = [live.label(name) if name == "live_executions" else page.c[name] for name in fields]
+    # A workflow that exists answers one row at least (of nulls when its page is empty).
     return (
-        select(Workflow.id.label("found"), *page.c, live.label("live_executions"))
+        select(*listed)
         .select_from(Workflow)
         .outerjoin(page, literal(True))
         .where(Workflow.account_id == account_id, Workflow.id == workflow_id)
