@@ -308,7 +308,10 @@ async def version_page(
         "before_number": before_number,
         "limit": limit,
     }
-    rows = (await session.execute(query, params)).all()
+    # Plain rows, on the session's connection: the ORM's handling of a statement and of its
+    # result buys nothing for columns.
+    connection = await session.connection()
+    rows = (await connection.execute(query, params)).all()
     if not rows:
         return False, []
     # An existing workflow without a version on the page is one row of nulls.
