@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import gc
 import logging
 import os
 import re
@@ -54,6 +55,18 @@ def _instrument(on: bool) -> None:
     )
 
 
+def _settle_collector() -> None:
+    """What ``revflow serve`` does to the collector once the app is loaded, where the
+    revision has it (as ``count_create.py``)."""
+    try:
+        from revflow.kit import collector
+    except ImportError:  # older revisions froze only
+        gc.collect()
+        gc.freeze()
+    else:
+        collector.settle()
+
+
 async def _list_versions(url: str, versions: int, lists: int) -> None:
     settings = Settings(database_url=url, log_json=False, max_versions=versions + 10)
     db = Database(url, pool_size=2)
@@ -67,6 +80,7 @@ async def _list_versions(url: str, versions: int, lists: int) -> None:
     definition = make_definition(3, 1)
     first = {"name": "counted", "definition": definition, "change_summary": "1"}
     logging.disable(logging.CRITICAL)  # the request log is the same work in both revisions
+    _settle_collector()
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://count") as client:
         made = await client.post("/api/v1/workflows", headers=headers, json=first)
