@@ -19,12 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import gc
 import json
 import logging
-import os
-import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
+from benchmarks import callgrind
 from benchmarks.common import fresh_database
 from revflow.app import create_app
 from revflow.audit.service import Actor
@@ -43,28 +40,6 @@ from revflow.definition.samples import make_definition
 from revflow.migrate import upgrade
 
 WARM_UP = 20
-# Set in the process that valgrind runs: the one that makes the requests.
-COUNTING = "REVFLOW_COUNT_CREATE"
-
-
-def _instrument(on: bool) -> None:
-    subprocess.run(
-        ["callgrind_control", "--instr=on" if on else "--instr=off", str(os.getpid())],
-        check=True,
-        capture_output=True,
-    )
-
-
-def _settle_collector() -> None:
-    """What ``revflow serve`` does to the collector once the app is loaded, where the
-    revision has it."""
-    try:
-        from revflow.kit import collector
-    except ImportError:  # older revisions froze only
-        gc.collect()
-        gc.freeze()
-    else:
-        collector.settle()
 
 
 def _bodies(steps: int, count: int) -> list[bytes]:
@@ -91,7 +66,7 @@ async def _create_versions(url: str, steps: int, creates: int) -> None:
     first = {"name": "counted", "definition": make_definition(steps, 1), "change_summary": "1"}
     bodies = _bodies(steps, WARM_UP + creates)
     logging.disable(logging.CRITICAL)  # the request log is the same work in both revisions
-    _settle_collector()
+    callgrind.settle_collector()
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://count") as client:
         made = await client.post("/api/v1/workflows", headers=headers, json=first)
@@ -99,33 +74,16 @@ async def _create_versions(url: str, steps: int, creates: int) -> None:
         path = f"/api/v1/workflows/{made.json()['id']}/versions"
         for index, body in enumerate(bodies):
             if index == WARM_UP:
-                _instrument(True)
+                callgrind.instrument(True)
             response = await client.post(path, headers=headers, content=body)
             if response.status_code != 201:
                 raise RuntimeError(f"create answered {response.status_code}: {response.text}")
-        _instrument(False)
+        callgrind.instrument(False)
     await db.dispose()
 
 
 def _count(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as workdir:
-        out = Path(workdir) / "callgrind.out"
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            __file__,
-            *sys.argv[1:],
-        ]
-        done = subprocess.run(
-            command, env={**os.environ, COUNTING: "1"}, capture_output=True, text=True
-        )
-        collected = re.search(r"Collected : (\d+)", done.stderr)
-        if done.returncode != 0 or collected is None:
-            sys.exit(f"the counted run failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    per_create = int(collected.group(1)) / args.creates
+    per_create = callgrind.count(__file__) / args.creates
     print(
         f"{args.database}: {per_create / 1e6:.2f} M instructions per create "
         f"({args.creates} creates of a {args.steps}-step definition, after {WARM_UP})"
@@ -138,7 +96,7 @@ def main() -> None:
     parser.add_argument("--creates", type=int, default=40)
     parser.add_argument("--steps", type=int, default=200)
     args = parser.parse_args()
-    if os.environ.get(COUNTING) != "1":
+    if not callgrind.counting():
         _count(args)
         return
     with (

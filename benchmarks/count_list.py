@@ -17,11 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import gc
 import logging
-import os
-import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
+from benchmarks import callgrind
 from benchmarks.common import fresh_database
 from revflow.app import create_app
 from revflow.audit.service import Actor
@@ -41,30 +38,6 @@ from revflow.migrate import upgrade
 
 WARM_UP = 20
 LIMIT = 50
-# Set in the process that valgrind runs: the one that makes the requests.
-COUNTING = "REVFLOW_COUNT_LIST"
-
-
-def _instrument(on: bool) -> None:
-    if os.environ.get(COUNTING) != "1":
-        return
-    subprocess.run(
-        ["callgrind_control", "--instr=on" if on else "--instr=off", str(os.getpid())],
-        check=True,
-        capture_output=True,
-    )
-
-
-def _settle_collector() -> None:
-    """What ``revflow serve`` does to the collector once the app is loaded, where the
-    revision has it (as ``count_create.py``)."""
-    try:
-        from revflow.kit import collector
-    except ImportError:  # older revisions froze only
-        gc.collect()
-        gc.freeze()
-    else:
-        collector.settle()
 
 
 async def _list_versions(url: str, versions: int, lists: int) -> None:
@@ -80,7 +53,7 @@ async def _list_versions(url: str, versions: int, lists: int) -> None:
     definition = make_definition(3, 1)
     first = {"name": "counted", "definition": definition, "change_summary": "1"}
     logging.disable(logging.CRITICAL)  # the request log is the same work in both revisions
-    _settle_collector()
+    callgrind.settle_collector()
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://count") as client:
         made = await client.post("/api/v1/workflows", headers=headers, json=first)
@@ -93,7 +66,7 @@ async def _list_versions(url: str, versions: int, lists: int) -> None:
         expected: bytes | None = None
         for index in range(WARM_UP + lists):
             if index == WARM_UP:
-                _instrument(True)
+                callgrind.instrument(True)
             response = await client.get(path, headers=headers, params={"limit": LIMIT})
             if response.status_code != 200:
                 raise RuntimeError(f"list answered {response.status_code}: {response.text}")
@@ -101,31 +74,12 @@ async def _list_versions(url: str, versions: int, lists: int) -> None:
                 expected = response.content
             elif response.content != expected:
                 raise RuntimeError("a list answered other bytes than the first")
-        _instrument(False)
+        callgrind.instrument(False)
     await db.dispose()
 
 
 def _count(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as workdir:
-        out = Path(workdir) / "callgrind.out"
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            __file__,
-            *sys.argv[1:],
-        ]
-        done = subprocess.run(
-            command, env={**os.environ, COUNTING: "1"}, capture_output=True, text=True
-        )
-        collected = re.search(r"Collected : (\d+)", done.stderr)
-        if done.returncode != 0 or collected is None:
-            sys.exit(f"the counted run failed ({done.returncode}):\n{done.stderr[-3000:]}")
-        if args.keep:
-            args.keep.write_bytes(out.read_bytes())
-    per_list = int(collected.group(1)) / args.lists
+    per_list = callgrind.count(__file__, args.keep) / args.lists
     print(
         f"{args.database}: {per_list / 1e6:.3f} M instructions per list "
         f"({args.lists} lists of {LIMIT} of {args.versions} versions, after {WARM_UP})"
@@ -140,7 +94,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="copy callgrind's output file here")
     parser.add_argument("--uninstrumented", action="store_true", help="run once, no valgrind")
     args = parser.parse_args()
-    if os.environ.get(COUNTING) != "1" and not args.uninstrumented:
+    if not callgrind.counting() and not args.uninstrumented:
         _count(args)
         return
     with (

@@ -1,0 +1,74 @@
+"""What ``count_create.py`` and ``count_list.py`` share: a script that runs itself again under
+valgrind's callgrind, switches the instrumentation on around the requests it counts, and
+reads the total back.
+
+Timings on a shared two-core machine move by 30-60 % from run to run; instruction counts do
+not: callgrind counts the same total for the same code and inputs whatever else the machine is
+doing, so two revisions compare in one run each.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# Set in the process that valgrind runs: the one that makes the requests.
+COUNTING = "REVFLOW_CALLGRIND_COUNTING"
+
+
+def counting() -> bool:
+    """Whether this process is the one valgrind runs."""
+    return os.environ.get(COUNTING) == "1"
+
+
+def instrument(on: bool) -> None:
+    """Switch callgrind's instrumentation of this process on or off."""
+    if not counting():
+        return
+    subprocess.run(
+        ["callgrind_control", "--instr=on" if on else "--instr=off", str(os.getpid())],
+        check=True,
+        capture_output=True,
+    )
+
+
+def settle_collector() -> None:
+    """What ``revflow serve`` does to the collector once the app is loaded, where the
+    revision has it; older revisions froze only."""
+    try:
+        from revflow.kit import collector
+    except ImportError:
+        gc.collect()
+        gc.freeze()
+    else:
+        collector.settle()
+
+
+def count(script: str, keep: Path | None = None) -> int:
+    """Run ``script`` with this process's arguments under callgrind, instrumentation off at
+    the start; the instructions it counted (``keep``: where to copy callgrind's output)."""
+    with tempfile.TemporaryDirectory() as workdir:
+        out = Path(workdir) / "callgrind.out"
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            script,
+            *sys.argv[1:],
+        ]
+        done = subprocess.run(
+            command, env={**os.environ, COUNTING: "1"}, capture_output=True, text=True
+        )
+        collected = re.search(r"Collected : (\d+)", done.stderr)
+        if done.returncode != 0 or collected is None:
+            sys.exit(f"the counted run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        if keep is not None:
+            keep.write_bytes(out.read_bytes())
+    return int(collected.group(1))
