@@ -7,7 +7,10 @@ moved half-way through a step — then, with a few statements whatever the batch
 the finished and unmovable ones skipped, records where each movable one was (the restore
 record), moves them, writes their ``migrated`` history entries, and updates the counts.
 Items only ever go from ``pending`` to a final state, so a batch that is retried after a
-crash, or run by two workers, moves nothing twice.
+crash, or run by two workers, moves nothing twice. Batches pick in key order after the last
+execution the previous one picked (``Migration.picked_through``), and the migration's counts
+say when none is left; the items need no index of their pending ones, so a batch rewrites
+each item in place (see ``MigrationItem``).
 
 On PostgreSQL a forward migration's batch, once picked, is settled in one statement (a
 data-modifying ``WITH``: ``_settle_statement``); reverts, SQLite, and a batch whose statement
@@ -85,7 +88,10 @@ class _Batch:
     has a key-lookup path from the batch to every table. With only the items restricted
     (``execution_id IN (…)``), stale statistics (a migration's items are new rows, just
     inserted by its snapshot) made PostgreSQL scan the version's live executions once per
-    item: a batch of 500 took seconds, a migration of 20,000 executions minutes.
+    item: a batch of 500 took seconds, a migration of 20,000 executions minutes. The items are
+    bounded by the batch's first and last id too: with the statistics taking the migration's
+    items for a handful, PostgreSQL hashes them, and reads only the batch's key range (which
+    the pick, in key order, keeps to the batch) instead of every item of the migration.
     """
 
     def __init__(self, dialect: str, account_id: uuid.UUID, ids: list[uuid.UUID]) -> None:
@@ -107,7 +113,11 @@ class _Batch:
         same_account = [c.table.c.account_id == self.account_id for c in columns]
         if self.rows is None:
             return and_(item_id.in_(self.ids), *same_account)
-        return and_(*(c == self.rows.c.id for c in columns), *same_account)
+        return and_(
+            *(c == self.rows.c.id for c in columns),
+            item_id.between(min(self.ids), max(self.ids)),
+            *same_account,
+        )
 
 
 def _plus_seconds(dialect: str, column: Any, seconds: float) -> ColumnElementType[Any]:
@@ -121,6 +131,18 @@ def _plus_seconds(dialect: str, column: Any, seconds: float) -> ColumnElementTyp
 
 async def _pick_batch(
     session: AsyncSession, migration: Migration, now: dt.datetime
+) -> list[uuid.UUID]:
+    """Lock the next batch: pending items after ``picked_through`` in key order, whose
+    executions no worker holds. Once none is left after it, the pick starts again from the
+    first item, for those a worker held when the pick passed them."""
+    ids = await _pick_after(session, migration, now, migration.picked_through)
+    if not ids and migration.picked_through is not None:
+        ids = await _pick_after(session, migration, now, None)
+    return ids
+
+
+async def _pick_after(
+    session: AsyncSession, migration: Migration, now: dt.datetime, after: uuid.UUID | None
 ) -> list[uuid.UUID]:
     query = (
         select(ITEMS.c.execution_id)
@@ -139,6 +161,8 @@ async def _pick_batch(
         .limit(migration.batch_size)
         .with_for_update(of=EXECUTIONS, skip_locked=True)
     )
+    if after is not None:
+        query = query.where(ITEMS.c.execution_id > after)
     return list((await session.execute(query)).scalars())
 
 
@@ -688,6 +712,8 @@ async def _next_batch(
     """
     ids = await _pick_batch(session, migration, now)
     settled = 0
+    # Set after the batch's statements, so that it is written with the counts.
+    picked_through = ids[-1] if ids else None
     one_statement = session.get_bind().dialect.name == "postgresql" and migration.reverts is None
     if ids and one_statement:
         try:
@@ -701,9 +727,10 @@ async def _next_batch(
             migration.migrated += done.moved
             migration.skipped += done.skipped
             migration.batches += 1
+            migration.picked_through = picked_through
             if done.skipped_ids:
                 await _list_skips(session, migration, done.skipped_ids)
-            return settled, await _any_pending(session, migration)
+            return settled, await _any_pending(session, migration, settled)
     if ids:
         moved, skipped, failed = await _settle_batch(session, migration, ids, now)
         migration.migrated += moved
@@ -712,12 +739,23 @@ async def _next_batch(
         migration.batches += 1
         settled = moved + skipped + failed
         await _list_skips(session, migration, ids)
-    return settled, await _any_pending(session, migration)
+    migration.picked_through = picked_through
+    return settled, await _any_pending(session, migration, settled)
 
 
-async def _any_pending(session: AsyncSession, migration: Migration) -> bool:
-    # Whether any item is still pending (not how many: counting them all in every batch made
-    # each batch read the whole rest of the migration).
+def _unsettled(migration: Migration) -> int:
+    """How many of the migration's items are still pending, by its counts (every item settled
+    is counted, in the transaction that settles it)."""
+    return migration.total - migration.migrated - migration.skipped - migration.failed
+
+
+async def _any_pending(session: AsyncSession, migration: Migration, settled: int) -> bool:
+    """Whether any item is still pending. The counts answer unless they say some are and
+    this batch found none to settle: then the items themselves (read in full, so only then)."""
+    if _unsettled(migration) <= 0:
+        return False
+    if settled:
+        return True
     remaining = await session.scalar(
         select(ITEMS.c.execution_id)
         .where(
