@@ -312,6 +312,14 @@ STATEMENT_KINDS = (
         r"^SELECT migration_items\.execution_id\s+FROM migration_items JOIN",
     ),
     (
+        "pick the batch: its pending items (SELECT … ORDER BY … LIMIT)",
+        r"^SELECT migration_items\.execution_id\s+FROM migration_items\s+WHERE[\s\S]*ORDER BY",
+    ),
+    (
+        "pick the batch: lock their executions (FOR UPDATE SKIP LOCKED)",
+        r"^SELECT executions\.id\s+FROM executions\s+WHERE[\s\S]*SKIP LOCKED",
+    ),
+    (
         "skip finished (UPDATE migration_items … FROM executions)",
         r"^UPDATE migration_items SET state=\S+, reason=CASE WHEN",
     ),

@@ -152,16 +152,17 @@ async def test_batches_pick_in_key_order_and_come_back_for_an_execution_a_worker
                 )
             )
 
-    assert await run_next(db, now) == 2
-    assert await moved() == ids[1:3]
+    assert await run_next(db, now) == 1  # the first two items, the held one left
+    assert await moved() == ids[1:2]
     with statements(db) as seen:
         assert await run_next(db, now) == 2
-    assert await moved() == ids[1:]
+    assert await moved() == ids[1:4]
     if not db.is_sqlite:
-        # Claim the migration, its target, pick, the one settling statement (in a savepoint),
-        # the counts and where the pick got to: the counts say whether items remain, no
-        # statement asks the items.
+        # Claim the migration, its target, the next pending items, lock their executions, the
+        # one settling statement (in a savepoint), the counts and where the pick got to: the
+        # counts say whether items remain, no statement asks the items.
         assert [sql.split()[0] for sql in seen] == [
+            "SELECT",
             "SELECT",
             "SELECT",
             "SELECT",
@@ -171,6 +172,8 @@ async def test_batches_pick_in_key_order_and_come_back_for_an_execution_a_worker
             "UPDATE",
         ], "\n".join(sql[:90] for sql in seen)
         assert "picked_through" in seen[-1] and "migrated" in seen[-1]
+    assert await run_next(db, now) == 1
+    assert await moved() == ids[1:]
     # Nothing is left after the last id picked, and the held one is still held.
     await run_next(db, now)
     migration = (await engine.tenant.request("GET", f"/api/v1/migrations/{migration_id}")).json()

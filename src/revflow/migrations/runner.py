@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     Uuid,
     and_,
+    any_,
     bindparam,
     case,
     column,
@@ -131,38 +132,67 @@ def _plus_seconds(dialect: str, column: Any, seconds: float) -> ColumnElementTyp
 
 async def _pick_batch(
     session: AsyncSession, migration: Migration, now: dt.datetime
-) -> list[uuid.UUID]:
-    """Lock the next batch: pending items after ``picked_through`` in key order, whose
-    executions no worker holds. Once none is left after it, the pick starts again from the
-    first item, for those a worker held when the pick passed them."""
-    ids = await _pick_after(session, migration, now, migration.picked_through)
-    if not ids and migration.picked_through is not None:
-        ids = await _pick_after(session, migration, now, None)
-    return ids
+) -> tuple[list[uuid.UUID], uuid.UUID | None]:
+    """Lock the next batch: of the next ``batch_size`` pending items after
+    ``picked_through`` in key order, the executions no worker holds. Answers their ids and the
+    last item looked at (where the next batch starts). Once no item is left after it, the pick
+    starts again from the first item, for those a worker held when the pick passed them.
+
+    The items are read first, then their executions locked by key: as one join (whose rows
+    the statistics of new items estimate badly), the last pick of a migration took 0.15 to
+    0.3 s in the benchmark instead of 0.02 s. A held execution makes its batch smaller.
+    """
+    after, lapped = migration.picked_through, migration.picked_through is None
+    while True:
+        window = await _pending_after(session, migration, after)
+        if not window:
+            if lapped:
+                return [], None
+            after, lapped = None, True
+            continue
+        ids = await _lock_free(session, migration, window, now)
+        if ids:
+            return ids, window[-1]
+        after = window[-1]
 
 
-async def _pick_after(
-    session: AsyncSession, migration: Migration, now: dt.datetime, after: uuid.UUID | None
+async def _pending_after(
+    session: AsyncSession, migration: Migration, after: uuid.UUID | None
 ) -> list[uuid.UUID]:
     query = (
         select(ITEMS.c.execution_id)
-        .join(
-            EXECUTIONS,
-            (EXECUTIONS.c.account_id == ITEMS.c.account_id)
-            & (EXECUTIONS.c.id == ITEMS.c.execution_id),
-        )
         .where(
             ITEMS.c.account_id == migration.account_id,
             ITEMS.c.migration_id == migration.id,
             ITEMS.c.state == "pending",
-            or_(EXECUTIONS.c.lease_expires_at.is_(None), EXECUTIONS.c.lease_expires_at < now),
         )
         .order_by(ITEMS.c.execution_id)
         .limit(migration.batch_size)
-        .with_for_update(of=EXECUTIONS, skip_locked=True)
     )
     if after is not None:
         query = query.where(ITEMS.c.execution_id > after)
+    return list((await session.execute(query)).scalars())
+
+
+async def _lock_free(
+    session: AsyncSession, migration: Migration, ids: list[uuid.UUID], now: dt.datetime
+) -> list[uuid.UUID]:
+    """Lock those of the executions ``ids`` that no worker holds (``SKIP LOCKED``, in key
+    order); answers their ids."""
+    if session.get_bind().dialect.name == "postgresql":
+        among = EXECUTIONS.c.id == any_(bindparam(None, ids, type_=ARRAY(Uuid())))
+    else:
+        among = EXECUTIONS.c.id.in_(ids)
+    query = (
+        select(EXECUTIONS.c.id)
+        .where(
+            EXECUTIONS.c.account_id == migration.account_id,
+            among,
+            or_(EXECUTIONS.c.lease_expires_at.is_(None), EXECUTIONS.c.lease_expires_at < now),
+        )
+        .order_by(EXECUTIONS.c.id)
+        .with_for_update(skip_locked=True)
+    )
     return list((await session.execute(query)).scalars())
 
 
@@ -710,10 +740,10 @@ async def _next_batch(
     anything but the database itself, the batch goes the way of every other batch
     (``_settle_batch``), which finds the executions that cannot be moved one by one.
     """
-    ids = await _pick_batch(session, migration, now)
+    # ``picked_through`` is set after the batch's statements, so that it is written with the
+    # counts.
+    ids, picked_through = await _pick_batch(session, migration, now)
     settled = 0
-    # Set after the batch's statements, so that it is written with the counts.
-    picked_through = ids[-1] if ids else None
     one_statement = session.get_bind().dialect.name == "postgresql" and migration.reverts is None
     if ids and one_statement:
         try:
