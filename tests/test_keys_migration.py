@@ -81,12 +81,23 @@ async def populate(e: WorkflowEngine) -> dict[str, Any]:
     return {"held": held, "executions": executions, "contacts": contacts}
 
 
-async def snapshot(db: Database) -> dict[str, list[str]]:
-    """Every row of every table, as sorted text."""
+# Columns added after the keys' revision, which its downgrade leaves out: (table, column).
+LATER_COLUMNS = {("migrations", "picked_through")}
+
+
+async def snapshot(db: Database, *, later_columns: bool = True) -> dict[str, list[str]]:
+    """Every row of every table, as sorted text (without ``LATER_COLUMNS`` if not
+    ``later_columns``)."""
     rows = {}
     async with db.session() as session:
         for table in Base.metadata.sorted_tables:
-            result = await session.execute(text(f'SELECT * FROM "{table.name}"'))
+            columns = [
+                c.name
+                for c in table.c
+                if later_columns or (table.name, c.name) not in LATER_COLUMNS
+            ]
+            listed = ", ".join(f'"{name}"' for name in columns)
+            result = await session.execute(text(f'SELECT {listed} FROM "{table.name}"'))
             rows[table.name] = sorted(repr(tuple(row)) for row in result.all())
     return rows
 
@@ -96,7 +107,7 @@ async def test_the_keys_move_on_a_populated_database_and_back(
 ) -> None:
     async with make_engine(fresh_database_url) as e:
         made = await populate(e)
-        before = await snapshot(e.db)
+        before = await snapshot(e.db, later_columns=False)
         tenant_tables = {t.name for t in Base.metadata.sorted_tables if "account_id" in t.c}
         empty = [table for table in sorted(tenant_tables) if not before[table]]
         assert empty == [], f"tables left empty: {empty}"
@@ -107,14 +118,15 @@ async def test_the_keys_move_on_a_populated_database_and_back(
         old = await read_keys(fresh_database_url)
         assert old["executions"]["primary"] == ["id"]
         assert old["migration_items"]["primary"] == ["migration_id", "execution_id"]
-        assert await snapshot(e.db) == before
+        assert await snapshot(e.db, later_columns=False) == before
         await e.db.dispose()
 
         await asyncio.to_thread(upgrade, fresh_database_url, KEYS_REVISION)
         new = await read_keys(fresh_database_url)
         assert new["executions"]["primary"] == ["account_id", "id"]
         assert new["version_tags"]["primary"] == ["account_id", "version_id", "tag"]
-        assert await snapshot(e.db) == before
+        assert await snapshot(e.db, later_columns=False) == before
+        await asyncio.to_thread(upgrade, fresh_database_url)  # the later revisions too
 
         # The product on the moved schema: the held event is released on resume, the migrated
         # executions finish their wait on version 2, a contact's deletion cascades.
