@@ -76,7 +76,8 @@ EXECUTION_STATE_COLUMNS = (
 )
 
 
-def _state(row: Any) -> ExecutionState:
+def execution_state(row: Any) -> ExecutionState:
+    """An execution's state from a row of ``EXECUTION_STATE_COLUMNS``."""
     return ExecutionState(
         id=row.id,
         workflow_id=row.workflow_id,
@@ -162,11 +163,11 @@ async def claim_due(
     if session.get_bind().dialect.name == "postgresql":
         statement = claim_statement(limit, share, after=after is not None)
         rows = await _rows(session, statement, {"now": now, "after": after})
-        claimed = [(row.account_id, _state(row)) for row in rows]
+        claimed = [(row.account_id, execution_state(row)) for row in rows]
         shares = [row.account_id for row in rows if not row.filling]
         return Claimed(claimed, shares[-1] if shares else after)
     shares, rest = await _claim_sqlite(session, now, limit, share, after)
-    claimed = [(row.account_id, _state(row)) for row in (*shares, *rest)]
+    claimed = [(row.account_id, execution_state(row)) for row in (*shares, *rest)]
     return Claimed(claimed, shares[-1].account_id if shares else after)
 
 
@@ -288,7 +289,7 @@ async def claim_oldest(
         .with_for_update(skip_locked=True, of=Execution)
     )
     rows = (await session.execute(query)).all()
-    return [(row.account_id, _state(row)) for row in rows]
+    return [(row.account_id, execution_state(row)) for row in rows]
 
 
 async def lock_executions(
@@ -309,7 +310,7 @@ async def lock_executions(
     if lease_owner is not None:
         query = query.where(Execution.lease_owner == lease_owner)
     rows = (await session.execute(query.order_by(Execution.id).with_for_update(of=Execution))).all()
-    return [(row.account_id, _state(row)) for row in rows]
+    return [(row.account_id, execution_state(row)) for row in rows]
 
 
 async def live_executions_of_contacts(
@@ -329,7 +330,7 @@ async def live_executions_of_contacts(
     if excluded:
         query = query.where(Execution.id.not_in(excluded))
     rows = await _rows(session, query, {"account": account_id, "contacts": ids})
-    return [_state(row) for row in rows]
+    return [execution_state(row) for row in rows]
 
 
 @functools.cache

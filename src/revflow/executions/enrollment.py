@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import Row, Select, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -223,26 +223,36 @@ def triggered_workflows(account_id: uuid.UUID, types: Iterable[str]) -> Select[A
     )
 
 
+def trigger_types(changes: Iterable[ContactChange]) -> set[str]:
+    """The trigger types these changes may fire (none: there is nothing to look up)."""
+    types: set[str] = set()
+    for c in changes:
+        types |= {"contact_created"} if c.created else set()
+        types |= {"tag_added"} if c.added_tags else set()
+        types |= {"field_changed"} if c.changed_fields or c.added_tags or c.removed_tags else set()
+        types |= {"event"} if c.events else set()
+    return types
+
+
 async def fire_triggers(
     session: AsyncSession,
     account_id: uuid.UUID,
     changes: Iterable[ContactChange],
     now: dt.datetime,
+    *,
+    triggered: Sequence[Row[Any]] | None = None,
 ) -> list[uuid.UUID]:
-    """Enroll changed contacts into every active workflow whose published trigger matches."""
-    changes = [
-        c
-        for c in changes
-        if c.created or c.added_tags or c.removed_tags or c.changed_fields or c.events
-    ]
-    if not changes:
+    """Enroll changed contacts into every active workflow whose published trigger matches.
+
+    ``triggered`` are the rows of ``triggered_workflows`` for ``trigger_types(changes)`` when
+    the caller has already looked them up (in a statement of its own)."""
+    changes = list(changes)
+    types = trigger_types(changes)
+    if not types:
         return []
-    types = {"contact_created"} if any(c.created for c in changes) else set()
-    types |= {"tag_added"} if any(c.added_tags for c in changes) else set()
-    if any(c.changed_fields or c.added_tags or c.removed_tags for c in changes):
-        types.add("field_changed")
-    types |= {"event"} if any(c.events for c in changes) else set()
-    rows = (await session.execute(triggered_workflows(account_id, types))).all()
+    if triggered is None:
+        triggered = (await session.execute(triggered_workflows(account_id, types))).all()
+    rows = triggered
     enrolled: list[uuid.UUID] = []
     ordered = sorted(rows, key=lambda row: (TRIGGER_ORDER.index(row[1]), row[0].created_at))
     for workflow, trigger_type, key in ordered:

@@ -8,7 +8,9 @@ import datetime as dt
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.engine import store
@@ -30,6 +32,7 @@ async def react(
     executions: list[ExecutionState] | None = None,
     exclude_executions: Iterable[uuid.UUID] = (),
     skip_locked: bool = False,
+    triggered: Sequence[Row[Any]] | None = None,
 ) -> list[uuid.UUID]:
     """Apply goals and event waits to the contacts' live executions, then fire triggers.
 
@@ -37,7 +40,8 @@ async def react(
     ``executions`` are the contacts' live executions when the caller has already locked them.
     Executions of a paused workflow do not move: what reaches them is held, in arrival order,
     and applied when the workflow is resumed (``release_held``). Answers the executions
-    enrolled by triggers.
+    enrolled by triggers, whose lookup ``triggered`` is when the caller has made it
+    (``fire_triggers``).
     """
     changes = [c for c in changes if c.changes_contact or c.events or c.created]
     if not changes:
@@ -78,7 +82,7 @@ async def react(
         await store.write_effects(
             session, {ex.id: account_id for ex in touched}, touched, [], effects, now
         )
-    return await fire_triggers(session, account_id, changes, now)
+    return await fire_triggers(session, account_id, changes, now, triggered=triggered)
 
 
 async def react_to_steps(session: AsyncSession, outcome: Outcome, now: dt.datetime) -> None:
