@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import String, cast, delete, func, select, tuple_, update
+from sqlalchemy import (
+    Row,
+    Select,
+    String,
+    bindparam,
+    cast,
+    delete,
+    func,
+    select,
+    text,
+    true,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
+from revflow.engine import store
+from revflow.engine.interpreter import ExecutionState
+from revflow.executions.enrollment import triggered_workflows
 from revflow.models import (
     LIVE_STATUSES,
     Contact,
@@ -37,6 +57,102 @@ async def get_by_external_id(
         Contact.erased_at.is_(None),
     )
     return await session.scalar(query.with_for_update() if lock else query)
+
+
+async def lock_by_external_id(
+    session: AsyncSession, account_id: uuid.UUID, external_id: str
+) -> tuple[Contact, list[ExecutionState]] | None:
+    """The contact with this ``external_id`` and its live executions, both locked, in one
+    statement (``_locked_by_external_id``); ``None`` when there is no such contact."""
+    rows = (
+        await session.execute(
+            _locked_by_external_id(), {"account": account_id, "external_id": external_id}
+        )
+    ).all()
+    if not rows:
+        return None
+    executions = [store.execution_state(row) for row in rows if row.id is not None]
+    return rows[0][0], sorted(executions, key=lambda ex: ex.id)
+
+
+@functools.cache
+def _locked_by_external_id() -> Select[Any]:
+    """The contact of ``:external_id`` of ``:account`` (a row per live execution of it, with
+    that execution's state columns, or one row with none), built once.
+
+    Lock order as everywhere (the worker's): the executions, in id order, before the contact.
+    The executions are a materialised CTE whose whole count the contact's condition asks for,
+    so all of them are locked before the contact's row is."""
+    account = bindparam("account", type_=Contact.account_id.type)
+    found = (
+        Contact.account_id == account,
+        Contact.external_id == bindparam("external_id", type_=Contact.external_id.type),
+        Contact.erased_at.is_(None),
+    )
+    locked = (
+        select(*store.EXECUTION_STATE_COLUMNS)
+        .where(
+            Execution.account_id == account,
+            Execution.contact_id == select(Contact.id).where(*found).scalar_subquery(),
+            Execution.status.in_(LIVE_STATUSES),
+        )
+        .order_by(Execution.id)
+        .with_for_update(of=Execution)
+        .cte("locked")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+    all_locked = select(func.count()).select_from(locked).scalar_subquery()
+    return (
+        select(Contact, *locked.c)
+        .outerjoin(locked, true())
+        .where(*found, all_locked >= 0)
+        .with_for_update(of=Contact)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def insert_new(session: AsyncSession, values: dict[str, Any]) -> Contact | None:
+    """Insert a contact unless its ``external_id`` is taken (then ``None``): no savepoint, as
+    a conflict leaves the transaction usable. The contact answered is in the session, as if
+    loaded."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(Contact)
+        .values(values)
+        .on_conflict_do_nothing(
+            index_elements=["account_id", "external_id"],
+            index_where=text("external_id IS NOT NULL"),
+        )
+        .returning(Contact.id)
+    )
+    if (await session.execute(statement)).first() is None:
+        return None
+    contact = Contact(**values)
+    make_transient_to_detached(contact)
+    session.add(contact)
+    return contact
+
+
+async def update_and_find_triggered(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    contact_id: uuid.UUID,
+    values: dict[str, Any],
+    trigger_types: set[str],
+) -> Sequence[Row[Any]]:
+    """Write the contact's new values and answer the workflows whose published trigger is of
+    ``trigger_types`` (``enrollment.triggered_workflows``), in one statement: the update is a
+    CTE of the lookup (PostgreSQL only)."""
+    changed = (
+        update(Contact)
+        .where(Contact.account_id == account_id, Contact.id == contact_id)
+        .values(values)
+        .cte("changed")
+    )
+    query: Select[Any] = triggered_workflows(account_id, trigger_types).add_cte(changed)
+    rows: Sequence[Row[Any]] = (await session.execute(query)).all()
+    return rows
 
 
 async def list_contacts(
