@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -24,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import aliased, make_transient_to_detached
 
 from revflow.engine import store
 from revflow.engine.interpreter import ExecutionState
@@ -36,6 +37,7 @@ from revflow.models import (
     HistoryEntry,
     IdempotencyRecord,
     Message,
+    Workflow,
 )
 
 
@@ -111,13 +113,47 @@ def _locked_by_external_id() -> Select[Any]:
     )
 
 
-async def insert_new(session: AsyncSession, values: dict[str, Any]) -> Contact | None:
+@dataclass
+class Inserted:
+    """A contact ``insert_new`` created, and on PostgreSQL the rows of its trigger lookup."""
+
+    contact: Contact
+    triggered: list[tuple[Workflow, str, str | None]] | None
+
+
+async def insert_new(
+    session: AsyncSession, values: dict[str, Any], trigger_types: set[str]
+) -> Inserted | None:
     """Insert a contact unless its ``external_id`` is taken (then ``None``): no savepoint, as
     a conflict leaves the transaction usable. The contact answered is in the session, as if
-    loaded."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
+    loaded. On PostgreSQL the insert is a CTE of the lookup of the workflows whose published
+    trigger is of ``trigger_types`` (``enrollment.triggered_workflows``): one statement."""
+    account_id = values["account_id"]
+    if session.get_bind().dialect.name == "postgresql":
+        inserted = _insert(postgresql.insert, values).cte("inserted")
+        found = triggered_workflows(account_id, trigger_types).subquery("triggered")
+        workflow = aliased(Workflow, found)
+        query = (
+            select(inserted.c.id, workflow, found.c.trigger_type, found.c.trigger_key)
+            .select_from(inserted)
+            .outerjoin(found, true())
+        )
+        rows = (await session.execute(query)).all()
+        if not rows:
+            return None
+        triggered = [(row[1], row[2], row[3]) for row in rows if row[1] is not None]
+    else:
+        if (await session.execute(_insert(sqlite.insert, values))).first() is None:
+            return None
+        triggered = None
+    contact = Contact(**values)
+    make_transient_to_detached(contact)
+    session.add(contact)
+    return Inserted(contact, triggered)
+
+
+def _insert(insert: Any, values: dict[str, Any]) -> Any:
+    return (
         insert(Contact)
         .values(values)
         .on_conflict_do_nothing(
@@ -126,12 +162,6 @@ async def insert_new(session: AsyncSession, values: dict[str, Any]) -> Contact |
         )
         .returning(Contact.id)
     )
-    if (await session.execute(statement)).first() is None:
-        return None
-    contact = Contact(**values)
-    make_transient_to_detached(contact)
-    session.add(contact)
-    return contact
 
 
 async def update_and_find_triggered(

@@ -260,32 +260,30 @@ async def _create_for_upsert(
         fields=body.fields or {},
         tags=body.tags or [],
     )
-    contact = await repo.insert_new(
+    tags = list(dict.fromkeys(checked.tags))
+    # SPEC §2, as create_contact: contact_created, then tag_added once per tag.
+    change = ContactChange(new_id(), created=True, added_tags=tags)
+    inserted = await repo.insert_new(
         session,
         {
-            "id": new_id(),
+            "id": change.contact_id,
             "account_id": account_id,
             "external_id": checked.external_id,
             "email": checked.email,
             "phone": checked.phone,
             "fields": dict(checked.fields),
-            "tags": list(dict.fromkeys(checked.tags)),
+            "tags": tags,
             "created_at": now,
             "updated_at": now,
             "erased_at": None,
         },
+        enrollment.trigger_types([change]),
     )
-    if contact is None:
+    if inserted is None:
         return None
-    # SPEC §2, as create_contact; a contact this transaction created has no executions yet.
-    await react(
-        session,
-        account_id,
-        [ContactChange(contact.id, created=True, added_tags=list(contact.tags))],
-        now,
-        executions=[],
-    )
-    return contact
+    # A contact this transaction created has no executions yet.
+    await react(session, account_id, [change], now, executions=[], triggered=inserted.triggered)
+    return inserted.contact
 
 
 async def erase_contact(

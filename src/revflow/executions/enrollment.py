@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, Select, func, select, text
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -240,7 +240,7 @@ async def fire_triggers(
     changes: Iterable[ContactChange],
     now: dt.datetime,
     *,
-    triggered: Sequence[Row[Any]] | None = None,
+    triggered: Sequence[Sequence[Any]] | None = None,
 ) -> list[uuid.UUID]:
     """Enroll changed contacts into every active workflow whose published trigger matches.
 

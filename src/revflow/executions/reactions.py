@@ -10,7 +10,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.engine import store
@@ -32,7 +31,7 @@ async def react(
     executions: list[ExecutionState] | None = None,
     exclude_executions: Iterable[uuid.UUID] = (),
     skip_locked: bool = False,
-    triggered: Sequence[Row[Any]] | None = None,
+    triggered: Sequence[Sequence[Any]] | None = None,
 ) -> list[uuid.UUID]:
     """Apply goals and event waits to the contacts' live executions, then fire triggers.
 
