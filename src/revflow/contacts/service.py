@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -41,39 +40,42 @@ async def require_contact(
 async def create_contact(
     session: AsyncSession, account_id: uuid.UUID, body: ContactCreate, now: dt.datetime
 ) -> Contact:
-    contact = Contact(
-        account_id=account_id,
-        external_id=body.external_id,
-        email=body.email,
-        phone=body.phone,
-        fields=dict(body.fields),
-        tags=list(dict.fromkeys(body.tags)),
-        created_at=now,
-        updated_at=now,
-    )
-    await _add_unique(session, contact)
-    # SPEC §2: a contact created with tags fires contact_created, then tag_added once per tag
-    # (a contact imported with "lead" is a lead).
-    await react(
-        session,
-        account_id,
-        [ContactChange(contact.id, created=True, added_tags=list(contact.tags))],
-        now,
-    )
+    contact = await _insert_contact(session, account_id, body, now)
+    if contact is None:
+        raise ExternalIdTaken(f"A contact with external_id {body.external_id!r} exists")
     return contact
 
 
-async def _add_unique(session: AsyncSession, contact: Contact) -> None:
-    """Insert the contact in a savepoint: a taken external_id leaves the transaction usable
-    (and the contact out of the session)."""
-    try:
-        async with session.begin_nested():
-            session.add(contact)
-            await session.flush()
-    except IntegrityError:
-        raise ExternalIdTaken(
-            f"A contact with external_id {contact.external_id!r} exists"
-        ) from None
+async def _insert_contact(
+    session: AsyncSession, account_id: uuid.UUID, body: ContactCreate, now: dt.datetime
+) -> Contact | None:
+    """The new contact and what its creation sets off; ``None`` when its external_id is
+    taken (the transaction stays usable)."""
+    tags = list(dict.fromkeys(body.tags))
+    # SPEC §2: a contact created with tags fires contact_created, then tag_added once per tag
+    # (a contact imported with "lead" is a lead).
+    change = ContactChange(new_id(), created=True, added_tags=tags)
+    inserted = await repo.insert_new(
+        session,
+        {
+            "id": change.contact_id,
+            "account_id": account_id,
+            "external_id": body.external_id,
+            "email": body.email,
+            "phone": body.phone,
+            "fields": dict(body.fields),
+            "tags": tags,
+            "created_at": now,
+            "updated_at": now,
+            "erased_at": None,
+        },
+        enrollment.trigger_types([change]),
+    )
+    if inserted is None:
+        return None
+    # A contact this transaction created has no executions yet.
+    await react(session, account_id, [change], now, executions=[], triggered=inserted.triggered)
+    return inserted.contact
 
 
 async def list_contacts(
@@ -251,8 +253,8 @@ async def _create_for_upsert(
     body: ContactUpsert,
     now: dt.datetime,
 ) -> Contact | None:
-    """The new contact (``None`` when its external_id was taken meanwhile), and what its
-    creation sets off, as ``create_contact``."""
+    """The new contact (``None`` when its external_id was taken meanwhile), as
+    ``create_contact``."""
     checked = ContactCreate(
         external_id=external_id,
         email=body.email,
@@ -260,30 +262,7 @@ async def _create_for_upsert(
         fields=body.fields or {},
         tags=body.tags or [],
     )
-    tags = list(dict.fromkeys(checked.tags))
-    # SPEC §2, as create_contact: contact_created, then tag_added once per tag.
-    change = ContactChange(new_id(), created=True, added_tags=tags)
-    inserted = await repo.insert_new(
-        session,
-        {
-            "id": change.contact_id,
-            "account_id": account_id,
-            "external_id": checked.external_id,
-            "email": checked.email,
-            "phone": checked.phone,
-            "fields": dict(checked.fields),
-            "tags": tags,
-            "created_at": now,
-            "updated_at": now,
-            "erased_at": None,
-        },
-        enrollment.trigger_types([change]),
-    )
-    if inserted is None:
-        return None
-    # A contact this transaction created has no executions yet.
-    await react(session, account_id, [change], now, executions=[], triggered=inserted.triggered)
-    return inserted.contact
+    return await _insert_contact(session, account_id, checked, now)
 
 
 async def erase_contact(
