@@ -1,6 +1,6 @@
 """Answers are written by orjson where its bytes are pydantic-core's, and by pydantic-core
-everywhere else: the same JSON either way. Rows (``rows_json``) too, with their identifiers
-and times."""
+everywhere else: the same JSON either way, rows with the database's identifiers and times
+included."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from asyncpg.pgproto.pgproto import UUID as DriverUUID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from revflow.kit.responses import FastJSONResponse, json_bytes, rows_json
+from revflow.kit.responses import FastJSONResponse, json_bytes
 
 JSON_VALUES = st.recursive(
     st.none()
@@ -97,10 +97,10 @@ ROW_VALUES: list[Any] = [
 
 @pytest.mark.parametrize("value", ROW_VALUES, ids=repr)
 def test_a_rows_value_is_written_as_pydantic_core_writes_it(value: Any) -> None:
-    assert rows_json(value) == pydantic_core.to_json(value)
+    assert json_bytes(value) == pydantic_core.to_json(value)
 
 
 def test_a_page_of_rows_is_written_as_pydantic_core_writes_it() -> None:
     row = {f"field_{i}": value for i, value in enumerate(ROW_VALUES)}
     page = {"items": [row, row], "next_cursor": "abc"}
-    assert rows_json(page) == pydantic_core.to_json(page)
+    assert json_bytes(page) == pydantic_core.to_json(page)

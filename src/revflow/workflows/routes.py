@@ -44,7 +44,7 @@ from revflow.kit.pagination import (
     time_id_after,
     time_id_next,
 )
-from revflow.kit.responses import FastJSONResponse, rows_json
+from revflow.kit.responses import FastJSONResponse
 from revflow.kit.transactions import commit
 from revflow.problems import raises
 from revflow.releases import service as releases
@@ -174,7 +174,7 @@ async def list_versions(
     include_archived: bool = False,
     limit: Limit = DEFAULT_LIMIT,
     cursor: str | None = None,
-) -> Response:
+) -> JSONResponse:
     parsed = parse_id(workflow_id)
     if parsed is None:
         raise NotFound(f"No workflow {workflow_id}")
@@ -210,8 +210,7 @@ async def list_versions(
     # The rows hold a listed version's fields in the answer's order, as the database keeps
     # them: taken as they are (no model in between) and written as the response model would.
     items = [dict(zip(_LISTED_FIELDS, row, strict=True)) for row in page]
-    body = rows_json({"items": items, "next_cursor": next_cursor})
-    return Response(body, media_type="application/json")
+    return FastJSONResponse({"items": items, "next_cursor": next_cursor})
 
 
 @router.get(
