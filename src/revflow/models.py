@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    ColumnElement,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    literal_column,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -26,10 +28,21 @@ from sqlalchemy.orm import Mapped, mapped_column
 from revflow.db import Base, JSONType, UTCDateTime, new_id, utcnow
 
 LIVE_STATUSES = ("active", "waiting")
+_LIVE_STATUSES_SQL: ColumnElement[Any] = literal_column(
+    "(" + ", ".join(f"'{s}'" for s in LIVE_STATUSES) + ")"
+)
 FINISHED_STATUSES = ("completed", "failed", "cancelled")
 HISTORY_UNPRUNED = "status IN ('completed', 'failed', 'cancelled') AND history_pruned_at IS NULL"
 ROLES = ("viewer", "editor", "admin")
 VERSION_STATUSES = ("draft", "published", "canary", "retired", "archived")
+
+
+def is_live(status: Any) -> ColumnElement[bool]:
+    """``status IN ('active', 'waiting')``, the statuses written into the statement: a
+    statement built once renders no list again at each run (as an expanding ``IN`` does), and
+    a planner can match the partial indexes of live executions (PostgreSQL cannot to bound
+    values in a prepared statement's generic plan)."""
+    return cast(ColumnElement[bool], status.op("IN", is_comparison=True)(_LIVE_STATUSES_SQL))
 
 
 class Account(Base):

@@ -87,7 +87,7 @@ async def test_the_lookup_reads_the_matching_versions_only_without_statistics(
             await session.commit()
         async with db.session() as session:
             await enter_account(session, account.id)
-            query = triggered_workflows(account.id, ["event"])
+            query = triggered_workflows(["event"]).params(account=account.id)
             found = (await session.execute(query)).all()
             assert [(row[0].id, row[1]) for row in found] == [(ids[0], "event")]
             literal = {"literal_binds": True}

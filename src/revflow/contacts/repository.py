@@ -31,34 +31,32 @@ from revflow.engine import store
 from revflow.engine.interpreter import ExecutionState
 from revflow.executions.enrollment import triggered_workflows
 from revflow.models import (
-    LIVE_STATUSES,
     Contact,
     Execution,
     HistoryEntry,
     IdempotencyRecord,
     Message,
     Workflow,
+    is_live,
 )
 
 
 async def get_contact(
     session: AsyncSession, account_id: uuid.UUID, contact_id: uuid.UUID, *, lock: bool = False
 ) -> Contact | None:
-    query = select(Contact).where(
-        Contact.account_id == account_id, Contact.id == contact_id, Contact.erased_at.is_(None)
-    )
-    return await session.scalar(query.with_for_update() if lock else query)
+    query = _contact_by_id(lock)
+    return await session.scalar(query, {"account": account_id, "contact": contact_id})
 
 
-async def get_by_external_id(
-    session: AsyncSession, account_id: uuid.UUID, external_id: str, *, lock: bool = False
-) -> Contact | None:
+@functools.cache
+def _contact_by_id(lock: bool) -> Select[Contact]:
+    """The contact ``:contact`` of ``:account`` unless erased, built once."""
     query = select(Contact).where(
-        Contact.account_id == account_id,
-        Contact.external_id == external_id,
+        Contact.account_id == bindparam("account", type_=Contact.account_id.type),
+        Contact.id == bindparam("contact", type_=Contact.id.type),
         Contact.erased_at.is_(None),
     )
-    return await session.scalar(query.with_for_update() if lock else query)
+    return query.with_for_update() if lock else query
 
 
 async def lock_by_external_id(
@@ -96,7 +94,7 @@ def _locked_by_external_id() -> Select[Any]:
         .where(
             Execution.account_id == account,
             Execution.contact_id == select(Contact.id).where(*found).scalar_subquery(),
-            Execution.status.in_(LIVE_STATUSES),
+            is_live(Execution.status),
         )
         .order_by(Execution.id)
         .with_for_update(of=Execution)
@@ -121,29 +119,50 @@ class Inserted:
     triggered: list[tuple[Workflow, str, str | None]] | None
 
 
+# The columns a new contact is inserted with, and those a change writes: each a bound
+# parameter of its name prefixed with "new_" (a bound parameter may not take a column's name
+# in an UPDATE's SET).
+INSERTED = (
+    "id",
+    "account_id",
+    "external_id",
+    "email",
+    "phone",
+    "fields",
+    "tags",
+    "created_at",
+    "updated_at",
+    "erased_at",
+)
+UPDATED = ("email", "phone", "fields", "tags", "updated_at")
+
+
+def _new_values(columns: Sequence[str]) -> dict[str, Any]:
+    return {c: bindparam(f"new_{c}", type_=Contact.__table__.c[c].type) for c in columns}
+
+
+def _new_params(values: dict[str, Any]) -> dict[str, Any]:
+    return {f"new_{column}": value for column, value in values.items()}
+
+
 async def insert_new(
     session: AsyncSession, values: dict[str, Any], trigger_types: set[str]
 ) -> Inserted | None:
-    """Insert a contact unless its ``external_id`` is taken (then ``None``): no savepoint, as
-    a conflict leaves the transaction usable. The contact answered is in the session, as if
-    loaded. On PostgreSQL the insert is a CTE of the lookup of the workflows whose published
-    trigger is of ``trigger_types`` (``enrollment.triggered_workflows``): one statement."""
-    account_id = values["account_id"]
+    """Insert a contact of ``values`` (every column of ``INSERTED``) unless its
+    ``external_id`` is taken (then ``None``): no savepoint, as a conflict leaves the
+    transaction usable. The contact answered is in the session, as if loaded. On PostgreSQL
+    the insert is a CTE of the lookup of the workflows whose published trigger is of
+    ``trigger_types`` (``enrollment.triggered_workflows``): one statement."""
+    params = _new_params(values)
     if session.get_bind().dialect.name == "postgresql":
-        inserted = _insert(postgresql.insert, values).cte("inserted")
-        found = triggered_workflows(account_id, trigger_types).subquery("triggered")
-        workflow = aliased(Workflow, found)
-        query = (
-            select(inserted.c.id, workflow, found.c.trigger_type, found.c.trigger_key)
-            .select_from(inserted)
-            .outerjoin(found, true())
-        )
-        rows = (await session.execute(query)).all()
+        query = _insert_and_find_triggered(frozenset(trigger_types))
+        params["account"] = values["account_id"]
+        rows = (await session.execute(query, params)).all()
         if not rows:
             return None
         triggered = [(row[1], row[2], row[3]) for row in rows if row[1] is not None]
     else:
-        if (await session.execute(_insert(sqlite.insert, values))).first() is None:
+        if (await session.execute(_insert(sqlite.insert), params)).first() is None:
             return None
         triggered = None
     contact = Contact(**values)
@@ -152,15 +171,30 @@ async def insert_new(
     return Inserted(contact, triggered)
 
 
-def _insert(insert: Any, values: dict[str, Any]) -> Any:
+@functools.cache
+def _insert(insert: Any) -> Any:
+    """The new contact's insert, with the dialect's ``insert``, built once."""
     return (
         insert(Contact)
-        .values(values)
+        .values(_new_values(INSERTED))
         .on_conflict_do_nothing(
             index_elements=["account_id", "external_id"],
             index_where=text("external_id IS NOT NULL"),
         )
         .returning(Contact.id)
+    )
+
+
+@functools.cache
+def _insert_and_find_triggered(trigger_types: frozenset[str]) -> Select[Any]:
+    """The insert as a CTE of the trigger lookup, built once per set of trigger types."""
+    inserted = _insert(postgresql.insert).cte("inserted")
+    found = triggered_workflows(trigger_types).subquery("triggered")
+    workflow = aliased(Workflow, found)
+    return (
+        select(inserted.c.id, workflow, found.c.trigger_type, found.c.trigger_key)
+        .select_from(inserted)
+        .outerjoin(found, true())
     )
 
 
@@ -171,18 +205,29 @@ async def update_and_find_triggered(
     values: dict[str, Any],
     trigger_types: set[str],
 ) -> Sequence[Row[Any]]:
-    """Write the contact's new values and answer the workflows whose published trigger is of
-    ``trigger_types`` (``enrollment.triggered_workflows``), in one statement: the update is a
-    CTE of the lookup (PostgreSQL only)."""
+    """Write the contact's new ``values`` (every column of ``UPDATED``) and answer the
+    workflows whose published trigger is of ``trigger_types``
+    (``enrollment.triggered_workflows``), in one statement: the update is a CTE of the lookup
+    (PostgreSQL only)."""
+    params = _new_params(values) | {"account": account_id, "contact": contact_id}
+    query = _update_and_find_triggered(frozenset(trigger_types))
+    rows: Sequence[Row[Any]] = (await session.execute(query, params)).all()
+    return rows
+
+
+@functools.cache
+def _update_and_find_triggered(trigger_types: frozenset[str]) -> Select[Any]:
+    """The update as a CTE of the trigger lookup, built once per set of trigger types."""
     changed = (
         update(Contact)
-        .where(Contact.account_id == account_id, Contact.id == contact_id)
-        .values(values)
+        .where(
+            Contact.account_id == bindparam("account", type_=Contact.account_id.type),
+            Contact.id == bindparam("contact", type_=Contact.id.type),
+        )
+        .values(_new_values(UPDATED))
         .cte("changed")
     )
-    query: Select[Any] = triggered_workflows(account_id, trigger_types).add_cte(changed)
-    rows: Sequence[Row[Any]] = (await session.execute(query)).all()
-    return rows
+    return triggered_workflows(trigger_types).add_cte(changed)
 
 
 async def list_contacts(
@@ -227,16 +272,22 @@ async def live_positions(
     session: AsyncSession, account_id: uuid.UUID, contact_id: uuid.UUID
 ) -> dict[uuid.UUID, tuple[str, str | None]]:
     """Where each live execution of the contact is: (status, current step)."""
-    rows = await session.execute(
+    rows = await session.execute(_live_positions(), {"account": account_id, "contact": contact_id})
+    return {row.id: (row.status, row.current_step) for row in rows.all()}
+
+
+@functools.cache
+def _live_positions() -> Select[uuid.UUID, str, str | None]:
+    """The live executions of ``:contact`` of ``:account``: id, status, step; built once."""
+    return (
         select(Execution.id, Execution.status, Execution.current_step)
         .where(
-            Execution.account_id == account_id,
-            Execution.contact_id == contact_id,
-            Execution.status.in_(LIVE_STATUSES),
+            Execution.account_id == bindparam("account", type_=Execution.account_id.type),
+            Execution.contact_id == bindparam("contact", type_=Execution.contact_id.type),
+            is_live(Execution.status),
         )
         .execution_options(populate_existing=True)
     )
-    return {row.id: (row.status, row.current_step) for row in rows.all()}
 
 
 async def scrub_history_errors(

@@ -51,6 +51,7 @@ from revflow.models import (
     Message,
     Version,
     Workflow,
+    is_live,
 )
 
 EXECUTIONS = cast(Table, Execution.__table__)
@@ -341,7 +342,7 @@ def _live_of_contacts_statement(arrays: bool, skip_locked: bool) -> Select[*tupl
         .where(
             Execution.account_id == bindparam("account"),
             any_of_parameter(Execution.contact_id, "contacts", arrays=arrays),
-            Execution.status.in_(LIVE_STATUSES),
+            is_live(Execution.status),
         )
         .order_by(Execution.id)
         .with_for_update(of=Execution, skip_locked=skip_locked)

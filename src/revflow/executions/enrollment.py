@@ -7,16 +7,18 @@ whether the change came through the API or from a step of any workflow.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import Select, bindparam, func, literal_column, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from revflow.db import any_of_parameter
 from revflow.definition import Definition
 from revflow.engine import store
 from revflow.engine.changes import ContactChange
@@ -56,8 +58,33 @@ def choose_version(workflow: Workflow, contact_id: uuid.UUID) -> int:
     return workflow.current_version
 
 
-def _insert(dialect: str) -> Any:
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Execution)
+@functools.cache
+def _existing_contacts(arrays: bool) -> Select[uuid.UUID]:
+    """Which of the contacts ``:ids`` of ``:account`` exist (not erased), built once."""
+    return select(Contact.id).where(
+        Contact.account_id == bindparam("account", type_=Contact.account_id.type),
+        any_of_parameter(Contact.id, "ids", arrays=arrays),
+        Contact.erased_at.is_(None),
+    )
+
+
+@functools.cache
+def _insert_executions(dialect: str) -> Any:
+    """The new executions, unless the contact already runs the workflow; built once and run
+    for many rows (SQLAlchemy batches them as multi-row ``INSERT … RETURNING``): far cheaper
+    than compiling a 1,000-row ``VALUES`` each chunk."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(Execution)
+        .on_conflict_do_nothing(
+            index_elements=["account_id", "workflow_id", "contact_id"],
+            # Literal values, as in the index: with bound parameters PostgreSQL cannot match
+            # the partial index once it switches the prepared statement to a generic plan
+            # (from its sixth execution on a connection).
+            index_where=text("status IN ('active', 'waiting')"),
+        )
+        .returning(Execution.id, Execution.contact_id)
+    )
 
 
 async def enroll(
@@ -75,17 +102,12 @@ async def enroll(
     result = EnrollResult()
     wanted = list(dict.fromkeys(contact_ids))
     existing: set[uuid.UUID] = set()
+    dialect = session.get_bind().dialect.name
+    found = _existing_contacts(dialect == "postgresql")
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
-        existing |= set(
-            await session.scalars(
-                select(Contact.id).where(
-                    Contact.account_id == workflow.account_id,
-                    Contact.id.in_(chunk),
-                    Contact.erased_at.is_(None),
-                )
-            )
-        )
+        parameters = {"account": workflow.account_id, "ids": chunk}
+        existing |= set(await session.scalars(found, parameters))
     candidates = [c for c in wanted if c in existing]
     result.skipped.extend(
         {"contact_id": str(c), "reason": "contact_not_found"} for c in wanted if c not in existing
@@ -93,7 +115,6 @@ async def enroll(
     blocked = await _reenroll_blocked(session, workflow, definition, candidates, now)
     result.skipped.extend({"contact_id": str(c), "reason": reason} for c, reason in blocked.items())
     candidates = [c for c in candidates if c not in blocked]
-    dialect = session.get_bind().dialect.name
     starts = {workflow.current_version: definition.start_step_id()}
     if workflow.canary_version is not None:
         key = (workflow.id, workflow.canary_version)
@@ -116,19 +137,7 @@ async def enroll(
             }
             for contact in chunk
         ]
-        # One cached statement run for many rows (SQLAlchemy batches them as multi-row
-        # INSERT … RETURNING): far cheaper than compiling a 1,000-row VALUES each chunk.
-        statement = (
-            _insert(dialect)
-            .on_conflict_do_nothing(
-                index_elements=["account_id", "workflow_id", "contact_id"],
-                # Literal values, as in the index: with bound parameters PostgreSQL cannot match
-                # the partial index once it switches the prepared statement to a generic plan
-                # (from its sixth execution on a connection).
-                index_where=text("status IN ('active', 'waiting')"),
-            )
-            .returning(Execution.id, Execution.contact_id)
-        )
+        statement = _insert_executions(dialect)
         inserted: dict[uuid.UUID, uuid.UUID] = {
             row.contact_id: row.id for row in (await session.execute(statement, rows)).all()
         }
@@ -191,23 +200,35 @@ def _matches(trigger_type: str, key: str | None, change: ContactChange) -> bool:
     return False
 
 
-def triggered_workflows(account_id: uuid.UUID, types: Iterable[str]) -> Select[Any]:
-    """The account's active workflows whose published version has a trigger of ``types``,
-    with that trigger's type and key.
+def triggered_workflows(types: Iterable[str]) -> Select[Any]:
+    """The active workflows of ``:account`` whose published version has a trigger of
+    ``types``, with that trigger's type and key; built once per set of types (building it
+    cost more than running it: every contact change and every event asks this).
 
     The published versions are found first, on their own (a materialised CTE on PostgreSQL,
-    from ``ix_versions_published_trigger``), and joined to their workflows after: every contact
-    change and every event asks this, and a plan that reads every version of the account for
-    each of its workflows — the planner's choice on tables it has no statistics of yet, as in
-    a new database — cost workflows times versions per request.
+    from ``ix_versions_published_trigger``), and joined to their workflows after: a plan that
+    reads every version of the account for each of its workflows — the planner's choice on
+    tables it has no statistics of yet, as in a new database — cost workflows times versions
+    per request.
     """
+    return _triggered_workflows(frozenset(types))
+
+
+@functools.cache
+def _triggered_workflows(types: frozenset[str]) -> Select[Any]:
+    unknown = types - set(TRIGGER_ORDER)
+    if unknown:
+        raise ValueError(f"unknown trigger types {sorted(unknown)}")
+    account = bindparam("account", type_=Version.account_id.type)
     published = (
         select(Version.workflow_id, Version.number, Version.trigger_type, Version.trigger_key)
         .where(
-            Version.account_id == account_id,
-            # The current version is the published one (workflows.service).
-            Version.status == "published",
-            Version.trigger_type.in_(list(types)),
+            Version.account_id == account,
+            # The current version is the published one (workflows.service). Literal values,
+            # as in the partial index: a prepared statement's generic plan cannot match the
+            # index to a bound parameter.
+            Version.status == literal_column("'published'"),
+            Version.trigger_type.in_([literal_column(f"'{t}'") for t in sorted(types)]),
         )
         .cte("published")
         .prefix_with("MATERIALIZED", dialect="postgresql")
@@ -219,7 +240,7 @@ def triggered_workflows(account_id: uuid.UUID, types: Iterable[str]) -> Select[A
             (published.c.workflow_id == Workflow.id)
             & (published.c.number == Workflow.current_version),
         )
-        .where(Workflow.account_id == account_id, Workflow.status == "active")
+        .where(Workflow.account_id == account, Workflow.status == literal_column("'active'"))
     )
 
 
@@ -251,7 +272,8 @@ async def fire_triggers(
     if not types:
         return []
     if triggered is None:
-        triggered = (await session.execute(triggered_workflows(account_id, types))).all()
+        query = triggered_workflows(types)
+        triggered = (await session.execute(query, {"account": account_id})).all()
     rows = triggered
     enrolled: list[uuid.UUID] = []
     ordered = sorted(rows, key=lambda row: (TRIGGER_ORDER.index(row[1]), row[0].created_at))

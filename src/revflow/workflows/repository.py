@@ -21,7 +21,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    literal_column,
     select,
     tuple_,
     update,
@@ -30,7 +29,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.sql.elements import ColumnClause
 
 from revflow.models import (
     LIVE_STATUSES,
@@ -39,6 +37,7 @@ from revflow.models import (
     VersionTag,
     WebhookSubscription,
     Workflow,
+    is_live,
 )
 from revflow.webhooks import repository as webhooks_repo
 from revflow.workflows import drafts
@@ -320,11 +319,6 @@ async def version_page(
     return True, list(rows)
 
 
-_LIVE_STATUSES_LITERAL: ColumnClause[Any] = literal_column(
-    "(" + ", ".join(f"'{s}'" for s in LIVE_STATUSES) + ")"
-)
-
-
 @functools.lru_cache(maxsize=16)
 def _version_page_statement(
     fields: tuple[str, ...], *, by_status: bool, without_archived: bool, by_tag: bool, before: bool
@@ -361,8 +355,7 @@ def _version_page_statement(
             Execution.account_id == account_id,
             Execution.workflow_id == workflow_id,
             Execution.version == page.c.number,
-            # Written into the statement: an expanding IN is rendered again at each execution.
-            Execution.status.op("IN")(_LIVE_STATUSES_LITERAL),
+            is_live(Execution.status),
         )
         .scalar_subquery()
     )
