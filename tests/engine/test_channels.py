@@ -19,7 +19,7 @@ import email
 import email.message
 import email.policy
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,10 +64,14 @@ class Received:
 
 
 class HttpServer:
-    """A minimal keep-alive HTTP/1.1 server; ``status(n)`` answers the n-th request (1-based)."""
+    """A minimal keep-alive HTTP/1.1 server; ``status(n)`` answers the n-th request (1-based),
+    once ``hold(n)``, when given, has returned."""
 
-    def __init__(self, status: Callable[[int], int]) -> None:
+    def __init__(
+        self, status: Callable[[int], int], hold: Callable[[int], Awaitable[None]] | None = None
+    ) -> None:
         self.status = status
+        self.hold = hold
         self.requests: list[Received] = []
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -107,7 +111,10 @@ class HttpServer:
                 length = int(headers.get("content-length", "0"))
                 body = await reader.readexactly(length) if length else b""
                 self.requests.append(Received(method, target, headers, body))
-                status = self.status(len(self.requests))
+                number = len(self.requests)
+                if self.hold is not None:
+                    await self.hold(number)
+                status = self.status(number)
                 payload = json.dumps({"status": status}).encode()
                 writer.write(
                     (
@@ -126,8 +133,10 @@ class HttpServer:
 
 
 @asynccontextmanager
-async def http_server(status: Callable[[int], int]) -> AsyncIterator[HttpServer]:
-    server = await HttpServer(status).start()
+async def http_server(
+    status: Callable[[int], int], hold: Callable[[int], Awaitable[None]] | None = None
+) -> AsyncIterator[HttpServer]:
+    server = await HttpServer(status, hold).start()
     try:
         yield server
     finally:
@@ -213,7 +222,12 @@ async def rig(database_url: str, **overrides: Any) -> AsyncIterator[Rig]:
         "log_json": False,
         "retry_base_seconds": 0.01,
         "max_attempts": MAX_ATTEMPTS,
-        "http_timeout_seconds": 5.0,
+        # Beyond any pause of a loaded machine. There a full garbage collection stalls the test
+        # process's event loop for seconds (receiver and worker alike), and a call answered
+        # after the timeout is made again (the same Idempotency-Key: at least once), which the
+        # tests that count requests would take for a doubled call. Tests that want a timeout
+        # to fire set their own.
+        "http_timeout_seconds": 60.0,
         # The receivers of these tests listen on loopback.
         "egress_allow": "127.0.0.0/8",
         **overrides,
@@ -509,6 +523,40 @@ async def test_http_request_step_max_attempts_overrides_the_setting(
     assert ex["status"] == "failed", ex
     assert len(server.requests) == 2
     assert ex["history"][-1]["detail"]["attempts"] == 2
+
+
+async def test_http_request_answered_after_the_timeout_is_made_again(
+    channel_database_url: str,
+) -> None:
+    """A call whose answer comes too late is retried: the same request with the same
+    Idempotency-Key, every attempt counted in the history (SPEC §3 at least once)."""
+    retried = asyncio.Event()
+
+    async def hold(number: int) -> None:
+        if number > 1:
+            retried.set()
+            return
+        # The first answer comes only once the retry is in: its attempt has timed out for sure.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(retried.wait(), 30)
+
+    async with (
+        http_server(lambda _n: 201, hold) as server,
+        rig(channel_database_url, http_timeout_seconds=0.5) as r,
+    ):
+        definition = one_step({"type": "http_request", "url": f"{server.url}/slow"})
+        execution_id, _ = await start(r.engine, definition, email="tim@example.com")
+        await r.engine.run()
+        ex = await r.engine.execution(execution_id)
+
+    assert ex["status"] == "completed", ex
+    [done] = entries(ex, "call")
+    assert (done["result"], done["detail"]["status_code"]) == ("done", 201)
+    # Never more requests than attempts (an attempt cut short before it was sent sends none).
+    assert 2 <= len(server.requests) <= done["detail"]["attempts"]
+    keys = {request.headers["idempotency-key"] for request in server.requests}
+    assert keys == {f"{execution_id}:call"}
+    assert len({(r.method, r.path, r.body) for r in server.requests}) == 1
 
 
 async def test_http_request_404_fails_at_once(channel_database_url: str) -> None:
