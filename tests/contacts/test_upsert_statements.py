@@ -1,5 +1,5 @@
-"""An upsert by external id on PostgreSQL: few round trips (each is a wait for a core under
-load, BENCHMARKS.md "Many clients at once"), and the worker's lock order kept."""
+"""An upsert by external id and an event on PostgreSQL: few round trips (each is a wait for a
+core under load, BENCHMARKS.md "Many clients at once"), and the worker's lock order kept."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ from tests.support.engine import Engine
 
 URL = "/api/v1/contacts/by-external-id/crm-1"
 WAIT = {"trigger": {"type": "manual"}, "steps": [{"id": "w", "type": "wait", "duration": "3d"}]}
+PURCHASE = {
+    "trigger": {"type": "event", "event": "purchased", "reenroll": "after_finish"},
+    "steps": [{"id": "w", "type": "wait", "duration": "3d"}],
+}
 
 
 @pytest.fixture(autouse=True)
@@ -64,6 +68,41 @@ async def test_an_upsert_is_two_statements_and_a_creation_too(engine: Engine) ->
     contact = (await engine.tenant.request("PUT", URL, json={})).json()["id"]
     await engine.enroll(await engine.workflow(WAIT), contact)
     assert len(await upsert(engine, {"tags": ["x"]}, 200)) == 3
+
+
+async def test_an_event_reads_its_contact_with_its_executions(engine: Engine) -> None:
+    """An event that starts a workflow: the contact and its live executions locked in one
+    statement (a contact it does not know answers 404), the trigger lookup, the enrollment's
+    check of the contact and its insert. An execution it advanced is one the event moved."""
+    await engine.workflow(PURCHASE, name="purchases")
+    first = {"contact_id": await engine.contact(), "name": "purchased", "data": {}}
+    # The first reads the version's definition, then kept by the process (versions never change).
+    assert (await engine.tenant.request("POST", "/api/v1/events", json=first)).status_code == 202
+    contact = await engine.contact(external_id="crm-1")
+    body = {"contact_id": contact, "name": "purchased", "data": {}}
+    with statements_of(engine) as sent:
+        response = await engine.tenant.request("POST", "/api/v1/events", json=body)
+    assert response.status_code == 202, response.text
+    assert len(response.json()["enrolled"]) == 1
+    assert response.json()["executions_advanced"] == 0
+    assert len(sent) == 4, [" ".join(s.split())[:60] for s in sent]
+    assert "FOR UPDATE OF contacts" in sent[0] and "FROM executions" in sent[0], sent[0]
+    unknown = {**body, "contact_id": str(uuid.uuid4())}
+    missing = await engine.tenant.request("POST", "/api/v1/events", json=unknown)
+    assert missing.status_code == 404, missing.text
+    waiting = {
+        "trigger": {"type": "manual"},
+        "steps": [
+            {"id": "w", "type": "wait", "event": "clicked", "timeout": "3d", "next": "e"},
+            {"id": "e", "type": "add_tag", "tag": "clicked"},
+        ],
+    }
+    await engine.enroll(await engine.workflow(waiting, name="waits"), contact)
+    await engine.run()  # the execution reaches its wait
+    clicked = {**body, "name": "clicked"}
+    response = await engine.tenant.request("POST", "/api/v1/events", json=clicked)
+    assert response.status_code == 202, response.text
+    assert response.json()["executions_advanced"] == 1
 
 
 async def test_an_upsert_locks_the_executions_before_the_contact(engine: Engine) -> None:

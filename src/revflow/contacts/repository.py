@@ -63,12 +63,22 @@ async def lock_by_external_id(
     session: AsyncSession, account_id: uuid.UUID, external_id: str
 ) -> tuple[Contact, list[ExecutionState]] | None:
     """The contact with this ``external_id`` and its live executions, both locked, in one
-    statement (``_locked_by_external_id``); ``None`` when there is no such contact."""
-    rows = (
-        await session.execute(
-            _locked_by_external_id(), {"account": account_id, "external_id": external_id}
-        )
-    ).all()
+    statement (``_locked_contact``); ``None`` when there is no such contact."""
+    return await _lock(session, _locked_contact("external_id"), account_id, external_id)
+
+
+async def lock_by_id(
+    session: AsyncSession, account_id: uuid.UUID, contact_id: uuid.UUID
+) -> tuple[Contact, list[ExecutionState]] | None:
+    """The contact ``contact_id`` and its live executions, both locked, in one statement
+    (``_locked_contact``); ``None`` when there is no such contact."""
+    return await _lock(session, _locked_contact("id"), account_id, contact_id)
+
+
+async def _lock(
+    session: AsyncSession, query: Select[Any], account_id: uuid.UUID, key: object
+) -> tuple[Contact, list[ExecutionState]] | None:
+    rows = (await session.execute(query, {"account": account_id, "key": key})).all()
     if not rows:
         return None
     executions = [store.execution_state(row) for row in rows if row.id is not None]
@@ -76,17 +86,19 @@ async def lock_by_external_id(
 
 
 @functools.cache
-def _locked_by_external_id() -> Select[Any]:
-    """The contact of ``:external_id`` of ``:account`` (a row per live execution of it, with
-    that execution's state columns, or one row with none), built once.
+def _locked_contact(by: str) -> Select[Any]:
+    """The contact whose ``by`` column (``id`` or ``external_id``) is ``:key``, of
+    ``:account`` (a row per live execution of it, with that execution's state columns, or one
+    row with none), built once.
 
     Lock order as everywhere (the worker's): the executions, in id order, before the contact.
     The executions are a materialised CTE whose whole count the contact's condition asks for,
     so all of them are locked before the contact's row is."""
     account = bindparam("account", type_=Contact.account_id.type)
+    column = Contact.__table__.c[by]
     found = (
         Contact.account_id == account,
-        Contact.external_id == bindparam("external_id", type_=Contact.external_id.type),
+        column == bindparam("key", type_=column.type),
         Contact.erased_at.is_(None),
     )
     locked = (
@@ -265,28 +277,6 @@ async def clear_messages(
         update(Message)
         .where(Message.account_id == account_id, Message.contact_id == contact_id)
         .values(to=None, subject=None, body=None)
-    )
-
-
-async def live_positions(
-    session: AsyncSession, account_id: uuid.UUID, contact_id: uuid.UUID
-) -> dict[uuid.UUID, tuple[str, str | None]]:
-    """Where each live execution of the contact is: (status, current step)."""
-    rows = await session.execute(_live_positions(), {"account": account_id, "contact": contact_id})
-    return {row.id: (row.status, row.current_step) for row in rows.all()}
-
-
-@functools.cache
-def _live_positions() -> Select[uuid.UUID, str, str | None]:
-    """The live executions of ``:contact`` of ``:account``: id, status, step; built once."""
-    return (
-        select(Execution.id, Execution.status, Execution.current_step)
-        .where(
-            Execution.account_id == bindparam("account", type_=Execution.account_id.type),
-            Execution.contact_id == bindparam("contact", type_=Execution.contact_id.type),
-            is_live(Execution.status),
-        )
-        .execution_options(populate_existing=True)
     )
 
 

@@ -139,14 +139,7 @@ async def _apply_change(
     now: dt.datetime,
 ) -> ContactChange:
     """The change to a contact locked with its live ``executions``, and what it sets off."""
-    state = ContactState(
-        id=contact.id,
-        email=contact.email,
-        phone=contact.phone,
-        external_id=contact.external_id,
-        fields=dict(contact.fields),
-        tags=list(contact.tags),
-    )
+    state = _state_of(contact)
     change = changes.change_contact(
         state,
         email=email,
@@ -300,12 +293,35 @@ async def record_event(
     session: AsyncSession, account_id: uuid.UUID, body: EventIn, now: dt.datetime
 ) -> tuple[int, list[uuid.UUID]]:
     """An event of a contact: goals, event waits, and event triggers. Answers
-    (executions advanced, executions enrolled)."""
-    contact = await require_contact(session, account_id, body.contact_id)
-    before = await repo.live_positions(session, account_id, contact.id)
+    (executions the event advanced, executions enrolled).
+
+    The contact and its live executions are locked in one statement, as an upsert's; an
+    execution advanced when the event moved it (its status or step), which is read from the
+    locked states before and after the event reached them."""
+    found = await repo.lock_by_id(session, account_id, body.contact_id)
+    if found is None:
+        raise NotFound(f"No contact {body.contact_id}")
+    contact, executions = found
+    before = {ex.id: (ex.status, ex.current_step) for ex in executions}
     enrolled = await react(
-        session, account_id, [ContactChange(contact.id, events=[body.name])], now
+        session,
+        account_id,
+        [ContactChange(contact.id, events=[body.name])],
+        now,
+        contacts={contact.id: _state_of(contact)},
+        executions=executions,
     )
-    after = await repo.live_positions(session, account_id, contact.id)
-    advanced = sum(1 for ex_id, position in before.items() if after.get(ex_id) != position)
+    advanced = sum(1 for ex in executions if (ex.status, ex.current_step) != before[ex.id])
     return advanced, enrolled
+
+
+def _state_of(contact: Contact) -> ContactState:
+    """What the engine's goals, conditions and templates read of a contact."""
+    return ContactState(
+        id=contact.id,
+        email=contact.email,
+        phone=contact.phone,
+        external_id=contact.external_id,
+        fields=dict(contact.fields),
+        tags=list(contact.tags),
+    )
