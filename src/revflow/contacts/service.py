@@ -139,7 +139,7 @@ async def _apply_change(
     now: dt.datetime,
 ) -> ContactChange:
     """The change to a contact locked with its live ``executions``, and what it sets off."""
-    state = _state_of(contact)
+    state = contact_state(contact)
     change = changes.change_contact(
         state,
         email=email,
@@ -308,14 +308,14 @@ async def record_event(
         account_id,
         [ContactChange(contact.id, events=[body.name])],
         now,
-        contacts={contact.id: _state_of(contact)},
+        contacts={contact.id: contact_state(contact)},
         executions=executions,
     )
     advanced = sum(1 for ex in executions if (ex.status, ex.current_step) != before[ex.id])
     return advanced, enrolled
 
 
-def _state_of(contact: Contact) -> ContactState:
+def contact_state(contact: Contact) -> ContactState:
     """What the engine's goals, conditions and templates read of a contact."""
     return ContactState(
         id=contact.id,
