@@ -9,13 +9,26 @@ doing, so two revisions compare in one run each.
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
+import logging
 import os
 import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
+
+import httpx
+
+from revflow.app import create_app
+from revflow.audit.service import Actor
+from revflow.auth import service as auth_service
+from revflow.config import Settings
+from revflow.db import Database
 
 # Set in the process that valgrind runs: the one that makes the requests.
 COUNTING = "REVFLOW_CALLGRIND_COUNTING"
@@ -47,6 +60,32 @@ def settle_collector() -> None:
         gc.freeze()
     else:
         collector.settle()
+
+
+@asynccontextmanager
+async def client_of_one_account(
+    url: str, **settings: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+    """revflow's app in this process on the database of ``url`` (httpx's ASGI transport: no
+    server, no socket) with ``settings``, and one account: a client and the account's headers.
+    The request log is switched off (the same work in every revision) and the collector
+    settled as ``revflow serve`` settles it."""
+    db = Database(url, pool_size=2)
+    app = create_app(Settings(database_url=url, log_json=False, **settings), db)
+    async with db.session(write=True) as session:
+        _account, key = await auth_service.create_account(
+            session, "count", Actor(user="bench"), dt.datetime.now(dt.UTC)
+        )
+        await session.commit()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    logging.disable(logging.CRITICAL)
+    settle_collector()
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://count") as client:
+            yield client, headers
+    finally:
+        await db.dispose()
 
 
 def count(script: str, keep: Path | None = None) -> int:

@@ -18,24 +18,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
-import logging
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx
 
 from benchmarks import callgrind
 from benchmarks.common import fresh_database
-from revflow.app import create_app
-from revflow.audit.service import Actor
-from revflow.auth import service as auth_service
-from revflow.config import Settings
-from revflow.db import Database
 from revflow.definition.samples import make_definition
 from revflow.migrate import upgrade
 
@@ -54,21 +46,10 @@ def _bodies(steps: int, count: int) -> list[bytes]:
 
 
 async def _create_versions(url: str, steps: int, creates: int) -> None:
-    settings = Settings(database_url=url, log_json=False, max_versions=WARM_UP + creates + 10)
-    db = Database(url, pool_size=2)
-    app = create_app(settings, db)
-    async with db.session(write=True) as session:
-        _account, key = await auth_service.create_account(
-            session, "count", Actor(user="bench"), dt.datetime.now(dt.UTC)
-        )
-        await session.commit()
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     first = {"name": "counted", "definition": make_definition(steps, 1), "change_summary": "1"}
     bodies = _bodies(steps, WARM_UP + creates)
-    logging.disable(logging.CRITICAL)  # the request log is the same work in both revisions
-    callgrind.settle_collector()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://count") as client:
+    settings = {"max_versions": WARM_UP + creates + 10}
+    async with callgrind.client_of_one_account(url, **settings) as (client, headers):
         made = await client.post("/api/v1/workflows", headers=headers, json=first)
         made.raise_for_status()
         path = f"/api/v1/workflows/{made.json()['id']}/versions"
@@ -79,7 +60,6 @@ async def _create_versions(url: str, steps: int, creates: int) -> None:
             if response.status_code != 201:
                 raise RuntimeError(f"create answered {response.status_code}: {response.text}")
         callgrind.instrument(False)
-    await db.dispose()
 
 
 def _count(args: argparse.Namespace) -> None:

@@ -16,24 +16,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
-import logging
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx
 
 from benchmarks import callgrind
 from benchmarks.bench_load import purchase_definition
 from benchmarks.common import fresh_database
-from revflow.app import create_app
-from revflow.audit.service import Actor
-from revflow.auth import service as auth_service
-from revflow.config import Settings
-from revflow.db import Database
 from revflow.migrate import upgrade
 
 WARM_UP = 20
@@ -41,19 +33,7 @@ API = "/api/v1"
 
 
 async def _ingest(url: str, operation: str, contacts: int, operations: int) -> None:
-    settings = Settings(database_url=url, log_json=False)
-    db = Database(url, pool_size=2)
-    app = create_app(settings, db)
-    logging.disable(logging.CRITICAL)  # the request log is the same work in both revisions
-    async with db.session(write=True) as session:
-        _account, key = await auth_service.create_account(
-            session, "count", Actor(user="bench"), dt.datetime.now(dt.UTC)
-        )
-        await session.commit()
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    callgrind.settle_collector()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://count") as client:
+    async with callgrind.client_of_one_account(url) as (client, headers):
         body = {"name": "purchases", "definition": purchase_definition(), "change_summary": "v1"}
         made = await client.post(f"{API}/workflows", headers=headers, json=body)
         made.raise_for_status()
@@ -84,7 +64,6 @@ async def _ingest(url: str, operation: str, contacts: int, operations: int) -> N
             if response.status_code not in (200, 202):
                 raise RuntimeError(f"{operation} answered {response.status_code}: {response.text}")
         callgrind.instrument(False)
-    await db.dispose()
 
 
 def _count(args: argparse.Namespace) -> None:

@@ -16,23 +16,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
-import logging
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx
 
 from benchmarks import callgrind
 from benchmarks.common import fresh_database
-from revflow.app import create_app
-from revflow.audit.service import Actor
-from revflow.auth import service as auth_service
-from revflow.config import Settings
-from revflow.db import Database
 from revflow.definition.samples import make_definition
 from revflow.migrate import upgrade
 
@@ -41,21 +33,10 @@ LIMIT = 50
 
 
 async def _list_versions(url: str, versions: int, lists: int) -> None:
-    settings = Settings(database_url=url, log_json=False, max_versions=versions + 10)
-    db = Database(url, pool_size=2)
-    app = create_app(settings, db)
-    async with db.session(write=True) as session:
-        _account, key = await auth_service.create_account(
-            session, "count", Actor(user="bench"), dt.datetime.now(dt.UTC)
-        )
-        await session.commit()
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     definition = make_definition(3, 1)
     first = {"name": "counted", "definition": definition, "change_summary": "1"}
-    logging.disable(logging.CRITICAL)  # the request log is the same work in both revisions
-    callgrind.settle_collector()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://count") as client:
+    settings = {"max_versions": versions + 10}
+    async with callgrind.client_of_one_account(url, **settings) as (client, headers):
         made = await client.post("/api/v1/workflows", headers=headers, json=first)
         made.raise_for_status()
         path = f"/api/v1/workflows/{made.json()['id']}/versions"
@@ -75,7 +56,6 @@ async def _list_versions(url: str, versions: int, lists: int) -> None:
             elif response.content != expected:
                 raise RuntimeError("a list answered other bytes than the first")
         callgrind.instrument(False)
-    await db.dispose()
 
 
 def _count(args: argparse.Namespace) -> None:
