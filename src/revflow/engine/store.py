@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
-    BindParameter,
     ColumnElement,
     CompoundSelect,
     Executable,
@@ -43,7 +42,6 @@ from revflow.definition import Definition
 from revflow.engine import pg_effects
 from revflow.engine.interpreter import ContactState, Effects, ExecutionState
 from revflow.models import (
-    LIVE_STATUSES,
     Account,
     Contact,
     Execution,
@@ -133,11 +131,8 @@ def _due(
     paused = tuple_(execution.account_id, execution.workflow_id).in_(
         select(Workflow.account_id, Workflow.id).where(Workflow.status == "paused")
     )
-    live: BindParameter[Any] = bindparam(
-        "live", LIVE_STATUSES, expanding=True, literal_execute=True, unique=True
-    )
     return [
-        execution.status.in_(live),
+        is_live(execution.status),
         execution.wake_at <= now,
         or_(execution.lease_expires_at.is_(None), execution.lease_expires_at < now),
         ~paused,
@@ -306,7 +301,7 @@ async def lock_executions(
         return []
     query = select(*EXECUTION_STATE_COLUMNS).where(
         of_accounts(Execution, keys),
-        Execution.status.in_(LIVE_STATUSES),
+        is_live(Execution.status),
     )
     if lease_owner is not None:
         query = query.where(Execution.lease_owner == lease_owner)
@@ -594,7 +589,7 @@ async def next_due(session: AsyncSession) -> dt.datetime | None:
     """When the next live execution falls due (for a worker deciding how long to sleep)."""
     return await session.scalar(
         select(Execution.wake_at)
-        .where(Execution.status.in_(LIVE_STATUSES), Execution.wake_at.is_not(None))
+        .where(is_live(Execution.status), Execution.wake_at.is_not(None))
         .order_by(Execution.wake_at)
         .limit(1)
     )
@@ -612,7 +607,7 @@ async def live_by_step(
         Execution.account_id == account_id,
         Execution.workflow_id == workflow_id,
         Execution.version == version,
-        Execution.status.in_(LIVE_STATUSES),
+        is_live(Execution.status),
     )
     if ids is not None:
         query = query.where(Execution.id.in_(ids))
