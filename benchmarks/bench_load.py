@@ -19,9 +19,15 @@ authoring") gives it to authoring: at 32 clients upserts wait for no turn, and t
 their own round trips, each waiting for a core the servers, workers, database and this
 generator share (BENCHMARKS.md, "Where an upsert's time goes at 32 clients").
 
-The clients are one asyncio loop of ``httpx.AsyncClient``s — not Locust: on two cores Locust's
-per-request overhead (gevent, its statistics) would take CPU from the servers being measured,
-and the generator here is a few dozen lines whose cost is reported (the client's CPU share).
+The clients are ``httpx.AsyncClient``s on asyncio loops (uvloop's) — not Locust: on two cores
+Locust's per-request overhead (gevent, its statistics) would take CPU from the servers being
+measured, and the generator here is a few dozen lines whose cost is reported (the client's CPU
+share). The clients are dealt to one generator process per core (``--generators``, at most 4),
+which start their windows at the same wall-clock time: one loop timing all 32 clients made every
+response it timed wait behind the others it was reading (that loop woke a task 8 ms late at the
+p99), which put a third of the upserts' p99 into the generator's own queue (BENCHMARKS.md, "The
+generator's own queue"). Each process reports how late its loop wakes a task
+(``generator_lag_ms``): the queue every timed response waits in there too.
 Each client has an ``AsyncClient`` of its own with one keep-alive connection, as separate users
 would: shared by 64 clients, one ``AsyncClient`` per server cost the generator 2 to 3 times the CPU
 per request at 128 clients that it cost at 8 (httpcore's pool goes through its waiting
@@ -40,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import random
 import resource
@@ -52,10 +59,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -81,6 +90,9 @@ CONTACTS = 2_000
 UPSERT_P99_GOAL_MS = 50.0
 UPSERT_P99_AT = 32
 NO_COLLAPSE_RATIO = 0.9
+# One generator process per core (at most 4): one loop timing all the clients made every
+# response wait behind the others it was reading (see the module's docstring).
+GENERATORS = min(4, os.cpu_count() or 1)
 
 # The mix, by weight (percent).
 MIX = {
@@ -172,6 +184,8 @@ class Level:
     servers_cpu_s: float = 0.0
     workers_cpu_s: float = 0.0
     machine_busy: float = 0.0  # the share of the machine's CPUs busy in the window, all users
+    generators: int = 1  # generator processes
+    lags_ms: list[float] = field(default_factory=list)  # the generators' loop lags
 
     @property
     def requests(self) -> int:
@@ -214,6 +228,8 @@ class Level:
             "servers_cpu_share": round(self.servers_cpu_s / self.seconds, 2),
             "workers_cpu_share": round(self.workers_cpu_s / self.seconds, 2),
             "machine_busy": round(self.machine_busy, 2),
+            "generator_processes": self.generators,
+            "generator_lag_ms": _lag_summary(self.lags_ms),
             "cpu_ms_per_request": {
                 "client": self.cpu_ms_per_request(self.client_cpu_s),
                 "servers": self.cpu_ms_per_request(self.servers_cpu_s),
@@ -222,6 +238,13 @@ class Level:
             },
             "operations": operations,
         }
+
+
+def _lag_summary(lags: list[float]) -> dict[str, float] | None:
+    if len(lags) < 2:
+        return None
+    stats = Stats.of(lags)
+    return {"p50": round(stats.p50, 2), "p99": round(stats.p99, 2), "max": round(max(lags), 2)}
 
 
 @dataclass
@@ -349,69 +372,99 @@ async def one_client(
             own.draft_revision = response.json()["revision"]
 
 
-async def run_level(
+WARM_UP_S = 1.0
+LAG_TICK_S = 0.005
+
+
+@dataclass
+class Part:
+    """What one generator process runs: its share of the clients (by index)."""
+
+    urls: list[str]
+    setup: Setup
+    clients: int
+    indices: list[int]
+    seconds: float
+
+
+@dataclass
+class PartResult:
+    """What one generator process measured in the window."""
+
+    latencies: dict[str, list[float]]
+    statuses: dict[str, Counter[int]]
+    errors: Counter[str]
+    error_samples: list[str]
+    server_errors: int
+    client_cpu_s: float
+    seconds: float
+    lags_ms: list[float]
+
+
+def parts_of(clients: int, processes: int) -> list[list[int]]:
+    """The clients' indexes dealt to ``processes`` generator processes in turn (each gets
+    clients of both servers, as each client talks to server ``index % servers``)."""
+    count = max(1, min(processes, clients))
+    return [list(range(k, clients, count)) for k in range(count)]
+
+
+def merge(level: Level, parts: list[PartResult]) -> None:
+    """Add the generator processes' measurements to ``level``."""
+    for part in parts:
+        for name, samples in part.latencies.items():
+            level.latencies[name].extend(samples)
+        for name, counts in part.statuses.items():
+            level.statuses[name].update(counts)
+        level.errors.update(part.errors)
+        level.error_samples.extend(part.error_samples[: 5 - len(level.error_samples)])
+        level.server_errors += part.server_errors
+        level.client_cpu_s += part.client_cpu_s
+        level.lags_ms.extend(part.lags_ms)
+    level.seconds = max(part.seconds for part in parts)
+
+
+def run_level(
     servers: list[Server],
     worker_pids: list[int],
     setup: Setup,
     clients: int,
     seconds: float,
     database_url: str,
+    processes: int,
 ) -> Level:
+    """The clients, dealt to generator processes that start together; the servers', workers',
+    database's and machine's CPU read around the measured window."""
     urls = [server.base_url for server in servers]
     server_pids = [server.pid for server in servers]
     level = Level(clients, seconds, servers=len(urls))
-    headers = {"Authorization": f"Bearer {setup.api_key}"}
-    # Each client has an httpx.AsyncClient of its own, with its one connection, as N separate
-    # users would: one AsyncClient per server shared by 64 clients cost the generator 3 times
-    # the CPU per request at 128 clients that it cost at 8 (httpcore's pool walks its requests
-    # and connections on every request), CPU the servers on the same two cores then lacked.
-    # Idle connections are dropped well before uvicorn closes them (after 5 s idle): with
-    # httpx's own 5 s, a request sent on a connection the server was closing at that moment
-    # failed with ReadError, a race of the generator's, not an answer of the server's.
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=2.0)
-    tls = ssl.create_default_context()  # unused on http://; made once, not once per client
-    https = [
-        httpx.AsyncClient(
-            base_url=urls[i % len(urls)], headers=headers, timeout=30, limits=limits, verify=tls
+    context = multiprocessing.get_context("spawn")
+    ready: Queue[int] = context.Queue()
+    done: Queue[PartResult] = context.Queue()
+    parts = parts_of(clients, processes)
+    level.generators = len(parts)
+    starts: list[Queue[float]] = [context.Queue() for _ in parts]
+    generators = [
+        context.Process(
+            target=generate,
+            args=(Part(urls, setup, clients, indices, seconds), ready, start, done),
+            daemon=True,
         )
-        for i in range(clients)
+        for indices, start in zip(parts, starts, strict=True)
     ]
+    for process in generators:
+        process.start()
     try:
-        # A short warm-up opens the connections; then the measured window.
-        await asyncio.gather(
-            *(
-                one_client(
-                    i,
-                    https[i],
-                    setup,
-                    Level(clients, 1),
-                    time.monotonic() + 1,
-                    random.Random(i),
-                )
-                for i in range(clients)
-            )
-        )
-        cpu_before = _cpu_seconds()
+        for _ in generators:
+            ready.get(timeout=120)  # each has made its clients
+        start_at = time.time() + 0.2  # the warm-up's start, the same wall-clock time in all
+        for start in starts:
+            start.put(start_at)
+        time.sleep(max(0.0, start_at + WARM_UP_S - time.time()))
         servers_before = _sum_cpu_seconds(server_pids)
         workers_before = _sum_cpu_seconds(worker_pids)
         machine_before = machine_cpu_ticks()
         database_before = database_cpu_seconds(database_url)
-        started = time.monotonic()
-        await asyncio.gather(
-            *(
-                one_client(
-                    i,
-                    https[i],
-                    setup,
-                    level,
-                    started + seconds,
-                    random.Random(1000 + i),
-                )
-                for i in range(clients)
-            )
-        )
-        level.seconds = time.monotonic() - started
-        level.client_cpu_s = _cpu_seconds() - cpu_before
+        results = [done.get(timeout=seconds + 120) for _ in generators]
         level.servers_cpu_s = _sum_cpu_seconds(server_pids) - servers_before
         level.workers_cpu_s = _sum_cpu_seconds(worker_pids) - workers_before
         busy, total = machine_cpu_ticks()
@@ -422,9 +475,91 @@ async def run_level(
             spent = database_after - database_before
             level.database_cpu_s = spent if spent >= 0 else None
     finally:
-        for http in https:
-            await http.aclose()
+        for process in generators:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+    merge(level, results)
     return level
+
+
+def generate(part: Part, ready: Queue[int], start: Queue[float], done: Queue[PartResult]) -> None:
+    """One generator process: its clients on an event loop of its own (uvloop's, as
+    ``revflow serve`` runs on: less of the generator's CPU per request)."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        done.put(runner.run(_generate(part, ready, start)))
+
+
+async def _generate(part: Part, ready: Queue[int], start: Queue[float]) -> PartResult:
+    headers = {"Authorization": f"Bearer {part.setup.api_key}"}
+    # Each client has an httpx.AsyncClient of its own, with its one connection, as N separate
+    # users would: one AsyncClient per server shared by 64 clients cost the generator 3 times
+    # the CPU per request at 128 clients that it cost at 8 (httpcore's pool walks its requests
+    # and connections on every request), CPU the servers on the same two cores then lacked.
+    # Idle connections are dropped well before uvicorn closes them (after 5 s idle): with
+    # httpx's own 5 s, a request sent on a connection the server was closing at that moment
+    # failed with ReadError, a race of the generator's, not an answer of the server's.
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=2.0)
+    tls = ssl.create_default_context()  # unused on http://; made once, not once per client
+    urls = part.urls
+    https = {
+        i: httpx.AsyncClient(
+            base_url=urls[i % len(urls)], headers=headers, timeout=30, limits=limits, verify=tls
+        )
+        for i in part.indices
+    }
+    level = Level(part.clients, part.seconds)
+    lags: list[float] = []
+    try:
+        ready.put(os.getpid())
+        start_at = await asyncio.to_thread(start.get)
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        # A short warm-up opens the connections; then the measured window, from the same
+        # wall-clock time in every generator process.
+        warm_up = Level(part.clients, WARM_UP_S)
+        stop_at = time.monotonic() + max(0.0, start_at + WARM_UP_S - time.time())
+        await asyncio.gather(
+            *(
+                one_client(i, https[i], part.setup, warm_up, stop_at, random.Random(i))
+                for i in part.indices
+            )
+        )
+        await asyncio.sleep(max(0.0, start_at + WARM_UP_S - time.time()))
+        cpu_before = _cpu_seconds()
+        started = time.monotonic()
+        stop_at = started + part.seconds
+        lagging = asyncio.create_task(_loop_lags(stop_at, lags))
+        await asyncio.gather(
+            *(
+                one_client(i, https[i], part.setup, level, stop_at, random.Random(1000 + i))
+                for i in part.indices
+            )
+        )
+        seconds = time.monotonic() - started
+        client_cpu_s = _cpu_seconds() - cpu_before
+        await lagging
+    finally:
+        for http in https.values():
+            await http.aclose()
+    return PartResult(
+        dict(level.latencies),
+        dict(level.statuses),
+        level.errors,
+        level.error_samples,
+        level.server_errors,
+        client_cpu_s,
+        seconds,
+        lags,
+    )
+
+
+async def _loop_lags(stop_at: float, lags: list[float]) -> None:
+    """How late the generator's own loop wakes a task (ms): its queue, which every response
+    it times waits in too, and which a generator that falls behind would show first."""
+    while time.monotonic() < stop_at:
+        asked = time.perf_counter()
+        await asyncio.sleep(LAG_TICK_S)
+        lags.append((time.perf_counter() - asked - LAG_TICK_S) * 1000)
 
 
 @contextmanager
@@ -517,7 +652,9 @@ def run_fresh_level(args: argparse.Namespace, count: int, clients: int) -> dict[
             worker_pids = stack.enter_context(workers(env, workdir, args.workers))
             setup = asyncio.run(prepare(urls, created["api_key"], clients))
             say(f"load: {clients} clients on {count} servers, {args.workers} workers")
-            level = asyncio.run(run_level(servers, worker_pids, setup, clients, args.seconds, url))
+            level = run_level(
+                servers, worker_pids, setup, clients, args.seconds, url, args.generators
+            )
             return level.to_dict()
 
 
@@ -533,6 +670,12 @@ def main() -> None:
         help="run every level with each number of revflow serve processes (e.g. 1 2)",
     )
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--generators",
+        type=int,
+        default=GENERATORS,
+        help="generator processes the clients are dealt to (default: one per core, at most 4)",
+    )
     parser.add_argument("--pool-size", type=int, default=10, help="REVFLOW_DB_POOL_SIZE")
     parser.add_argument(
         "--concurrent-requests",
@@ -565,7 +708,7 @@ def main() -> None:
             "concurrent_requests": args.concurrent_requests or args.pool_size,
             "authoring_requests": args.authoring_requests,
             "mix_percent": MIX,
-            "generator": "httpx.AsyncClient in one asyncio loop",
+            "generator": f"httpx.AsyncClient per client, on uvloop, in {args.generators} processes",
         },
         "environment": {**environment(), "load_1min": [load_at_start, load_average()]},
         "goals": {

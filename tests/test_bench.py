@@ -523,3 +523,35 @@ def test_the_recovery_stage_measures_every_fault_but_the_restart(tmp_path: Path)
     assert result["api_statuses"].get("200", 0) > 0
     out = collect("bench_recovery.py", result)
     assert set(bench.RECOVERY_KEYS) <= set(out)
+
+
+def test_load_deals_every_client_to_one_generator_and_merges_what_they_measured() -> None:
+    from collections import Counter
+
+    from benchmarks.bench_load import Level, PartResult, merge, parts_of
+
+    parts = parts_of(32, 2)
+    assert parts == [list(range(0, 32, 2)), list(range(1, 32, 2))]
+    assert sorted(i for part in parts_of(7, 3) for i in part) == list(range(7))
+    assert parts_of(1, 4) == [[0]]  # never a process without a client
+
+    def measured(upserts: list[float], seconds: float, lags: list[float]) -> PartResult:
+        return PartResult(
+            latencies={"upsert_contact": upserts},
+            statuses={"upsert_contact": Counter({200: len(upserts)})},
+            errors=Counter({"send_event: 503": 1}),
+            error_samples=["POST /api/v1/events: busy"],
+            server_errors=1,
+            client_cpu_s=0.5,
+            seconds=seconds,
+            lags_ms=lags,
+        )
+
+    level = Level(32, 15.0, servers=2)
+    merge(level, [measured([1.0, 2.0], 15.02, [0.1, 4.0]), measured([3.0], 15.05, [0.2])])
+    assert sorted(level.latencies["upsert_contact"]) == [1.0, 2.0, 3.0]
+    assert level.statuses["upsert_contact"][200] == 3
+    assert level.errors["send_event: 503"] == 2 and level.server_errors == 2
+    assert level.client_cpu_s == 1.0 and level.seconds == 15.05
+    assert level.requests == 5
+    assert level.to_dict()["generator_lag_ms"]["max"] == 4.0
