@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+import orjson
 import pydantic_core
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from revflow.definition.canonical import canonical_json_and_copy, parsed_canonical_json
@@ -20,6 +21,7 @@ from revflow.definition.models import (
     STEP_TYPES,
     TRIGGER_TYPES,
     Definition,
+    Step,
 )
 from revflow.definition.placeholders import placeholder_problems, placeholders_all_valid
 
@@ -138,7 +140,7 @@ def _validate(
     problems: list[DefinitionProblem] = []
     model: Definition | None = None
     try:
-        model = Definition.model_validate(document)
+        model = _definition_model(document)
     except ValidationError as exc:
         problems.extend(_schema_problems(exc.errors(include_url=False)))
     # Document-wide rules read the document itself, not the model, so that they are reported
@@ -154,6 +156,44 @@ def _validate(
         content_hash=hashlib.sha256(canonical).hexdigest(),
         warnings=graph.unreachable_steps(),
     )
+
+
+STEP_MODELS_KEPT = 4096
+_STEP = TypeAdapter(Step)
+# Steps this process validated, by their JSON with sorted keys, oldest first: a step's model is
+# a function of its own JSON alone (the rules across steps are the document's, in _Graph), and
+# the models are frozen, so one model serves every document holding that step.
+_step_models: OrderedDict[bytes, Step] = OrderedDict()
+
+
+def _definition_model(document: dict[str, Any]) -> Definition:
+    """``Definition.model_validate(document)``, each step taken from the steps validated
+    before when this process has seen the same JSON: an auto-save or a new version changes a
+    step or two of many, and validating the others again was half of a definition's check.
+    A step that fails, or steps that are not a list of objects, go through the whole model's
+    validation, so problems are reported exactly as it reports them."""
+    steps = document.get("steps")
+    if type(steps) is not list or not steps:
+        return Definition.model_validate(document)
+    models: list[Step] = []
+    for step in steps:
+        if type(step) is not dict:
+            return Definition.model_validate(document)
+        try:
+            key = orjson.dumps(step, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # an integer beyond 64 bits, say: the schema says what is wrong
+            return Definition.model_validate(document)
+        model = _step_models.get(key)
+        if model is None:
+            try:
+                model = _STEP.validate_python(step)
+            except ValidationError:
+                return Definition.model_validate(document)
+            _step_models[key] = model
+            if len(_step_models) > STEP_MODELS_KEPT:
+                _step_models.popitem(last=False)
+        models.append(model)
+    return Definition.model_validate({**document, "steps": models})
 
 
 def _problem(pointer: str, message: str) -> DefinitionProblem:
