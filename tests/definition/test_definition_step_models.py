@@ -68,8 +68,9 @@ def test_a_failing_step_beside_known_ones_is_reported_as_the_whole_model_reports
     huge = copy.deepcopy(definition)
     huge["steps"][3] = {**huge["steps"][3], "max_attempts": 10**30}
     with monkeypatch.context() as nothing_kept:
-        nothing_kept.setattr(validation_module, "STEP_MODELS_KEPT", 0)
-        nothing_kept.setattr(validation_module, "_step_models", validation_module.OrderedDict())
+        nothing_kept.setattr(validation_module, "STEPS_KEPT", 0)
+        nothing_kept.setattr(validation_module, "_step_models", validation_module._Kept())
+        nothing_kept.setattr(validation_module, "_step_facts", validation_module._Kept())
         expected = [pointers(broken), pointers(huge)]
     validate_definition(definition)  # every step but the broken ones is known now
     assert [pointers(broken), pointers(huge)] == expected
@@ -78,7 +79,36 @@ def test_a_failing_step_beside_known_ones_is_reported_as_the_whole_model_reports
 
 
 def test_the_kept_steps_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(validation_module, "STEP_MODELS_KEPT", 10)
-    monkeypatch.setattr(validation_module, "_step_models", validation_module.OrderedDict())
+    monkeypatch.setattr(validation_module, "STEPS_KEPT", 10)
+    monkeypatch.setattr(validation_module, "_step_models", validation_module._Kept())
+    monkeypatch.setattr(validation_module, "_step_facts", validation_module._Kept())
     validate_definition(make_definition(40, 9))
     assert len(validation_module._step_models) == 10
+    assert len(validation_module._step_facts) == 10
+
+
+def test_known_steps_are_checked_against_the_document_they_are_in_now() -> None:
+    """A step's references are its own; whether they name a step is the document's."""
+    email = {"id": "a", "type": "send_email", "subject": "Hi {{contact.email}}", "body": "B"}
+    end = {"id": "end", "type": "end"}
+    good = {"trigger": {"type": "manual"}, "steps": [{**email, "next": "end"}, end]}
+    assert validate_definition(good).warnings == []
+    # The same first step, known now, in a document without "end".
+    alone = {"trigger": {"type": "manual"}, "steps": [{**email, "next": "end"}]}
+    assert pointers(alone) == ["/steps/0/next"]
+    # Known steps move: problems and warnings follow their index.
+    moved = {
+        "trigger": {"type": "manual"},
+        "start": "end",
+        "steps": [end, {"id": "loop", "type": "add_tag", "tag": "t", "next": "loop"}],
+    }
+    assert pointers({**moved, "steps": list(reversed(moved["steps"])), "start": "loop"}) == [
+        "/steps/0"
+    ]
+    assert pointers(moved) == ["/steps/1"]  # the loop without a wait, at its own index
+    # A known step's broken placeholder is reported in every document holding it.
+    broken = {"id": "b", "type": "send_sms", "body": "Hi {{contact.nope}}", "next": "end"}
+    for steps in ([broken, end], [end, broken]):
+        document = {"trigger": {"type": "manual"}, "start": "b", "steps": steps}
+        found = pointers(document)
+        assert found == [f"/steps/{steps.index(broken)}/body"], found

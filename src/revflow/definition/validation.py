@@ -7,7 +7,7 @@ import json
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 import orjson
 import pydantic_core
@@ -24,6 +24,8 @@ from revflow.definition.models import (
     Step,
 )
 from revflow.definition.placeholders import placeholder_problems, placeholders_all_valid
+
+_V = TypeVar("_V")
 
 DEFAULT_MAX_STEPS = 500
 DEFAULT_MAX_DEFINITION_BYTES = 1_000_000
@@ -139,13 +141,14 @@ def _validate(
 
     problems: list[DefinitionProblem] = []
     model: Definition | None = None
+    keys = _step_keys(document)
     try:
-        model = _definition_model(document)
+        model = _definition_model(document, keys)
     except ValidationError as exc:
         problems.extend(_schema_problems(exc.errors(include_url=False)))
     # Document-wide rules read the document itself, not the model, so that they are reported
     # even when some steps failed the schema.
-    graph = _Graph(document)
+    graph = _Graph(document, keys)
     problems.extend(graph.check(max_steps))
     if problems or model is None:
         raise DefinitionInvalid(_sorted_unique(problems))
@@ -158,40 +161,59 @@ def _validate(
     )
 
 
-STEP_MODELS_KEPT = 4096
-_STEP = TypeAdapter(Step)
-# Steps this process validated, by their JSON with sorted keys, oldest first: a step's model is
-# a function of its own JSON alone (the rules across steps are the document's, in _Graph), and
-# the models are frozen, so one model serves every document holding that step.
-_step_models: OrderedDict[bytes, Step] = OrderedDict()
+STEPS_KEPT = 4096
 
 
-def _definition_model(document: dict[str, Any]) -> Definition:
-    """``Definition.model_validate(document)``, each step taken from the steps validated
-    before when this process has seen the same JSON: an auto-save or a new version changes a
-    step or two of many, and validating the others again was half of a definition's check.
-    A step that fails, or steps that are not a list of objects, go through the whole model's
-    validation, so problems are reported exactly as it reports them."""
+class _Kept(OrderedDict[bytes, _V]):
+    """What this process worked out of the steps it has seen, by their JSON with sorted keys,
+    oldest first: a step's model and what the document-wide rules read of it are functions of
+    its own JSON alone (the rules across steps work on indexes), and both are immutable, so
+    one serves every document holding that step. An auto-save or a new version changes a step
+    or two of many; working out the others again was most of a definition's check."""
+
+    def keep(self, key: bytes, value: _V) -> _V:
+        self[key] = value
+        if len(self) > STEPS_KEPT:
+            self.popitem(last=False)
+        return value
+
+
+# mypy reads the Annotated union as a value, not a type: pydantic takes either.
+_STEP: TypeAdapter[Step] = TypeAdapter(Step)  # type: ignore[arg-type]
+_step_models: _Kept[Step] = _Kept()
+
+
+def _step_keys(document: dict[str, Any]) -> list[bytes] | None:
+    """Each step's JSON with sorted keys, or None when the steps are not a non-empty list of
+    objects that all have one (an integer beyond 64 bits has none here)."""
     steps = document.get("steps")
     if type(steps) is not list or not steps:
-        return Definition.model_validate(document)
-    models: list[Step] = []
+        return None
+    keys = []
     for step in steps:
         if type(step) is not dict:
-            return Definition.model_validate(document)
+            return None
         try:
-            key = orjson.dumps(step, option=orjson.OPT_SORT_KEYS)
-        except TypeError:  # an integer beyond 64 bits, say: the schema says what is wrong
-            return Definition.model_validate(document)
+            keys.append(orjson.dumps(step, option=orjson.OPT_SORT_KEYS))
+        except TypeError:
+            return None
+    return keys
+
+
+def _definition_model(document: dict[str, Any], keys: list[bytes] | None) -> Definition:
+    """``Definition.model_validate(document)``, each step's model taken from the steps seen
+    before when it is known. A step that fails, or steps without ``keys``, go through the whole
+    model's validation, so problems are reported exactly as it reports them."""
+    if keys is None:
+        return Definition.model_validate(document)
+    models: list[Step] = []
+    for key, step in zip(keys, document["steps"], strict=True):
         model = _step_models.get(key)
         if model is None:
             try:
-                model = _STEP.validate_python(step)
+                model = _step_models.keep(key, _STEP.validate_python(step))
             except ValidationError:
                 return Definition.model_validate(document)
-            _step_models[key] = model
-            if len(_step_models) > STEP_MODELS_KEPT:
-                _step_models.popitem(last=False)
         models.append(model)
     return Definition.model_validate({**document, "steps": models})
 
@@ -258,6 +280,46 @@ def _schema_problems(errors: list[ErrorDetails]) -> list[DefinitionProblem]:
     return problems
 
 
+@dataclass(frozen=True, slots=True)
+class _StepFacts:
+    """What the document-wide rules read of one step, from its JSON alone."""
+
+    busy: bool  # it runs without a pause (any known type but a wait)
+    references: tuple[tuple[str, str], ...]  # (key, the step id it names)
+    # Its texts with a "{{", each with its path inside the step, when a placeholder among
+    # them is not valid (none otherwise: nothing to report).
+    texts: tuple[tuple[tuple[str | int, ...], str], ...]
+
+
+_NO_FACTS = _StepFacts(busy=False, references=(), texts=())
+_step_facts: _Kept[_StepFacts] = _Kept()
+
+
+def _facts_of(step: Any) -> _StepFacts:
+    step_type = step.get("type") if type(step) is dict else None
+    # The type may be any JSON value, unhashable ones included.
+    keys = _STEP_KEYS.get(step_type) if type(step_type) is str else None
+    if keys is None:
+        return _NO_FACTS
+    reference_keys, text_keys, json_text_keys = keys
+    references = []
+    for key in reference_keys:
+        target = step.get(key)
+        if type(target) is str:
+            references.append((key, target))
+    texts: list[tuple[tuple[str | int, ...], str]] = []
+    for key in text_keys:
+        text = step.get(key)
+        if type(text) is str and "{{" in text:
+            texts.append(((key,), text))
+    for key in json_text_keys:
+        if key in step:
+            _find_json_texts(step[key], [key], texts)
+    if texts and placeholders_all_valid([text for _, text in texts]):
+        texts = []
+    return _StepFacts(step_type != "wait", tuple(references), tuple(texts))
+
+
 class _Graph:
     """The steps of a raw document as a graph of indexes, for the document-wide rules.
 
@@ -265,10 +327,11 @@ class _Graph:
     placeholders and loops are checked even where the schema failed.
     """
 
-    def __init__(self, document: Mapping[str, Any]) -> None:
+    def __init__(self, document: Mapping[str, Any], keys: list[bytes] | None = None) -> None:
         self.document = document
         raw_steps = document.get("steps")
         self.steps: list[Any] = raw_steps if isinstance(raw_steps, list) else []
+        self.keys = keys  # the steps' JSON with sorted keys (``_step_keys``), when they have it
         raw_goals = document.get("goals")
         self.goals: list[Any] = raw_goals if isinstance(raw_goals, list) else []
         # edges[i]: indexes of the steps that step i names; busy[i]: step i runs without pause.
@@ -276,7 +339,7 @@ class _Graph:
         self.busy: list[bool] = []
         self.roots: list[int] = []
         self.problems: list[DefinitionProblem] = []
-        # The texts with a "{{", each with the path to it: checked together, once all are known.
+        # The texts of the steps whose placeholders are not all valid, each with its path.
         self.texts: list[tuple[tuple[str | int, ...], str]] = []
 
     def check(self, max_steps: int) -> list[DefinitionProblem]:
@@ -289,9 +352,28 @@ class _Graph:
                 _problem("/steps", f"at most {max_steps} steps are allowed; there are {len(steps)}")
             )
         index_of = self._index_steps()
+        keys = self.keys
+        edges, busy, texts = self.edges, self.busy, self.texts
         for i, step in enumerate(steps):
-            self.edges.append(self._check_step(i, step, index_of))
-        self._check_placeholders()
+            facts = None if keys is None else _step_facts.get(keys[i])
+            if facts is None:
+                facts = _facts_of(step)
+                if keys is not None:
+                    _step_facts.keep(keys[i], facts)
+            busy.append(facts.busy)
+            targets: list[int] = []
+            for key, target in facts.references:
+                j = index_of.get(target)
+                if j is None:
+                    problems.append(_problem(f"/steps/{i}/{key}", f"unknown step '{target}'"))
+                else:
+                    targets.append(j)
+            edges.append(targets)
+            for path, text in facts.texts:
+                texts.append((("steps", i, *path), text))
+        for path, text in texts:
+            for message in placeholder_problems(text):
+                problems.append(_problem(_pointer(path), message))
 
         start = self.document.get("start")
         if isinstance(start, str):
@@ -319,41 +401,6 @@ class _Graph:
                         )
                     )
         return index_of
-
-    def _check_step(self, i: int, step: Any, index_of: dict[str, int]) -> list[int]:
-        step_type = step.get("type") if type(step) is dict else None
-        # The type may be any JSON value, unhashable ones included.
-        keys = _STEP_KEYS.get(step_type) if type(step_type) is str else None
-        self.busy.append(keys is not None and step_type != "wait")
-        if keys is None:
-            return []
-        reference_keys, text_keys, json_text_keys = keys
-        problems = self.problems
-        targets: list[int] = []
-        for key in reference_keys:
-            target = step.get(key)
-            if type(target) is str:
-                j = index_of.get(target)
-                if j is None:
-                    problems.append(_problem(f"/steps/{i}/{key}", f"unknown step '{target}'"))
-                else:
-                    targets.append(j)
-        for key in text_keys:
-            text = step.get(key)
-            if type(text) is str and "{{" in text:
-                self.texts.append((("steps", i, key), text))
-        for key in json_text_keys:
-            if key in step:
-                _find_json_texts(step[key], ["steps", i, key], self.texts)
-        return targets
-
-    def _check_placeholders(self) -> None:
-        texts = self.texts
-        if placeholders_all_valid([text for _, text in texts]):
-            return
-        for path, text in texts:
-            for message in placeholder_problems(text):
-                self.problems.append(_problem(_pointer(path), message))
 
     def _check_goals(self, index_of: dict[str, int]) -> None:
         problems = self.problems
