@@ -19,6 +19,7 @@ import email
 import email.message
 import email.policy
 import json
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,13 +29,16 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import select
 
 from revflow.app import create_app
 from revflow.config import Settings
 from revflow.db import Database
+from revflow.engine import store
 from revflow.engine.channels import ExternalSender
 from revflow.engine.clock import ManualClock
 from revflow.engine.interpreter import ExternalCall
+from revflow.models import LIVE_STATUSES, Execution
 from revflow.worker import Worker
 from tests.support.databases import DatabaseFactory
 from tests.support.engine import Engine
@@ -878,6 +882,159 @@ async def test_an_external_call_in_flight_is_not_claimed_again(
     assert ex["status"] == "completed", ex
     assert len(server.requests) == 1
     assert sender.calls == 1
+
+
+async def test_a_call_that_outlasts_its_lease_keeps_it_while_its_worker_lives(
+    channel_database_url: str,
+) -> None:
+    """A call retried with backoff can take longer than a lease: its live worker extends the
+    lease (every third of one), so no other worker makes the call again meanwhile; once that
+    worker is gone its lease expires as before."""
+    lease = 3
+    async with (
+        http_server(lambda _n: 200) as server,
+        rig(channel_database_url, lease_seconds=lease) as r,
+    ):
+        engine = r.engine
+        execution_id, _ = await start(
+            engine, leased_definition(f"{server.url}/hook"), email="kay@example.com"
+        )
+        sender = GatedSender(r.settings)
+        holder = r.worker(sender, name="holder")
+        assert (await holder.run_once()).external == 1
+        await asyncio.wait_for(sender.waiting.wait(), 10)
+        [(first_owner, first_expiry)] = await leases(r.db, execution_id)
+        assert first_owner == "holder"
+
+        # Over two leases' time passes on the clock, a lease less a second at a time; the
+        # worker extends the lease each time, and the other worker finds the execution leased.
+        expiry = first_expiry
+        for _ in range(4):
+            engine.clock.advance(dt.timedelta(seconds=lease - 1))
+            expiry = await extended_beyond(r.db, execution_id, expiry)
+            assert expiry == engine.clock.now() + dt.timedelta(seconds=lease)
+            assert (await engine.worker.run_once()).executions == 0
+        assert engine.clock.now() > first_expiry + dt.timedelta(seconds=lease)
+
+        # The call ends: recorded once, the lease cleared, the execution runs on.
+        sender.gate.set()
+        await asyncio.wait_for(asyncio.gather(*holder.engine._external_tasks), 30)
+        await holder.drain()
+        ex = await engine.execution(execution_id)
+        assert await leases(r.db, execution_id) == []  # a finished execution: not live
+
+    assert ex["status"] == "completed", ex
+    assert len(server.requests) == 1
+    assert sender.calls == 1
+    assert [(h["step"], h["result"]) for h in ex["history"]] == [
+        ("call", "done"),
+        ("after", "done"),
+        ("note", "sent"),
+    ]
+
+
+async def test_a_dead_workers_lease_is_not_extended(channel_database_url: str) -> None:
+    lease = 3
+    async with (
+        http_server(lambda _n: 200) as server,
+        rig(channel_database_url, lease_seconds=lease) as r,
+    ):
+        engine = r.engine
+        execution_id, _ = await start(
+            engine, leased_definition(f"{server.url}/hook"), email="dee@example.com"
+        )
+        sender = GatedSender(r.settings)  # its gate never opens
+        doomed = r.worker(sender, name="doomed")
+        assert (await doomed.run_once()).external == 1
+        await asyncio.wait_for(sender.waiting.wait(), 10)
+        engine.clock.advance(dt.timedelta(seconds=lease - 1))
+        await extended_beyond(r.db, execution_id, (await leases(r.db, execution_id))[0][1])
+        for task in list(doomed.engine._external_tasks):  # the worker dies
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        [(_, expiry)] = await leases(r.db, execution_id)
+        await asyncio.sleep(lease / 3 * 2)  # two rounds of extending, had it lived
+        assert await leases(r.db, execution_id) == [("doomed", expiry)]
+        engine.clock.advance(dt.timedelta(seconds=lease + 1))
+        assert (await engine.worker.drain()).external == 1  # taken over once expired
+        ex = await engine.execution(execution_id)
+
+    assert ex["status"] == "completed", ex
+    assert len(server.requests) == 1
+
+
+async def test_extending_a_lease_leaves_an_execution_another_transaction_holds(
+    backend: str, channel_database_url: str
+) -> None:
+    """The worker recording a call locks its execution (in id order); extending the leases of
+    the others meanwhile must not wait for it, which could deadlock with the recording."""
+    if backend == "sqlite":
+        pytest.skip("SQLite has no row locks: its one writer holds the database")
+    lease = 3
+    async with (
+        http_server(lambda _n: 200) as server,
+        rig(channel_database_url, lease_seconds=lease) as r,
+    ):
+        engine = r.engine
+        held_id, _ = await start(
+            engine, leased_definition(f"{server.url}/hook"), email="held@example.com"
+        )
+        sender = GatedSender(r.settings)
+        holder = r.worker(sender, name="holder")
+        assert (await holder.run_once()).external == 1
+        await asyncio.wait_for(sender.waiting.wait(), 10)
+        [(_, expiry)] = await leases(r.db, held_id)
+        account = uuid.UUID(engine.tenant.account_id)
+        async with r.db.session(write=True) as recording:
+            await store.lock_executions(
+                recording, [(account, uuid.UUID(held_id))], lease_owner="holder"
+            )
+            async with r.db.session(write=True) as extending:
+                moved = await asyncio.wait_for(
+                    store.extend_leases(
+                        extending,
+                        [(account, uuid.UUID(held_id))],
+                        lease_owner="holder",
+                        until=expiry + dt.timedelta(hours=1),
+                    ),
+                    10,
+                )
+                await extending.commit()
+            assert moved == 0
+        async with r.db.session(write=True) as extending:
+            moved = await store.extend_leases(
+                extending,
+                [(account, uuid.UUID(held_id))],
+                lease_owner="holder",
+                until=expiry + dt.timedelta(hours=1),
+            )
+            await extending.commit()
+        assert moved == 1
+        assert await leases(r.db, held_id) == [("holder", expiry + dt.timedelta(hours=1))]
+        sender.gate.set()
+        await asyncio.wait_for(asyncio.gather(*holder.engine._external_tasks), 30)
+
+
+async def leases(db: Database, execution_id: str) -> list[tuple[str | None, dt.datetime]]:
+    """The (owner, expiry) of the lease of a live execution; none for a finished one."""
+    async with db.session() as session:
+        rows = await session.execute(
+            select(Execution.lease_owner, Execution.lease_expires_at).where(
+                Execution.id == uuid.UUID(execution_id), Execution.status.in_(LIVE_STATUSES)
+            )
+        )
+        return [(owner, expiry) for owner, expiry in rows]
+
+
+async def extended_beyond(db: Database, execution_id: str, expiry: dt.datetime) -> dt.datetime:
+    """Wait (real time: the worker extends every third of a lease) for a later expiry."""
+    for _ in range(200):
+        [(_, now_expiry)] = await leases(db, execution_id)
+        if now_expiry > expiry:
+            return now_expiry
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the lease of {execution_id} was not extended beyond {expiry}")
 
 
 async def test_a_url_made_invalid_by_contact_data_fails_only_that_execution(

@@ -6,8 +6,10 @@ contact another transaction holds stays due for a later batch), run in memory, a
 history, messages, contact changes and new positions are written before the commit — after a
 crash a batch is either wholly done or not done at all. A step that calls the outside world is
 handed a lease, committed, performed outside any transaction, and recorded in a second
-transaction fenced by that lease; a worker that dies mid-call loses its lease when it expires
-and another worker repeats the call (at least once, with the same idempotency key). Each call is
+transaction fenced by that lease. While its calls are being made (retries and their backoff
+included, which may take longer than one lease) the worker extends their leases every third of a
+lease; a worker that dies mid-call stops extending them, loses them when they expire, and another
+worker repeats the call (at least once, with the same idempotency key). Each call is
 recorded as soon as it is done, so a slow call holds up no other execution; ``http_request``
 calls run only with a slot of the bulkhead (``revflow.kit.bulkhead``: per account and host,
 account, host and in all), and one that finds no slot within ``http_slot_wait_seconds`` is not
@@ -49,6 +51,7 @@ from revflow.engine.interpreter import (
     fail,
 )
 from revflow.kit.bulkhead import Bulkhead, BulkheadLimits
+from revflow.logging import get_logger
 
 
 class Deferred:
@@ -56,6 +59,7 @@ class Deferred:
 
 
 DEFERRED = Deferred()
+log = get_logger("revflow.engine")
 # What one external call came to: (error or None, detail for the history), or deferred.
 CallResult = tuple[str | None, dict[str, Any]] | Deferred
 
@@ -200,14 +204,38 @@ class EngineRunner:
             for call in calls
         }
         pending = set(tasks)
+        unrecorded = {call.execution_id: accounts[call.execution_id] for call in calls}
+        keeping = asyncio.create_task(self._keep_leases(unrecorded))
         try:
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                await self._record([(tasks[task], task.result()) for task in done], accounts)
+                results = [(tasks[task], task.result()) for task in done]
+                await self._record(results, accounts)
+                for call, _ in results:
+                    unrecorded.pop(call.execution_id, None)
         finally:
             # Recording failed (the database): the leases expire and the calls are made again.
+            keeping.cancel()
             for task in pending:
                 task.cancel()
+
+    async def _keep_leases(self, unrecorded: dict[uuid.UUID, uuid.UUID]) -> None:
+        """Every third of a lease, extend the leases of the executions (id → account) whose
+        calls are not recorded yet: a call retried with backoff can take longer than a lease,
+        and no other worker may make it again while this one is still at it. What the database
+        refuses meanwhile leaves those leases to expire (the calls are then made again)."""
+        lease = dt.timedelta(seconds=self.settings.lease_seconds)
+        while unrecorded:
+            await asyncio.sleep(self.settings.lease_seconds / 3)
+            keys = [(account, execution) for execution, account in unrecorded.items()]
+            try:
+                async with self.db.session(write=True) as session:
+                    await store.extend_leases(
+                        session, keys, lease_owner=self.id, until=self.clock.now() + lease
+                    )
+                    await session.commit()
+            except Exception as exc:  # the database away: try again at the next round
+                log.warning("leases_not_extended", executions=len(keys), error=str(exc))
 
     async def _call(self, call: ExternalCall, account: uuid.UUID) -> CallResult:
         """Perform one call; an ``http_request`` only with a slot of the bulkhead."""

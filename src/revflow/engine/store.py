@@ -309,6 +309,39 @@ async def lock_executions(
     return [(row.account_id, execution_state(row)) for row in rows]
 
 
+async def extend_leases(
+    session: AsyncSession,
+    keys: Iterable[tuple[uuid.UUID, uuid.UUID]],
+    *,
+    lease_owner: str,
+    until: dt.datetime,
+) -> int:
+    """Move to ``until`` the leases ``lease_owner`` still holds on these live executions, by
+    (account, id); a lease another worker has taken over is left as it is, and so is an
+    execution another transaction holds (the worker recording its call, or another claiming
+    it): waiting for it could deadlock with the recording, which locks in id order. The number
+    moved."""
+    keys = list(keys)
+    if not keys:
+        return 0
+    free = (
+        select(Execution.id)
+        .where(
+            of_accounts(Execution, keys),
+            Execution.lease_owner == lease_owner,
+            is_live(Execution.status),
+        )
+        .with_for_update(skip_locked=True)
+    )
+    result = await session.execute(
+        update(Execution)
+        .where(of_accounts(Execution, keys), Execution.id.in_(free))
+        .values(lease_expires_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    return cast(int, getattr(result, "rowcount", 0))
+
+
 async def live_executions_of_contacts(
     session: AsyncSession,
     account_id: uuid.UUID,
