@@ -439,7 +439,7 @@ def run_level(
     level = Level(clients, seconds, servers=len(urls))
     context = multiprocessing.get_context("spawn")
     ready: Queue[int] = context.Queue()
-    done: Queue[PartResult] = context.Queue()
+    done: Queue[PartResult | str] = context.Queue()
     parts = parts_of(clients, processes)
     level.generators = len(parts)
     starts: list[Queue[float]] = [context.Queue() for _ in parts]
@@ -465,6 +465,9 @@ def run_level(
         machine_before = machine_cpu_ticks()
         database_before = database_cpu_seconds(database_url)
         results = [done.get(timeout=seconds + 120) for _ in generators]
+        failed = [result for result in results if isinstance(result, str)]
+        if failed:
+            raise RuntimeError(f"a generator process failed: {failed[0]}")
         level.servers_cpu_s = _sum_cpu_seconds(server_pids) - servers_before
         level.workers_cpu_s = _sum_cpu_seconds(worker_pids) - workers_before
         busy, total = machine_cpu_ticks()
@@ -479,15 +482,22 @@ def run_level(
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()
-    merge(level, results)
+    merge(level, [result for result in results if not isinstance(result, str)])
     return level
 
 
-def generate(part: Part, ready: Queue[int], start: Queue[float], done: Queue[PartResult]) -> None:
+def generate(
+    part: Part, ready: Queue[int], start: Queue[float], done: Queue[PartResult | str]
+) -> None:
     """One generator process: its clients on an event loop of its own (uvloop's, as
-    ``revflow serve`` runs on: less of the generator's CPU per request)."""
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        done.put(runner.run(_generate(part, ready, start)))
+    ``revflow serve`` runs on: less of the generator's CPU per request). What stops it is
+    handed to the parent as text, to raise there."""
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            done.put(runner.run(_generate(part, ready, start)))
+    except BaseException as exc:
+        ready.put(os.getpid())  # the parent may still be waiting for it to be ready
+        done.put(f"{type(exc).__name__}: {exc}")
 
 
 async def _generate(part: Part, ready: Queue[int], start: Queue[float]) -> PartResult:

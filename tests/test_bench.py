@@ -555,3 +555,20 @@ def test_load_deals_every_client_to_one_generator_and_merges_what_they_measured(
     assert level.client_cpu_s == 1.0 and level.seconds == 15.05
     assert level.requests == 5
     assert level.to_dict()["generator_lag_ms"]["max"] == 4.0
+
+
+def test_a_failing_generator_process_hands_its_error_to_the_parent() -> None:
+    import queue
+    import time
+
+    from benchmarks.bench_load import Part, Setup, generate
+
+    ready: queue.Queue[int] = queue.Queue()
+    start: queue.Queue[float] = queue.Queue()
+    done: queue.Queue[Any] = queue.Queue()
+    start.put(time.time())
+    # Client 0 owns no workflow here: its first request cannot even be made.
+    part = Part(["http://127.0.0.1:9"], Setup("key", [], []), 1, [0], 0.5)
+    generate(part, ready, start, done)  # type: ignore[arg-type]
+    assert done.get_nowait().startswith("IndexError")
+    assert not ready.empty()  # a parent waiting for it to be ready is not left waiting
