@@ -884,48 +884,67 @@ async def test_an_external_call_in_flight_is_not_claimed_again(
     assert sender.calls == 1
 
 
+SHORT_LEASE = 3  # seconds: a worker extends it every second of real time
+
+
+@dataclass
+class HeldCall:
+    """An execution whose call a worker holds at the gate, under a short lease."""
+
+    rig: Rig
+    server: HttpServer
+    execution_id: str
+    sender: GatedSender
+    worker: Worker
+
+
+@asynccontextmanager
+async def held_call(database_url: str, worker: str, email: str) -> AsyncIterator[HeldCall]:
+    async with (
+        http_server(lambda _n: 200) as server,
+        rig(database_url, lease_seconds=SHORT_LEASE) as r,
+    ):
+        execution_id, _ = await start(
+            r.engine, leased_definition(f"{server.url}/hook"), email=email
+        )
+        sender = GatedSender(r.settings)
+        holder = r.worker(sender, name=worker)
+        assert (await holder.run_once()).external == 1
+        await asyncio.wait_for(sender.waiting.wait(), 10)
+        yield HeldCall(r, server, execution_id, sender, holder)
+
+
 async def test_a_call_that_outlasts_its_lease_keeps_it_while_its_worker_lives(
     channel_database_url: str,
 ) -> None:
     """A call retried with backoff can take longer than a lease: its live worker extends the
-    lease (every third of one), so no other worker makes the call again meanwhile; once that
-    worker is gone its lease expires as before."""
-    lease = 3
-    async with (
-        http_server(lambda _n: 200) as server,
-        rig(channel_database_url, lease_seconds=lease) as r,
-    ):
-        engine = r.engine
-        execution_id, _ = await start(
-            engine, leased_definition(f"{server.url}/hook"), email="kay@example.com"
-        )
-        sender = GatedSender(r.settings)
-        holder = r.worker(sender, name="holder")
-        assert (await holder.run_once()).external == 1
-        await asyncio.wait_for(sender.waiting.wait(), 10)
-        [(first_owner, first_expiry)] = await leases(r.db, execution_id)
+    lease (every third of one), so no other worker makes the call again meanwhile."""
+    lease = dt.timedelta(seconds=SHORT_LEASE)
+    async with held_call(channel_database_url, "holder", "kay@example.com") as held:
+        db, engine, execution_id = held.rig.db, held.rig.engine, held.execution_id
+        [(first_owner, first_expiry)] = await leases(db, execution_id)
         assert first_owner == "holder"
 
         # Over two leases' time passes on the clock, a lease less a second at a time; the
         # worker extends the lease each time, and the other worker finds the execution leased.
         expiry = first_expiry
         for _ in range(4):
-            engine.clock.advance(dt.timedelta(seconds=lease - 1))
-            expiry = await extended_beyond(r.db, execution_id, expiry)
-            assert expiry == engine.clock.now() + dt.timedelta(seconds=lease)
+            engine.clock.advance(lease - dt.timedelta(seconds=1))
+            expiry = await extended_beyond(db, execution_id, expiry)
+            assert expiry == engine.clock.now() + lease
             assert (await engine.worker.run_once()).executions == 0
-        assert engine.clock.now() > first_expiry + dt.timedelta(seconds=lease)
+        assert engine.clock.now() > first_expiry + lease
 
         # The call ends: recorded once, the lease cleared, the execution runs on.
-        sender.gate.set()
-        await asyncio.wait_for(asyncio.gather(*holder.engine._external_tasks), 30)
-        await holder.drain()
+        held.sender.gate.set()
+        await asyncio.wait_for(asyncio.gather(*held.worker.engine._external_tasks), 30)
+        await held.worker.drain()
         ex = await engine.execution(execution_id)
-        assert await leases(r.db, execution_id) == []  # a finished execution: not live
+        assert await leases(db, execution_id) == []  # a finished execution: not live
 
     assert ex["status"] == "completed", ex
-    assert len(server.requests) == 1
-    assert sender.calls == 1
+    assert len(held.server.requests) == 1
+    assert held.sender.calls == 1
     assert [(h["step"], h["result"]) for h in ex["history"]] == [
         ("call", "done"),
         ("after", "done"),
@@ -934,34 +953,23 @@ async def test_a_call_that_outlasts_its_lease_keeps_it_while_its_worker_lives(
 
 
 async def test_a_dead_workers_lease_is_not_extended(channel_database_url: str) -> None:
-    lease = 3
-    async with (
-        http_server(lambda _n: 200) as server,
-        rig(channel_database_url, lease_seconds=lease) as r,
-    ):
-        engine = r.engine
-        execution_id, _ = await start(
-            engine, leased_definition(f"{server.url}/hook"), email="dee@example.com"
-        )
-        sender = GatedSender(r.settings)  # its gate never opens
-        doomed = r.worker(sender, name="doomed")
-        assert (await doomed.run_once()).external == 1
-        await asyncio.wait_for(sender.waiting.wait(), 10)
-        engine.clock.advance(dt.timedelta(seconds=lease - 1))
-        await extended_beyond(r.db, execution_id, (await leases(r.db, execution_id))[0][1])
-        for task in list(doomed.engine._external_tasks):  # the worker dies
+    async with held_call(channel_database_url, "doomed", "dee@example.com") as held:
+        db, engine, execution_id = held.rig.db, held.rig.engine, held.execution_id
+        engine.clock.advance(dt.timedelta(seconds=SHORT_LEASE - 1))
+        await extended_beyond(db, execution_id, (await leases(db, execution_id))[0][1])
+        for task in list(held.worker.engine._external_tasks):  # the worker dies
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        [(_, expiry)] = await leases(r.db, execution_id)
-        await asyncio.sleep(lease / 3 * 2)  # two rounds of extending, had it lived
-        assert await leases(r.db, execution_id) == [("doomed", expiry)]
-        engine.clock.advance(dt.timedelta(seconds=lease + 1))
+        [(_, expiry)] = await leases(db, execution_id)
+        await asyncio.sleep(SHORT_LEASE / 3 * 2)  # two rounds of extending, had it lived
+        assert await leases(db, execution_id) == [("doomed", expiry)]
+        engine.clock.advance(dt.timedelta(seconds=SHORT_LEASE + 1))
         assert (await engine.worker.drain()).external == 1  # taken over once expired
         ex = await engine.execution(execution_id)
 
     assert ex["status"] == "completed", ex
-    assert len(server.requests) == 1
+    assert len(held.server.requests) == 1
 
 
 async def test_extending_a_lease_leaves_an_execution_another_transaction_holds(
@@ -971,49 +979,25 @@ async def test_extending_a_lease_leaves_an_execution_another_transaction_holds(
     the others meanwhile must not wait for it, which could deadlock with the recording."""
     if backend == "sqlite":
         pytest.skip("SQLite has no row locks: its one writer holds the database")
-    lease = 3
-    async with (
-        http_server(lambda _n: 200) as server,
-        rig(channel_database_url, lease_seconds=lease) as r,
-    ):
-        engine = r.engine
-        held_id, _ = await start(
-            engine, leased_definition(f"{server.url}/hook"), email="held@example.com"
-        )
-        sender = GatedSender(r.settings)
-        holder = r.worker(sender, name="holder")
-        assert (await holder.run_once()).external == 1
-        await asyncio.wait_for(sender.waiting.wait(), 10)
-        [(_, expiry)] = await leases(r.db, held_id)
-        account = uuid.UUID(engine.tenant.account_id)
-        async with r.db.session(write=True) as recording:
-            await store.lock_executions(
-                recording, [(account, uuid.UUID(held_id))], lease_owner="holder"
-            )
-            async with r.db.session(write=True) as extending:
-                moved = await asyncio.wait_for(
-                    store.extend_leases(
-                        extending,
-                        [(account, uuid.UUID(held_id))],
-                        lease_owner="holder",
-                        until=expiry + dt.timedelta(hours=1),
-                    ),
-                    10,
-                )
-                await extending.commit()
-            assert moved == 0
-        async with r.db.session(write=True) as extending:
-            moved = await store.extend_leases(
-                extending,
-                [(account, uuid.UUID(held_id))],
-                lease_owner="holder",
-                until=expiry + dt.timedelta(hours=1),
-            )
-            await extending.commit()
-        assert moved == 1
-        assert await leases(r.db, held_id) == [("holder", expiry + dt.timedelta(hours=1))]
-        sender.gate.set()
-        await asyncio.wait_for(asyncio.gather(*holder.engine._external_tasks), 30)
+    async with held_call(channel_database_url, "holder", "held@example.com") as held:
+        db, execution_id = held.rig.db, held.execution_id
+        [(_, expiry)] = await leases(db, execution_id)
+        key = (uuid.UUID(held.rig.engine.tenant.account_id), uuid.UUID(execution_id))
+        later = expiry + dt.timedelta(hours=1)
+
+        async def extend() -> int:
+            async with db.session(write=True) as session:
+                moved = await store.extend_leases(session, [key], lease_owner="holder", until=later)
+                await session.commit()
+                return moved
+
+        async with db.session(write=True) as recording:
+            await store.lock_executions(recording, [key], lease_owner="holder")
+            assert await asyncio.wait_for(extend(), 10) == 0
+        assert await extend() == 1
+        assert await leases(db, execution_id) == [("holder", later)]
+        held.sender.gate.set()
+        await asyncio.wait_for(asyncio.gather(*held.worker.engine._external_tasks), 30)
 
 
 async def leases(db: Database, execution_id: str) -> list[tuple[str | None, dt.datetime]]:
