@@ -178,8 +178,7 @@ class _Kept(OrderedDict[bytes, _V]):
         return value
 
 
-# mypy reads the Annotated union as a value, not a type: pydantic takes either.
-_STEP: TypeAdapter[Step] = TypeAdapter(Step)  # type: ignore[arg-type]
+_STEP: TypeAdapter[Step] = TypeAdapter(Step)
 _step_models: _Kept[Step] = _Kept()
 
 
