@@ -15,7 +15,7 @@ from revflow.contacts.schemas import ContactCreate, ContactPatch, ContactUpsert,
 from revflow.db import new_id
 from revflow.engine import changes, store
 from revflow.engine.changes import ContactChange
-from revflow.engine.interpreter import ContactState, Effects, ExecutionState
+from revflow.engine.interpreter import Effects, ExecutionState
 from revflow.errors import ExternalIdTaken, NotFound
 from revflow.executions import enrollment
 from revflow.executions.reactions import react
@@ -139,7 +139,7 @@ async def _apply_change(
     now: dt.datetime,
 ) -> ContactChange:
     """The change to a contact locked with its live ``executions``, and what it sets off."""
-    state = contact_state(contact)
+    state = store.contact_state(contact)
     change = changes.change_contact(
         state,
         email=email,
@@ -308,20 +308,8 @@ async def record_event(
         account_id,
         [ContactChange(contact.id, events=[body.name])],
         now,
-        contacts={contact.id: contact_state(contact)},
+        contacts={contact.id: store.contact_state(contact)},
         executions=executions,
     )
     advanced = sum(1 for ex in executions if (ex.status, ex.current_step) != before[ex.id])
     return advanced, enrolled
-
-
-def contact_state(contact: Contact) -> ContactState:
-    """What the engine's goals, conditions and templates read of a contact."""
-    return ContactState(
-        id=contact.id,
-        email=contact.email,
-        phone=contact.phone,
-        external_id=contact.external_id,
-        fields=dict(contact.fields),
-        tags=list(contact.tags),
-    )

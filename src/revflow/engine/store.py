@@ -401,17 +401,20 @@ async def load_contacts(
         query = query.where(of_accounts(Contact, wanted, arrays=arrays))
         parameters = {}
     rows = await _rows(session, query, parameters)
-    return {
-        row.id: ContactState(
-            id=row.id,
-            email=row.email,
-            phone=row.phone,
-            external_id=row.external_id,
-            fields=dict(row.fields or {}),
-            tags=list(row.tags or []),
-        )
-        for row in rows
-    }
+    return {row.id: contact_state(row) for row in rows}
+
+
+def contact_state(contact: Any) -> ContactState:
+    """What the engine's goals, conditions and templates read of a contact: a stored
+    ``Contact`` or a row of its columns."""
+    return ContactState(
+        id=contact.id,
+        email=contact.email,
+        phone=contact.phone,
+        external_id=contact.external_id,
+        fields=dict(contact.fields or {}),
+        tags=list(contact.tags or []),
+    )
 
 
 @functools.cache

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.config import Settings
-from revflow.contacts.service import contact_state, require_contact
+from revflow.contacts.service import require_contact
 from revflow.definition import MAX_DURATION
 from revflow.engine import store
 from revflow.engine.interpreter import Channels, ContactState
@@ -148,7 +148,7 @@ async def _contact(
     session: AsyncSession, account_id: uuid.UUID, body: SimulationIn
 ) -> ContactState:
     if body.contact_id is not None:
-        return contact_state(await require_contact(session, account_id, body.contact_id))
+        return store.contact_state(await require_contact(session, account_id, body.contact_id))
     assert body.contact is not None
     return ContactState(
         id=INLINE_CONTACT_ID,
