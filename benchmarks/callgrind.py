@@ -68,8 +68,9 @@ async def client_of_one_account(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
     """revflow's app in this process on the database of ``url`` (httpx's ASGI transport: no
     server, no socket) with ``settings``, and one account: a client and the account's headers.
-    The request log is switched off (the same work in every revision) and the collector
-    settled as ``revflow serve`` settles it."""
+    The standard library's logging is switched off; structlog is left unconfigured, so the
+    request log is written by its default console renderer (not ``revflow serve``'s JSON), the
+    same work in every revision. The collector is settled as ``revflow serve`` settles it."""
     db = Database(url, pool_size=2)
     app = create_app(Settings(database_url=url, log_json=False, **settings), db)
     async with db.session(write=True) as session:
