@@ -52,6 +52,7 @@ from benchmarks.common import (
     say,
     timed_request,
 )
+from revflow.bench import exit_on_sigterm
 from revflow.definition.samples import make_definition
 
 # p95 bounds in milliseconds: the goals (PostgreSQL) and the original requirement (both).
@@ -333,4 +334,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     main()

@@ -52,6 +52,7 @@ from benchmarks.common import (
     sample_paired,
     timed_request,
 )
+from revflow.bench import exit_on_sigterm
 from revflow.definition.samples import make_definition
 from revflow.diff import Comparison, compare
 
@@ -371,4 +372,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     main()

@@ -44,6 +44,7 @@ from benchmarks.common import (
     say,
     timed_request,
 )
+from revflow.bench import exit_on_sigterm
 
 GOAL_P95_MS = 8.0  # PostgreSQL
 REQUIRED_P95_MS = 100.0  # both databases
@@ -215,4 +216,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     main()

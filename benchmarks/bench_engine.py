@@ -90,6 +90,7 @@ from benchmarks.common import (
 from revflow.audit.service import Actor
 from revflow.auth import service as auth_service
 from revflow.auth.service import Principal
+from revflow.bench import exit_on_sigterm
 from revflow.config import Settings
 from revflow.db import Database
 from revflow.definition import Definition
@@ -1215,4 +1216,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     main()

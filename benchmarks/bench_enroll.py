@@ -37,6 +37,7 @@ from benchmarks.common import (
     say,
     timed_request,
 )
+from revflow.bench import exit_on_sigterm
 from revflow.db import Database
 from revflow.models import LIVE_STATUSES, Account, Contact, Execution
 
@@ -151,4 +152,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     main()

@@ -82,6 +82,7 @@ from benchmarks.common import (
     revflow_env,
     say,
 )
+from revflow.bench import exit_on_sigterm
 from revflow.config import Settings
 from revflow.db import Database
 from revflow.engine.store import EXECUTIONS
@@ -477,5 +478,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()

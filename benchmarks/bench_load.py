@@ -84,6 +84,7 @@ from benchmarks.common import (
     run_revflow,
     say,
 )
+from revflow.bench import exit_on_sigterm
 
 API = "/api/v1"
 CONTACTS = 2_000
@@ -477,6 +478,10 @@ def run_level(
         if database_before is not None and database_after is not None:
             spent = database_after - database_before
             level.database_cpu_s = spent if spent >= 0 else None
+    except BaseException:
+        for process in generators:
+            process.terminate()  # ended early (an error, Ctrl-C, SIGTERM): no window to finish
+        raise
     finally:
         for process in generators:
             process.join(timeout=30)
@@ -768,5 +773,6 @@ def print_table(document: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()

@@ -95,6 +95,7 @@ from benchmarks.common import (
 from revflow.app import create_app
 from revflow.audit.service import Actor
 from revflow.auth import service as auth_service
+from revflow.bench import exit_on_sigterm
 from revflow.config import Settings
 from revflow.db import Database
 from revflow.logging import configure as configure_logging
@@ -1044,4 +1045,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     main()

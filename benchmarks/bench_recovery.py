@@ -83,6 +83,7 @@ from benchmarks.common import (
     run_revflow,
     say,
 )
+from revflow.bench import exit_on_sigterm
 from revflow.migrate import upgrade
 
 GOAL_S = 30.0
@@ -597,5 +598,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()

@@ -41,6 +41,7 @@ from benchmarks.common import (
     load_average,
     say,
 )
+from revflow.bench import exit_on_sigterm
 from revflow.config import Settings
 from revflow.db import Database
 from revflow.migrate import upgrade
@@ -293,4 +294,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     main()

@@ -87,6 +87,7 @@ from benchmarks.common import (
 from revflow.audit.service import Actor
 from revflow.auth import service as auth_service
 from revflow.auth.service import Principal
+from revflow.bench import exit_on_sigterm
 from revflow.config import Settings
 from revflow.db import Database
 from revflow.migrate import upgrade
@@ -605,5 +606,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()

@@ -85,6 +85,7 @@ from benchmarks.common import (
 )
 from revflow.audit.service import Actor
 from revflow.auth.service import Principal
+from revflow.bench import exit_on_sigterm
 from revflow.config import Settings
 from revflow.db import Database
 from revflow.kit.egress import EgressPolicy
@@ -745,4 +746,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     main()

@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from rich.console import Console
@@ -509,6 +511,51 @@ STAGES = [
 ]
 
 
+# How long a stage ended early (Ctrl-C, SIGTERM) has to stop its servers and workers and drop
+# its database before it is killed.
+STAGE_TEARDOWN_S = 60.0
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM end this process as Ctrl-C does, by an exception (``SystemExit(143)``),
+    so that every ``with`` block tears down what it started: servers, workers, generator
+    processes, the stage being run, the database. A second SIGTERM during that teardown is
+    ignored; SIGKILL still ends the process at once. Call it from the main thread."""
+
+    def terminated(signum: int, _frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminated)
+
+
+def run_stage(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run one stage's script to its end. If this process is ended meanwhile (Ctrl-C or
+    SIGTERM, see :func:`exit_on_sigterm`), the stage is asked to stop (SIGTERM) and given
+    ``STAGE_TEARDOWN_S`` to tear down what it started before it is killed: a stage killed at
+    once would leave its servers running and its database behind. The stage runs in a session
+    of its own, so that a terminal's Ctrl-C reaches it only this way, once."""
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate()
+    except BaseException:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=STAGE_TEARDOWN_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 def machine() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
@@ -553,7 +600,7 @@ def run(database: str, *, quick: bool, console: Console) -> dict[str, Any]:
                 "--json",
                 *stage.args(database, quick),
             ]
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            done = run_stage(command)
             failure = None
             try:
                 document = json.loads(done.stdout)

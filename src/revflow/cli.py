@@ -924,6 +924,7 @@ def bench_command(
         err.print("[red]--database is sqlite, postgresql or both[/red]")
         raise typer.Exit(2)
     databases = ["sqlite", "postgresql"] if database == "both" else [database]
+    bench.exit_on_sigterm()  # a stage ended early still stops its servers, drops its database
     results = [bench.run(db, quick=quick, console=err) for db in databases]
     if as_json:
         print(json.dumps(results[0] if len(results) == 1 else {"results": results}))
