@@ -16,7 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 
+from revflow.definition.canonical import canonical_json
+from tests.support.engine import Engine
 from tests.support.servers import Racers, race, racing_clients
 from tests.support.tenants import Tenant
 from tests.support.workflows import simple_definition
@@ -478,3 +481,48 @@ async def test_a_save_parses_its_body_once_for_the_check_and_the_lookup_decision
     assert_problem(missing, 404, "not_found")
     invalid = await tenant.request("PUT", draft_url(workflow_id), json={"revision": "x"})
     assert_problem(invalid, 422, "validation_error")
+
+
+def _keys_reversed(value: Any) -> Any:
+    """``value`` with every object's keys in the reverse of their sorted order."""
+    if isinstance(value, dict):
+        return {key: _keys_reversed(value[key]) for key in sorted(value, reverse=True)}
+    if isinstance(value, list):
+        return [_keys_reversed(item) for item in value]
+    return value
+
+
+async def test_a_valid_definition_is_stored_from_the_canonical_json_of_its_check(
+    engine: Engine,
+) -> None:
+    """The check of a valid draft writes its canonical JSON (sorted keys) anyway: the save
+    stores that text rather than encoding the definition a second time. An invalid draft, which
+    may have no canonical form, is stored as it came. Both read back as they were sent."""
+    tenant = engine.tenant
+    workflow_id = await new_workflow(tenant)
+    await save(tenant, workflow_id, body(edited("first")))
+    written: list[str] = []
+
+    def seen(_c: Any, _cur: Any, statement: str, parameters: Any, _x: Any, _m: bool) -> None:
+        if statement.lstrip().upper().startswith("UPDATE WORKING_DRAFTS"):
+            written.extend(p for p in parameters if isinstance(p, str) and '"steps"' in p)
+
+    valid = _keys_reversed(edited("sorted"))
+    invalid = {"steps": [{"type": "nope", "id": "x"}], "trigger": {"type": "manual"}}
+    sync_engine = engine.worker.db.engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", seen)
+    try:
+        saved = await save(tenant, workflow_id, body(valid, revision=1))
+        assert saved["valid"] is True
+        assert written == [canonical_json(valid).decode()]
+        written.clear()
+        saved = await save(tenant, workflow_id, body(invalid, revision=2))
+        assert saved["valid"] is False
+        assert len(written) == 1 and json.loads(written[0]) == invalid
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", seen)
+    recovered = await tenant.request("GET", draft_url(workflow_id))
+    assert recovered.json()["definition"] == invalid
+    again = await save(tenant, workflow_id, body(valid, revision=3))
+    assert again["definition"] == valid
+    assert (await tenant.request("GET", draft_url(workflow_id))).json()["definition"] == valid

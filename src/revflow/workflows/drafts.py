@@ -8,11 +8,13 @@ revision it was made from, and a conditional UPDATE lets exactly one of two raci
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy import Executable, Table, Text, bindparam, delete, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -61,6 +63,15 @@ def check(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(problems, warnings) of the draft's content (``parsed``: as ``validate_definition``'s);
     never raises."""
+    problems, warnings, _canonical = _checked(definition, settings, parsed=parsed)
+    return problems, warnings
+
+
+def _checked(
+    definition: Any, settings: Settings, *, parsed: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bytes | None]:
+    """:func:`check`'s answer and, for a valid definition, its canonical JSON (``None`` for
+    an invalid one, which may not be JSON the validation could write)."""
     try:
         validated = validate_definition(
             definition,
@@ -69,8 +80,8 @@ def check(
             parsed=parsed,
         )
     except DefinitionInvalid as exc:
-        return [dict(e) for e in exc.errors], []
-    return [], [dict(w) for w in validated.warnings]
+        return [dict(e) for e in exc.errors], [], None
+    return [], [dict(w) for w in validated.warnings], validated.canonical
 
 
 async def get(session: AsyncSession, workflow: WorkflowKey, user: str) -> WorkingDraft | None:
@@ -114,7 +125,7 @@ async def save(
 ) -> WorkingDraft:
     """Save ``user``'s draft of ``workflow`` with its problems and warnings (``parsed``: the
     definition is the request's JSON value, checked without a copy of it)."""
-    problems, warnings = check(definition, settings, parsed=parsed)
+    problems, warnings, canonical = _checked(definition, settings, parsed=parsed)
     values = {
         "definition": definition,
         "base_version": base_version,
@@ -147,16 +158,21 @@ async def save(
         await session.refresh(draft)
         return draft
     # One conditional UPDATE … RETURNING decides a lost update and answers the new revision;
-    # the rest of the answer is what was just written, so nothing is read back.
+    # the rest of the answer is what was just written, so nothing is read back. A valid
+    # definition is stored from the canonical JSON its validation wrote, not encoded again.
+    parameters = {f"v_{key}": value for key, value in values.items()}
+    if canonical is not None:
+        parameters["v_definition"] = canonical.decode()
+    statement = _save_statement(session.get_bind().dialect.name, as_text=canonical is not None)
     saved = (
         await session.execute(
-            _SAVE,
+            statement,
             {
                 "d_account_id": workflow.account_id,
                 "d_workflow_id": workflow.id,
                 "d_user": user,
                 "d_revision": revision,
-                **{f"v_{key}": value for key, value in values.items()},
+                **parameters,
             },
         )
     ).first()
@@ -175,25 +191,32 @@ async def save(
 
 
 _DRAFTS = cast(Table, WorkingDraft.__table__)
-# The conditional save, built once: ``d_*`` name the draft and the revision it was made from,
-# ``v_*`` are the values written.
-_SAVE = (
-    update(_DRAFTS)
-    .where(
-        _DRAFTS.c.account_id == bindparam("d_account_id"),
-        _DRAFTS.c.workflow_id == bindparam("d_workflow_id"),
-        _DRAFTS.c.user == bindparam("d_user"),
-        _DRAFTS.c.revision == bindparam("d_revision"),
+
+
+@functools.lru_cache(maxsize=4)
+def _save_statement(dialect: str, *, as_text: bool) -> Executable:
+    """The conditional save, built once per database and form: ``d_*`` name the draft and
+    the revision it was made from, ``v_*`` are the values written; ``as_text``: the
+    definition is bound as its JSON text (which PostgreSQL parses into JSONB), not as a
+    value to encode."""
+    values: dict[str, Any] = {
+        key: bindparam(f"v_{key}", type_=_DRAFTS.c[key].type)
+        for key in ("definition", "base_version", "problems", "warnings", "saved_at")
+    }
+    if as_text:
+        text = bindparam("v_definition", type_=Text)
+        values["definition"] = text.cast(JSONB) if dialect == "postgresql" else text
+    return (
+        update(_DRAFTS)
+        .where(
+            _DRAFTS.c.account_id == bindparam("d_account_id"),
+            _DRAFTS.c.workflow_id == bindparam("d_workflow_id"),
+            _DRAFTS.c.user == bindparam("d_user"),
+            _DRAFTS.c.revision == bindparam("d_revision"),
+        )
+        .values(revision=_DRAFTS.c.revision + 1, **values)
+        .returning(_DRAFTS.c.id, _DRAFTS.c.revision)
     )
-    .values(
-        revision=_DRAFTS.c.revision + 1,
-        **{
-            key: bindparam(f"v_{key}", type_=_DRAFTS.c[key].type)
-            for key in ("definition", "base_version", "problems", "warnings", "saved_at")
-        },
-    )
-    .returning(_DRAFTS.c.id, _DRAFTS.c.revision)
-)
 
 
 async def discard(session: AsyncSession, workflow: Workflow, user: str) -> None:
