@@ -13,6 +13,7 @@ import uuid
 from collections import OrderedDict
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -147,6 +148,30 @@ def test_a_parsed_values_canonical_bytes_are_the_standard_encoders(value: Any) -
     if fast is None:
         return  # for canonical_json_and_copy to decide
     assert fast == _standard(parsed)
+
+
+@given(
+    st.lists(st.dictionaries(st.text(max_size=3), _wide_json, max_size=4), min_size=1),
+    st.dictionaries(st.text(max_size=6), _wide_json, max_size=4),
+)
+@example([{"b": 1e-05}], {"a": 1})
+@example([{"x": float("nan")}], {})
+@example([{"z": 1, "a": [2**70]}], {"trigger": None})
+@example([{"b": 2, "a": 1}], {"t": 1, "steps!": 2, "step": 3, "stepz": 4})
+def test_steps_written_already_give_the_same_canonical_bytes(
+    steps: list[dict[str, Any]], rest: dict[str, Any]
+) -> None:
+    # A definition's steps, written one by one with sorted keys (as the validation finds known
+    # steps by), are taken into its canonical bytes as they are: the bytes are the same.
+    parsed = json.loads(json.dumps({**rest, "steps": steps}))
+    try:
+        written = [orjson.dumps(step, option=orjson.OPT_SORT_KEYS) for step in parsed["steps"]]
+    except TypeError:
+        return  # a step orjson refuses has no bytes to take (nor a known model)
+    fast = parsed_canonical_json(parsed, written)
+    assert fast == parsed_canonical_json(parsed)
+    if fast is not None:
+        assert fast == _standard(parsed)
 
 
 def test_a_parsed_definition_is_kept_as_it_came() -> None:

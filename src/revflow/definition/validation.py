@@ -108,7 +108,10 @@ def _validate(
 ) -> ValidatedDefinition:
     if not isinstance(raw, dict):
         raise DefinitionInvalid([_problem("", "a definition must be a JSON object")])
-    fast = parsed_canonical_json(raw) if parsed else None
+    # Each step's JSON with sorted keys: what the canonical form of the steps is made of, and
+    # how known steps are found (``_definition_model``, ``_Graph``).
+    keys = _step_keys(raw) if parsed else None
+    fast = parsed_canonical_json(raw, keys) if parsed else None
     try:
         canonical, copy = (fast, raw) if fast is not None else canonical_json_and_copy(raw)
     except (TypeError, ValueError) as exc:
@@ -141,7 +144,8 @@ def _validate(
 
     problems: list[DefinitionProblem] = []
     model: Definition | None = None
-    keys = _step_keys(document)
+    if fast is None:
+        keys = _step_keys(document)  # of the copy the standard encoder's form was read into
     try:
         model = _definition_model(document, keys)
     except ValidationError as exc:
