@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
+import weakref
 from typing import Any
 
 import httpx
@@ -408,3 +410,25 @@ async def test_a_page_is_written_byte_for_byte_as_the_response_model_writes_it(
     expected = {"items": alone, "next_cursor": page["next_cursor"]}
     assert page["next_cursor"] is not None
     assert listed.content == pydantic_core.to_json(expected)
+
+
+class _Document(dict[str, Any]):
+    """A decoded definition that a weak reference can watch."""
+
+
+async def test_an_evicted_decoded_definition_is_freed_when_the_request_next_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Freeing thousands of containers is left for the event loop's next turn (the request's
+    # commit, say), not paid before the answer.
+    monkeypatch.setattr(workflows_service, "_DECODED", {})
+    oldest = _Document(steps=[{"id": f"s{i}"} for i in range(100)])
+    watched = weakref.ref(oldest)
+    workflows_service.remember_definition(uuid.uuid4(), b"{}", oldest)
+    del oldest
+    for _ in range(workflows_service._DECODED_KEPT):
+        workflows_service.remember_definition(uuid.uuid4(), b"{}", _Document())
+    assert len(workflows_service._DECODED) == workflows_service._DECODED_KEPT
+    assert watched() is not None  # evicted, not freed yet
+    await asyncio.sleep(0)
+    assert watched() is None

@@ -8,6 +8,7 @@ most one published version; the database's unique indexes are the guarantee behi
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Sequence
@@ -186,8 +187,24 @@ def remember_definition(
     _DEFINITIONS[version_id] = definition
     if decoded is not None:
         if len(_DECODED) >= _DECODED_KEPT:
-            del _DECODED[next(iter(_DECODED))]  # the oldest
+            _free_later(_DECODED.pop(next(iter(_DECODED))))  # the oldest
         _DECODED[version_id] = decoded
+
+
+def _free_later(value: object) -> None:
+    """Free ``value`` when the running request next waits (for its commit, say), not now:
+    freeing a decoded definition, thousands of containers, costs about what a statement does,
+    and the request's answer need not wait for it. At once outside an event loop."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    # The callback's handle holds ``value`` until the loop has run it.
+    loop.call_soon(_keep_until_called, value)
+
+
+def _keep_until_called(_value: object) -> None:
+    """Nothing: the value it was given is freed once the loop lets go of its handle."""
 
 
 def remember_committed(version: Version) -> None:
