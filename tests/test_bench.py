@@ -336,13 +336,13 @@ def test_run_puts_the_ratios_and_each_stage_check_at_the_top(
         },
     }
 
-    def fake_run(command: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+    def fake_run(command: list[str]) -> subprocess.CompletedProcess[str]:
         script = Path(command[1]).name
         if script not in documents:
             return subprocess.CompletedProcess(command, 1, "", "the script broke")
         return subprocess.CompletedProcess(command, 0, json.dumps(documents[script]), "")
 
-    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    monkeypatch.setattr(bench, "run_stage", fake_run)
     out = bench.run("postgresql", quick=True, console=Console(file=io.StringIO()))
     assert out["create_version_vs_floor"] == 3.0 and out["migration_vs_floor"] == 0.9
     assert out["engine_vs_floor"] is None and out["engine_vs_best_peer"] is None
@@ -572,3 +572,9 @@ def test_a_failing_generator_process_hands_its_error_to_the_parent() -> None:
     generate(part, ready, start, done)  # type: ignore[arg-type]
     assert done.get_nowait().startswith("IndexError")
     assert not ready.empty()  # a parent waiting for it to be ready is not left waiting
+
+
+def test_a_stage_runs_to_its_end_with_its_output_and_exit_status() -> None:
+    program = "import sys; print('{}'); sys.stderr.write('why'); sys.exit(3)"
+    done = bench.run_stage([sys.executable, "-c", program])
+    assert (done.returncode, done.stdout, done.stderr) == (3, "{}\n", "why")

@@ -1,5 +1,6 @@
 """A benchmark ended by SIGTERM (a CI job cancelled, ``timeout``, ``kill``) tears down what it
-started, as it does on Ctrl-C: its servers, its workers and its database."""
+started, as it does on Ctrl-C: its servers, its workers and its database. On each database
+(the ``backend`` fixture)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
-import pytest
 
 from revflow import bench
-from tests.support.databases import PG_ADMIN_DSN, pg_available
+from tests.support.databases import PG_ADMIN_DSN
 
-BACKENDS = ["sqlite", "postgresql"]
 _T = TypeVar("_T")
 
 
@@ -92,11 +91,6 @@ def _bench_databases(pid: int) -> list[str]:
     return asyncio.run(names())
 
 
-def _needs(backend: str) -> None:
-    if backend == "postgresql" and not pg_available():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
-
-
 def _environment() -> dict[str, str]:
     return {**os.environ, "REVFLOW_BENCH_PG": PG_ADMIN_DSN}
 
@@ -109,11 +103,9 @@ def _terminate(process: subprocess.Popen[bytes], started: set[int]) -> None:
     _wait_for(lambda: not any(_running(p) for p in started), 15, "end of every process started")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_benchmark_ended_by_sigterm_stops_its_server_and_drops_its_database(
     backend: str, tmp_path: Path
 ) -> None:
-    _needs(backend)
     script = subprocess.Popen(
         [
             sys.executable,
@@ -139,11 +131,9 @@ def test_a_benchmark_ended_by_sigterm_stops_its_server_and_drops_its_database(
         assert _bench_databases(script.pid) == []
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_revflow_bench_ended_by_sigterm_lets_the_running_stage_tear_down(
     backend: str, tmp_path: Path
 ) -> None:
-    _needs(backend)
     runner = subprocess.Popen(
         [sys.executable, "-m", "revflow", "bench", "--quick", "--database", backend, "--json"],
         cwd=tmp_path,
