@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -57,3 +59,13 @@ def test_the_console_format_is_not_json(capsys: pytest.CaptureFixture[str]) -> N
     assert "request" in out and "status" in out
     with pytest.raises(ValueError):
         json.loads(out)
+
+
+def test_a_standard_error_without_bytes_gets_the_same_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    configure("INFO", json=True)
+    get_logger("revflow.test").info("request", status=200)
+    written = sys.stderr.getvalue()
+    assert json.loads(written)["event"] == "request" and written.endswith("\n")

@@ -30,11 +30,12 @@ def configure(level: str = "INFO", json: bool = True) -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
     renderer: structlog.typing.Processor
     factory: Callable[..., Any]
-    if json:
+    binary = getattr(sys.stderr, "buffer", None)  # none where standard error is replaced
+    if json and binary is not None:
         renderer = structlog.processors.JSONRenderer(serializer=_json_line)
-        factory = structlog.BytesLoggerFactory(sys.stderr.buffer)
+        factory = structlog.BytesLoggerFactory(binary)
     else:
-        renderer = structlog.dev.ConsoleRenderer()
+        renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
         factory = structlog.PrintLoggerFactory(sys.stderr)
     structlog.configure(
         processors=[
