@@ -26,6 +26,7 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     MetaData,
+    Text,
     and_,
     any_,
     bindparam,
@@ -186,6 +187,14 @@ def _ping_idle_connections(engine: AsyncEngine, idle_s: float) -> None:
         except Exception as error:
             # The pool replaces this connection and every one pooled before now.
             raise InvalidatePoolError(f"idle connection failed its ping: {error}") from error
+
+
+def json_text_parameter(name: str, dialect: str) -> ColumnElement[Any]:
+    """A parameter ``name`` for a JSON column that takes the value's JSON text as it is (one
+    the caller has written anyway, not encoded again): PostgreSQL parses the text into JSONB;
+    SQLite keeps JSON as text."""
+    parameter = bindparam(name, type_=Text)
+    return parameter.cast(JSONB) if dialect == "postgresql" else parameter
 
 
 def _jsonb_text(value: Any) -> str:

@@ -13,13 +13,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Executable, Table, Text, bindparam, delete, select, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Executable, Table, bindparam, delete, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.config import Settings
+from revflow.db import json_text_parameter
 from revflow.definition import DefinitionInvalid, validate_definition
 from revflow.errors import NotFound, StaleDraft
 from revflow.models import Workflow, WorkingDraft
@@ -204,8 +204,7 @@ def _save_statement(dialect: str, *, as_text: bool) -> Executable:
         for key in ("definition", "base_version", "problems", "warnings", "saved_at")
     }
     if as_text:
-        text = bindparam("v_definition", type_=Text)
-        values["definition"] = text.cast(JSONB) if dialect == "postgresql" else text
+        values["definition"] = json_text_parameter("v_definition", dialect)
     return (
         update(_DRAFTS)
         .where(

@@ -14,7 +14,6 @@ from sqlalchemy import (
     Row,
     Select,
     Table,
-    Text,
     and_,
     bindparam,
     exists,
@@ -25,11 +24,11 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
+from revflow.db import json_text_parameter
 from revflow.models import (
     LIVE_STATUSES,
     Execution,
@@ -147,9 +146,7 @@ def _add_version_statements(dialect: str) -> tuple[Executable, ...]:
     values: dict[str, Any] = {
         column.key: bindparam(f"v_{column.key}", type_=column.type) for column in VERSIONS.c
     }
-    text = bindparam("v_definition", type_=Text)
-    # SQLite keeps JSON as text; PostgreSQL parses the text into JSONB.
-    values["definition"] = text.cast(JSONB) if dialect == "postgresql" else text
+    values["definition"] = json_text_parameter("v_definition", dialect)
     insert_version = insert(VERSIONS).values(values)
     advance = (
         update(WORKFLOWS)
