@@ -10,7 +10,6 @@ need a database of their own use ``fresh_database_url``.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,7 +22,7 @@ from revflow.config import Settings
 from revflow.db import Database
 from revflow.engine.clock import ManualClock
 from revflow.worker import Worker
-from tests.support.databases import BACKENDS, DatabaseFactory, pg_available
+from tests.support.databases import BACKENDS, DatabaseFactory, pg_available, require_postgresql
 from tests.support.engine import Engine, EngineFactory, WorkflowEngine
 from tests.support.tenants import Tenant, make_tenant
 
@@ -41,10 +40,8 @@ def database_factories(
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     name: str = request.param
-    if name == "postgresql" and not pg_available():
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 and CI is set")
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    if name == "postgresql":
+        require_postgresql()
     return name
 
 

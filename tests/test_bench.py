@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from revflow import bench
-from tests.support.databases import pg_available
+from tests.support.databases import require_postgresql
 
 
 def row(database: str, metric: str, p50: float, p95: float, p99: float) -> dict[str, Any]:
@@ -440,8 +440,7 @@ def test_scaling_keeps_every_row_beside_its_baseline() -> None:
 
 def test_scaling_runs_every_configuration_at_a_tiny_size(tmp_path: Path) -> None:
     """The stage end to end on PostgreSQL: a row per configuration, each with sane numbers."""
-    if not pg_available():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    require_postgresql()
     tiny = ["--workers", "1", "2", "--api-processes", "1", "2", "--executions", "20000"]
     done = subprocess.run(
         [
@@ -496,8 +495,7 @@ def test_recovery_takes_each_fault_and_a_failed_check_nulls_the_times() -> None:
 
 def test_the_recovery_stage_measures_every_fault_but_the_restart(tmp_path: Path) -> None:
     """A tiny run of the stage's script end to end: its output's shape, not its times."""
-    if not pg_available():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    require_postgresql()
     tiny = ["--executions", "300", "--warmup", "1", "--steady-seconds", "2", "--window", "1"]
     faults = ["--lock-seconds", "1", "--pool-seconds", "1", "--recovery-timeout", "5"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REVFLOW_", "CI"))}

@@ -8,16 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.support.databases import pg_available
+from tests.support.databases import require_postgresql
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_retention.py"
 
 
 def test_the_retention_benchmark_deletes_and_drops_the_same_rows(tmp_path: Path) -> None:
-    if not pg_available():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    require_postgresql()
     small = ["--executions", "300", "--entries", "3", "--batch-size", "100"]
     done = subprocess.run(
         [sys.executable, str(SCRIPT), *small, "--baseline-seconds", "0.2", "--json"],

@@ -8,6 +8,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
 from sqlalchemy.engine import make_url
 
 from revflow.migrate import upgrade
@@ -30,6 +31,17 @@ def pg_available() -> bool:
             return True
     except OSError:
         return False
+
+
+def require_postgresql() -> None:
+    """Skip the calling test when PostgreSQL is not reachable, or fail it when ``CI`` is set:
+    in CI a missing PostgreSQL is a broken machine, never a reason to test less."""
+    if pg_available():
+        return
+    where = f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{where} and CI is set")
+    pytest.skip(where)
 
 
 def admin_psql(sql: str) -> None:
