@@ -82,6 +82,8 @@ from benchmarks.common import (
     environment,
     fresh_database,
     load_average,
+    machine_cpu_ticks,
+    process_cpu_seconds,
     revflow_command,
     revflow_env,
     say,
@@ -109,7 +111,6 @@ ENROLL_CHUNK = 10_000
 POLL_S = 0.05
 START_TIMEOUT_S = 60.0
 RUN_TIMEOUT_S = 1_800.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 WORKLOAD: dict[str, Any] = {
     "trigger": {"type": "manual"},
@@ -181,15 +182,6 @@ class Run:
         return f"{self.system}, {self.workers} worker{plural}"
 
 
-def _proc_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of a local process so far (None when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-
-
 async def _backend_pids(dsn: str) -> list[int]:
     """The PostgreSQL backends connected to this database (the poller's own excluded)."""
     conn = await asyncpg.connect(dsn)
@@ -214,29 +206,23 @@ class CpuMeter:
         self.local_db = local_db
         self._workers0 = self._sum(self.pids)
         self._backends0 = self._backends()
-        self._machine0 = self._machine()
+        self._machine0 = machine_cpu_ticks()
 
     @staticmethod
     def _sum(pids: Sequence[int]) -> float:
-        return sum(v for v in map(_proc_cpu_s, pids) if v is not None)
+        return sum(v for v in map(process_cpu_seconds, pids) if v is not None)
 
     def _backends(self) -> dict[int, float]:
         if not self.local_db:
             return {}
         pids = asyncio.run(_backend_pids(self.dsn))
-        return {pid: cpu for pid in pids if (cpu := _proc_cpu_s(pid)) is not None}
-
-    @staticmethod
-    def _machine() -> tuple[int, int]:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = values[3] + values[4]  # idle + iowait
-        return sum(values) - idle, sum(values)
+        return {pid: cpu for pid in pids if (cpu := process_cpu_seconds(pid)) is not None}
 
     def stop(self) -> tuple[float, float | None, float]:
         """(worker CPU s, database backends CPU s or None, fraction of the machine busy)."""
         workers = self._sum(self.pids) - self._workers0
         backends = self._backends()
-        busy, total = self._machine()
+        busy, total = machine_cpu_ticks()
         busy0, total0 = self._machine0
         db = (
             sum(cpu - self._backends0.get(pid, 0.0) for pid, cpu in backends.items())

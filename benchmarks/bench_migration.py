@@ -61,7 +61,6 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import os
 import re
 import sys
 import time
@@ -89,6 +88,7 @@ from benchmarks.common import (
     fresh_database,
     libpq_dsn,
     load_average,
+    process_cpu_seconds,
     say,
     stderr,
 )
@@ -412,18 +412,6 @@ class RunnerResult:
         return self.start_s + self.batches_s
 
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of a local process (Linux ``/proc``), or None."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
 @dataclass
 class Cpu:
     """CPU seconds of this process and of the database's server processes over a window."""
@@ -443,7 +431,7 @@ class Cpu:
                     )
                 )
             ).scalars()
-            return {pid: _cpu_s(pid) for pid in pids}
+            return {pid: process_cpu_seconds(pid) for pid in pids}
 
     async def start(self, db: Database) -> None:
         self._server0 = await self._backends(db)

@@ -62,7 +62,6 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench_engine import (
-    _proc_cpu_s,
     launch,
     libpq_dsn,
     prepare_revflow,
@@ -79,6 +78,8 @@ from benchmarks.common import (
     environment,
     fresh_database,
     load_average,
+    machine_cpu_ticks,
+    process_cpu_seconds,
     revflow_command,
     revflow_env,
     revflow_server,
@@ -215,13 +216,6 @@ async def _shop(url: str) -> Load:
 # --- one configuration -------------------------------------------------------------------------
 
 
-def _machine_cpu() -> tuple[int, int]:
-    """(busy, total) clock ticks of all CPUs so far (``/proc/stat``)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return sum(values) - idle, sum(values)
-
-
 def _own_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -259,11 +253,11 @@ async def _read(
         at=time.perf_counter(),
         steps=steps,
         shop_steps=shop_steps,
-        workers_cpu_s=sum(v for v in map(_proc_cpu_s, worker_pids) if v is not None),
+        workers_cpu_s=sum(v for v in map(process_cpu_seconds, worker_pids) if v is not None),
         api_cpu_s=sum(v for v in (s.cpu_seconds() for s in servers) if v is not None),
         database_cpu_s=database_cpu_seconds(url),
         client_cpu_s=_own_cpu_s(),
-        machine=_machine_cpu(),
+        machine=machine_cpu_ticks(),
         load_1min=load_average(),
     )
 
