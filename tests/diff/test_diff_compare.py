@@ -6,6 +6,7 @@ import copy
 import json
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -598,4 +599,52 @@ def test_the_suggested_bump_alone_is_the_comparisons(earlier: list[str], later: 
     after = copy.deepcopy(before)
     for edit in later:
         _edit(after, edit)
-    assert suggested_bump(before, after) == compare(before, after).suggested_bump
+    bump = compare(before, after).suggested_bump
+    assert suggested_bump(before, after) == bump
+    # Given each step's JSON, as the validation writes it: the same bump.
+    keys = (_step_keys(before), _step_keys(after))
+    assert suggested_bump(before, after, step_keys=keys) == bump
+
+
+def _step_keys(definition: dict[str, Any]) -> list[bytes]:
+    return [orjson.dumps(step, option=orjson.OPT_SORT_KEYS) for step in definition["steps"]]
+
+
+@pytest.mark.parametrize(
+    ("edit", "bump"),
+    [
+        ("content", "patch"),
+        ("type", "major"),
+        ("wait kind", "major"),
+        ("flag as number", "patch"),
+    ],
+)
+def test_only_the_steps_whose_json_changed_are_compared(edit: str, bump: str) -> None:
+    """With the steps' JSON given, a step edited in place is compared and the others are not."""
+    before = spec_example()
+    after = copy.deepcopy(before)
+    steps = after["steps"]
+    if edit == "content":
+        steps[0]["body"] += " (edited)"
+    elif edit == "type":
+        steps[-2] = {"id": steps[-2]["id"], "type": "remove_tag", "tag": "nurture"}
+    elif edit == "wait kind":
+        steps[1] = {"id": "pause", "type": "wait", "until": {"event": "x"}, "next": "is_vip"}
+    else:
+        steps[0]["flag"] = 1
+        before["steps"][0]["flag"] = True
+
+    class Uncomparable(dict[str, Any]):
+        def __eq__(self, other: object) -> bool:
+            raise AssertionError("a step whose JSON did not change was compared")
+
+        def __ne__(self, other: object) -> bool:
+            raise AssertionError("a step whose JSON did not change was compared")
+
+        __hash__ = None  # type: ignore[assignment]
+
+    keys = (_step_keys(before), _step_keys(after))
+    for position, (key_before, key_after) in enumerate(zip(*keys, strict=True)):
+        if key_before == key_after:
+            before["steps"][position] = Uncomparable(before["steps"][position])
+    assert suggested_bump(before, after, step_keys=keys) == bump

@@ -229,6 +229,13 @@ async def test_publish_in_same_transaction_and_semver(
     definition["goals"] = []
     v3 = await create_version(tenant, wf["id"], definition, 2)
     assert v3["semver"] == "2.0.0"
+    # Steps edited in place (the diff compares only the steps whose JSON changed).
+    definition["steps"][0]["body"] += " (edited)"
+    v4 = await create_version(tenant, wf["id"], definition, 3)
+    assert v4["semver"] == "2.0.1"
+    definition["steps"][-1] = {"id": "extra", "type": "remove_tag", "tag": "x"}
+    v5 = await create_version(tenant, wf["id"], definition, 4)
+    assert v5["semver"] == "3.0.0"
 
 
 @pytest.mark.parametrize("with_definition", [True, False])

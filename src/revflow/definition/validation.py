@@ -60,6 +60,9 @@ class ValidatedDefinition:
     canonical: bytes
     content_hash: str
     warnings: list[DefinitionProblem] = field(default_factory=list)
+    step_keys: list[bytes] | None = None
+    """Each step's JSON with sorted keys, in the steps' order (None when the steps have none:
+    an integer beyond 64 bits)."""
 
 
 # For each step type: the keys naming another step, the keys holding a text with placeholders,
@@ -162,6 +165,7 @@ def _validate(
         canonical=canonical,
         content_hash=hashlib.sha256(canonical).hexdigest(),
         warnings=graph.unreachable_steps(),
+        step_keys=keys,
     )
 
 

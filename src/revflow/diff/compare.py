@@ -121,11 +121,51 @@ def compare(before: Mapping[str, Any], after: Mapping[str, Any]) -> Comparison:
     )
 
 
-def suggested_bump(before: Mapping[str, Any], after: Mapping[str, Any]) -> Bump:
+def suggested_bump(
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    *,
+    step_keys: tuple[Sequence[bytes], Sequence[bytes]] | None = None,
+) -> Bump:
     """``compare(before, after).suggested_bump``, without the changes themselves: what a new
     version's semver needs. A step equal in Python (``==``) is taken as unchanged: it could
     differ from its peer only by a ``true`` facing a ``1``, a modification, which never moves
-    the bump beyond the patch every new version gets anyway."""
+    the bump beyond the patch every new version gets anyway.
+
+    ``step_keys``: each definition's steps as JSON with sorted keys, in the steps' order (as
+    the validation writes them). When every step id stands where it stood, only the steps
+    whose JSON changed are compared: a new version most often changes one step of many."""
+    steps_bump = _steps_bump(before, after, step_keys)
+    if steps_bump == "major":
+        return "major"
+    before_goals = _index(before.get("goals"), "goal")
+    after_goals = _index(after.get("goals"), "goal")
+    if any(goal_id not in after_goals for goal_id in before_goals):
+        return "major"  # a goal removed
+    if (
+        steps_bump == "minor"
+        or any(goal_id not in before_goals for goal_id in after_goals)
+        or _entity_change("trigger", None, before.get("trigger"), after.get("trigger"))
+        or _start_change(before, after)
+    ):
+        return "minor"
+    return "patch"
+
+
+def _steps_bump(
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    step_keys: tuple[Sequence[bytes], Sequence[bytes]] | None,
+) -> Bump | None:
+    """What the steps alone make of the bump: ``major`` for a step removed or changed in a
+    breaking way, ``minor`` for a step added, None for nothing beyond a patch."""
+    in_place = None if step_keys is None else _changed_in_place(before, after, *step_keys)
+    if in_place is not None:
+        # The same ids in the same places: nothing added or removed.
+        for edited_before, edited_after in in_place:
+            if edited_before != edited_after and _step_breaking_reason(edited_before, edited_after):
+                return "major"
+        return None
     before_steps = _index(before.get("steps"), "step")
     after_steps = _index(after.get("steps"), "step")
     if any(step_id not in after_steps for step_id in before_steps):
@@ -137,18 +177,32 @@ def suggested_bump(before: Mapping[str, Any], after: Mapping[str, Any]) -> Bump:
             added = True
         elif before_step != after_step and _step_breaking_reason(before_step, after_step):
             return "major"
-    before_goals = _index(before.get("goals"), "goal")
-    after_goals = _index(after.get("goals"), "goal")
-    if any(goal_id not in after_goals for goal_id in before_goals):
-        return "major"  # a goal removed
-    if (
-        added
-        or any(goal_id not in before_goals for goal_id in after_goals)
-        or _entity_change("trigger", None, before.get("trigger"), after.get("trigger"))
-        or _start_change(before, after)
-    ):
-        return "minor"
-    return "patch"
+    return "minor" if added else None
+
+
+def _changed_in_place(
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    before_keys: Sequence[bytes],
+    after_keys: Sequence[bytes],
+) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]] | None:
+    """The pairs of steps whose JSON (``*_keys``) differs, when both definitions hold the same
+    step ids in the same places; None when they do not (or the keys are not of these steps)."""
+    before_steps, after_steps = before.get("steps"), after.get("steps")
+    if not (type(before_steps) is list and type(after_steps) is list):
+        return None
+    count = len(after_steps)
+    if not len(before_steps) == len(before_keys) == len(after_keys) == count:
+        return None
+    changed = []
+    for position in range(count):
+        if before_keys[position] != after_keys[position]:
+            before_step, after_step = before_steps[position], after_steps[position]
+            step_id = after_step.get("id")
+            if step_id is None or before_step.get("id") != step_id:
+                return None
+            changed.append((before_step, after_step))
+    return changed
 
 
 def diff_fields(before: Any, after: Any, path: str = "") -> list[FieldChange]:

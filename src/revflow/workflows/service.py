@@ -156,11 +156,12 @@ async def require_versions_without_definitions(
 # Both bounded by clearing, like the compare cache. A definition is kept as its JSON text and
 # decoded when asked for (~0.2 ms for 200 steps): as a document, each would be thousands of
 # containers that every full pass of the garbage collector walks while requests wait. Only
-# the few versions this process made last are kept decoded too: the next version of a
-# workflow being edited is most often made from one of them.
+# the few versions this process made last are kept decoded too, with their steps' JSON (the
+# semver's diff compares only the steps whose JSON changed): the next version of a workflow
+# being edited is most often made from one of them.
 _DEFINITIONS: dict[uuid.UUID, bytes] = {}
 _DEFINITIONS_KEPT = 128
-_DECODED: dict[uuid.UUID, dict[str, Any]] = {}
+_DECODED: dict[uuid.UUID, tuple[dict[str, Any], list[bytes] | None]] = {}
 _DECODED_KEPT = 8
 
 
@@ -178,17 +179,21 @@ _COMMITTED_KEPT = 4096
 
 
 def remember_definition(
-    version_id: uuid.UUID, definition: bytes, decoded: dict[str, Any] | None = None
+    version_id: uuid.UUID,
+    definition: bytes,
+    decoded: dict[str, Any] | None = None,
+    step_keys: list[bytes] | None = None,
 ) -> None:
     """Keep the definition of version ``version_id``, as its canonical JSON, and its
-    ``decoded`` value when given (a version this process has just made)."""
+    ``decoded`` value when given (a version this process has just made) with its
+    ``step_keys`` (``ValidatedDefinition.step_keys``)."""
     if len(_DEFINITIONS) >= _DEFINITIONS_KEPT:
         _DEFINITIONS.clear()
     _DEFINITIONS[version_id] = definition
     if decoded is not None:
         if len(_DECODED) >= _DECODED_KEPT:
             _free_later(_DECODED.pop(next(iter(_DECODED))))  # the oldest
-        _DECODED[version_id] = decoded
+        _DECODED[version_id] = (decoded, step_keys)
 
 
 def _free_later(value: object) -> None:
@@ -232,7 +237,7 @@ async def definition_of(
     the one kept decoded)."""
     decoded = _DECODED.get(version_id)
     if decoded is not None:
-        return decoded
+        return decoded[0]
     cached = _DEFINITIONS.get(version_id)
     if cached is not None:
         definition: dict[str, Any] = json_value(cached)
@@ -383,7 +388,12 @@ async def create_version(
         semver = next_semver(None, "major")
     else:
         before = await definition_of(session, workflow.account_id, parent.id)
-        semver = next_semver(parent.semver, suggested_bump(before, validated.definition))
+        before_keys = _DECODED.get(parent.id, (None, None))[1]
+        step_keys = None
+        if before_keys is not None and validated.step_keys is not None:
+            step_keys = (before_keys, validated.step_keys)
+        bump = suggested_bump(before, validated.definition, step_keys=step_keys)
+        semver = next_semver(parent.semver, bump)
     version = Version(
         id=new_id(),
         account_id=workflow.account_id,
@@ -411,7 +421,7 @@ async def create_version(
         updated_at=now,
         ending_draft_of=principal.user,  # creating a version ends its creator's draft
     )
-    remember_definition(version.id, validated.canonical, validated.definition)
+    remember_definition(version.id, validated.canonical, validated.definition, validated.step_keys)
     await audit_version(
         session,
         principal.actor,
