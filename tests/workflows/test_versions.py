@@ -16,6 +16,7 @@ from sqlalchemy import event
 from revflow.app import create_app
 from revflow.config import Settings
 from revflow.db import Database
+from revflow.definition import canonical_json
 from revflow.models import Version, Workflow
 from revflow.workflows import service as workflows_service
 from revflow.workflows.repository import add_version
@@ -200,6 +201,29 @@ async def test_idempotent_version_creation(tenant: Tenant) -> None:
         headers=headers,
     )
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+
+
+@pytest.mark.parametrize("idempotency_key", [None, "create-v1"])
+async def test_the_answer_carries_the_definition_as_it_was_stored(
+    tenant: Tenant, idempotency_key: str | None
+) -> None:
+    """The created version's answer holds its definition as the canonical JSON it was stored
+    from (keys sorted), written as it is; one kept for a retry answers the same value."""
+    wf = await create_workflow(tenant)
+    definition = simple_definition()
+    backwards = {key: definition[key] for key in reversed(definition)}
+    backwards["steps"] = [{key: s[key] for key in reversed(s)} for s in definition["steps"]]
+    body = {"definition": backwards, "change_summary": "v1", "base_version": None}
+    headers = {} if idempotency_key is None else {"Idempotency-Key": idempotency_key}
+    made = await tenant.request("POST", versions_url(wf["id"]), json=body, headers=headers)
+    assert made.status_code == 201, made.text
+    assert made.json()["definition"] == definition
+    if idempotency_key is None:
+        assert b'"definition":' + canonical_json(definition) in made.content
+    else:
+        retry = await tenant.request("POST", versions_url(wf["id"]), json=body, headers=headers)
+        assert retry.headers.get("Idempotent-Replayed") == "true"
+        assert retry.json() == made.json()
 
 
 @pytest.mark.parametrize("parent", ["decoded", "as text", "in the database"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -159,7 +160,13 @@ async def create_version(
         parsed=True,
     )
     # A version made by this request has no executions yet: nothing to count.
-    response = await change.respond(version_out(version, 0, with_definition=True), 201)
+    answer = version_out(version, 0, with_definition=True)
+    written = service.definition_json(version.id)
+    if written is not None and change.claim is None:
+        # The canonical JSON the version was stored from, written into the answer as it is
+        # rather than encoded again; an answer kept for idempotent retries stays a value.
+        answer["definition"] = orjson.Fragment(written)
+    response = await change.respond(answer, 201)
     service.remember_committed(version)
     return response
 

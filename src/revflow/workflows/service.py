@@ -230,6 +230,11 @@ async def _parent_facts(session: AsyncSession, workflow: Workflow, number: int) 
     return facts
 
 
+def definition_json(version_id: uuid.UUID) -> bytes | None:
+    """The canonical JSON of version ``version_id``'s definition when this process keeps it."""
+    return _DEFINITIONS.get(version_id)
+
+
 async def definition_of(
     session: AsyncSession, account_id: uuid.UUID, version_id: uuid.UUID
 ) -> dict[str, Any]:
