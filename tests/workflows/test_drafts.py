@@ -526,3 +526,21 @@ async def test_a_valid_definition_is_stored_from_the_canonical_json_of_its_check
     again = await save(tenant, workflow_id, body(valid, revision=3))
     assert again["definition"] == valid
     assert (await tenant.request("GET", draft_url(workflow_id))).json()["definition"] == valid
+
+
+async def test_a_valid_draft_answers_its_definition_as_stored(tenant: Tenant) -> None:
+    """The answer to a save carries a valid definition as the canonical JSON it was stored
+    from, written as it is; an invalid one as it came (the first save of a draft too)."""
+    workflow_id = await new_workflow(tenant)
+    valid = _keys_reversed(edited("sorted"))
+    for revision in (None, 1):
+        response = await tenant.request(
+            "PUT", draft_url(workflow_id), json=body(valid, revision=revision)
+        )
+        assert response.status_code == 200, response.text
+        assert b'"definition":' + canonical_json(valid) in response.content
+        assert response.json()["definition"] == valid
+    invalid = {"trigger": {"type": "manual"}, "steps": [{"type": "nope", "id": "x"}]}
+    response = await tenant.request("PUT", draft_url(workflow_id), json=body(invalid, revision=2))
+    assert response.status_code == 200 and response.json()["valid"] is False
+    assert b'"definition":{"trigger":{"type":"manual"},"steps":' in response.content

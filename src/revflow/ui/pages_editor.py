@@ -101,7 +101,7 @@ async def save_draft(workflow_id: str, body: DraftTextIn, page: EditorPage) -> d
     a scratch pad). A stale ``revision`` answers 409 ``stale_draft`` with the saved draft."""
     workflow = await service.require_workflow(page.db, page.principal.account_id, workflow_id)
     document, parse_error = parse(body.text)
-    draft = await drafts.save(
+    draft, _ = await drafts.save(
         page.db,
         workflow,
         page.principal.user,

@@ -122,9 +122,10 @@ async def save(
     settings: Settings,
     now: dt.datetime,
     parsed: bool = False,
-) -> WorkingDraft:
+) -> tuple[WorkingDraft, bytes | None]:
     """Save ``user``'s draft of ``workflow`` with its problems and warnings (``parsed``: the
-    definition is the request's JSON value, checked without a copy of it)."""
+    definition is the request's JSON value, checked without a copy of it). Returns the draft
+    and, for a valid definition, its canonical JSON (for an answer to carry as it is)."""
     problems, warnings, canonical = _checked(definition, settings, parsed=parsed)
     values = {
         "definition": definition,
@@ -156,7 +157,7 @@ async def save(
         draft = await get(session, workflow, user)
         assert draft is not None
         await session.refresh(draft)
-        return draft
+        return draft, canonical
     # One conditional UPDATE … RETURNING decides a lost update and answers the new revision;
     # the rest of the answer is what was just written, so nothing is read back. A valid
     # definition is stored from the canonical JSON its validation wrote, not encoded again.
@@ -180,7 +181,7 @@ async def save(
         raise await _refused(
             session, workflow, user, f"Revision {revision} is not the draft's current one"
         )
-    return WorkingDraft(
+    draft = WorkingDraft(
         id=saved.id,
         account_id=workflow.account_id,
         workflow_id=workflow.id,
@@ -188,6 +189,7 @@ async def save(
         revision=saved.revision,
         **values,
     )
+    return draft, canonical
 
 
 _DRAFTS = cast(Table, WorkingDraft.__table__)

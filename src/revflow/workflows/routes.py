@@ -413,7 +413,7 @@ async def save_draft(
     now: Now,
 ) -> JSONResponse:
     """Save the caller's working draft (auto-save); a stale ``revision`` answers 409."""
-    draft = await drafts.save(
+    draft, written = await drafts.save(
         session,
         workflow,
         principal.user,
@@ -425,6 +425,9 @@ async def save_draft(
         parsed=True,
     )
     answer = drafts.draft_out(draft)
+    if written is not None:
+        # A valid definition's canonical JSON, as it was stored: written as it is.
+        answer["definition"] = orjson.Fragment(written)
     await commit(session)
     # Already JSON: answered as is rather than re-validated against DraftOut on every save.
     return FastJSONResponse(answer)
