@@ -22,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from typing import Any
+
 from sqlalchemy import func, insert, select
 
 from benchmarks.common import (
@@ -54,7 +56,7 @@ async def insert_contacts(url: str, count: int) -> list[str]:
         async with db.session(write=True) as session:
             account_id = await session.scalar(select(Account.id).where(Account.name == "bench"))
             now = dt.datetime.now(dt.UTC)
-            rows = [
+            rows: list[dict[str, Any]] = [
                 {
                     "id": uuid.uuid4(),
                     "account_id": account_id,

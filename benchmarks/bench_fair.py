@@ -119,7 +119,7 @@ def worker_main(claim: str) -> None:
         ) -> store.Claimed:
             return store.Claimed(await store.claim_oldest(session, now, limit), None)
 
-        store.claim_due = oldest_first  # type: ignore[assignment]
+        store.claim_due = oldest_first
     settings = Settings()
     configure(settings.log_level, settings.log_json)
 

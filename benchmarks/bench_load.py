@@ -315,7 +315,8 @@ async def one_client(
     weights = [MIX[n] for n in names]
     while time.monotonic() < stop_at:
         operation = rng.choices(names, weights)[0]
-        method, path, body = "GET", "", None
+        method, path = "GET", ""
+        body: dict[str, object] | None = None
         if operation == "upsert_contact":
             n = rng.randrange(CONTACTS * 2)  # half the calls create, half change
             method, path = "PUT", f"{API}/contacts/by-external-id/load-{n}"

@@ -423,14 +423,13 @@ class Cpu:
 
     async def _backends(self, db: Database) -> dict[int, float | None]:
         async with db.session() as session:
-            pids = (
-                await session.execute(
-                    text(
-                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND backend_type = 'client backend'"
-                    )
+            found = await session.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND backend_type = 'client backend'"
                 )
-            ).scalars()
+            )
+            pids: list[int] = list(found.scalars())
             return {pid: process_cpu_seconds(pid) for pid in pids}
 
     async def start(self, db: Database) -> None:

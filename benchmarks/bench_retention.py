@@ -165,7 +165,8 @@ async def baseline(dsn: str, table: str, world: dict[str, Any], seconds: float) 
 
 
 async def size_mb(conn: asyncpg.Connection, table: str) -> float:
-    return round(await conn.fetchval(f"SELECT pg_total_relation_size('{table}')") / 2**20, 1)
+    size: int = await conn.fetchval(f"SELECT pg_total_relation_size('{table}')")
+    return round(size / 2**20, 1)
 
 
 async def batched_delete(

@@ -154,9 +154,9 @@ async def _request(
     started = time.perf_counter()
     try:
         response = await http.request(method, path, json=body)
-    except httpx.HTTPError as error:
+    except httpx.HTTPError as failure:
         now = time.perf_counter()
-        return Answer(now, operation, (now - started) * 1000, False, type(error).__name__)
+        return Answer(now, operation, (now - started) * 1000, False, type(failure).__name__)
     now = time.perf_counter()
     ok = response.status_code in EXPECTED[operation]
     if ok and operation == "upsert_contact" and response.status_code == 201:

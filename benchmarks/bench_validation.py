@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import timeit
 from collections.abc import Callable
+from typing import Any
 
 from revflow.definition import validation
 from revflow.definition.canonical import canonical_json, canonical_json_and_copy
@@ -29,7 +30,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
     definition = make_definition(args.steps, 1)
-    document = canonical_json_and_copy(definition)[1]
+    copied = canonical_json_and_copy(definition)[1]
+    assert copied is not None  # a generated definition is plain JSON
+    document: dict[str, Any] = copied
     parts: dict[str, Callable[[], object]] = {
         "canonical JSON and copy": lambda: canonical_json_and_copy(definition),
         "Definition.model_validate": lambda: Definition.model_validate(document),

@@ -79,6 +79,7 @@ from benchmarks.common import (
     free_port,
     fresh_database,
     load_average,
+    process_cpu_seconds,
     revflow_command,
     revflow_env,
     say,
@@ -315,13 +316,13 @@ def run_deliveries(args: argparse.Namespace) -> DeliveryRun:
                 startup = engine.wait_started(procs, "worker_started")
                 spy = engine.start_profiler(procs[0], args.profile) if args.profile else None
                 meter = CpuMeter([p.process.pid for p in procs], dsn, local_db(args))
-                receiver_cpu0 = engine._proc_cpu_s(proc.process.pid)
+                receiver_cpu0 = process_cpu_seconds(proc.process.pid)
                 t0, released = asyncio.run(release(dsn))
                 t1 = asyncio.run(
                     engine.wait_done(dsn, args.deliveries, pending, [*procs, proc], label)
                 )
                 cpu_s, db_cpu_s, busy = meter.stop()
-                receiver_cpu1 = engine._proc_cpu_s(proc.process.pid)
+                receiver_cpu1 = process_cpu_seconds(proc.process.pid)
             report = receiver_report(port)
         if spy is not None:
             spy.wait(timeout=60)
