@@ -11,11 +11,11 @@ from sqlalchemy import and_, case, func, insert, literal, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.models import (
-    LIVE_STATUSES,
     MIGRATION_UNFINISHED,
     Execution,
     Migration,
     MigrationItem,
+    is_live,
 )
 
 ITEM_COLUMNS = ["migration_id", "execution_id", "account_id", "state"]
@@ -73,7 +73,7 @@ async def live_among(
                 Execution.account_id == account_id,
                 Execution.workflow_id == workflow_id,
                 Execution.version == version,
-                Execution.status.in_(LIVE_STATUSES),
+                is_live(Execution.status),
                 Execution.id.in_(ids),
             )
         )
@@ -94,7 +94,7 @@ async def snapshot(
         Execution.account_id == migration.account_id,
         Execution.workflow_id == migration.workflow_id,
         Execution.version == migration.from_version,
-        Execution.status.in_(LIVE_STATUSES),
+        is_live(Execution.status),
     )
     if ids is not None:
         query = query.where(Execution.id.in_(ids))
@@ -156,11 +156,11 @@ async def revert_groups(
     still_there = and_(
         Execution.version == original.to_version,
         Execution.current_step == MigrationItem.to_step,
-        Execution.status.in_(LIVE_STATUSES),
+        is_live(Execution.status),
     )
     reason = case(
         (still_there, None),
-        (Execution.status.in_(LIVE_STATUSES), "advanced_since_move"),
+        (is_live(Execution.status), "advanced_since_move"),
         else_="finished",
     )
     rows = await session.execute(

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
-    ColumnElement,
     Table,
     Uuid,
     and_,
@@ -54,12 +53,12 @@ from revflow.migrations import events as webhook_events
 from revflow.migrations.planning import StepPlan
 from revflow.migrations.schemas import migration_out
 from revflow.models import (
-    LIVE_STATUSES,
     Execution,
     HistoryEntry,
     Migration,
     MigrationItem,
     Version,
+    is_live,
 )
 
 EXECUTIONS = cast(Table, Execution.__table__)
@@ -202,14 +201,10 @@ async def _count(session: AsyncSession, statement: Any) -> int:
     return int(result.rowcount or 0)
 
 
-def _live() -> ColumnElement[bool]:
-    return EXECUTIONS.c.status.in_(LIVE_STATUSES)
-
-
 async def _skip_finished(session: AsyncSession, migration: Migration, ids: list[uuid.UUID]) -> int:
     # For a revert, an execution on another version "advanced since the move" (handled there).
     batch = _Batch(session.get_bind().dialect.name, migration.account_id, ids)
-    gone = not_(_live())
+    gone = not_(is_live(EXECUTIONS.c.status))
     if migration.reverts is None:
         gone = or_(gone, EXECUTIONS.c.version != migration.from_version)
     return await _count(
@@ -224,7 +219,7 @@ async def _skip_finished(session: AsyncSession, migration: Migration, ids: list[
         )
         .values(
             state="skipped",
-            reason=case((_live(), "version_changed"), else_="finished"),
+            reason=case((is_live(EXECUTIONS.c.status), "version_changed"), else_="finished"),
             from_step=EXECUTIONS.c.current_step,
         ),
     )
@@ -242,7 +237,7 @@ async def _move_by_plan(
         batch.has(ITEMS.c.execution_id, EXECUTIONS.c.id),
         ITEMS.c.state == "pending",
         EXECUTIONS.c.id == ITEMS.c.execution_id,
-        _live(),
+        is_live(EXECUTIONS.c.status),
         EXECUTIONS.c.version == migration.from_version,
     )
     reasons = {step: p.reason for step, p in plans.items() if p.target is None}
@@ -312,7 +307,7 @@ async def _move_back(
         EXECUTIONS.c.id == ITEMS.c.execution_id,
         original.c.migration_id == migration.reverts,
         original.c.execution_id == ITEMS.c.execution_id,
-        _live(),
+        is_live(EXECUTIONS.c.status),
     )
     still_there = and_(
         EXECUTIONS.c.version == migration.from_version,
@@ -435,7 +430,7 @@ def _settle_statement(migration: Migration, ids: list[uuid.UUID], now: dt.dateti
         ITEMS.c.state == PENDING,
     )
     step = EXECUTIONS.c.current_step
-    here = and_(_live(), EXECUTIONS.c.version == migration.from_version)
+    here = and_(is_live(EXECUTIONS.c.status), EXECUTIONS.c.version == migration.from_version)
     moves = and_(here, step.in_(list(movable)))
     unmovable: Any = case(reasons, value=step, else_="step_unknown") if reasons else "step_unknown"
     to_step: Any = case(targets, value=step) if targets else None
@@ -445,7 +440,7 @@ def _settle_statement(migration: Migration, ids: list[uuid.UUID], now: dt.dateti
         .values(
             state=case((moves, "migrated"), else_="skipped"),
             reason=case(
-                (not_(_live()), "finished"),
+                (not_(is_live(EXECUTIONS.c.status)), "finished"),
                 (not_(here), "version_changed"),
                 (moves, None),
                 else_=unmovable,

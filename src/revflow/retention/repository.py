@@ -33,7 +33,6 @@ from sqlalchemy.orm import aliased
 from revflow.models import (
     FINISHED_STATUSES,
     HISTORY_UNPRUNED,
-    LIVE_STATUSES,
     MIGRATION_UNFINISHED,
     Account,
     Execution,
@@ -44,6 +43,7 @@ from revflow.models import (
     MigrationItem,
     WebhookDelivery,
     WebhookSubscription,
+    is_live,
 )
 
 DELIVERY_FINISHED = ("delivered", "failed")
@@ -137,7 +137,7 @@ def _messages_prunable(account_id: uuid.UUID, before: dt.datetime) -> list[Colum
     live = exists().where(
         Execution.account_id == Message.account_id,
         Execution.id == Message.execution_id,
-        Execution.status.in_(LIVE_STATUSES),
+        is_live(Execution.status),
     )
     return [Message.account_id == account_id, Message.created_at < before, ~live]
 
@@ -202,7 +202,7 @@ async def spent_migrations(
         MigrationItem.state == "migrated",
         Execution.account_id == MigrationItem.account_id,
         Execution.id == MigrationItem.execution_id,
-        Execution.status.in_(LIVE_STATUSES),
+        is_live(Execution.status),
     )
     item = aliased(MigrationItem)
     has_items = exists().where(

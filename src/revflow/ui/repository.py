@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from revflow.models import LIVE_STATUSES, AuditEntry, Execution, Workflow
+from revflow.models import AuditEntry, Execution, Workflow, is_live
 
 
 async def workflows(session: AsyncSession, account_id: uuid.UUID, limit: int) -> Sequence[Workflow]:
@@ -24,7 +24,7 @@ async def workflows(session: AsyncSession, account_id: uuid.UUID, limit: int) ->
 async def live_by_workflow(session: AsyncSession, account_id: uuid.UUID) -> dict[uuid.UUID, int]:
     rows = await session.execute(
         select(Execution.workflow_id, func.count())
-        .where(Execution.account_id == account_id, Execution.status.in_(LIVE_STATUSES))
+        .where(Execution.account_id == account_id, is_live(Execution.status))
         .group_by(Execution.workflow_id)
     )
     return {workflow_id: count for workflow_id, count in rows.all()}

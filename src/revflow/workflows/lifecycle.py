@@ -15,7 +15,7 @@ from revflow.audit.service import SYSTEM
 from revflow.config import Settings
 from revflow.db import of_accounts
 from revflow.kit.schedule import claim_run
-from revflow.models import LIVE_STATUSES, Execution, Version, Workflow
+from revflow.models import Execution, Version, Workflow, is_live
 from revflow.workflows import events as webhook_events
 from revflow.workflows.service import abort_canary, touch
 
@@ -102,7 +102,7 @@ async def archivable(
         Execution.account_id == Version.account_id,
         Execution.workflow_id == Version.workflow_id,
         Execution.version == Version.number,
-        Execution.status.in_(LIVE_STATUSES),
+        is_live(Execution.status),
     )
     query = (
         select(Version.account_id, Version.workflow_id, Version.id, Version.number)

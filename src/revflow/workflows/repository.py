@@ -30,7 +30,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from revflow.db import json_text_parameter
 from revflow.models import (
-    LIVE_STATUSES,
     Execution,
     Version,
     VersionTag,
@@ -434,7 +433,7 @@ async def live_executions(
             and_(
                 Execution.account_id == account_id,
                 Execution.workflow_id == workflow_id,
-                Execution.status.in_(LIVE_STATUSES),
+                is_live(Execution.status),
                 Execution.version.in_(numbers),
             )
         )
