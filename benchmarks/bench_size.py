@@ -287,7 +287,7 @@ async def make_tenant(url: str) -> Tenant:
             )
             assert first is not None
             await workflows.publish(session, principal, workflow, first, now=now)
-            second = await workflows.create_version(
+            second, _ = await workflows.create_version(
                 session,
                 principal,
                 workflow,

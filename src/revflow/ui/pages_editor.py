@@ -136,7 +136,7 @@ async def create_version(workflow_id: str, body: VersionTextIn, page: EditorPage
         page.db, page.principal.account_id, workflow_id, lock=True
     )
     try:
-        version = await service.create_version(
+        version, _ = await service.create_version(
             page.db, page.principal, workflow, version_body, _settings(page), page.now
         )
     except InvalidDefinition as exc:

@@ -150,7 +150,7 @@ async def create_version(
 ) -> JSONResponse:
     if change.replay:
         return change.replay
-    version = await service.create_version(
+    version, written = await service.create_version(
         change.session,
         change.principal,
         change.workflow,
@@ -161,8 +161,7 @@ async def create_version(
     )
     # A version made by this request has no executions yet: nothing to count.
     answer = version_out(version, 0, with_definition=True)
-    written = service.definition_json(version.id)
-    if written is not None and change.claim is None:
+    if change.claim is None:
         # The canonical JSON the version was stored from, written into the answer as it is
         # rather than encoded again; an answer kept for idempotent retries stays a value.
         answer["definition"] = orjson.Fragment(written)

@@ -230,11 +230,6 @@ async def _parent_facts(session: AsyncSession, workflow: Workflow, number: int) 
     return facts
 
 
-def definition_json(version_id: uuid.UUID) -> bytes | None:
-    """The canonical JSON of version ``version_id``'s definition when this process keeps it."""
-    return _DEFINITIONS.get(version_id)
-
-
 async def definition_of(
     session: AsyncSession, account_id: uuid.UUID, version_id: uuid.UUID
 ) -> dict[str, Any]:
@@ -292,7 +287,7 @@ async def create_workflow(
     )
     version = None
     if body.definition is not None and body.change_summary is not None:
-        version = await create_version(
+        version, _ = await create_version(
             session,
             principal,
             workflow,
@@ -362,10 +357,11 @@ async def create_version(
     now: dt.datetime,
     *,
     parsed: bool = False,
-) -> Version:
-    """A new immutable version; ``workflow`` must be locked by the caller. ``parsed``: the
-    body's definition is the request's JSON value, which the version may keep as it is
-    (``validate_definition``'s ``parsed``)."""
+) -> tuple[Version, bytes]:
+    """A new immutable version, with the canonical JSON its definition was stored from;
+    ``workflow`` must be locked by the caller. ``parsed``: the body's definition is the
+    request's JSON value, which the version may keep as it is (``validate_definition``'s
+    ``parsed``)."""
     validated = _validate(body.definition, settings, parsed)
     latest = workflow.version_count
     base = body.base_version
@@ -392,8 +388,11 @@ async def create_version(
     if parent is None:
         semver = next_semver(None, "major")
     else:
-        before = await definition_of(session, workflow.account_id, parent.id)
-        before_keys = _DECODED.get(parent.id, (None, None))[1]
+        kept = _DECODED.get(parent.id)
+        if kept is None:
+            before, before_keys = await definition_of(session, workflow.account_id, parent.id), None
+        else:
+            before, before_keys = kept
         step_keys = None
         if before_keys is not None and validated.step_keys is not None:
             step_keys = (before_keys, validated.step_keys)
@@ -443,7 +442,7 @@ async def create_version(
     )
     if body.publish:
         await publish(session, principal, workflow, version, now=now)
-    return version
+    return version, validated.canonical
 
 
 async def publish(
