@@ -15,7 +15,7 @@ from asyncpg.pgproto.pgproto import UUID as DriverUUID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from revflow.kit.responses import FastJSONResponse, json_bytes
+from revflow.kit.responses import FastJSONResponse, WrittenJSON, json_bytes
 
 JSON_VALUES = st.recursive(
     st.none()
@@ -104,3 +104,19 @@ def test_a_page_of_rows_is_written_as_pydantic_core_writes_it() -> None:
     row = {f"field_{i}": value for i, value in enumerate(ROW_VALUES)}
     page = {"items": [row, row], "next_cursor": "abc"}
     assert json_bytes(page) == pydantic_core.to_json(page)
+
+
+def test_written_json_is_copied_as_it_is() -> None:
+    text = b'{"steps":[{"id":"a","type":"end"}],"b":1.50}'  # not as either writer would write it
+    assert json_bytes({"definition": WrittenJSON(text), "n": 1}) == (
+        b'{"definition":' + text + b',"n":1}'
+    )
+
+
+def test_written_json_survives_the_pydantic_core_fallback() -> None:
+    # An integer beyond 64 bits sends the whole answer to pydantic-core, which writes the
+    # value the text holds.
+    answer = {"definition": WrittenJSON(b'{"a":[1,"\\u00e9"]}'), "big": 2**70}
+    assert json_bytes(answer) == pydantic_core.to_json(
+        {"definition": {"a": [1, "é"]}, "big": 2**70}
+    )

@@ -14,10 +14,29 @@ from revflow.kit.idempotency import Claim
 from revflow.kit.transactions import commit
 
 
-def _driver_uuid(value: Any) -> str:
+class WrittenJSON:
+    """A value's JSON text that an answer carries as it is, not encoded again (a definition's
+    canonical JSON, written when it was stored). Either writer of :func:`json_bytes` takes it:
+    orjson copies the text, pydantic-core writes the value the text holds."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text
+
+
+def _orjson_default(value: Any) -> Any:
+    if isinstance(value, WrittenJSON):
+        return orjson.Fragment(value.text)
     # orjson writes ``uuid.UUID`` itself but not a driver's subclass of it (asyncpg's).
     if isinstance(value, uuid.UUID):
         return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _pydantic_fallback(value: Any) -> Any:
+    if isinstance(value, WrittenJSON):
+        return orjson.loads(value.text)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
@@ -30,15 +49,11 @@ def json_bytes(content: Any) -> bytes:
     definition, six for a page of versions, where pydantic-core takes a slow path for asyncpg's
     identifiers. What orjson refuses (an integer beyond 64 bits, a lone surrogate, a dataclass,
     another type) is pydantic-core's. A non-finite float, which no stored or accepted value
-    holds, is written ``null``."""
+    holds, is written ``null``. A :class:`WrittenJSON` is written as the text it holds."""
     try:
-        return orjson.dumps(
-            content,
-            default=_driver_uuid,
-            option=orjson.OPT_UTC_Z | orjson.OPT_PASSTHROUGH_DATACLASS,
-        )
+        return orjson.dumps(content, default=_orjson_default, option=_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError
-        return pydantic_core.to_json(content)
+        return pydantic_core.to_json(content, fallback=_pydantic_fallback)
 
 
 class FastJSONResponse(JSONResponse):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -45,7 +44,7 @@ from revflow.kit.pagination import (
     time_id_after,
     time_id_next,
 )
-from revflow.kit.responses import FastJSONResponse
+from revflow.kit.responses import FastJSONResponse, WrittenJSON
 from revflow.kit.transactions import commit
 from revflow.problems import raises
 from revflow.releases import service as releases
@@ -164,7 +163,7 @@ async def create_version(
     if change.claim is None:
         # The canonical JSON the version was stored from, written into the answer as it is
         # rather than encoded again; an answer kept for idempotent retries stays a value.
-        answer["definition"] = orjson.Fragment(written)
+        answer["definition"] = WrittenJSON(written)
     response = await change.respond(answer, 201)
     service.remember_committed(version)
     return response
@@ -426,7 +425,7 @@ async def save_draft(
     answer = drafts.draft_out(draft)
     if written is not None:
         # A valid definition's canonical JSON, as it was stored: written as it is.
-        answer["definition"] = orjson.Fragment(written)
+        answer["definition"] = WrittenJSON(written)
     await commit(session)
     # Already JSON: answered as is rather than re-validated against DraftOut on every save.
     return FastJSONResponse(answer)
