@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import BaseRoute
 
 from revflow.config import Settings
 from revflow.errors import NotFound
@@ -44,8 +46,18 @@ ROUTERS: tuple[APIRouter, ...] = (
 )
 
 
+@functools.cache
+def _routes() -> list[BaseRoute]:
+    """The console's routes, built once per process and shared by every application made in
+    it, as the API's are (``app._api_routes``): a page finds its console in
+    ``request.app.state``."""
+    console = APIRouter()
+    for router in ROUTERS:
+        console.include_router(router)
+    return console.routes
+
+
 def install(app: FastAPI, settings: Settings) -> None:
     app.state.console = Console(templates=environment(), signer=Signer(secret_key(settings)))
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
-    for router in ROUTERS:
-        app.include_router(router)
+    app.router.routes.extend(_routes())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from typing import Any
 
@@ -67,7 +68,10 @@ def short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+@functools.cache
 def environment() -> Environment:
+    """The console's templates, loaded and compiled once per process (every application made
+    in it shares them: nothing in them belongs to one)."""
     env = Environment(
         loader=PackageLoader("revflow.ui", "templates"),
         autoescape=select_autoescape(["html"]),
