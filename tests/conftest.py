@@ -1,10 +1,11 @@
 """Fixtures shared by every test.
 
 Every database-touching test runs twice: on SQLite and on PostgreSQL. Each backend gets one
-database per test session, migrated with Alembic; tests isolate themselves by creating their own
-accounts (tenancy is the product's own isolation). On PostgreSQL the databases belong to a login
-that is no superuser, so row-level security holds the tests as it holds a deployment. Tests that
-need a database of their own use ``fresh_database_url``.
+database per test session; tests isolate themselves by creating their own accounts (tenancy is
+the product's own isolation). On PostgreSQL the databases belong to a login that is no
+superuser, so row-level security holds the tests as it holds a deployment. Tests that need a
+database of their own use ``fresh_database_url``. Alembic migrates one template per backend;
+every test database is a copy of it (``tests/support/databases.py``).
 """
 
 from __future__ import annotations
