@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,14 +10,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import FastAPI, Response
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import text
 from starlette.datastructures import MutableHeaders
-from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from revflow import problems
@@ -36,6 +34,7 @@ from revflow.executions.routes import router as executions_router
 from revflow.kit import strictjson
 from revflow.kit.admission import Admission
 from revflow.kit.ratelimit import Decision, TokenBuckets
+from revflow.kit.routing import shared_routes
 from revflow.logging import get_logger
 from revflow.migrations.routes import router as migrations_router
 from revflow.releases.routes import router as releases_router
@@ -315,31 +314,6 @@ def _serve_docs(app: FastAPI) -> None:
         )
 
 
-@functools.cache
-def _api_routes() -> list[BaseRoute]:
-    """The API's routes, built once per process and shared by every application made in it.
-    ``include_router`` builds each route again for every application (its dependencies'
-    signatures and its response model's validator: a third of a second for the whole API),
-    and nothing in a route belongs to one application: each request finds its database,
-    settings and caches in ``request.app.state``. So ``app.dependency_overrides`` does not
-    reach these routes; revflow does not use it."""
-    api = APIRouter()
-    for router in (
-        auth_router,
-        workflows_router,
-        releases_router,
-        simulations_router,
-        audit_router,
-        contacts_router,
-        executions_router,
-        migrations_router,
-        webhooks_router,
-        definition_router,
-    ):
-        api.include_router(router)
-    return api.routes
-
-
 def create_app(
     settings: Settings | None = None,
     db: Database | None = None,
@@ -406,7 +380,20 @@ def create_app(
     app.state.worker = None
     app.state.worker_health = WorkerHealth() if with_worker else None
     problems.install(app)
-    app.router.routes.extend(_api_routes())
+    app.router.routes.extend(
+        shared_routes(
+            auth_router,
+            workflows_router,
+            releases_router,
+            simulations_router,
+            audit_router,
+            contacts_router,
+            executions_router,
+            migrations_router,
+            webhooks_router,
+            definition_router,
+        )
+    )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     _serve_docs(app)
     install_console(app, settings)

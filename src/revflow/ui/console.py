@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
-from starlette.routing import BaseRoute
 
 from revflow.config import Settings
 from revflow.errors import NotFound
+from revflow.kit.routing import shared_routes
 from revflow.ui import (
     pages_audit,
     pages_editor,
@@ -46,18 +45,7 @@ ROUTERS: tuple[APIRouter, ...] = (
 )
 
 
-@functools.cache
-def _routes() -> list[BaseRoute]:
-    """The console's routes, built once per process and shared by every application made in
-    it, as the API's are (``app._api_routes``): a page finds its console in
-    ``request.app.state``."""
-    console = APIRouter()
-    for router in ROUTERS:
-        console.include_router(router)
-    return console.routes
-
-
 def install(app: FastAPI, settings: Settings) -> None:
     app.state.console = Console(templates=environment(), signer=Signer(secret_key(settings)))
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
-    app.router.routes.extend(_routes())
+    app.router.routes.extend(shared_routes(*ROUTERS))
