@@ -7,6 +7,7 @@ import socket
 import sqlite3
 import subprocess
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -92,13 +93,15 @@ class DatabaseFactory:
         name = f"revflow_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         template = self._migrated_template()
         if self.backend == "sqlite":
-            path = self.tmp / (name + ".db")
-            with sqlite3.connect(template) as source, sqlite3.connect(path) as copy:
+            with (
+                closing(sqlite3.connect(template)) as source,
+                closing(sqlite3.connect(self._file(name))) as copy,
+            ):
                 source.backup(copy)
-            return f"sqlite+aiosqlite:///{path}"
-        admin_psql(f'CREATE DATABASE "{name}" OWNER {TEST_LOGIN} TEMPLATE "{template}"')
-        self.created.append(name)
-        return f"postgresql+asyncpg://{TEST_LOGIN}@{PG_HOST}:{PG_PORT}/{name}"
+        else:
+            admin_psql(f'CREATE DATABASE "{name}" OWNER {TEST_LOGIN} TEMPLATE "{template}"')
+            self.created.append(name)
+        return self._url(name)
 
     def _migrated_template(self) -> str:
         """The template's file (SQLite) or database name (PostgreSQL), migrated on first use.
@@ -106,19 +109,26 @@ class DatabaseFactory:
         if self._template is not None:
             return self._template
         name = f"revflow_template_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-        if self.backend == "sqlite":
-            path = self.tmp / (name + ".db")
-            upgrade(f"sqlite+aiosqlite:///{path}")
-            with sqlite3.connect(path) as connection:  # everything in the file, none in a WAL
-                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._template = str(path)
-        else:
+        if self.backend == "postgresql":
             _ensure_test_login()
             admin_psql(f'CREATE DATABASE "{name}" OWNER {TEST_LOGIN}')
             self.created.append(name)
-            upgrade(f"postgresql+asyncpg://{TEST_LOGIN}@{PG_HOST}:{PG_PORT}/{name}")
+        upgrade(self._url(name))
+        if self.backend == "sqlite":
+            with closing(sqlite3.connect(self._file(name))) as connection:
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # nothing left in a WAL
+            self._template = str(self._file(name))
+        else:
             self._template = name
         return self._template
+
+    def _file(self, name: str) -> Path:
+        return self.tmp / (name + ".db")
+
+    def _url(self, name: str) -> str:
+        if self.backend == "sqlite":
+            return f"sqlite+aiosqlite:///{self._file(name)}"
+        return f"postgresql+asyncpg://{TEST_LOGIN}@{PG_HOST}:{PG_PORT}/{name}"
 
     def drop_all(self) -> None:
         for name in self.created:
