@@ -536,6 +536,64 @@ async def test_a_head_left_elsewhere_costs_a_statement_not_the_chain(
         assert (await verify_account(session, account)).ok
 
 
+async def _statements_on_the_head(db: Database, change: Any) -> list[str]:
+    """The statements that touched the chain's head while ``change()`` ran."""
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "audit_heads" in statement:
+            statements.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        await change()
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+    return statements
+
+
+async def test_a_new_version_joins_the_chain_in_its_own_statement(
+    backend: str, fresh_db: Database, owner: Tenant
+) -> None:
+    """On PostgreSQL, a version's entry joins the chain in the statement that inserts the
+    version, where this process left the head. Where the head has moved since (another
+    process), the entry joins at the commit where the chain really ends; with a publish to
+    follow, both entries join at the commit."""
+    account = uuid.UUID(owner.account_id)
+    workflow = await create_workflow(owner, "Joined")  # this process now knows the head
+    created = await _statements_on_the_head(
+        fresh_db, partial(create_version, owner, workflow["id"], simple_definition("one"), None)
+    )
+    # Another process appends: the head is no longer where this one left it.
+    left = dict(audit_service._HEADS)
+    await _record_and_commit(fresh_db, account, "test.elsewhere")
+    audit_service._HEADS.clear()
+    audit_service._HEADS.update(left)
+    after_elsewhere = await _statements_on_the_head(
+        fresh_db, partial(create_version, owner, workflow["id"], simple_definition("two"), 1)
+    )
+    published = await _statements_on_the_head(
+        fresh_db,
+        partial(create_version, owner, workflow["id"], simple_definition("three"), 2, publish=True),
+    )
+    if backend == "postgresql":
+        assert len(created) == 1 and "INSERT INTO versions" in created[0], created
+        # The version's statement appends nothing; the commit advances the head and appends.
+        assert len(after_elsewhere) == 3, after_elsewhere
+        assert "INSERT INTO versions" in after_elsewhere[0], after_elsewhere
+        assert not any("INSERT INTO versions" in statement for statement in published), published
+    items = await entries(owner)
+    assert [(item["action"], item["details"].get("number")) for item in items[:5]] == [
+        ("version.published", 3),
+        ("version.created", 3),
+        ("version.created", 2),
+        ("test.elsewhere", None),
+        ("version.created", 1),
+    ]
+    assert_chained(items)
+    await assert_intact(fresh_db, owner)
+
+
 def _entry_row(account_id: uuid.UUID, seq: int) -> dict[str, Any]:
     return {
         "id": uuid.uuid4(),

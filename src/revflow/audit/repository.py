@@ -106,9 +106,20 @@ def append_after(session: Session, row: dict[str, Any]) -> bool:
     ``seq - 1`` with hash ``prev_hash``, and make ``row`` the head: one statement, which locks
     the head as :func:`advance_head` does. Answers whether it did. PostgreSQL only
     (:func:`appends_after`)."""
+    return session.execute(_APPEND_AFTER, append_after_parameters(row)).first() is not None
+
+
+def append_after_parameters(row: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of :func:`append_after`'s statement, or of :data:`APPENDED_AFTER` in
+    another statement, for ``row``: ``e_<column>`` and ``head_seq``."""
     params = {f"e_{key}": value for key, value in row.items()}
     params["head_seq"] = row["seq"] - 1
-    return session.execute(_APPEND_AFTER, params).first() is not None
+    return params
+
+
+# :func:`append_after`'s statement as a CTE, for a change to append its entry in its own
+# statement (``SELECT count(*) FROM appended_entry``: 1 where it did, 0 where the head moved).
+APPENDED_AFTER = _APPEND_AFTER.cte("appended_entry")
 
 
 async def head(session: AsyncSession, account_id: uuid.UUID) -> AuditHead | None:

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
+from revflow.audit import repository as audit_repo
 from revflow.db import json_text_parameter
 from revflow.models import (
     Execution,
@@ -98,7 +99,8 @@ async def add_version(
     definition_json: bytes,
     updated_at: dt.datetime,
     ending_draft_of: str,
-) -> None:
+    audit_row: dict[str, Any] | None = None,
+) -> bool:
     """Insert ``version`` (every column set) as the workflow's next, advance the workflow's
     version count and revision, and delete the working draft of the workflow that the
     version ends, ``ending_draft_of``'s (its creator's): one statement on PostgreSQL (the
@@ -106,7 +108,11 @@ async def add_version(
     bookkeeping on the path every version takes. The definition is stored from
     ``definition_json``, its JSON text (the canonical form the caller has made anyway), not
     encoded again. Both objects end up as if just loaded: ``version`` in the session, the
-    workflow's new values committed to it (nothing left for a flush)."""
+    workflow's new values committed to it (nothing left for a flush).
+
+    ``audit_row`` (PostgreSQL only: ``audit.joining_row``) is appended to the account's audit
+    chain in the same statement, where the chain's head still is the entry before it; answers
+    whether it was (False without ``audit_row``)."""
     given = version.__dict__
     unset = _VERSION_KEYS - given.keys()
     if unset & _VERSION_DEFAULTED:
@@ -121,8 +127,12 @@ async def add_version(
     updated = {f"w_{key}": value for key, value in advanced.items()}
     updated.update(w_account_id=workflow.account_id, w_id=workflow.id)
     ended = drafts.end_parameters(workflow, ending_draft_of)
+    appended = False
     statements = _add_version_statements(session.get_bind().dialect.name)
-    if len(statements) == 1:
+    if audit_row is not None:
+        parameters = inserted | updated | ended | audit_repo.append_after_parameters(audit_row)
+        appended = bool((await session.execute(_ADD_VERSION_AND_ENTRY, parameters)).scalar())
+    elif len(statements) == 1:
         await session.execute(statements[0], inserted | updated | ended)
     else:
         for statement, parameters in zip(statements, (inserted, updated, ended), strict=True):
@@ -133,6 +143,7 @@ async def add_version(
     session.add(version)
     for key, value in advanced.items():
         set_committed_value(workflow, key, value)
+    return appended
 
 
 @functools.lru_cache(maxsize=2)
@@ -165,6 +176,20 @@ def _add_version_statements(dialect: str) -> tuple[Executable, ...]:
             advance.add_cte(insert_version.cte("version")).add_cte(drafts.END.cte("ended_draft")),
         )
     return (insert_version, advance, drafts.END)
+
+
+def _add_version_and_entry() -> Executable:
+    """PostgreSQL's statement of ``add_version`` with an ``audit_row``: the version's CTEs and
+    the conditional append of the entry, answering how many entries it appended (1 or 0)."""
+    (advance,) = _add_version_statements("postgresql")
+    return (
+        select(func.count())
+        .select_from(audit_repo.APPENDED_AFTER)
+        .add_cte(cast(Any, advance).cte("advanced"))
+    )
+
+
+_ADD_VERSION_AND_ENTRY = _add_version_and_entry()
 
 
 async def list_workflows(

@@ -417,28 +417,37 @@ async def create_version(
         trigger_type=validated.model.trigger.type,
         trigger_key=trigger_key(validated.model),
     )
-    await repo.add_version(  # touches the workflow
-        session,
-        workflow,
-        version,
-        definition_json=validated.canonical,
-        updated_at=now,
-        ending_draft_of=principal.user,  # creating a version ends its creator's draft
-    )
-    remember_definition(version.id, validated.canonical, validated.definition, validated.step_keys)
-    await audit_version(
-        session,
-        principal.actor,
-        workflow,
-        version,
-        "version.created",
+    created = audit.Entry(
+        account_id=workflow.account_id,
+        actor=principal.actor,
+        action="version.created",
+        object_type="version",
+        object_id=str(version.id),
+        workflow_id=workflow.id,
         details={
             "number": version.number,
             "parent": base,
             "semver": semver,
             "content_hash": version.content_hash,
         },
-        now=now,
+        at=now,
+    )
+    # Without a publish to follow, the version's statement is the change's last: its audit
+    # entry can join the chain in it, one round trip fewer.
+    joining = None if body.publish else audit.joining_row(session, created)
+    appended = await repo.add_version(  # touches the workflow
+        session,
+        workflow,
+        version,
+        definition_json=validated.canonical,
+        updated_at=now,
+        ending_draft_of=principal.user,  # creating a version ends its creator's draft
+        audit_row=joining,
+    )
+    remember_definition(version.id, validated.canonical, validated.definition, validated.step_keys)
+    await audit.joined(session, created, joining, appended)
+    await webhook_events.version_event(
+        session, workflow, version, created.action, created.details, now
     )
     if body.publish:
         await publish(session, principal, workflow, version, now=now)
