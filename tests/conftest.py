@@ -4,8 +4,9 @@ Every database-touching test runs twice: on SQLite and on PostgreSQL. Each backe
 database per test session; tests isolate themselves by creating their own accounts (tenancy is
 the product's own isolation). On PostgreSQL the databases belong to a login that is no
 superuser, so row-level security holds the tests as it holds a deployment. Tests that need a
-database of their own use ``fresh_database_url``. Alembic migrates one template per backend;
-every test database is a copy of it (``tests/support/databases.py``).
+database of their own use ``fresh_database_url`` (dropped in the background once the test is
+over). Alembic migrates one template per backend; every test database is a copy of it
+(``tests/support/databases.py``).
 """
 
 from __future__ import annotations
@@ -53,9 +54,14 @@ def database_url(backend: str, database_factories: dict[str, DatabaseFactory]) -
 
 
 @pytest.fixture
-def fresh_database_url(backend: str, database_factories: dict[str, DatabaseFactory]) -> str:
-    """A migrated database of the test's own."""
-    return database_factories[backend].create()
+def fresh_database_url(
+    backend: str, database_factories: dict[str, DatabaseFactory]
+) -> Iterator[str]:
+    """A migrated database of the test's own, dropped once the test is over."""
+    factory = database_factories[backend]
+    url = factory.create()
+    yield url
+    factory.release(url)
 
 
 @pytest.fixture
