@@ -181,7 +181,9 @@ async def service(pg_url: str) -> AsyncIterator[Service]:
 
 # --- a worker killed in the middle of a migration ---------------------------------------------
 
-EXECUTIONS = 20_000
+# Ten batches of 500: each kill (past 15 %, then past 55 %) leaves batches done and batches to
+# do, and lands inside a batch's transaction (``wait_inside_a_batch``).
+EXECUTIONS = 5_000
 
 
 def crash_v1() -> dict[str, Any]:
@@ -301,15 +303,24 @@ async def check_at_rest(service: Service, migration_id: str, workflow_id: uuid.U
     return moved
 
 
-async def worker_backends(service: Service) -> str:
-    """What the other connections to the database are doing (the worker's, at a kill: most
-    often inside a batch's transaction)."""
-    rows = await service.rows(
-        "SELECT state, left(regexp_replace(query, '\\s+', ' ', 'g'), 70) FROM pg_stat_activity "
-        "WHERE datname = current_database() "
-        "AND pid <> pg_backend_pid() AND state <> 'idle' AND backend_type = 'client backend'"
-    )
-    return "; ".join(f"{state}: {query}" for state, query in rows) or "idle"
+async def wait_inside_a_batch(service: Service, worker: WorkerProcess) -> str:
+    """Wait until a connection is inside a transaction whose last statement is one of a
+    migration batch's (they name the migration's tables), the moment to kill its worker;
+    answers what that connection was doing."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        doing = await service.scalar(
+            "SELECT string_agg(state || ': ' || left(regexp_replace(query, '\\s+', ' ', 'g'), "
+            "70), '; ') FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+            "AND state IN ('active', 'idle in transaction') AND query ILIKE '%migration%'"
+        )
+        if doing:
+            return str(doing)
+        if time.monotonic() > deadline:
+            pytest.fail(f"no migration batch under way\n{worker.log_tail()}")
+        worker.check_alive()
+        await asyncio.sleep(0.001)
 
 
 async def wait_for_progress(
@@ -355,7 +366,7 @@ async def test_worker_killed_mid_migration_resumes_and_moves_each_execution_once
             seen = await wait_for_progress(
                 service, migration_id, worker, max(seen, int(EXECUTIONS * fraction))
             )
-            doing = await worker_backends(service)
+            doing = await wait_inside_a_batch(service, worker)
             worker.kill()
             at_rest = await check_at_rest(service, migration_id, workflow_id)
             assert 0 < at_rest < EXECUTIONS, f"killed at {at_rest}: not in the middle"
