@@ -123,7 +123,10 @@ async def pruned_executions(db: Database, aged: Aged) -> int:
 async def test_a_prune_killed_midway_leaves_whole_batches_and_the_next_run_finishes(
     pg_db: Database, fresh_database_url: str, tmp_path: Path
 ) -> None:
-    aged = await seed_aged(pg_db, old=15000, live=200, history=5, age=AGE)
+    # Batches of 50 entries take ten executions each: 300 batches, of which the kill, once a
+    # tenth of the executions is pruned, leaves some 270 to do, back to back, each in a
+    # transaction of its own.
+    aged = await seed_aged(pg_db, old=3000, live=200, history=5, age=AGE)
     process = subprocess.Popen(
         prune_command(fresh_database_url),
         cwd=tmp_path,
