@@ -3,9 +3,9 @@ driven by Playwright."""
 
 from __future__ import annotations
 
-import json
+import asyncio
+import datetime as dt
 import os
-import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,9 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
+from revflow.audit.service import Actor
+from revflow.auth import service as auth_service
+from revflow.db import Database
 from tests.support.console import Console
 from tests.support.databases import DatabaseFactory
-from tests.support.processes import revflow_command
 from tests.support.servers import RevflowServers
 from tests.support.workers import WorkerProcess
 
@@ -24,18 +26,19 @@ CHROMIUM = os.environ.get("REVFLOW_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 
 
-def _account(database_url: str, name: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REVFLOW_")}
-    env["REVFLOW_DATABASE_URL"] = database_url
-    out = subprocess.run(
-        [*revflow_command(), "accounts", "create", name],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    created: dict[str, Any] = json.loads(out.stdout)
-    return created
+async def _account(database_url: str, name: str) -> tuple[str, str]:
+    """An account and its admin key, made in-process (``revflow accounts create`` has tests
+    of its own; its process would cost ~2 s here)."""
+    db = Database(database_url, pool_size=1)
+    try:
+        async with db.session(write=True) as session:
+            account, key = await auth_service.create_account(
+                session, name, Actor(user="test"), dt.datetime.now(dt.UTC)
+            )
+            await session.commit()
+    finally:
+        await db.dispose()
+    return str(account.id), key
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +50,10 @@ def console_server(
     """``revflow serve`` on a fresh database, shared by a module's tests (SQLite runs its worker
     in-process; PostgreSQL gets a ``revflow worker`` beside it)."""
     # Playwright's sync API keeps an event loop running in this thread, and Alembic's
-    # migration starts one of its own: the database is made in another thread.
+    # migration starts one of its own: the database and the account are made in another thread.
     with ThreadPoolExecutor(1) as pool:
         database_url = pool.submit(database_factories[backend].create).result()
-    created = _account(database_url, "acme")
+        account_id, key = pool.submit(asyncio.run, _account(database_url, "acme")).result()
     worker = None
     if backend == "postgresql":
         worker = WorkerProcess(database_url, tmp_path_factory.mktemp("worker"))
@@ -58,9 +61,9 @@ def console_server(
     try:
         with RevflowServers(database_url, 1) as servers:
             url = servers.urls[0]
-            headers = {"Authorization": f"Bearer {created['api_key']}"}
+            headers = {"Authorization": f"Bearer {key}"}
             with httpx.Client(base_url=url, headers=headers, timeout=30) as api:
-                yield Console(url, created["api_key"], created["account"]["id"], api)
+                yield Console(url, key, account_id, api)
     finally:
         if worker is not None:
             worker.stop()
