@@ -50,14 +50,15 @@ async def drain(worker: Worker, clock: ManualClock) -> int:
 async def test_a_small_account_is_served_in_the_first_batch_beside_a_large_backlog(
     fresh_database_url: str,
 ) -> None:
-    big = await create_workload(fresh_database_url, 2000)
+    # Three batches' worth: oldest first, the first batch would be the big account's alone.
+    big = await create_workload(fresh_database_url, 600)
     small = await create_workload(fresh_database_url, 1)  # enrolled last: its wake_at is latest
     clock = ManualClock(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1))
     worker = worker_on(fresh_database_url, clock, worker_batch_size=200)
     try:
         first = await worker.engine.run_once()
         assert first.executions == 200
-        # Oldest first, the small account would wait for all 2,000 of the big one's.
+        # Oldest first, the small account would wait for all 600 of the big one's.
         assert await steps_taken(worker.db, small) > 0
         assert await steps_taken(worker.db, big) > 0
 
