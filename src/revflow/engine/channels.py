@@ -26,6 +26,7 @@ from tenacity import (
 
 from revflow.config import Settings
 from revflow.engine.interpreter import ExternalCall
+from revflow.kit import tls
 from revflow.kit.egress import EgressPolicy, EgressRefused, guarded_client
 
 
@@ -51,7 +52,9 @@ class ExternalSender:
     ) -> None:
         self.settings = settings
         # The operator's targets (the HTTP channel).
-        self.client = client or httpx.AsyncClient(timeout=settings.http_timeout_seconds)
+        self.client = client or httpx.AsyncClient(
+            timeout=settings.http_timeout_seconds, verify=tls.client_context(trust_env=True)
+        )
         # The tenants' targets (http_request steps): judged by the egress policy on connect,
         # redirects followed only through it.
         # Its pool holds as many connections as the bulkhead admits calls (the runner's), so

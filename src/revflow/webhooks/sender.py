@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 import h11
-import httpx
 
+from revflow.kit import tls
 from revflow.kit.egress import EgressPolicy, Resolver, system_resolver
 
 # An answer's body is read (so that the connection can be reused) up to this size; a larger one
@@ -118,7 +118,7 @@ class Sender:
         self.resolver = resolver
         self.max_idle = max_idle
         # The same trust store as the other outgoing requests (httpx's: certifi's roots).
-        self.ssl_context = ssl_context or httpx.create_ssl_context(trust_env=False)
+        self.ssl_context = ssl_context or tls.client_context(trust_env=False)
         self._idle: dict[Origin, list[Connection]] = {}
         self._idle_count = 0
         self._next_sweep = 0.0
