@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+import sys
+import typing
 from typing import Any
 
 import pytest
 
 from revflow.definition import DefinitionInvalid, validate_definition
 from revflow.definition import validation as validation_module
+from revflow.definition.models import Step
 from revflow.definition.samples import make_definition
 
 
@@ -55,6 +58,29 @@ def test_the_models_are_the_whole_documents_models() -> None:
         validate_definition(definition)  # now every step is known
         cached = validate_definition(copy.deepcopy(definition)).model
         assert cached == validation_module.Definition.model_validate(definition)
+
+
+def test_known_steps_models_are_not_checked_again() -> None:
+    """A known step's model is put into the definition's as it is: its validators do not run
+    again (pydantic runs them on an instance handed to a model that holds it)."""
+    definition = make_definition(60, 4)
+    validate_definition(definition)  # every step is known now
+    step_classes = {cls.__name__ for cls in typing.get_args(typing.get_args(Step)[0])}
+    assert "WaitStep" in step_classes
+    checks: list[str] = []
+
+    def seen(frame: Any, event: str, _arg: Any) -> None:
+        qualname = frame.f_code.co_qualname
+        if event == "call" and qualname.split(".")[0] in step_classes:
+            checks.append(qualname)
+
+    sys.setprofile(seen)
+    try:
+        model = validate_definition(copy.deepcopy(definition)).model
+    finally:
+        sys.setprofile(None)
+    assert checks == []
+    assert model == validation_module.Definition.model_validate(definition)
 
 
 def test_a_failing_step_beside_known_ones_is_reported_as_the_whole_model_reports_it(

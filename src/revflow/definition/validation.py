@@ -209,8 +209,9 @@ def _step_keys(document: dict[str, Any]) -> list[bytes] | None:
 
 def _definition_model(document: dict[str, Any], keys: list[bytes] | None) -> Definition:
     """``Definition.model_validate(document)``, each step's model taken from the steps seen
-    before when it is known. A step that fails, or steps without ``keys``, go through the whole
-    model's validation, so problems are reported exactly as it reports them."""
+    before when it is known. A step that fails, a rest of the document that fails, or steps
+    without ``keys``, go through the whole model's validation, so problems are reported
+    exactly as it reports them."""
     if keys is None:
         return Definition.model_validate(document)
     models: list[Step] = []
@@ -222,7 +223,17 @@ def _definition_model(document: dict[str, Any], keys: list[bytes] | None) -> Def
             except ValidationError:
                 return Definition.model_validate(document)
         models.append(model)
-    return Definition.model_validate({**document, "steps": models})
+    # The rest of the document is validated beside one stand-in step, and the steps' models
+    # put in its place as they are: handed to the whole model, each would be checked again
+    # (pydantic runs a model's validators again on an instance of it).
+    try:
+        rest = Definition.model_validate({**document, "steps": _STAND_IN})
+    except ValidationError:
+        return Definition.model_validate(document)
+    return rest.model_copy(update={"steps": tuple(models)})
+
+
+_STAND_IN = ({"id": "stand-in", "type": "end"},)
 
 
 def _problem(pointer: str, message: str) -> DefinitionProblem:
