@@ -35,10 +35,16 @@ class Tenant:
         return key
 
 
-async def make_tenant(db: Database, client: httpx.AsyncClient, name: str = "acme") -> Tenant:
+async def make_account(db: Database, name: str = "acme") -> tuple[str, str]:
+    """A new account, made in-process: its id and its admin key."""
     async with db.session(write=True) as session:
         account, clear = await auth_service.create_account(
             session, name, Actor(user="test"), dt.datetime.now(dt.UTC)
         )
         await session.commit()
-    return Tenant(str(account.id), clear, client)
+    return str(account.id), clear
+
+
+async def make_tenant(db: Database, client: httpx.AsyncClient, name: str = "acme") -> Tenant:
+    account_id, key = await make_account(db, name)
+    return Tenant(account_id, key, client)

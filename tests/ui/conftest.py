@@ -4,7 +4,6 @@ driven by Playwright."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,12 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from revflow.audit.service import Actor
-from revflow.auth import service as auth_service
 from revflow.db import Database
 from tests.support.console import Console
 from tests.support.databases import DatabaseFactory
 from tests.support.servers import RevflowServers
+from tests.support.tenants import make_account
 from tests.support.workers import WorkerProcess
 
 CHROMIUM = os.environ.get("REVFLOW_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -31,14 +29,9 @@ async def _account(database_url: str, name: str) -> tuple[str, str]:
     of its own; its process would cost ~2 s here)."""
     db = Database(database_url, pool_size=1)
     try:
-        async with db.session(write=True) as session:
-            account, key = await auth_service.create_account(
-                session, name, Actor(user="test"), dt.datetime.now(dt.UTC)
-            )
-            await session.commit()
+        return await make_account(db, name)
     finally:
         await db.dispose()
-    return str(account.id), key
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ def client_context(*, trust_env: bool) -> ssl.SSLContext:
 
 @functools.cache
 def _context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    # The settings are the cache's key; httpx reads the same ones from the environment.
     if cafile is None and capath is None:
         return httpx.create_ssl_context(trust_env=False)
     return httpx.create_ssl_context(trust_env=True)
