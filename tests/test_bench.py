@@ -442,7 +442,7 @@ def test_scaling_runs_every_configuration_at_a_tiny_size(tmp_path: Path) -> None
     """The stage end to end on PostgreSQL: a row per configuration, each with sane numbers.
 
     The backlog must outlast the warm-up and the window (else the row's check fails): on a
-    machine where two workers drain ~25,000 steps/s, the 0.75 s of them take ~5,000 of the
+    machine where two workers drain ~25,000 steps/s, the 0.75 s of them take ~3,750 of the
     10,000 executions (five steps each). Each configuration's set-up enrolls the backlog anew,
     ~0.25 s per 1,000 executions on a slow machine: the backlog is the window's size, no more."""
     require_postgresql()
