@@ -63,14 +63,14 @@ def settle_collector() -> None:
 
 
 @asynccontextmanager
-async def client_of_one_account(
+async def app_of_one_account(
     url: str, **settings: Any
-) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
-    """revflow's app in this process on the database of ``url`` (httpx's ASGI transport: no
-    server, no socket) with ``settings``, and one account: a client and the account's headers.
-    The standard library's logging is switched off; structlog is left unconfigured, so the
-    request log is written by its default console renderer (not ``revflow serve``'s JSON), the
-    same work in every revision. The collector is settled as ``revflow serve`` settles it."""
+) -> AsyncIterator[tuple[Any, dict[str, str]]]:
+    """revflow's app in this process on the database of ``url`` with ``settings``, and one
+    account: the ASGI app and the account's headers. The standard library's logging is
+    switched off; structlog is left as the caller has it (unconfigured: its default console
+    renderer, not ``revflow serve``'s JSON, the same work in every revision). The collector is
+    settled as ``revflow serve`` settles it."""
     db = Database(url, pool_size=2)
     app = create_app(Settings(database_url=url, log_json=False, **settings), db)
     async with db.session(write=True) as session:
@@ -82,11 +82,21 @@ async def client_of_one_account(
     logging.disable(logging.CRITICAL)
     settle_collector()
     try:
+        yield app, headers
+    finally:
+        await db.dispose()
+
+
+@asynccontextmanager
+async def client_of_one_account(
+    url: str, **settings: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+    """:func:`app_of_one_account` behind a client (httpx's ASGI transport: no server, no
+    socket): the client and the account's headers."""
+    async with app_of_one_account(url, **settings) as (app, headers):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://count") as client:
             yield client, headers
-    finally:
-        await db.dispose()
 
 
 def count(script: str, keep: Path | None = None) -> int:

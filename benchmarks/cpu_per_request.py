@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
@@ -98,7 +100,10 @@ async def _measure(url: str, requests: int) -> dict[str, float]:
 async def _measure_reads(url: str, requests: int) -> dict[str, float]:
     definition = make_definition(3, 1)
     first = {"name": "timed", "definition": definition, "change_summary": "1"}
-    async with callgrind.client_of_one_account(url, max_versions=VERSIONS) as (client, headers):
+    async with (
+        callgrind.app_of_one_account(url, max_versions=VERSIONS) as (app, headers),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
         made = await client.post("/api/v1/workflows", headers=headers, json=first)
         made.raise_for_status()
         workflow = made.json()["id"]
@@ -107,7 +112,6 @@ async def _measure_reads(url: str, requests: int) -> dict[str, float]:
             definition["steps"][0]["tag"] = f"customer-{number}"
             body = {"definition": definition, "change_summary": "edit", "base_version": number - 1}
             (await client.post(versions, headers=headers, json=body)).raise_for_status()
-        app = client._transport.app  # type: ignore[attr-defined]
         reads = {
             "missing": (f"/api/v1/workflows/{MISSING}", "", 404),
             "workflow": (f"/api/v1/workflows/{workflow}", "", 200),
@@ -125,10 +129,17 @@ async def _measure_reads(url: str, requests: int) -> dict[str, float]:
         return timed
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--requests", type=_positive, default=3000, help="timed per read")
     parser.add_argument("--json", action="store_true", help="print a JSON document")
     args = parser.parse_args()
     with (
