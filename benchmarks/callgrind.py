@@ -1,6 +1,7 @@
 """What ``count_create.py`` and ``count_list.py`` share: a script that runs itself again under
 valgrind's callgrind, switches the instrumentation on around the requests it counts, and
-reads the total back.
+reads the total back; and the application of one account in process, which
+``cpu_per_request.py`` uses too.
 
 Timings on a shared two-core machine move by 30-60 % from run to run; instruction counts do
 not: callgrind counts the same total for the same code and inputs whatever else the machine is
@@ -29,6 +30,7 @@ from revflow.audit.service import Actor
 from revflow.auth import service as auth_service
 from revflow.config import Settings
 from revflow.db import Database
+from revflow.definition.samples import make_definition
 
 # Set in the process that valgrind runs: the one that makes the requests.
 COUNTING = "REVFLOW_CALLGRIND_COUNTING"
@@ -97,6 +99,24 @@ async def client_of_one_account(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://count") as client:
             yield client, headers
+
+
+async def workflow_of_small_versions(
+    client: httpx.AsyncClient, headers: dict[str, str], versions: int
+) -> tuple[str, str]:
+    """A workflow of ``versions`` versions of a three-step definition, each the one before with
+    its first step's tag changed: the workflow's id and the path of its versions."""
+    definition = make_definition(3, 1)
+    first = {"name": "measured", "definition": definition, "change_summary": "1"}
+    made = await client.post("/api/v1/workflows", headers=headers, json=first)
+    made.raise_for_status()
+    workflow = str(made.json()["id"])
+    path = f"/api/v1/workflows/{workflow}/versions"
+    for number in range(2, versions + 1):
+        definition["steps"][0]["tag"] = f"customer-{number}"
+        body = {"definition": definition, "change_summary": "edit", "base_version": number - 1}
+        (await client.post(path, headers=headers, json=body)).raise_for_status()
+    return workflow, path
 
 
 def count(script: str, keep: Path | None = None) -> int:

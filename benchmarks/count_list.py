@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import callgrind
 from benchmarks.common import fresh_database
-from revflow.definition.samples import make_definition
 from revflow.migrate import upgrade
 
 WARM_UP = 20
@@ -33,17 +32,9 @@ LIMIT = 50
 
 
 async def _list_versions(url: str, versions: int, lists: int) -> None:
-    definition = make_definition(3, 1)
-    first = {"name": "counted", "definition": definition, "change_summary": "1"}
     settings = {"max_versions": versions + 10}
     async with callgrind.client_of_one_account(url, **settings) as (client, headers):
-        made = await client.post("/api/v1/workflows", headers=headers, json=first)
-        made.raise_for_status()
-        path = f"/api/v1/workflows/{made.json()['id']}/versions"
-        for number in range(2, versions + 1):
-            definition["steps"][0]["tag"] = f"customer-{number}"
-            body = {"definition": definition, "change_summary": "edit", "base_version": number - 1}
-            (await client.post(path, headers=headers, json=body)).raise_for_status()
+        _workflow, path = await callgrind.workflow_of_small_versions(client, headers, versions)
         expected: bytes | None = None
         for index in range(WARM_UP + lists):
             if index == WARM_UP:

@@ -40,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import callgrind
 from benchmarks.common import fresh_database
-from revflow.definition.samples import make_definition
 from revflow.logging import configure
 from revflow.migrate import upgrade
 
@@ -98,20 +97,11 @@ async def _measure(url: str, requests: int) -> dict[str, float]:
 
 
 async def _measure_reads(url: str, requests: int) -> dict[str, float]:
-    definition = make_definition(3, 1)
-    first = {"name": "timed", "definition": definition, "change_summary": "1"}
     async with (
         callgrind.app_of_one_account(url, max_versions=VERSIONS) as (app, headers),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
     ):
-        made = await client.post("/api/v1/workflows", headers=headers, json=first)
-        made.raise_for_status()
-        workflow = made.json()["id"]
-        versions = f"/api/v1/workflows/{workflow}/versions"
-        for number in range(2, VERSIONS + 1):
-            definition["steps"][0]["tag"] = f"customer-{number}"
-            body = {"definition": definition, "change_summary": "edit", "base_version": number - 1}
-            (await client.post(versions, headers=headers, json=body)).raise_for_status()
+        workflow, versions = await callgrind.workflow_of_small_versions(client, headers, VERSIONS)
         reads = {
             "missing": (f"/api/v1/workflows/{MISSING}", "", 404),
             "workflow": (f"/api/v1/workflows/{workflow}", "", 200),
