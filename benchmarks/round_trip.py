@@ -15,10 +15,11 @@ machine it ran on:
   (``--socket-dir``), or null when it cannot be reached;
 - ``read_cpu_us``: this process's CPU for the transaction every read request of the API makes
   (``BEGIN`` with a tenant's settings, one statement, ``ROLLBACK``: three round trips), on a
-  fresh migrated database, through each layer: ``asyncpg`` alone; ``sqlalchemy``, a plain
-  ``AsyncEngine``'s ``connect()`` (its ``BEGIN``, the statement, its ``ROLLBACK``: the same
-  three round trips); ``revflow``, ``Database.session()`` entered into an account, as a request
-  has it. The statement is ``SELECT 1``: what is measured is the layer, not the query.
+  fresh migrated database made on the server of ``--dsn``, through each layer: ``asyncpg``
+  alone; ``sqlalchemy``, a plain ``AsyncEngine``'s ``connect()`` (its ``BEGIN``, the
+  statement, its ``ROLLBACK``: the same three round trips); ``revflow``,
+  ``Database.session()`` entered into an account, as a request has it. The statement is
+  ``SELECT 1``: what is measured is the layer, not the query.
 
 Each loop is warmed up with 200 round trips (transactions). The lowest of three runs is printed.
 """
@@ -164,7 +165,7 @@ def main() -> None:
     document |= asyncio.run(measure(args.dsn, args.socket_dir, args.round_trips))
     with (
         tempfile.TemporaryDirectory() as workdir,
-        fresh_database("postgresql", Path(workdir)) as url,
+        fresh_database("postgresql", Path(workdir), args.dsn) as url,
     ):
         upgrade(url)
         layers = asyncio.run(read_cpu_us(url, args.round_trips))
