@@ -8,6 +8,7 @@ port, driven by one keep-alive ``httpx.Client`` sending one request at a time.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -45,6 +46,14 @@ stderr = Console(stderr=True)
 def backends(choice: str) -> list[str]:
     """The backends named by a ``--database`` option: ``sqlite``, ``postgresql`` or ``both``."""
     return list(BACKENDS) if choice == "both" else [choice]
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number of at least 1 (a count of requests, of round trips)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def say(message: str) -> None:

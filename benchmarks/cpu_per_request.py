@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 from benchmarks import callgrind
-from benchmarks.common import fresh_database
+from benchmarks.common import fresh_database, positive_int
 from revflow.logging import configure
 from revflow.migrate import upgrade
 
@@ -119,17 +119,10 @@ async def _measure_reads(url: str, requests: int) -> dict[str, float]:
         return timed
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
-    parser.add_argument("--requests", type=_positive, default=3000, help="timed per read")
+    parser.add_argument("--requests", type=positive_int, default=3000, help="timed per read")
     parser.add_argument("--json", action="store_true", help="print a JSON document")
     args = parser.parse_args()
     with (

@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import PG_ADMIN_DSN, fresh_database
+from benchmarks.common import PG_ADMIN_DSN, fresh_database, positive_int
 from revflow.db import Database, _tenant_settings, enter_account
 from revflow.migrate import upgrade
 
@@ -147,18 +147,11 @@ async def read_cpu_us(url: str, count: int) -> dict[str, float]:
         await db.dispose()
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--dsn", default=PG_ADMIN_DSN, help="PostgreSQL over TCP")
     parser.add_argument("--socket-dir", default="/var/run/postgresql", help="its Unix socket")
-    parser.add_argument("--round-trips", type=_positive, default=3000, help="timed per run")
+    parser.add_argument("--round-trips", type=positive_int, default=3000, help="timed per run")
     parser.add_argument("--json", action="store_true", help="print a JSON document")
     args = parser.parse_args()
     document: dict[str, Any] = {"python_us": round(python_us(), 1)}
