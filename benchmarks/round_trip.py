@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import PG_ADMIN_DSN, fresh_database, positive_int
+from benchmarks.common import PG_ADMIN_DSN, fresh_database, libpq_dsn, positive_int
 from revflow.db import Database, _tenant_settings, enter_account
 from revflow.migrate import upgrade
 
@@ -61,19 +61,25 @@ def python_us() -> float:
     return best
 
 
-async def round_trip_us(connection: asyncpg.Connection, count: int) -> tuple[float, float]:
-    """The lowest wall and CPU time of ``count`` prepared round trips, in µs each."""
-    statement = await connection.prepare("SELECT $1::int")
+async def lowest_us(call: Callable[[], Awaitable[object]], count: int) -> tuple[float, float]:
+    """The lowest wall and CPU time, over three runs, of ``count`` awaited calls of ``call``
+    (after ``WARM_UP`` more), in µs each."""
     for _ in range(WARM_UP):
-        await statement.fetchval(1)
+        await call()
     wall, cpu = float("inf"), float("inf")
     for _ in range(RUNS):
         started, started_cpu = time.perf_counter(), time.process_time()
         for _ in range(count):
-            await statement.fetchval(1)
+            await call()
         wall = min(wall, (time.perf_counter() - started) / count * 1e6)
         cpu = min(cpu, (time.process_time() - started_cpu) / count * 1e6)
     return wall, cpu
+
+
+async def round_trip_us(connection: asyncpg.Connection, count: int) -> tuple[float, float]:
+    """The lowest wall and CPU time of ``count`` prepared round trips, in µs each."""
+    statement = await connection.prepare("SELECT $1::int")
+    return await lowest_us(lambda: statement.fetchval(1), count)
 
 
 async def measure(dsn: str, socket_dir: str, count: int) -> dict[str, float | None]:
@@ -101,23 +107,10 @@ async def measure(dsn: str, socket_dir: str, count: int) -> dict[str, float | No
     }
 
 
-async def _cpu_us(transaction: Callable[[], Awaitable[None]], count: int) -> float:
-    """The lowest CPU time of ``count`` calls of ``transaction``, in µs each."""
-    for _ in range(WARM_UP):
-        await transaction()
-    best = float("inf")
-    for _ in range(RUNS):
-        started = time.process_time()
-        for _ in range(count):
-            await transaction()
-        best = min(best, (time.process_time() - started) / count * 1e6)
-    return best
-
-
 async def read_cpu_us(url: str, count: int) -> dict[str, float]:
     """A read request's transaction through each layer, on the migrated database of ``url``."""
     account = uuid.uuid4()  # the settings' value only: SELECT 1 reads no row
-    driver = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    driver = await asyncpg.connect(libpq_dsn(url))
     engine = create_async_engine(url, pool_size=1)
     db = Database(url, pool_size=1)
 
@@ -135,11 +128,11 @@ async def read_cpu_us(url: str, count: int) -> dict[str, float]:
             await enter_account(session, account)
             await (await session.connection()).exec_driver_sql("SELECT 1")
 
+    layers = {"asyncpg": with_asyncpg, "sqlalchemy": with_sqlalchemy, "revflow": with_revflow}
     try:
         return {
-            "asyncpg": round(await _cpu_us(with_asyncpg, count), 1),
-            "sqlalchemy": round(await _cpu_us(with_sqlalchemy, count), 1),
-            "revflow": round(await _cpu_us(with_revflow, count), 1),
+            name: round((await lowest_us(transaction, count))[1], 1)
+            for name, transaction in layers.items()
         }
     finally:
         await driver.close()
