@@ -77,33 +77,30 @@ async def lowest_us(call: Callable[[], Awaitable[object]], count: int) -> tuple[
 
 
 async def round_trip_us(connection: asyncpg.Connection, count: int) -> tuple[float, float]:
-    """The lowest wall and CPU time of ``count`` prepared round trips, in µs each."""
-    statement = await connection.prepare("SELECT $1::int")
-    return await lowest_us(lambda: statement.fetchval(1), count)
+    """The lowest wall and CPU time of ``count`` prepared round trips on ``connection``, in µs
+    each, rounded to 0.1; the connection is closed afterwards."""
+    try:
+        statement = await connection.prepare("SELECT $1::int")
+        wall, cpu = await lowest_us(lambda: statement.fetchval(1), count)
+    finally:
+        await connection.close()
+    return round(wall, 1), round(cpu, 1)
 
 
 async def measure(dsn: str, socket_dir: str, count: int) -> dict[str, float | None]:
-    connection = await asyncpg.connect(dsn)
+    wall, cpu = await round_trip_us(await asyncpg.connect(dsn), count)
+    unix: tuple[float | None, float | None] = (None, None)
     try:
-        wall, cpu = await round_trip_us(connection, count)
-    finally:
-        await connection.close()
-    unix_wall: float | None = None
-    unix_cpu: float | None = None
-    try:
-        unix = await asyncpg.connect(dsn, host=socket_dir)
+        connection = await asyncpg.connect(dsn, host=socket_dir)
     except (OSError, asyncpg.PostgresError):
         pass
     else:
-        try:
-            unix_wall, unix_cpu = await round_trip_us(unix, count)
-        finally:
-            await unix.close()
+        unix = await round_trip_us(connection, count)
     return {
-        "round_trip_us": round(wall, 1),
-        "round_trip_cpu_us": round(cpu, 1),
-        "unix_round_trip_us": None if unix_wall is None else round(unix_wall, 1),
-        "unix_round_trip_cpu_us": None if unix_cpu is None else round(unix_cpu, 1),
+        "round_trip_us": wall,
+        "round_trip_cpu_us": cpu,
+        "unix_round_trip_us": unix[0],
+        "unix_round_trip_cpu_us": unix[1],
     }
 
 
