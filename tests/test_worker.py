@@ -10,13 +10,16 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from structlog.testing import capture_logs
 
 from revflow import worker as worker_module
 from revflow.app import create_app
 from revflow.config import Settings
-from revflow.db import Database
+from revflow.db import Database, autovacuum_off
 from revflow.engine.runner import BatchResult
 from revflow.retention.service import Batch
+from revflow.worker import Round, Worker
 from tests.support.engine import Engine
 from tests.support.waiting import until
 
@@ -168,3 +171,61 @@ async def test_a_busy_worker_looks_for_migration_batches_once_per_poll_interval(
     for _ in range(3):
         await worker.round()
     assert len(looks) == 6, "a migration with more to move is looked for every round"
+
+
+async def test_a_worker_says_at_start_where_postgresql_will_not_vacuum(
+    backend: str, fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each step rewrites an execution's row: a worker warns once, at start, when the server
+    or one of revflow's tables is not vacuumed on its own (every spelling of "off" the storage
+    parameter takes), and says nothing of a table switched on or on SQLite."""
+    db = Database(fresh_database_url, pool_size=2)
+    settings = Settings(database_url=fresh_database_url, log_json=False, worker_poll_seconds=0.05)
+    worker = Worker(db, settings)
+    try:
+        server_off: list[str] = []
+        if backend == "postgresql":
+            async with db.session() as session:
+                switches = (
+                    (await session.execute(text("SHOW autovacuum"))).scalar_one(),
+                    (await session.execute(text("SHOW track_counts"))).scalar_one(),
+                )
+                server_off = [] if switches == ("on", "on") else ["server"]
+                await session.execute(text("ALTER TABLE executions SET (autovacuum_enabled = off)"))
+                await session.execute(text("ALTER TABLE contacts SET (autovacuum_enabled = 'No')"))
+                await session.execute(text("ALTER TABLE messages SET (autovacuum_enabled = on)"))
+                await session.commit()
+        rounds = asyncio.Event()
+        original = worker.round
+
+        async def counted(*, wait_external: bool = False) -> Round:
+            done = await original(wait_external=wait_external)
+            rounds.set()
+            return done
+
+        monkeypatch.setattr(worker, "round", counted)
+        with capture_logs() as logs:
+            task = asyncio.create_task(worker.run())
+            try:
+                await asyncio.wait_for(rounds.wait(), 30)
+            finally:
+                worker.stop()
+                await task
+        warnings = [entry for entry in logs if entry["event"] == "autovacuum_off"]
+        if backend == "sqlite":
+            assert warnings == []
+            assert await autovacuum_off(db) == []
+            return
+        assert len(warnings) == 1, logs
+        assert warnings[0]["log_level"] == "warning"
+        assert warnings[0]["where"] == [*server_off, "contacts", "executions"]
+        assert "README" in warnings[0]["detail"]
+
+        async with db.session() as session:
+            for table in ("executions", "contacts", "messages"):
+                await session.execute(text(f"ALTER TABLE {table} RESET (autovacuum_enabled)"))
+            await session.commit()
+        assert await autovacuum_off(db) == server_off
+    finally:
+        await worker.sender.aclose()
+        await db.dispose()

@@ -413,6 +413,41 @@ class Database:
         await self.engine.dispose()
 
 
+# Whether PostgreSQL vacuums on its own: the server's switch with the statistics it needs,
+# and every table of revflow's schema whose own ``autovacuum_enabled`` is off (its text parsed
+# by PostgreSQL's boolean input, which reads every spelling the option takes).
+_AUTOVACUUM_OFF = text(
+    """
+    SELECT current_setting('autovacuum')::boolean AND current_setting('track_counts')::boolean,
+           ARRAY(
+               SELECT c.relname::text
+               FROM pg_class AS c, unnest(c.reloptions) AS option
+               WHERE c.relnamespace = (
+                       SELECT oid FROM pg_namespace WHERE nspname = current_schema()
+                   )
+                 AND c.relkind IN ('r', 'p')
+                 AND option LIKE 'autovacuum\\_enabled=%'
+                 AND NOT split_part(option, '=', 2)::boolean
+               ORDER BY c.relname
+           )
+    """
+)
+
+
+async def autovacuum_off(db: Database) -> list[str]:
+    """Where PostgreSQL will not vacuum revflow's tables on its own: ``"server"`` when its
+    ``autovacuum`` (or the ``track_counts`` that autovacuum needs) is off, then each table
+    whose ``autovacuum_enabled`` storage parameter is off. Empty when everything is vacuumed,
+    and on SQLite, which keeps no dead row versions to vacuum."""
+    if db.is_sqlite:
+        return []
+    async with db.session() as session:
+        row = (await session.execute(_AUTOVACUUM_OFF)).one()
+    server_on: bool = row[0]
+    tables: list[str] = row[1]
+    return ([] if server_on else ["server"]) + tables
+
+
 async def login_outside_tenant_role(db: Database) -> str | None:
     """On PostgreSQL, the connecting login when it may not ``SET ROLE revflow_tenant``."""
     if db.is_sqlite:

@@ -17,11 +17,11 @@ from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from revflow.config import Settings
-from revflow.db import Database
+from revflow.db import Database, autovacuum_off
 from revflow.engine.channels import ExternalSender
 from revflow.engine.clock import Clock
 from revflow.engine.runner import BatchResult, EngineRunner, Hook, Outcome
@@ -137,6 +137,7 @@ class Worker:
         """Run rounds until stopped. A round that fails — a database error or any other
         exception — is logged and retried after a pause; it never ends the loop."""
         log.info("worker_started", worker=self.id)
+        await self._warn_if_not_vacuumed()
         failures = 0
         deliveries = asyncio.create_task(self.deliveries.run(self._stop))
         try:
@@ -162,6 +163,26 @@ class Worker:
             await self._end_pruning()
             await self.engine.finish()
             log.info("worker_stopped", worker=self.id)
+
+    async def _warn_if_not_vacuumed(self) -> None:
+        """Say at start where PostgreSQL will not vacuum on its own. Every step rewrites its
+        execution's row (its ``wake_at`` and step are indexed, so the new version is never an
+        in-place one): unvacuumed, the executions table and its indexes keep a dead version per
+        step, and the claims, which walk them, slow down over minutes (BENCHMARKS.md)."""
+        try:
+            off = await autovacuum_off(self.db)
+        except (SQLAlchemyError, OSError):
+            return  # unreachable: the first round says so, and is retried
+        if off:
+            log.warning(
+                "autovacuum_off",
+                worker=self.id,
+                where=off,
+                detail="PostgreSQL does not vacuum "
+                + ("anything" if "server" in off else "the tables " + ", ".join(off))
+                + ": the executions table keeps a dead row version per step and the engine "
+                "slows down until a VACUUM; turn autovacuum on (README, PostgreSQL)",
+            )
 
     async def _pause_after_failure(self, failures: int) -> None:
         """Back off (up to 30 s) so that a failure that repeats does not spin the loop."""
