@@ -73,6 +73,7 @@ from benchmarks.common import (
     PG_ADMIN_DSN,
     Server,
     control_postgresql,
+    database_version,
     environment,
     fresh_database,
     load_average,
@@ -511,7 +512,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {**outcome, "api_statuses": dict(probe.statuses), "problems": problems}
 
 
-def summary(outcome: dict[str, Any], args: argparse.Namespace, load0: float) -> dict[str, Any]:
+def summary(
+    outcome: dict[str, Any], args: argparse.Namespace, load0: float, database: str
+) -> dict[str, Any]:
     faults = outcome["faults"]
     by_name = {f["fault"]: f for f in faults}
     steady = outcome["steady"]
@@ -536,6 +539,7 @@ def summary(outcome: dict[str, Any], args: argparse.Namespace, load0: float) -> 
         }
         | {"workers": 2, "servers": 1, "server_env": SERVER_ENV},
         "environment": {**environment(), "load_1min": [load0, load_average()]},
+        "database": database,
         "goal_s": GOAL_S,
         "recovery_steady_steps_per_s": None if steady is None else round(steady, 1),
         **{f"recovery_{name}_s": by_name.get(name, {}).get("recovery_s") for name in FAULTS},
@@ -551,6 +555,7 @@ def print_table(document: dict[str, Any]) -> None:
     env = document["environment"]
     print(f"bench_recovery: {document['config']}")
     print(f"environment: cpus={env['cpus']}, load (1 min) {env['load_1min']}")
+    print(f"database: {document['database']}")
     print(f"steady: {document['recovery_steady_steps_per_s']} steps/s")
     print()
     print(f"{'fault':<10} {'steady':>9} {'fault s':>8} {'lowest':>9} {'recovery s':>11}  verdict")
@@ -588,7 +593,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     load0 = load_average()
-    document = summary(run(args), args, load0)
+    database = database_version("postgresql", args.pg_admin_dsn)
+    document = summary(run(args), args, load0, database)
     if args.json:
         print(json.dumps(document, indent=2))
     else:

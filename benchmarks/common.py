@@ -397,10 +397,13 @@ def control_postgresql(command: list[str], action: str) -> None:
 
 
 def database_version(backend: str, pg_admin_dsn: str = PG_ADMIN_DSN) -> str:
+    """The database's name and version; for PostgreSQL also whether autovacuum runs, which
+    decides how an engine run's rate holds over minutes (README, "Vacuum")."""
     if backend == "sqlite":
         return f"SQLite {sqlite3.sqlite_version}"
     version = str(pg_admin("SHOW server_version", pg_admin_dsn))
-    return f"PostgreSQL {version}"
+    autovacuum = str(pg_admin("SHOW autovacuum", pg_admin_dsn))
+    return f"PostgreSQL {version}, autovacuum {autovacuum}"
 
 
 # --- the revflow command line and server ------------------------------------------------------

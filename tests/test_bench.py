@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -488,11 +489,13 @@ def test_recovery_takes_each_fault_and_a_failed_check_nulls_the_times() -> None:
         "recovery_pool_s": 2.0,
         "recovery_restart_s": None,
         "faults": [{"fault": "terminate", "recovery_s": 1.5}],
+        "database": "PostgreSQL 15.19, autovacuum off",
         "problems": [],
     }
     out = collect("bench_recovery.py", document)
     assert out["recovery_terminate_s"] == 1.5 and out["recovery_restart_s"] is None
     assert out["recovery_faults"] == [{"fault": "terminate", "recovery_s": 1.5}]
+    assert out["recovery_database"] == "PostgreSQL 15.19, autovacuum off"
     failed = collect("bench_recovery.py", {**document, "problems": ["worker 0 exited"]})
     assert failed["recovery_terminate_s"] is None
     assert all(bench.GOALS[f"recovery_{f}_s"] == 30 for f in ("terminate", "lock", "pool"))
@@ -524,6 +527,7 @@ def test_the_recovery_stage_measures_every_fault_but_the_restart(tmp_path: Path)
         assert fault["steady_steps_per_s"] > 0
     assert result["recovery_steady_steps_per_s"] > 0 and result["timeline"]
     assert result["api_statuses"].get("200", 0) > 0
+    assert re.fullmatch(r"PostgreSQL .+, autovacuum (on|off)", result["database"])
     out = collect("bench_recovery.py", result)
     assert set(bench.RECOVERY_KEYS) <= set(out)
 

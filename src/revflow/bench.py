@@ -310,6 +310,8 @@ def _collect_recovery(database: str, doc: dict[str, Any], out: dict[str, Any]) -
     checked = {} if doc.get("problems") else doc
     _copy(checked, RECOVERY_KEYS, out)
     out["recovery_faults"] = doc.get("faults", [])
+    # Whether the server vacuums decides whether the rate holds over the stage's minutes.
+    out["recovery_database"] = doc.get("database")
 
 
 @dataclass(frozen=True)
