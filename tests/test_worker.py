@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import text
@@ -229,3 +230,34 @@ async def test_a_worker_says_at_start_where_postgresql_will_not_vacuum(
     finally:
         await worker.sender.aclose()
         await db.dispose()
+
+
+async def test_a_worker_whose_vacuum_check_fails_runs_its_rounds(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check at start meets whatever the database answers first (here a server that is
+    still starting): the worker goes on to its rounds, which meet it too and are retried."""
+    worker = engine.worker
+
+    async def starting(_db: Database) -> list[str]:
+        raise asyncpg.CannotConnectNowError("the database system is starting up")
+
+    monkeypatch.setattr(worker_module, "autovacuum_off", starting)
+    rounds = asyncio.Event()
+    original = worker.round
+
+    async def counted(*, wait_external: bool = False) -> Round:
+        done = await original(wait_external=wait_external)
+        rounds.set()
+        return done
+
+    monkeypatch.setattr(worker, "round", counted)
+    with capture_logs() as logs:
+        task = asyncio.create_task(worker.run())
+        try:
+            await asyncio.wait_for(rounds.wait(), 30)
+            assert not task.done()
+        finally:
+            worker.stop()
+            await task
+    assert not [entry for entry in logs if entry["event"] == "autovacuum_off"]
