@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, MutableMapping
 from typing import Any
 
 import asyncpg
@@ -174,6 +174,31 @@ async def test_a_busy_worker_looks_for_migration_batches_once_per_poll_interval(
     assert len(looks) == 6, "a migration with more to move is looked for every round"
 
 
+async def _logs_until_first_round(
+    worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> list[MutableMapping[str, Any]]:
+    """What ``worker.run()`` logs from its start until its first round is done (then it is
+    stopped): the check at start comes before every round."""
+    rounds = asyncio.Event()
+    original = worker.round
+
+    async def counted(*, wait_external: bool = False) -> Round:
+        done = await original(wait_external=wait_external)
+        rounds.set()
+        return done
+
+    monkeypatch.setattr(worker, "round", counted)
+    with capture_logs() as logs:
+        task = asyncio.create_task(worker.run())
+        try:
+            await asyncio.wait_for(rounds.wait(), 30)
+            assert not task.done()
+        finally:
+            worker.stop()
+            await task
+    return logs
+
+
 async def test_a_worker_says_at_start_where_postgresql_will_not_vacuum(
     backend: str, fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -196,22 +221,7 @@ async def test_a_worker_says_at_start_where_postgresql_will_not_vacuum(
                 await session.execute(text("ALTER TABLE contacts SET (autovacuum_enabled = 'No')"))
                 await session.execute(text("ALTER TABLE messages SET (autovacuum_enabled = on)"))
                 await session.commit()
-        rounds = asyncio.Event()
-        original = worker.round
-
-        async def counted(*, wait_external: bool = False) -> Round:
-            done = await original(wait_external=wait_external)
-            rounds.set()
-            return done
-
-        monkeypatch.setattr(worker, "round", counted)
-        with capture_logs() as logs:
-            task = asyncio.create_task(worker.run())
-            try:
-                await asyncio.wait_for(rounds.wait(), 30)
-            finally:
-                worker.stop()
-                await task
+        logs = await _logs_until_first_round(worker, monkeypatch)
         warnings = [entry for entry in logs if entry["event"] == "autovacuum_off"]
         if backend == "sqlite":
             assert warnings == []
@@ -243,21 +253,5 @@ async def test_a_worker_whose_vacuum_check_fails_runs_its_rounds(
         raise asyncpg.CannotConnectNowError("the database system is starting up")
 
     monkeypatch.setattr(worker_module, "autovacuum_off", starting)
-    rounds = asyncio.Event()
-    original = worker.round
-
-    async def counted(*, wait_external: bool = False) -> Round:
-        done = await original(wait_external=wait_external)
-        rounds.set()
-        return done
-
-    monkeypatch.setattr(worker, "round", counted)
-    with capture_logs() as logs:
-        task = asyncio.create_task(worker.run())
-        try:
-            await asyncio.wait_for(rounds.wait(), 30)
-            assert not task.done()
-        finally:
-            worker.stop()
-            await task
+    logs = await _logs_until_first_round(worker, monkeypatch)
     assert not [entry for entry in logs if entry["event"] == "autovacuum_off"]
