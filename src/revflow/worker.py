@@ -168,7 +168,8 @@ class Worker:
         """Say at start where PostgreSQL will not vacuum on its own. Every step rewrites its
         execution's row (its ``wake_at`` and step are indexed, so the new version is never an
         in-place one): unvacuumed, the executions table and its indexes keep a dead version per
-        step, and the claims, which walk them, slow down over minutes (BENCHMARKS.md)."""
+        step and only grow, and the engine comes back more slowly after a fault (BENCHMARKS.md,
+        "What autovacuum does to a long engine run")."""
         try:
             off = await autovacuum_off(self.db)
         except Exception:
@@ -182,8 +183,8 @@ class Worker:
                 where=off,
                 detail="PostgreSQL does not vacuum "
                 + ("anything" if "server" in off else "the tables " + ", ".join(off))
-                + ": the executions table keeps a dead row version per step and the engine "
-                "slows down until a VACUUM; turn autovacuum on (README, PostgreSQL)",
+                + ": the executions table keeps a dead row version per step and grows until "
+                "a VACUUM; turn autovacuum on (README, PostgreSQL)",
             )
 
     async def _pause_after_failure(self, failures: int) -> None:
