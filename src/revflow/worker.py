@@ -183,8 +183,9 @@ class Worker:
                 where=off,
                 detail="PostgreSQL does not vacuum "
                 + ("anything" if "server" in off else "the tables " + ", ".join(off))
-                + ": the executions table keeps a dead row version per step and grows until "
-                "a VACUUM; turn autovacuum on (README, PostgreSQL)",
+                + ": a table it does not vacuum keeps every dead row version (the executions "
+                "table one per step) and grows until a VACUUM; turn autovacuum on (README, "
+                "PostgreSQL)",
             )
 
     async def _pause_after_failure(self, failures: int) -> None:
