@@ -401,9 +401,12 @@ def database_version(backend: str, pg_admin_dsn: str = PG_ADMIN_DSN) -> str:
     decides how an engine run's rate holds over minutes (README, "Vacuum")."""
     if backend == "sqlite":
         return f"SQLite {sqlite3.sqlite_version}"
-    version = str(pg_admin("SHOW server_version", pg_admin_dsn))
-    autovacuum = str(pg_admin("SHOW autovacuum", pg_admin_dsn))
-    return f"PostgreSQL {version}, autovacuum {autovacuum}"
+    # Both settings in one statement: one connection to the server, not one per setting.
+    statement = (
+        "SELECT format('PostgreSQL %s, autovacuum %s', "
+        "current_setting('server_version'), current_setting('autovacuum'))"
+    )
+    return str(pg_admin(statement, pg_admin_dsn))
 
 
 # --- the revflow command line and server ------------------------------------------------------
